@@ -1,0 +1,71 @@
+"""The control-plane application: ``create_app(settings)`` builds everything, nothing at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from arkor._version import SDK_VERSION
+from arkor.cloud.errors import install_error_handlers
+from arkor.cloud.routes import auth, base_models, endpoints, projects
+from arkor.cloud.settings import Settings
+from arkor.cloud.version_gate import client_version_gate
+from arkor.store.db import Database, migrate
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    migrate(db.engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="Arkor control plane",
+        version=SDK_VERSION,
+        description=(
+            "Deployments, API keys, projects and identities. Every /v1 route needs the "
+            "`X-Arkor-Client: arkor/<version>` header; errors are `{\"error\": \"...\"}`."
+        ),
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    install_error_handlers(app)
+
+    gated = [Depends(client_version_gate)]
+    for module in (auth, projects, endpoints, base_models):
+        app.include_router(module.router, dependencies=gated)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness probe")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, minus the 422 it adds by default: validation errors here are 400."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            operation.get("responses", {}).pop("422", None)
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema

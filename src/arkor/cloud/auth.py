@@ -1,0 +1,96 @@
+"""Who is calling: the bearer token resolves to a user, and the scope to an org and project."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from arkor.cloud.errors import ApiError
+from arkor.store import identities, projects
+from arkor.store.db import Database
+
+_bearer = HTTPBearer(auto_error=False, description="Token from `arkor login --anonymous`")
+
+ORG_QUERY = Query(alias="orgSlug", description="Slug of the org")
+PROJECT_QUERY = Query(alias="projectSlug", description="Slug of the project inside the org")
+
+
+def database(request: Request) -> Database:
+    return request.app.state.db
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    anonymous: bool
+
+
+@dataclass(frozen=True)
+class ProjectScope:
+    user_id: str
+    org_id: str
+    org_slug: str
+    project_id: str
+    project_slug: str
+
+
+def current_caller(
+    db: Annotated[Database, Depends(database)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None or not credentials.credentials:
+        raise ApiError(
+            401,
+            "Missing bearer token. Run `arkor login --anonymous` to create credentials.",
+        )
+    with db.session() as session:
+        user = identities.user_for_token(session, credentials.credentials)
+        if user is None:
+            raise ApiError(401, "Invalid or expired token. Run `arkor login` to sign in again.")
+        return Caller(user_id=user.id, anonymous=user.anonymous)
+
+
+def require_org(db: Database, caller: Caller, org_slug: str | None) -> tuple[str, str]:
+    if not org_slug:
+        raise ApiError(400, "orgSlug query parameter is required")
+    with db.session() as session:
+        org = identities.member_org(session, caller.user_id, org_slug)
+        if org is None:
+            # Unknown orgs and orgs the caller is not in look the same: nothing leaks.
+            raise ApiError(403, f"You are not a member of org {org_slug!r}")
+        return org.id, org.slug
+
+
+def org_scope(
+    db: Annotated[Database, Depends(database)],
+    caller: Annotated[Caller, Depends(current_caller)],
+    org_slug: Annotated[str | None, ORG_QUERY] = None,
+) -> tuple[str, str]:
+    return require_org(db, caller, org_slug)
+
+
+def project_scope(
+    db: Annotated[Database, Depends(database)],
+    caller: Annotated[Caller, Depends(current_caller)],
+    org_slug: Annotated[str | None, ORG_QUERY] = None,
+    project_slug: Annotated[str | None, PROJECT_QUERY] = None,
+) -> ProjectScope:
+    if not org_slug or not project_slug:
+        raise ApiError(
+            400, "orgSlug and projectSlug query parameters are required (the project scope)"
+        )
+    org_id, _ = require_org(db, caller, org_slug)
+    with db.session() as session:
+        project = projects.project_by_slug(session, org_id, project_slug)
+        if project is None:
+            raise ApiError(404, f"Project {project_slug!r} not found in org {org_slug!r}")
+        return ProjectScope(
+            user_id=caller.user_id,
+            org_id=org_id,
+            org_slug=org_slug,
+            project_id=project.id,
+            project_slug=project.slug,
+        )

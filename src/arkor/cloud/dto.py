@@ -1,0 +1,79 @@
+"""Rows to wire DTOs (the SDK's models), so server and client share one contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from arkor.sdk import _models as m
+from arkor.store import tables
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def org_dto(org: tables.Org) -> m.Org:
+    return m.Org(id=org.id, slug=org.slug, name=org.name)
+
+
+def project_dto(project: tables.Project) -> m.Project:
+    return m.Project(
+        id=project.id,
+        slug=project.slug,
+        name=project.name,
+        org_id=project.org_id,
+        created_at=iso(project.created_at),
+    )
+
+
+def target_dto(row: tables.Deployment) -> m.AdapterTarget | m.BaseModelTarget:
+    if row.target_kind == "base_model":
+        return m.BaseModelTarget(base_model=row.base_model or "")
+    if row.adapter_kind == "checkpoint":
+        adapter: m.FinalAdapter | m.CheckpointAdapter = m.CheckpointAdapter(
+            job_id=row.job_id or "", step=row.checkpoint_step or 0
+        )
+    else:
+        adapter = m.FinalAdapter(job_id=row.job_id or "")
+    return m.AdapterTarget(adapter=adapter)
+
+
+def deployment_dto(row: tables.Deployment) -> m.Deployment:
+    return m.Deployment(
+        id=row.id,
+        slug=row.slug,
+        org_id=row.org_id,
+        project_id=row.project_id,
+        target=target_dto(row),
+        auth_mode=row.auth_mode,  # type: ignore[arg-type]
+        url_format="openai_compat",
+        enabled=row.enabled,
+        custom_domain=row.custom_domain,
+        run_retention_mode=row.run_retention_mode,
+        run_retention_days=row.run_retention_days,
+        created_at=iso(row.created_at) or "",
+        updated_at=iso(row.updated_at) or "",
+    )
+
+
+def key_dto(row: tables.DeploymentKey) -> m.DeploymentKey:
+    return m.DeploymentKey(
+        id=row.id,
+        label=row.label,
+        prefix=row.prefix,
+        enabled=row.enabled,
+        created_at=iso(row.created_at) or "",
+        last_used_at=iso(row.last_used_at),
+    )
+
+
+def created_key_dto(row: tables.DeploymentKey, plaintext: str) -> m.CreatedDeploymentKey:
+    return m.CreatedDeploymentKey(
+        id=row.id,
+        label=row.label,
+        plaintext=plaintext,
+        prefix=row.prefix,
+        created_at=iso(row.created_at) or "",
+    )

@@ -1,0 +1,115 @@
+"""The control plane's one error shape, ``{"error": "<message>"}``, and its handlers.
+
+    ApiError(status, message)      raised by routes and dependencies
+    RequestValidationError  -> 400 with the field named
+    HTTPException (404/405) -> same status, same shape
+    SlugTaken               -> 409
+    anything else           -> 500 "Internal server error" (details only in the log)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from arkor.store.errors import SlugTaken
+
+log = logging.getLogger("arkor.cloud")
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        where = loc[0] if loc and loc[0] in ("query", "path", "header") else None
+        field = ".".join(loc[1:] if where else loc)
+        ctx_error = (err.get("ctx") or {}).get("error")
+        message = str(ctx_error) if ctx_error else str(err.get("msg", "is invalid"))
+        if err.get("type") == "missing":
+            parts.append(f"{field} is required" if field else "a request body is required")
+        elif err.get("type") == "json_invalid":
+            parts.append("The request body is not valid JSON")
+        elif field and not message.startswith(field.rsplit(".", 1)[-1]):
+            parts.append(f"{field}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts) or "Invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # A body that fails to parse is rejected before dependencies run; the version gate
+        # still comes first, so an old client learns it must upgrade.
+        if request.url.path.startswith("/v1/"):
+            from arkor.cloud.version_gate import CLIENT_HEADER, check_client_version
+
+            try:
+                check_client_version(
+                    request.headers.get(CLIENT_HEADER),
+                    request.app.state.settings.min_client_version,
+                )
+            except ApiError as gate:
+                return error_response(gate.status, gate.message, **gate.extra)
+        return error_response(400, describe_validation_error(exc))
+
+    @app.exception_handler(SlugTaken)
+    async def _slug_taken(_request: Request, exc: SlugTaken) -> JSONResponse:
+        return error_response(409, f"{exc.what} slug is already taken")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        messages = {404: "Not found", 405: "Method not allowed"}
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        message = messages.get(exc.status_code, detail or "Request failed")
+        return JSONResponse(
+            {"error": message}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "Internal server error")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Invalid request; the message names the field",
+        401: "Missing or invalid bearer token",
+        403: "Not a member of that org or project",
+        404: "Not found in this scope",
+        409: "Conflict (slug taken)",
+        426: "Client too old or X-Arkor-Client header missing/malformed",
+    }.items()
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: ERROR_RESPONSES[s] for s in statuses}

@@ -1,0 +1,243 @@
+"""Deployments ("endpoints") and their API keys, scoped to a project."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.dto import created_key_dto, deployment_dto, key_dto
+from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.routes.endpoints_wire import (
+    AdapterTargetIn,
+    BaseModelTargetIn,
+    CreateDeploymentBody,
+    CreateKeyBody,
+    UpdateDeploymentBody,
+)
+from arkor.engine.registry import BaseModelRegistry
+from arkor.sdk import _models as m
+from arkor.store import deployment_keys, deployments, jobs
+from arkor.store.db import Database
+from arkor.store.deployments import TargetColumns
+from arkor.store.errors import SlugTaken
+from arkor.store.tables import Deployment
+
+router = APIRouter(tags=["endpoints"])
+
+SCOPED = error_responses(400, 401, 403, 404, 426)
+
+
+class DeploymentEnvelope(BaseModel):
+    deployment: m.Deployment
+
+
+class DeploymentList(BaseModel):
+    deployments: list[m.Deployment]
+
+
+class KeyEnvelope(BaseModel):
+    key: m.CreatedDeploymentKey
+
+
+class KeyList(BaseModel):
+    keys: list[m.DeploymentKey]
+
+
+def resolve_target(
+    session: Session,
+    registry: BaseModelRegistry,
+    scope: ProjectScope,
+    target: AdapterTargetIn | BaseModelTargetIn,
+) -> TargetColumns:
+    """Check that the target exists in this project and flatten it into columns."""
+    if isinstance(target, BaseModelTargetIn):
+        if registry.get(target.base_model) is None:
+            raise ApiError(
+                400,
+                f"Unknown base model {target.base_model!r}. Registered base models: "
+                f"{', '.join(registry.names)}. An operator can register more with "
+                "`arkor cloud serve --base-model NAME=PATH`.",
+            )
+        return TargetColumns(target_kind="base_model", base_model=target.base_model)
+    adapter = target.adapter
+    job = jobs.get_job(session, scope.project_id, adapter.job_id)
+    if job is None:
+        raise ApiError(404, f"Job {adapter.job_id!r} not found in this project")
+    if adapter.kind == "final":
+        if job.status != "completed":
+            raise ApiError(
+                400,
+                f"Job {job.id} is {job.status}; only a completed job has a final adapter. "
+                "Target a checkpoint instead, or wait for the job to complete.",
+            )
+        return TargetColumns(target_kind="adapter", adapter_kind="final", job_id=job.id)
+    if jobs.get_checkpoint(session, job.id, adapter.step) is None:
+        steps = [c.step for c in jobs.list_checkpoints(session, job.id)]
+        available = ", ".join(map(str, steps)) if steps else "none yet"
+        raise ApiError(
+            404,
+            f"Job {job.id} has no checkpoint at step {adapter.step} (available steps: {available})",
+        )
+    return TargetColumns(
+        target_kind="adapter", adapter_kind="checkpoint", job_id=job.id,
+        checkpoint_step=adapter.step,
+    )
+
+
+def _get_or_404(session: Session, scope: ProjectScope, deployment_id: str) -> Deployment:
+    row = deployments.get_deployment(session, scope.project_id, deployment_id)
+    if row is None:
+        raise ApiError(404, f"Deployment {deployment_id!r} not found in this project")
+    return row
+
+
+@router.get(
+    "/v1/endpoints", response_model=DeploymentList, responses=SCOPED,
+    summary="List the project's deployments",
+)
+def list_endpoints(
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> DeploymentList:
+    with db.session() as session:
+        rows = deployments.list_deployments(session, scope.project_id)
+        return DeploymentList(deployments=[deployment_dto(r) for r in rows])
+
+
+@router.post(
+    "/v1/endpoints", status_code=201, response_model=DeploymentEnvelope,
+    responses=error_responses(400, 401, 403, 404, 409, 426),
+    summary="Create a deployment (publish a target at <slug>)",
+)
+def create_endpoint(
+    body: CreateDeploymentBody,
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> DeploymentEnvelope:
+    mode, days = body.retention()
+    with db.session() as session:
+        target = resolve_target(session, request.app.state.settings.registry, scope, body.target)
+        try:
+            row = deployments.create_deployment(
+                session, org_id=scope.org_id, project_id=scope.project_id, slug=body.slug,
+                target=target, auth_mode=body.auth_mode, run_retention_mode=mode,
+                run_retention_days=days,
+            )
+        except SlugTaken as exc:
+            raise ApiError(409, "Deployment slug is already taken") from exc
+        return DeploymentEnvelope(deployment=deployment_dto(row))
+
+
+@router.get(
+    "/v1/endpoints/{deployment_id}", response_model=DeploymentEnvelope, responses=SCOPED,
+    summary="Get one deployment",
+)
+def get_endpoint(
+    deployment_id: str,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> DeploymentEnvelope:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        return DeploymentEnvelope(deployment=deployment_dto(row))
+
+
+@router.patch(
+    "/v1/endpoints/{deployment_id}", response_model=DeploymentEnvelope, responses=SCOPED,
+    summary="Update target, auth mode, enabled or retention (slug is immutable)",
+)
+def update_endpoint(
+    deployment_id: str,
+    body: UpdateDeploymentBody,
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> DeploymentEnvelope:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        changes: dict[str, object] = {}
+        if body.target is not None:
+            changes["target"] = resolve_target(
+                session, request.app.state.settings.registry, scope, body.target
+            )
+        if body.auth_mode is not None:
+            changes["auth_mode"] = body.auth_mode
+        if body.enabled is not None:
+            changes["enabled"] = body.enabled
+        try:
+            retention = body.retention_change(row.run_retention_mode, row.run_retention_days)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from exc
+        if retention is not None:
+            changes["run_retention_mode"], changes["run_retention_days"] = retention
+        if changes:
+            deployments.update_deployment(session, row, changes)
+        return DeploymentEnvelope(deployment=deployment_dto(row))
+
+
+@router.delete(
+    "/v1/endpoints/{deployment_id}", status_code=204, response_class=Response,
+    responses=SCOPED, summary="Delete a deployment and its keys",
+)
+def delete_endpoint(
+    deployment_id: str,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> Response:
+    with db.session() as session:
+        deployments.delete_deployment(session, _get_or_404(session, scope, deployment_id))
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/endpoints/{deployment_id}/keys", response_model=KeyList, responses=SCOPED,
+    summary="List a deployment's API keys (never their plaintext)",
+)
+def list_endpoint_keys(
+    deployment_id: str,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> KeyList:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        return KeyList(keys=[key_dto(k) for k in deployment_keys.list_keys(session, row.id)])
+
+
+@router.post(
+    "/v1/endpoints/{deployment_id}/keys", status_code=201, response_model=KeyEnvelope,
+    responses=SCOPED, summary="Issue an API key; its plaintext is returned this once",
+)
+def create_endpoint_key(
+    deployment_id: str,
+    body: CreateKeyBody,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> KeyEnvelope:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        key, plaintext = deployment_keys.create_key(session, deployment_id=row.id, label=body.label)
+        return KeyEnvelope(key=created_key_dto(key, plaintext))
+
+
+@router.delete(
+    "/v1/endpoints/{deployment_id}/keys/{key_id}", status_code=204, response_class=Response,
+    responses=SCOPED, summary="Revoke a key (it stays listed, disabled)",
+)
+def revoke_endpoint_key(
+    deployment_id: str,
+    key_id: str,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> Response:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        key = deployment_keys.get_key(session, row.id, key_id)
+        if key is None:
+            raise ApiError(404, f"Key {key_id!r} not found on this deployment")
+        deployment_keys.revoke_key(session, key)
+    return Response(status_code=204)

@@ -1,0 +1,131 @@
+"""Request bodies of the endpoints (deployments) routes, with the contract's messages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from arkor.cloud.slugs import check_deployment_slug
+
+MAX_RETENTION_DAYS = 3650
+DAYS_ONLY_WITH_DAYS_MODE = 'runRetentionDays is only valid when runRetentionMode is "days".'
+DAYS_MODE_NEEDS_DAYS = 'runRetentionMode "days" requires a positive integer runRetentionDays.'
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", strict=True
+    )
+
+
+class FinalAdapterIn(Body):
+    kind: Literal["final"]
+    job_id: str = Field(min_length=1, max_length=64)
+
+
+class CheckpointAdapterIn(Body):
+    kind: Literal["checkpoint"]
+    job_id: str = Field(min_length=1, max_length=64)
+    step: int = Field(ge=0)
+
+
+class AdapterTargetIn(Body):
+    kind: Literal["adapter"]
+    adapter: Annotated[FinalAdapterIn | CheckpointAdapterIn, Field(discriminator="kind")]
+
+
+class BaseModelTargetIn(Body):
+    kind: Literal["base_model"]
+    base_model: str = Field(min_length=1, max_length=200)
+
+
+TargetIn = Annotated[AdapterTargetIn | BaseModelTargetIn, Field(discriminator="kind")]
+AuthModeIn = Literal["none", "fixed_api_key"]
+RetentionModeIn = Literal["unlimited", "disabled", "days"]
+
+
+class CreateDeploymentBody(Body):
+    slug: str = Field(description="2-50 chars of [a-z0-9-]; not a reserved label")
+    target: TargetIn
+    auth_mode: AuthModeIn = "fixed_api_key"
+    run_retention_mode: RetentionModeIn | None = None
+    run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        return check_deployment_slug(value)
+
+    @model_validator(mode="after")
+    def _retention(self) -> CreateDeploymentBody:
+        mode, days = self.run_retention_mode, self.run_retention_days
+        if (mode is None and days is not None) or (mode not in (None, "days") and days is not None):
+            raise ValueError(DAYS_ONLY_WITH_DAYS_MODE)
+        if mode == "days" and days is None:
+            raise ValueError(DAYS_MODE_NEEDS_DAYS)
+        return self
+
+    def retention(self) -> tuple[str, int | None]:
+        if self.run_retention_mode is None:
+            return "days", 7
+        return self.run_retention_mode, self.run_retention_days
+
+
+class UpdateDeploymentBody(Body):
+    """Partial update: omitted fields stay as they are; ``slug`` cannot change."""
+
+    target: TargetIn | None = None
+    auth_mode: AuthModeIn | None = None
+    enabled: bool | None = None
+    run_retention_mode: RetentionModeIn | None = None
+    run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _immutable_slug(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "slug" in data:
+            raise ValueError(
+                "slug is immutable; create a new deployment to use a different slug"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> UpdateDeploymentBody:
+        for name in ("target", "auth_mode", "enabled", "run_retention_mode"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{to_camel(name)} cannot be null; omit it to keep the value")
+        return self
+
+    def retention_change(
+        self, current_mode: str, current_days: int | None
+    ) -> tuple[str, int | None] | None:
+        """The new ``(mode, days)``, None when untouched; ValueError on a bad combination."""
+        mode_set = self.run_retention_mode is not None
+        days_set = "run_retention_days" in self.model_fields_set
+        if not mode_set and not days_set:
+            return None
+        mode = self.run_retention_mode or current_mode
+        days = self.run_retention_days if days_set else None
+        if mode == "days":
+            if days is None and not days_set and current_mode == "days":
+                days = current_days
+            if days is None:
+                raise ValueError(DAYS_MODE_NEEDS_DAYS)
+            return mode, days
+        if days is not None:
+            raise ValueError(DAYS_ONLY_WITH_DAYS_MODE)
+        return mode, None
+
+
+class CreateKeyBody(Body):
+    label: str = Field(description="1-80 characters after trimming")
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        value = value.strip()
+        if not 1 <= len(value) <= 80:
+            raise ValueError("label must be 1-80 characters (after trimming spaces)")
+        return value

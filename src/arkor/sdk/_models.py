@@ -1,0 +1,160 @@
+"""Typed models for every DTO of the cloud API.
+
+camelCase on the wire, snake_case in Python. Responses are parsed loosely: unknown extra
+fields are kept (``model_extra``), so a newer server never breaks an older SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+AuthMode = Literal["none", "fixed_api_key"]
+RunRetentionMode = Literal["unlimited", "disabled", "days"]
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class Org(WireModel):
+    id: str
+    slug: str
+    name: str
+
+
+class User(WireModel):
+    id: str
+    email: str | None = None
+    anonymous: bool = False
+
+
+class Me(WireModel):
+    user: User
+    orgs: list[Org]
+
+
+class AnonymousSession(WireModel):
+    token: str
+    anonymous_id: str
+    kind: Literal["cli", "web"]
+    personal_org: Org
+
+
+class CliAuthConfig(WireModel):
+    auth0_domain: str | None = None
+    client_id: str | None = None
+    audience: str | None = None
+    callback_ports: list[int] = Field(default_factory=list)
+
+    @property
+    def oauth_available(self) -> bool:
+        return bool(self.auth0_domain and self.client_id and self.audience)
+
+
+class Project(WireModel):
+    id: str
+    slug: str
+    name: str
+    org_id: str
+    created_at: str | None = None
+
+
+class ProjectList(WireModel):
+    org: Org
+    projects: list[Project]
+
+
+class FinalAdapter(WireModel):
+    kind: Literal["final"] = "final"
+    job_id: str
+
+
+class CheckpointAdapter(WireModel):
+    kind: Literal["checkpoint"] = "checkpoint"
+    job_id: str
+    step: int
+
+
+AdapterSpec = Annotated[FinalAdapter | CheckpointAdapter, Field(discriminator="kind")]
+
+
+class AdapterTarget(WireModel):
+    kind: Literal["adapter"] = "adapter"
+    adapter: AdapterSpec
+
+
+class BaseModelTarget(WireModel):
+    kind: Literal["base_model"] = "base_model"
+    base_model: str
+
+
+DeploymentTarget = Annotated[AdapterTarget | BaseModelTarget, Field(discriminator="kind")]
+
+
+class Deployment(WireModel):
+    id: str
+    slug: str
+    org_id: str
+    project_id: str
+    target: DeploymentTarget
+    auth_mode: AuthMode
+    url_format: Literal["openai_compat"] = "openai_compat"
+    enabled: bool
+    custom_domain: str | None = None
+    # Open enum on read: a newer server may add modes.
+    run_retention_mode: str | None = None
+    run_retention_days: int | None = None
+    created_at: str
+    updated_at: str
+
+
+class DeploymentKey(WireModel):
+    id: str
+    label: str
+    prefix: str
+    enabled: bool
+    created_at: str
+    last_used_at: str | None = None
+
+
+class CreatedDeploymentKey(WireModel):
+    """The result of issuing a key: the only object that ever carries ``plaintext``."""
+
+    id: str
+    label: str
+    plaintext: str = Field(repr=False)
+    prefix: str
+    created_at: str
+
+
+class BaseModelInfo(WireModel):
+    name: str
+    source: Literal["embedded", "directory"] = "directory"
+
+
+class TrainingJob(WireModel):
+    id: str
+    org_id: str
+    project_id: str
+    name: str
+    status: JobStatus
+    config: dict[str, Any]
+    error: str | None = None
+    created_at: str
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+def target_from_wire(value: Any) -> AdapterTarget | BaseModelTarget:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(DeploymentTarget).validate_python(value)

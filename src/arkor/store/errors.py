@@ -1,0 +1,18 @@
+"""Errors the store raises; the HTTP layers map them to status codes.
+
+    StoreError
+    └── SlugTaken    a unique slug (deployment, project) already exists (-> 409)
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    pass
+
+
+class SlugTaken(StoreError):
+    def __init__(self, what: str, slug: str) -> None:
+        super().__init__(f"{what} slug {slug!r} is already taken")
+        self.what = what
+        self.slug = slug

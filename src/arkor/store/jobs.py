@@ -1,0 +1,82 @@
+"""Fine-tuning jobs and their checkpoints: what deployment targets point at."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arkor.store.tables import Checkpoint, Job, utcnow
+
+
+def create_job(
+    session: Session,
+    *,
+    org_id: str,
+    project_id: str,
+    name: str,
+    config: dict[str, Any],
+    status: str = "queued",
+    artifacts_dir: str | None = None,
+    completed_at: datetime | None = None,
+) -> Job:
+    job = Job(
+        id=str(uuid.uuid4()),
+        org_id=org_id,
+        project_id=project_id,
+        name=name,
+        config=config,
+        status=status,
+        artifacts_dir=artifacts_dir,
+        completed_at=completed_at,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, project_id: str, job_id: str) -> Job | None:
+    return session.execute(
+        select(Job).where(Job.project_id == project_id, Job.id == job_id)
+    ).scalar_one_or_none()
+
+
+def list_jobs(session: Session, project_id: str) -> list[Job]:
+    return list(
+        session.execute(
+            select(Job).where(Job.project_id == project_id).order_by(Job.created_at.desc())
+        ).scalars()
+    )
+
+
+def add_checkpoint(session: Session, *, job_id: str, step: int, path: str) -> Checkpoint:
+    checkpoint = Checkpoint(id=str(uuid.uuid4()), job_id=job_id, step=step, path=path)
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def get_checkpoint(session: Session, job_id: str, step: int) -> Checkpoint | None:
+    return session.execute(
+        select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+    ).scalar_one_or_none()
+
+
+def list_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
+    return list(
+        session.execute(
+            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+        ).scalars()
+    )
+
+
+def set_status(session: Session, job: Job, status: str, *, error: str | None = None) -> None:
+    job.status = status
+    if status == "running" and job.started_at is None:
+        job.started_at = utcnow()
+    if status in ("completed", "failed", "cancelled"):
+        job.completed_at = utcnow()
+        job.error = error
