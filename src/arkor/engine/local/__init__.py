@@ -1,0 +1,3 @@
+from arkor.engine.local.engine import LocalEngine
+
+__all__ = ["LocalEngine"]

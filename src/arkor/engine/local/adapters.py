@@ -1,0 +1,147 @@
+"""LoRA adapters attached to one base model, kept in a bounded LRU set.
+
+Reading an adapter (config and weights) touches the disk and is done off the scheduler
+thread, before the request is queued (:func:`read_adapter`); attaching it to the model
+mutates the module tree and is done on the scheduler thread, between decode steps
+(:meth:`AdapterSet.acquire`). An adapter used by a row of the running batch is pinned and is
+never evicted; when every slot is pinned, the newcomer waits in the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import PeftConfig, PeftModel
+from peft.utils import load_peft_weights, set_peft_model_state_dict
+from transformers import PreTrainedModel
+
+from arkor.engine.base import AdapterLoadError, AdapterRef
+
+BASE_ADAPTER_NAME = "__base__"
+
+
+@dataclass(frozen=True)
+class AdapterFiles:
+    """An adapter read from disk, ready to be attached."""
+
+    ref: AdapterRef
+    config: PeftConfig
+    weights: dict[str, torch.Tensor]
+
+
+def read_adapter(ref: AdapterRef, device: torch.device) -> AdapterFiles:
+    path = Path(ref.path)
+    if not (path / "adapter_config.json").is_file():
+        raise AdapterLoadError(ref.key, f"{path} is not a PEFT adapter directory")
+    try:
+        config = PeftConfig.from_pretrained(str(path))
+        weights = load_peft_weights(str(path), device=str(device))
+    except Exception as exc:
+        raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
+    if getattr(config, "peft_type", None) is None or str(config.peft_type) != "LORA":
+        raise AdapterLoadError(ref.key, f"only LoRA adapters are served, not {config.peft_type}")
+    return AdapterFiles(ref=ref, config=config, weights=weights)
+
+
+def adapter_name_for(key: str) -> str:
+    """A module-safe name (no dots) that is stable for the key."""
+    return "a" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Slot:
+    name: str
+    users: int = 0
+
+
+@dataclass
+class AdapterSet:
+    """The adapters attached to ``base`` (wrapped in a PeftModel on first use)."""
+
+    base: PreTrainedModel
+    capacity: int
+    device: torch.device
+    model: PreTrainedModel | PeftModel = field(init=False)
+    _slots: OrderedDict[str, _Slot] = field(init=False, default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError("max_loaded_adapters must be at least 1")
+        self.model = self.base
+
+    @property
+    def is_peft(self) -> bool:
+        return isinstance(self.model, PeftModel)
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._slots
+
+    def loaded_keys(self) -> list[str]:
+        """Least recently used first."""
+        return list(self._slots)
+
+    def acquire(self, ref: AdapterRef, files: AdapterFiles | None) -> str | None:
+        """Pin the adapter for one row and return its name, loading it if needed.
+
+        Returns None when it is not loaded and every slot is pinned by running rows.
+        """
+        slot = self._slots.get(ref.key)
+        if slot is None:
+            if len(self._slots) >= self.capacity and self._victim() is None:
+                return None
+            slot = self._attach(ref, files or read_adapter(ref, self.device))
+            while len(self._slots) > self.capacity:
+                victim = self._victim()
+                if victim is None:
+                    break
+                self._detach(victim)
+        self._slots.move_to_end(ref.key)
+        slot.users += 1
+        return slot.name
+
+    def release(self, key: str) -> None:
+        slot = self._slots.get(key)
+        if slot is not None and slot.users > 0:
+            slot.users -= 1
+
+    def _victim(self) -> str | None:
+        return next((key for key, slot in self._slots.items() if slot.users == 0), None)
+
+    def _attach(self, ref: AdapterRef, files: AdapterFiles) -> _Slot:
+        name = adapter_name_for(ref.key)
+        config = files.config
+        config.inference_mode = True
+        wrapped_here = not self.is_peft
+        try:
+            if wrapped_here:
+                self.model = PeftModel(self.base, config, adapter_name=name)
+            else:
+                self.model.add_adapter(name, config)
+            result = set_peft_model_state_dict(self.model, files.weights, adapter_name=name)
+            missing = [k for k in result.missing_keys if "lora_" in k and name in k]
+            if missing:
+                raise ValueError(f"no weights for {len(missing)} LoRA tensors, e.g. {missing[0]}")
+        except Exception as exc:
+            self._undo_attach(name, wrapped_here)
+            raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
+        self.model.eval()
+        slot = _Slot(name=name)
+        self._slots[ref.key] = slot
+        return slot
+
+    def _undo_attach(self, name: str, wrapped_here: bool) -> None:
+        if not self.is_peft:
+            return
+        if wrapped_here:
+            self.model = self.model.unload()
+            self.base = self.model
+        elif name in self.model.peft_config:
+            self.model.delete_adapter(name)
+
+    def _detach(self, key: str) -> None:
+        slot = self._slots.pop(key)
+        self.model.delete_adapter(slot.name)

@@ -1,0 +1,180 @@
+"""The running batch's tensors: a left-padded KV cache that rows join and leave between steps.
+
+Every row's tokens end at the same cache column, so one decode step appends one column for
+all rows. A row with a shorter history has padding on its left, masked out by
+``attention_mask``; its ``position_ids`` count only its real tokens, so rotary positions are
+the ones it would have alone. This is the technique of TGI's original HF path
+(``CausalLMBatch.filter`` / ``concatenate``):
+
+- join: newcomers are prefilled together as their own left-padded batch, then both caches
+  are left-padded to the longer length and stacked on the batch axis;
+- leave: the kept rows are selected, and the columns that are padding for every kept row are
+  trimmed from the left.
+
+The cache layers keep spare columns at the end, so appending a token each step writes in
+place instead of copying the whole cache (``DynamicLayer`` concatenates every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers.cache_utils import Cache, DynamicLayer
+
+SPARE_COLUMNS = 64
+
+
+class GrowingLayer(DynamicLayer):
+    """A cache layer whose ``keys``/``values`` are views into a buffer with spare columns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._key_buffer: torch.Tensor | None = None
+        self._value_buffer: torch.Tensor | None = None
+        self._length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        added = key_states.shape[-2]
+        if self._key_buffer is None:
+            self.assign(key_states, value_states)
+        else:
+            if self._length + added > self._key_buffer.shape[-2]:
+                self.assign(self.keys, self.values, extra=added)
+            end = self._length + added
+            self._key_buffer[:, :, self._length : end] = key_states
+            self._value_buffer[:, :, self._length : end] = value_states
+            self._set_length(end)
+        return self.keys, self.values
+
+    def assign(self, keys: torch.Tensor, values: torch.Tensor, *, extra: int = 0) -> None:
+        """Replace the contents with copies of ``keys``/``values`` plus spare columns."""
+        self.assign_stacked([(keys, values)], keys.shape[-2], extra=extra)
+
+    def assign_stacked(
+        self, parts: list[tuple[torch.Tensor, torch.Tensor]], length: int, *, extra: int = 0
+    ) -> None:
+        """Stack ``parts`` on the batch axis, each right-aligned (left-padded) to ``length``."""
+        first_keys, first_values = parts[0]
+        batch = sum(keys.shape[0] for keys, _ in parts)
+        heads, capacity = first_keys.shape[1], length + extra + SPARE_COLUMNS
+        self._key_buffer = first_keys.new_zeros((batch, heads, capacity, first_keys.shape[-1]))
+        self._value_buffer = first_values.new_zeros(
+            (batch, heads, capacity, first_values.shape[-1])
+        )
+        row = 0
+        for keys, values in parts:
+            rows, start = keys.shape[0], length - keys.shape[-2]
+            self._key_buffer[row : row + rows, :, start:length] = keys
+            self._value_buffer[row : row + rows, :, start:length] = values
+            row += rows
+        self.dtype, self.device, self.is_initialized = first_keys.dtype, first_keys.device, True
+        self._set_length(length)
+
+    def _set_length(self, length: int) -> None:
+        self._length = length
+        self.keys = self._key_buffer[:, :, :length]
+        self.values = self._value_buffer[:, :, :length]
+
+
+def new_cache() -> Cache:
+    return Cache(layer_class_to_replicate=GrowingLayer)
+
+
+class BatchTensors:
+    """Cache, mask and next inputs of a left-padded batch; row ``i`` is ``rows[i]`` upstream."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        attention_mask: torch.Tensor,
+        next_positions: torch.Tensor,
+        next_tokens: torch.Tensor,
+    ) -> None:
+        self.cache = cache
+        self.attention_mask = attention_mask
+        self.next_positions = next_positions
+        self.next_tokens = next_tokens
+
+    @property
+    def size(self) -> int:
+        return self.attention_mask.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.attention_mask.shape[1]
+
+    @staticmethod
+    def prompts(
+        prompts: Sequence[list[int]], pad_token_id: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded ``input_ids``, ``attention_mask`` and ``position_ids`` for a prefill."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        return ids.to(device), mask.to(device), positions.to(device)
+
+    def append_step(self, tokens: list[int]) -> None:
+        """Record the tokens chosen this step as the next inputs (the cache grew in forward)."""
+        self.next_tokens = torch.tensor(tokens, dtype=torch.long, device=self.attention_mask.device)
+        self.next_positions = self.next_positions + 1
+
+    def step_inputs(self) -> dict[str, object]:
+        ones = self.attention_mask.new_ones((self.size, 1))
+        self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
+        return {
+            "input_ids": self.next_tokens[:, None],
+            "attention_mask": self.attention_mask,
+            "position_ids": self.next_positions[:, None],
+            "past_key_values": self.cache,
+            "use_cache": True,
+        }
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only ``rows`` (in that order) and trim the padding they all share."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.attention_mask.device)
+        mask = self.attention_mask.index_select(0, index)
+        real = int(mask.sum(dim=1).max())
+        start = self.length - real
+        self.attention_mask = mask[:, start:].contiguous()
+        self.next_positions = self.next_positions.index_select(0, index)
+        self.next_tokens = self.next_tokens.index_select(0, index)
+        for layer in self.cache.layers:
+            layer.assign(
+                layer.keys.index_select(0, index)[:, :, start:],
+                layer.values.index_select(0, index)[:, :, start:],
+            )
+
+    def extend(self, other: BatchTensors) -> None:
+        """Append ``other``'s rows after ours, left-padding the shorter cache."""
+        length = max(self.length, other.length)
+        self.attention_mask = torch.cat(
+            [_pad_left(self.attention_mask, length), _pad_left(other.attention_mask, length)], dim=0
+        )
+        self.next_positions = torch.cat([self.next_positions, other.next_positions])
+        self.next_tokens = torch.cat([self.next_tokens, other.next_tokens])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.assign_stacked([(mine.keys, mine.values), (theirs.keys, theirs.values)], length)
+
+
+def _pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
+    """Pad a ``[batch, seq]`` mask on the left with zeros."""
+    axis = 1
+    missing = length - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)

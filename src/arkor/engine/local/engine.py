@@ -1,0 +1,157 @@
+"""LocalEngine: PyTorch + transformers + PEFT in this process, one scheduler per base model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from arkor.engine.base import (
+    EngineError,
+    EngineUnavailable,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    PromptTooLong,
+    UnknownBaseModel,
+)
+from arkor.engine.local.adapters import AdapterFiles, read_adapter
+from arkor.engine.local.loader import load_base_model, pick_device
+from arkor.engine.local.scheduler import Scheduler
+from arkor.engine.local.ticket import Ticket
+from arkor.engine.registry import BaseModelRegistry
+
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_QUEUE = 64
+DEFAULT_MAX_LOADED_ADAPTERS = 8
+CLOSE_TIMEOUT_SECONDS = 30.0
+
+
+class LocalEngine:
+    """Serves the registry's base models, loading each on its first request.
+
+    ``max_batch_size`` rows decode together per base model; up to ``max_queue`` more wait, and
+    beyond that requests fail fast with EngineOverloaded. ``max_loaded_adapters`` LoRA adapters
+    stay attached per base model (least recently used evicted first).
+    """
+
+    def __init__(
+        self,
+        registry: BaseModelRegistry,
+        *,
+        models_dir: Path,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_loaded_adapters: int = DEFAULT_MAX_LOADED_ADAPTERS,
+        device: str | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 0 or max_loaded_adapters < 1:
+            raise ValueError(
+                "max_batch_size and max_loaded_adapters must be at least 1, max_queue at least 0"
+            )
+        self._registry = registry
+        self._models_dir = Path(models_dir)
+        self._max_batch_size = max_batch_size
+        self._max_queue = max_queue
+        self._max_loaded_adapters = max_loaded_adapters
+        self._device = pick_device(device)
+        self._schedulers: dict[str, Scheduler] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    async def start(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+        schedulers, self._schedulers = list(self._schedulers.values()), {}
+        for scheduler in schedulers:
+            await asyncio.to_thread(scheduler.close, CLOSE_TIMEOUT_SECONDS)
+
+    async def __aenter__(self) -> LocalEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def load(self, base_model: str) -> None:
+        """Load a base model now rather than on its first request."""
+        await self._scheduler_for(base_model)
+
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        scheduler = await self._scheduler_for(request.base_model)
+        return len(self._encode(scheduler, request))
+
+    def loaded_adapters(self, base_model: str) -> list[str]:
+        """Keys of the adapters attached to ``base_model``, least recently used first."""
+        scheduler = self._schedulers.get(base_model)
+        return scheduler.adapters.loaded_keys() if scheduler else []
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        scheduler = await self._scheduler_for(request.base_model)
+        prompt_ids = self._encode(scheduler, request)
+        max_context = scheduler.loaded.max_context
+        if len(prompt_ids) >= max_context:
+            raise PromptTooLong(len(prompt_ids), max_context)
+        files = await self._read_adapter_if_needed(scheduler, request)
+        if request.sampling.max_tokens is not None and request.sampling.max_tokens < 1:
+            yield Finished("length", prompt_tokens=len(prompt_ids), completion_tokens=0)
+            return
+        ticket = Ticket(request, prompt_ids, asyncio.get_running_loop(), adapter_files=files)
+        scheduler.submit(ticket)
+        try:
+            while True:
+                item = await ticket.events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Finished):
+                    return
+        finally:
+            scheduler.cancel(ticket)
+
+    def _encode(self, scheduler: Scheduler, request: GenerationRequest) -> list[int]:
+        try:
+            return scheduler.loaded.encode_chat(request.messages)
+        except Exception as exc:
+            raise EngineError(f"The chat template rejected the messages: {exc}") from exc
+
+    async def _read_adapter_if_needed(
+        self, scheduler: Scheduler, request: GenerationRequest
+    ) -> AdapterFiles | None:
+        if request.adapter is None or scheduler.adapters.is_loaded(request.adapter.key):
+            return None
+        return await asyncio.to_thread(read_adapter, request.adapter, scheduler.loaded.device)
+
+    async def _scheduler_for(self, base_model: str) -> Scheduler:
+        spec = self._registry.get(base_model)
+        if spec is None:
+            raise UnknownBaseModel(base_model)
+        if self._closed:
+            raise EngineUnavailable("The engine is shut down")
+        scheduler = self._schedulers.get(base_model)
+        if scheduler is not None:
+            return scheduler
+        lock = self._load_locks.setdefault(base_model, asyncio.Lock())
+        async with lock:
+            scheduler = self._schedulers.get(base_model)
+            if scheduler is not None:
+                return scheduler
+            try:
+                loaded = await asyncio.to_thread(
+                    load_base_model, spec, models_dir=self._models_dir, device=self._device
+                )
+            except Exception as exc:
+                raise EngineUnavailable(
+                    f"Base model {base_model!r} could not be loaded: {type(exc).__name__}: {exc}"
+                ) from exc
+            scheduler = Scheduler(
+                loaded,
+                max_batch_size=self._max_batch_size,
+                max_queue=self._max_queue,
+                max_loaded_adapters=self._max_loaded_adapters,
+            )
+            scheduler.start()
+            self._schedulers[base_model] = scheduler
+            return scheduler

@@ -1,0 +1,285 @@
+"""Iteration-level (continuous) batching for one base model, on its own thread.
+
+Each turn of the loop:
+
+1. takes waiting requests while the batch has room (and their padded prompts fit the prefill
+   budget), pins their adapters, prefills them as one batch, samples their first token and
+   merges the survivors into the running batch;
+2. drops rows whose consumer went away;
+3. runs ONE forward pass for every running row, whatever its adapter (PEFT mixed-adapter
+   batch: ``adapter_names`` per row, ``__base__`` for the base model), samples, streams text,
+   and removes finished rows at once.
+
+All torch work happens on this thread. Results reach the asyncio side through each request's
+:class:`Ticket`. An exception in a step fails the rows it touched with EngineUnavailable and the
+loop carries on with an empty batch, so no request is ever left hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+
+import torch
+
+from arkor.engine.base import (
+    AdapterLoadError,
+    EngineOverloaded,
+    EngineUnavailable,
+)
+from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
+from arkor.engine.local.batch import BatchTensors, new_cache
+from arkor.engine.local.loader import LoadedModel
+from arkor.engine.local.row import Row
+from arkor.engine.local.sampling import RowSampler, next_tokens
+from arkor.engine.local.ticket import Ticket
+
+logger = logging.getLogger(__name__)
+
+PREFILL_TOKEN_BUDGET = 4096
+"""Most padded prompt tokens prefilled in one go; a longer single prompt still goes alone."""
+
+
+class Scheduler:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        max_batch_size: int,
+        max_queue: int,
+        max_loaded_adapters: int,
+    ) -> None:
+        self.loaded = loaded
+        self.adapters = AdapterSet(loaded.model, max_loaded_adapters, loaded.device)
+        self._max_batch_size = max_batch_size
+        self._max_queue = max_queue
+        self._cond = threading.Condition()
+        self._waiting: deque[Ticket] = deque()
+        self._rows: list[Row] = []
+        self._batch: BatchTensors | None = None
+        self._closed = False
+        self._seconds_per_request = 2.0
+        self._thread = threading.Thread(
+            target=self._run, name=f"arkor-scheduler:{loaded.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float | None = None) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, ticket: Ticket) -> None:
+        with self._cond:
+            if self._closed or not self._thread.is_alive():
+                raise EngineUnavailable("The engine is shut down")
+            if len(self._waiting) >= self._max_queue:
+                raise EngineOverloaded(retry_after=self._retry_after())
+            self._waiting.append(ticket)
+            self._cond.notify()
+
+    def cancel(self, ticket: Ticket) -> None:
+        ticket.cancelled = True
+        with self._cond, contextlib.suppress(ValueError):
+            self._waiting.remove(ticket)
+
+    def _retry_after(self) -> float:
+        rounds = (len(self._waiting) + len(self._rows)) / max(self._max_batch_size, 1)
+        return max(1.0, round(rounds * self._seconds_per_request, 1))
+
+    def _run(self) -> None:
+        try:
+            with torch.inference_mode():
+                while (newcomers := self._next_newcomers()) is not None:
+                    self._turn(newcomers)
+        except BaseException:
+            logger.exception("scheduler for %s stopped", self.loaded.name)
+            raise
+        finally:
+            with self._cond:
+                self._closed = True
+                leftovers, self._waiting = list(self._waiting), deque()
+            self._fail_rows(self._rows, "The engine is shut down")
+            for ticket in leftovers:
+                ticket.deliver(EngineUnavailable("The engine is shut down"))
+
+    def _turn(self, newcomers: list[Ticket]) -> None:
+        try:
+            if newcomers:
+                self._admit(newcomers)
+            self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
+            if self._rows:
+                self._decode_step()
+        except Exception as exc:
+            logger.exception("decode step failed for %s", self.loaded.name)
+            self._fail_rows(self._rows, f"The engine failed: {type(exc).__name__}")
+
+    def _next_newcomers(self) -> list[Ticket] | None:
+        """Block until there is work; None once closed."""
+        with self._cond:
+            while not self._closed and not self._waiting and not self._rows:
+                self._cond.wait()
+            if self._closed:
+                return None
+            taken: list[Ticket] = []
+            width = 0
+            while self._waiting and len(self._rows) + len(taken) < self._max_batch_size:
+                ticket = self._waiting[0]
+                if ticket.cancelled:
+                    self._waiting.popleft()
+                    continue
+                new_width = max(width, len(ticket.prompt_ids))
+                if taken and new_width * (len(taken) + 1) > PREFILL_TOKEN_BUDGET:
+                    break
+                taken.append(self._waiting.popleft())
+                width = new_width
+            return taken
+
+    def _admit(self, tickets: list[Ticket]) -> None:
+        rows: list[Row] = []
+        deferred: list[Ticket] = []
+        for ticket in tickets:
+            if ticket.cancelled:
+                continue
+            try:
+                row = self._make_row(ticket)
+            except AdapterLoadError as exc:
+                ticket.deliver(exc)
+                continue
+            if row is None:
+                deferred.append(ticket)
+            else:
+                rows.append(row)
+        if deferred:
+            with self._cond:
+                self._waiting.extendleft(reversed(deferred))
+        if not rows:
+            return
+        try:
+            self._join(rows)
+        except Exception:
+            self._fail_rows(rows, "The engine failed while starting this request", running=False)
+            raise
+
+    def _join(self, rows: list[Row]) -> None:
+        tensors, logits = self._prefill(rows)
+        tokens = next_tokens(logits, [row.sampler for row in rows])
+        for row, token in zip(rows, tokens, strict=True):
+            row.accept(token)
+        tensors.append_step(tokens)
+        keep = [i for i, row in enumerate(rows) if not row.leaving]
+        self._release([row for row in rows if row.leaving])
+        if not keep:
+            return
+        if len(keep) < len(rows):
+            tensors.keep(keep)
+        joined = [rows[i] for i in keep]
+        if self._batch is None:
+            self._batch = tensors
+        else:
+            self._batch.extend(tensors)
+        self._rows.extend(joined)
+
+    def _make_row(self, ticket: Ticket) -> Row | None:
+        request = ticket.request
+        name = BASE_ADAPTER_NAME
+        if request.adapter is not None:
+            acquired = self.adapters.acquire(request.adapter, ticket.adapter_files)
+            if acquired is None:
+                return None
+            name = acquired
+        ticket.adapter_files = None
+        room = self.loaded.max_context - len(ticket.prompt_ids)
+        limit = request.sampling.max_tokens
+        return Row(
+            ticket,
+            adapter_name=name,
+            sampler=RowSampler.for_params(request.sampling, self.loaded.device),
+            decode=self._decode_text,
+            eos_token_ids=self.loaded.eos_token_ids,
+            max_new_tokens=room if limit is None else min(limit, room),
+        )
+
+    def _decode_text(self, ids: list[int]) -> str:
+        with self.loaded.tokenizer_lock:
+            return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _prefill(self, rows: list[Row]) -> tuple[BatchTensors, torch.Tensor]:
+        device = self.loaded.device
+        ids, mask, positions = BatchTensors.prompts(
+            [row.ticket.prompt_ids for row in rows], self.loaded.pad_token_id, device
+        )
+        cache = new_cache()
+        out = self._forward(
+            rows,
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        lengths = torch.tensor([row.prompt_tokens for row in rows], device=device)
+        # append_step adds one, so start one short of the first generated token's position.
+        tensors = BatchTensors(cache, mask, next_positions=lengths - 1, next_tokens=ids[:, -1])
+        return tensors, out.logits[:, -1, :]
+
+    def _decode_step(self) -> None:
+        assert self._batch is not None
+        out = self._forward(self._rows, **self._batch.step_inputs())
+        logits = out.logits[:, -1, :]
+        tokens = next_tokens(logits, [row.sampler for row in self._rows])
+        for row, token in zip(self._rows, tokens, strict=True):
+            row.accept(token)
+        self._batch.append_step(tokens)
+        self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
+
+    def _forward(self, rows: list[Row], **inputs: object) -> object:
+        model = self.adapters.model
+        if self.adapters.is_peft:
+            inputs["adapter_names"] = [row.adapter_name for row in rows]
+        return model(**inputs)
+
+    def _leave(self, keep: list[int]) -> None:
+        if len(keep) == len(self._rows):
+            return
+        kept = set(keep)
+        self._release([row for i, row in enumerate(self._rows) if i not in kept])
+        if not keep:
+            self._rows, self._batch = [], None
+            return
+        assert self._batch is not None
+        self._batch.keep(keep)
+        self._rows = [self._rows[i] for i in keep]
+
+    def _release(self, rows: list[Row]) -> None:
+        now = time.monotonic()
+        for row in rows:
+            if row.adapter_key is not None and row.pinned:
+                self.adapters.release(row.adapter_key)
+            row.pinned = False
+            if row.finished:
+                elapsed = now - row.ticket.submitted_at
+                self._seconds_per_request = 0.9 * self._seconds_per_request + 0.1 * elapsed
+
+    def _fail_rows(self, rows: list[Row], message: str, *, running: bool = True) -> None:
+        for row in rows:
+            row.ticket.deliver(EngineUnavailable(message))
+        self._release(rows)
+        if running:
+            self._rows, self._batch = [], None

@@ -1,0 +1,42 @@
+"""The hand-off between an asyncio consumer and a scheduler thread for one request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from arkor.engine.base import GenerationEvent, GenerationRequest, TextDelta
+from arkor.engine.local.adapters import AdapterFiles
+
+Delivery = GenerationEvent | BaseException
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request in flight.
+
+    The scheduler thread only calls :meth:`deliver`; the consumer only reads ``events`` and
+    sets ``cancelled``. A plain bool is enough for the flag: the scheduler polls it between
+    steps and a late read costs at most one extra step.
+    """
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    loop: asyncio.AbstractEventLoop
+    adapter_files: AdapterFiles | None = None
+    events: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
+    cancelled: bool = False
+    done: bool = False
+    submitted_at: float = field(default_factory=time.monotonic)
+
+    def deliver(self, item: Delivery) -> None:
+        """Called from the scheduler thread; the last item is a Finished or an exception."""
+        if self.done:
+            return
+        if not isinstance(item, TextDelta):
+            self.done = True
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:
+            self.cancelled = True
