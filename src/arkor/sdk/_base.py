@@ -1,0 +1,270 @@
+"""Everything the sync and async clients share: building calls and reading responses.
+
+Each API method is written once as a :class:`Call` (method, path, query, body, and how to
+parse the answer); :class:`CloudApiClient` and :class:`AsyncCloudApiClient` only send it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from arkor._version import SDK_VERSION
+from arkor.sdk import _models as m
+from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials
+from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = 30.0
+UPGRADE_COMMAND = "pip install -U arkor"
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class ProjectScope:
+    """The org and project a call is scoped to (``orgSlug`` / ``projectSlug`` on the wire)."""
+
+    org_slug: str
+    project_slug: str
+
+    def params(self) -> dict[str, str]:
+        return {"orgSlug": self.org_slug, "projectSlug": self.project_slug}
+
+
+ScopeLike = ProjectScope | Mapping[str, str]
+
+
+def as_scope(scope: ScopeLike) -> ProjectScope:
+    if isinstance(scope, ProjectScope):
+        return scope
+    org = scope.get("orgSlug") or scope.get("org_slug")
+    project = scope.get("projectSlug") or scope.get("project_slug")
+    if not org or not project:
+        raise ValueError("scope needs orgSlug and projectSlug (or org_slug and project_slug)")
+    return ProjectScope(org_slug=org, project_slug=project)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return value
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    auth: bool = True
+
+
+def _field(name: str, model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
+    def parse(response: httpx.Response) -> Any:
+        return model.model_validate(response.json()[name])
+
+    return parse
+
+
+def _list(name: str, model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
+    def parse(response: httpx.Response) -> Any:
+        return [model.model_validate(item) for item in response.json()[name]]
+
+    return parse
+
+
+def _whole(model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
+    return lambda response: model.model_validate(response.json())
+
+
+def _nothing(_response: httpx.Response) -> None:
+    return None
+
+
+def _strip_plaintext(response: httpx.Response) -> list[m.DeploymentKey]:
+    keys = []
+    for item in response.json()["keys"]:
+        item = {k: v for k, v in item.items() if k != "plaintext"}
+        keys.append(m.DeploymentKey.model_validate(item))
+    return keys
+
+
+def upgrade_message(response: httpx.Response) -> str:
+    """The 426 answer as a sentence that says which version is too old and what to run."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "supportedRange" not in body:
+        return f"Arkor SDK is no longer supported by the cloud API. Run `{UPGRADE_COMMAND}`."
+    current = body.get("currentVersion") or SDK_VERSION
+    message = (
+        f"Arkor SDK {current} is no longer supported by the cloud API "
+        f"(supported: {body['supportedRange']}). Run `{UPGRADE_COMMAND}`."
+    )
+    reason = body.get("reason")
+    if reason in ("missing", "malformed"):
+        message += f" (The X-Arkor-Client header was {reason}.)"
+    return message
+
+
+def error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]:
+        return body["error"]
+    text = response.text.strip()
+    return text[:500] if text else f"cloud-api {response.status_code}"
+
+
+def raise_for_response(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    status = response.status_code
+    message = upgrade_message(response) if status == 426 else error_message(response)
+    raise error_for_status(status, message)
+
+
+def map_transport_error(exc: httpx.HTTPError, base_url: str) -> CloudApiError:
+    if isinstance(exc, httpx.TimeoutException):
+        return ApiTimeoutError(f"The Arkor cloud API at {base_url} did not answer in time.")
+    return ApiConnectionError(
+        f"Could not reach the Arkor cloud API at {base_url} ({type(exc).__name__}: {exc}). "
+        "Is it running (`arkor dev` or `arkor cloud serve`)? Set ARKOR_CLOUD_API_URL to "
+        "point elsewhere."
+    )
+
+
+class BaseCloudApiClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: AnonymousCredentials | OAuthCredentials | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self._token = token if token is not None else (credentials.bearer if credentials else None)
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    def _headers(self, call: Call[Any]) -> dict[str, str]:
+        headers = {"X-Arkor-Client": f"arkor/{SDK_VERSION}", "Accept": "application/json"}
+        if call.auth and self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    def _request(self, call: Call[Any]) -> dict[str, Any]:
+        return {
+            "method": call.method,
+            "url": call.path,
+            "params": dict(call.params),
+            "json": call.json,
+            "headers": self._headers(call),
+        }
+
+    # Each method below describes one route; the clients send it.
+
+    def _create_anonymous_session(self, kind: str) -> Call[m.AnonymousSession]:
+        return Call("POST", "/v1/auth/anonymous", _whole(m.AnonymousSession),
+                    json={"kind": kind}, auth=False)
+
+    def _get_cli_auth_config(self) -> Call[m.CliAuthConfig]:
+        return Call("GET", "/v1/auth/cli/config", _whole(m.CliAuthConfig), auth=False)
+
+    def _get_me(self) -> Call[m.Me]:
+        return Call("GET", "/v1/me", _whole(m.Me))
+
+    def _list_projects(self, org_slug: str) -> Call[m.ProjectList]:
+        return Call("GET", "/v1/projects", _whole(m.ProjectList), params={"orgSlug": org_slug})
+
+    def _create_project(self, org_slug: str, name: str, slug: str) -> Call[m.Project]:
+        return Call("POST", "/v1/projects", _field("project", m.Project),
+                    params={"orgSlug": org_slug}, json={"name": name, "slug": slug})
+
+    def _list_base_models(self) -> Call[list[m.BaseModelInfo]]:
+        return Call("GET", "/v1/base-models", _list("baseModels", m.BaseModelInfo))
+
+    def _list_deployments(self, scope: ScopeLike) -> Call[list[m.Deployment]]:
+        return Call("GET", "/v1/endpoints", _list("deployments", m.Deployment),
+                    params=as_scope(scope).params())
+
+    def _get_deployment(self, deployment_id: str, scope: ScopeLike) -> Call[m.Deployment]:
+        return Call("GET", f"/v1/endpoints/{_segment(deployment_id)}",
+                    _field("deployment", m.Deployment), params=as_scope(scope).params())
+
+    def _create_deployment(
+        self,
+        scope: ScopeLike,
+        slug: str,
+        target: Any,
+        auth_mode: str,
+        run_retention_mode: str | None,
+        run_retention_days: int | None,
+    ) -> Call[m.Deployment]:
+        body: dict[str, Any] = {"slug": slug, "target": _wire(target), "authMode": auth_mode}
+        if run_retention_mode is not None:
+            body["runRetentionMode"] = run_retention_mode
+        if run_retention_days is not None:
+            body["runRetentionDays"] = run_retention_days
+        return Call("POST", "/v1/endpoints", _field("deployment", m.Deployment),
+                    params=as_scope(scope).params(), json=body)
+
+    def _update_deployment(
+        self, deployment_id: str, scope: ScopeLike, changes: Mapping[str, Any]
+    ) -> Call[m.Deployment]:
+        names = {
+            "target": "target", "auth_mode": "authMode", "enabled": "enabled",
+            "run_retention_mode": "runRetentionMode", "run_retention_days": "runRetentionDays",
+        }
+        body = {names[k]: _wire(v) for k, v in changes.items() if v is not UNSET}
+        return Call("PATCH", f"/v1/endpoints/{_segment(deployment_id)}",
+                    _field("deployment", m.Deployment), params=as_scope(scope).params(),
+                    json=body)
+
+    def _delete_deployment(self, deployment_id: str, scope: ScopeLike) -> Call[None]:
+        return Call("DELETE", f"/v1/endpoints/{_segment(deployment_id)}", _nothing,
+                    params=as_scope(scope).params())
+
+    def _list_deployment_keys(
+        self, deployment_id: str, scope: ScopeLike
+    ) -> Call[list[m.DeploymentKey]]:
+        return Call("GET", f"/v1/endpoints/{_segment(deployment_id)}/keys", _strip_plaintext,
+                    params=as_scope(scope).params())
+
+    def _create_deployment_key(
+        self, deployment_id: str, scope: ScopeLike, label: str
+    ) -> Call[m.CreatedDeploymentKey]:
+        return Call("POST", f"/v1/endpoints/{_segment(deployment_id)}/keys",
+                    _field("key", m.CreatedDeploymentKey), params=as_scope(scope).params(),
+                    json={"label": label})
+
+    def _revoke_deployment_key(
+        self, deployment_id: str, key_id: str, scope: ScopeLike
+    ) -> Call[None]:
+        return Call("DELETE",
+                    f"/v1/endpoints/{_segment(deployment_id)}/keys/{_segment(key_id)}",
+                    _nothing, params=as_scope(scope).params())

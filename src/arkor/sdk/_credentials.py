@@ -1,0 +1,118 @@
+"""``~/.arkor/credentials.json``: who this machine signs in as, and against which cloud.
+
+Reading a missing or unparsable file gives ``None``; any other filesystem error (permission
+denied, ...) is raised and the file is never overwritten. Bootstrapping an anonymous identity
+replaces a corrupt file with a warning on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from arkor.sdk._files import DEFAULT_CLOUD_API_URL, arkor_home, write_private_file
+from arkor.sdk._models import WireModel
+
+
+class AnonymousCredentials(WireModel):
+    mode: Literal["anon"] = "anon"
+    token: str = Field(repr=False)
+    anonymous_id: str
+    arkor_cloud_api_url: str | None = None
+    org_slug: str
+
+    @property
+    def bearer(self) -> str:
+        return self.token
+
+
+class OAuthCredentials(WireModel):
+    mode: Literal["oauth"] = "oauth"
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    expires_at: int
+    auth0_domain: str
+    audience: str
+    client_id: str
+    arkor_cloud_api_url: str | None = None
+
+    @property
+    def bearer(self) -> str:
+        return self.access_token
+
+
+Credentials = Annotated[AnonymousCredentials | OAuthCredentials, Field(discriminator="mode")]
+_CREDENTIALS = TypeAdapter(Credentials)
+
+
+def credentials_path() -> Path:
+    return arkor_home() / "credentials.json"
+
+
+def read_credentials(path: Path | None = None) -> AnonymousCredentials | OAuthCredentials | None:
+    path = path or credentials_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return _CREDENTIALS.validate_python(json.loads(text))
+    except (json.JSONDecodeError, ValidationError):
+        return None
+
+
+def credentials_file_is_corrupt(path: Path | None = None) -> bool:
+    path = path or credentials_path()
+    return path.exists() and read_credentials(path) is None
+
+
+def write_credentials(
+    credentials: AnonymousCredentials | OAuthCredentials, path: Path | None = None
+) -> Path:
+    path = path or credentials_path()
+    body = credentials.model_dump(mode="json", by_alias=True, exclude_none=True)
+    write_private_file(path, json.dumps(body, indent=2))
+    return path
+
+
+def delete_credentials(path: Path | None = None) -> bool:
+    path = path or credentials_path()
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def warn_replacing_corrupt(path: Path) -> None:
+    print(
+        f"arkor: warning: {path} could not be parsed and is being replaced. "
+        "Run `arkor login` to sign in again.",
+        file=sys.stderr,
+    )
+
+
+def _strip(url: str) -> str:
+    return url.rstrip("/")
+
+
+def default_arkor_cloud_api_url(
+    credentials: AnonymousCredentials | OAuthCredentials | None = None,
+) -> str:
+    """The control plane to talk to.
+
+    1. ``ARKOR_CLOUD_API_URL`` when set (an empty value is honoured as empty);
+    2. the URL stamped into the credentials at sign-in;
+    3. the local control plane started by ``arkor dev`` / ``arkor cloud serve``.
+    """
+    env = os.environ.get("ARKOR_CLOUD_API_URL")
+    if env is not None:
+        return _strip(env)
+    if credentials is not None and isinstance(credentials.arkor_cloud_api_url, str):
+        return _strip(credentials.arkor_cloud_api_url)
+    return DEFAULT_CLOUD_API_URL
