@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from arkor._version import SDK_VERSION
 from arkor.cloud.errors import install_error_handlers
+from arkor.cloud.input_guard import reject_nul_characters
 from arkor.cloud.routes import auth, base_models, endpoints, projects
 from arkor.cloud.settings import Settings
 from arkor.cloud.version_gate import client_version_gate
@@ -42,7 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.db = db
     install_error_handlers(app)
 
-    gated = [Depends(client_version_gate)]
+    gated = [Depends(client_version_gate), Depends(reject_nul_characters)]
     for module in (auth, projects, endpoints, base_models):
         app.include_router(module.router, dependencies=gated)
 
