@@ -84,7 +84,11 @@ def test_list_get_and_base_model_target(cloud) -> None:
     assert [d.slug for d in ws.client.list_deployments(ws.scope)] == [slug]
 
     days = ws.client.update_deployment(
-        created.id, ws.scope, run_retention_mode="days", run_retention_days=30, auth_mode="fixed_api_key"
+        created.id,
+        ws.scope,
+        run_retention_mode="days",
+        run_retention_days=30,
+        auth_mode="fixed_api_key",
     )
     assert (days.run_retention_mode, days.run_retention_days, days.auth_mode) == (
         "days", 30, "fixed_api_key"

@@ -1,0 +1,65 @@
+"""Every behaviour of the sync client, through the async client too."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from arkor import (
+    AsyncCloudApiClient,
+    BaseModelTarget,
+    CloudApiClient,
+    ConflictError,
+    NotFoundError,
+    aensure_credentials,
+    aensure_project_state,
+    read_state,
+)
+from arkor.sdk._base import BaseCloudApiClient
+
+EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_clients_have_the_same_methods() -> None:
+    def methods(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_")} - {"close", "aclose"}
+
+    assert methods(CloudApiClient) == methods(AsyncCloudApiClient)
+    assert all(
+        asyncio.iscoroutinefunction(getattr(AsyncCloudApiClient, n))
+        for n in methods(AsyncCloudApiClient)
+    )
+    assert issubclass(CloudApiClient, BaseCloudApiClient)
+
+
+def test_async_lifecycle(cloud) -> None:
+    async def scenario() -> None:
+        creds = await aensure_credentials(base_url=cloud.url)
+        async with AsyncCloudApiClient(base_url=cloud.url, credentials=creds) as client:
+            state = await aensure_project_state(client, creds)
+            assert read_state() == state
+            scope = {"orgSlug": state.org_slug, "projectSlug": state.project_slug}
+            me = await client.get_me()
+            assert [o.slug for o in me.orgs] == [creds.org_slug]
+            slug = f"async-{creds.org_slug[-6:]}"
+            dep = await client.create_deployment(
+                scope, slug=slug, target=BaseModelTarget(base_model=EMBEDDED)
+            )
+            with pytest.raises(ConflictError):
+                await client.create_deployment(
+                    scope, slug=slug, target=BaseModelTarget(base_model=EMBEDDED)
+                )
+            key = await client.create_deployment_key(dep.id, scope, label="ci")
+            [listed] = await client.list_deployment_keys(dep.id, scope)
+            assert listed.prefix == key.prefix
+            await client.revoke_deployment_key(dep.id, key.id, scope)
+            updated = await client.update_deployment(dep.id, scope, enabled=False)
+            assert updated.enabled is False
+            assert [d.id for d in await client.list_deployments(scope)] == [dep.id]
+            assert (await client.list_base_models())[0].name == EMBEDDED
+            await client.delete_deployment(dep.id, scope)
+            with pytest.raises(NotFoundError):
+                await client.get_deployment(dep.id, scope)
+
+    asyncio.run(scenario())

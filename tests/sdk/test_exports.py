@@ -1,0 +1,21 @@
+"""The SDK's public surface is exactly ``arkor.__all__``, sorted."""
+
+from __future__ import annotations
+
+import arkor
+import arkor.sdk
+
+
+def test_all_is_sorted_and_complete() -> None:
+    public = sorted(name for name in vars(arkor) if not name.startswith("_"))
+    public = [n for n in public if n not in ("sdk", "cli", "cloud", "store", "engine", "training",
+                                             "edge", "studio")]
+    assert arkor.__all__ == sorted(arkor.__all__)
+    assert sorted(arkor.__all__) == public
+    assert arkor.__all__ == arkor.sdk.__all__
+
+
+def test_the_names_the_issue_promises() -> None:
+    for name in ("CloudApiClient", "AsyncCloudApiClient", "CloudApiError", "ensure_credentials",
+                 "default_arkor_cloud_api_url"):
+        assert name in arkor.__all__
