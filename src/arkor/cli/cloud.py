@@ -1,0 +1,78 @@
+"""``arkor cloud serve``: run the control plane (and, later, the edge) on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from arkor.cli.output import console, fail
+from arkor.cloud.settings import DEFAULT_HOST, DEFAULT_PORT, SETTINGS, Settings
+from arkor.engine.registry import BaseModelSpecError, parse_base_model_option
+
+app = typer.Typer(help="Run your own Arkor cloud (control plane) on this machine.",
+                  no_args_is_help=True)
+
+_HELP = {s.name: f"{s.help} [env: {s.env}]" for s in SETTINGS}
+
+
+def build_settings(
+    data_dir: Path | None,
+    database_url: str | None,
+    base_model: list[str] | None,
+    min_client_version: str | None,
+) -> Settings:
+    try:
+        extra = tuple(parse_base_model_option(v) for v in base_model or [])
+        settings = Settings.from_env(
+            data_dir=data_dir, database_url=database_url, min_client_version=min_client_version
+        )
+        if extra:
+            settings = Settings(
+                data_dir=settings.data_dir, database_url=settings.database_url,
+                base_models=settings.base_models + extra,
+                min_client_version=settings.min_client_version,
+            )
+    except (BaseModelSpecError, ValueError) as exc:
+        fail(str(exc))
+    return settings
+
+
+def run_server(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from arkor.cloud.app import create_app
+
+    try:
+        app = create_app(settings)
+    except Exception as exc:  # a bad database URL, an unreachable PostgreSQL...
+        fail(f"Could not start the control plane: {exc}")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"Arkor cloud API:  http://{shown}:{port}")
+    console.print(f"OpenAPI document: http://{shown}:{port}/openapi.json")
+    console.print(f"Data directory:   {settings.data_dir}")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@app.command("serve")
+def cloud_serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    data_dir: Annotated[Path | None, typer.Option(help=_HELP["data_dir"])] = None,
+    database_url: Annotated[str | None, typer.Option(help=_HELP["database_url"])] = None,
+    base_model: Annotated[list[str] | None, typer.Option(
+        metavar="NAME=PATH", help=_HELP["base_models"] + " Repeatable.")] = None,
+    min_client_version: Annotated[str | None, typer.Option(
+        help=_HELP["min_client_version"])] = None,
+) -> None:
+    """Serve the control-plane API.
+
+    \b
+    Examples:
+      arkor cloud serve
+      arkor cloud serve --port 9000 --database-url postgresql://arkor@db/arkor
+      arkor cloud serve --base-model my-org/qwen=/models/qwen2.5-0.5b
+    """
+    settings = build_settings(data_dir, database_url, base_model, min_client_version)
+    run_server(settings, host, port)
