@@ -1,0 +1,76 @@
+"""Errors raised by the training package.
+
+::
+
+    TrainingError                 catch-all base
+    ├── JobConfigError            a JobConfig field is missing or invalid (names the field)
+    ├── DatasetError              dataset rows that cannot be trained on (lists line numbers)
+    ├── AdapterIncompatible       an imported adapter does not fit the base model
+    ├── TrainingCancelled         SIGTERM/SIGINT arrived while training
+    └── RunSpecError              the runner's SPEC.json is malformed
+
+The runner turns every one of these (and any other exception) into a ``training.failed``
+event whose ``error`` is ``str(exc)``, so each message is written for the person who
+submitted the job.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+MAX_LISTED_PROBLEMS = 20
+
+
+class TrainingError(Exception):
+    """Base class of every error the training package raises on purpose."""
+
+
+class JobConfigError(TrainingError, ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field} {message}")
+
+
+class DatasetProblem(NamedTuple):
+    """One problem in a dataset: ``line`` is 1-based (a row number for dataset directories),
+    or ``None`` when the problem concerns the whole dataset."""
+
+    line: int | None
+    message: str
+
+
+class DatasetError(TrainingError, ValueError):
+    def __init__(self, problems: list[DatasetProblem], *, unit: str = "line") -> None:
+        self.problems = problems
+        self.unit = unit
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        rows = [p for p in self.problems if p.line is not None]
+        whole = [p for p in self.problems if p.line is None]
+        if whole and not rows:
+            return "Invalid dataset: " + "; ".join(p.message for p in whole)
+        count = len(self.problems)
+        head = f"Invalid dataset: {count} problem{'s' if count != 1 else ''} found"
+        lines = [head]
+        for problem in self.problems[:MAX_LISTED_PROBLEMS]:
+            where = f"{self.unit} {problem.line}" if problem.line is not None else "dataset"
+            lines.append(f"  {where}: {problem.message}")
+        if count > MAX_LISTED_PROBLEMS:
+            lines.append(f"  ... and {count - MAX_LISTED_PROBLEMS} more")
+        return "\n".join(lines)
+
+
+class AdapterIncompatible(TrainingError, ValueError):
+    """The adapter directory cannot be used with the chosen base model."""
+
+
+class TrainingCancelled(TrainingError):
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        self.signal_name = signal_name
+        super().__init__(f"cancelled ({signal_name})")
+
+
+class RunSpecError(TrainingError, ValueError):
+    """SPEC.json given to ``python -m arkor.training.runner`` is missing or malformed."""

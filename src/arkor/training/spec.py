@@ -1,0 +1,113 @@
+"""The runner's process interface: SPEC.json in; JSON-line events out; an exit status.
+
+The control plane writes a :class:`RunSpec` with :func:`write_spec`, starts
+:func:`runner_command`, reads events from the child's stdout (one per line, see
+:mod:`arkor.training.events`), and on exit turns a status that came without a terminal event
+into a readable reason with :func:`exit_reason` (e.g. the kernel's OOM killer).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arkor.training.errors import RunSpecError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    job_id: str
+    base_model_dir: Path
+    dataset_path: Path
+    output_dir: Path
+    config: dict[str, Any]
+    base_model_name: str | None = None
+    eval_dataset_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "jobId": self.job_id,
+            "baseModelDir": str(self.base_model_dir),
+            "datasetPath": str(self.dataset_path),
+            "outputDir": str(self.output_dir),
+            "config": self.config,
+        }
+        if self.base_model_name is not None:
+            wire["baseModelName"] = self.base_model_name
+        if self.eval_dataset_path is not None:
+            wire["evalDatasetPath"] = str(self.eval_dataset_path)
+        return wire
+
+
+def _required_text(raw: dict[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise RunSpecError(f"spec field {key!r} must be a non-empty string")
+    return value
+
+
+def parse_spec(raw: Any) -> RunSpec:
+    if not isinstance(raw, dict):
+        raise RunSpecError("spec must be a JSON object")
+    config = raw.get("config")
+    if not isinstance(config, dict):
+        raise RunSpecError("spec field 'config' must be a JSON object (the JobConfig)")
+    name = raw.get("baseModelName")
+    eval_path = raw.get("evalDatasetPath")
+    known = {"jobId", "baseModelDir", "datasetPath", "outputDir", "config", "baseModelName",
+             "evalDatasetPath"}
+    return RunSpec(
+        job_id=_required_text(raw, "jobId"),
+        base_model_dir=Path(_required_text(raw, "baseModelDir")),
+        dataset_path=Path(_required_text(raw, "datasetPath")),
+        output_dir=Path(_required_text(raw, "outputDir")),
+        config=config,
+        base_model_name=name if isinstance(name, str) and name else None,
+        eval_dataset_path=Path(eval_path) if isinstance(eval_path, str) and eval_path else None,
+        extra={k: v for k, v in raw.items() if k not in known},
+    )
+
+
+def load_spec(path: Path) -> RunSpec:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RunSpecError(f"cannot read spec file {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise RunSpecError(f"spec file {path} is not valid JSON: {exc}") from exc
+    return parse_spec(raw)
+
+
+def write_spec(spec: RunSpec, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec.to_wire(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def runner_command(spec_path: Path, *, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "arkor.training.runner", str(spec_path)]
+
+
+def exit_reason(returncode: int) -> str | None:
+    """Why the runner ended, for a process that exited without a terminal event.
+
+    ``returncode`` follows :mod:`subprocess` (negative: killed by that signal).
+    """
+    if returncode == 0:
+        return None
+    if returncode == -signal.SIGKILL:
+        return ("the training process was killed (SIGKILL), most likely by the system "
+                "running out of memory; lower batchSize or maxLength")
+    if returncode < 0:
+        return f"the training process was stopped by {signal.Signals(-returncode).name}"
+    if returncode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+        return "cancelled"
+    return f"the training process exited with status {returncode}"
