@@ -1,0 +1,142 @@
+"""The CLI against a real control plane: people get tables, scripts get JSON, errors exit 1."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+from typer.testing import CliRunner
+
+from arkor.cli.main import app
+from arkor.sdk import credentials_path, read_credentials, read_state
+from arkor.store import jobs
+from arkor.store.tables import utcnow
+
+EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.fixture
+def arkor(cloud, monkeypatch):
+    monkeypatch.setenv("ARKOR_CLOUD_API_URL", cloud.url)
+    monkeypatch.setenv("COLUMNS", "220")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
+        return result
+
+    return run
+
+
+def completed_job(cloud) -> str:
+    state = read_state()
+    assert state is not None
+    with cloud.app.state.db.session() as session:
+        from arkor.store.tables import Project
+
+        project = session.get(Project, state.project_id)
+        job = jobs.create_job(session, org_id=project.org_id, project_id=project.id,
+                              name="triage", config={"model": EMBEDDED}, status="completed",
+                              completed_at=utcnow())
+        jobs.add_checkpoint(session, job_id=job.id, step=20, path="/nowhere")
+        return job.id
+
+
+def test_sign_in_flow(arkor) -> None:
+    assert "Not signed in" in arkor("whoami", code=1).stderr
+    out = arkor("login", "--anonymous").stdout
+    assert "Signed in anonymously" in out
+    assert stat.S_IMODE(credentials_path().stat().st_mode) == 0o600
+    creds = read_credentials()
+    assert "Already signed in" in arkor("login", "--anonymous").stdout
+    assert read_credentials() == creds
+    who = arkor("whoami").stdout
+    assert creds.org_slug in who and "anonymous" in who
+    data = json.loads(arkor("whoami", "--json").stdout)
+    assert data["orgs"][0]["slug"] == creds.org_slug
+    assert creds.token not in who
+    assert "--force" in arkor("logout", code=1).stderr  # no terminal to confirm
+    assert credentials_path().exists()
+    arkor("logout", "--force")
+    assert not credentials_path().exists()
+
+
+def test_oauth_is_refused_clearly(arkor) -> None:
+    assert "does not offer OAuth" in arkor("login", "--oauth", code=1).stderr
+
+
+def test_endpoints_lifecycle(arkor, cloud) -> None:
+    arkor("login", "--anonymous")
+    assert "No project scope" in arkor("endpoints", "list", code=1).stderr
+
+    slug = f"cli-{read_credentials().org_slug[-6:]}"
+    created = arkor("endpoints", "create", slug, "--base-model", EMBEDDED).stdout
+    assert f"Created endpoint {slug}" in created and "Base model" in created
+    assert read_state() is not None  # the write path bootstrapped the project scope
+    err = arkor("endpoints", "create", slug, "--base-model", EMBEDDED, code=1).stderr
+    assert "Deployment slug is already taken" in err
+    assert "reserved" in arkor("endpoints", "create", "api", "--base-model", EMBEDDED,
+                               code=1).stderr
+    assert "one of" in arkor("endpoints", "create", "x-y", "--final", "a", "--base-model", "b",
+                             code=1).stderr
+    assert "JOB:STEP" in arkor("endpoints", "create", "x-y", "--checkpoint", "abc",
+                               code=1).stderr
+
+    job_id = completed_job(cloud)
+    final = json.loads(arkor("endpoints", "create", f"{slug}-ft", "--final", job_id,
+                             "--retention", "days", "--retention-days", "30", "--json").stdout)
+    assert final["target"] == {"kind": "adapter", "adapter": {"kind": "final", "jobId": job_id}}
+    assert final["runRetentionDays"] == 30
+
+    listed = arkor("endpoints", "list").stdout
+    assert slug in listed and f"Final adapter (job {job_id[:8]})" in listed
+    assert [d["slug"] for d in json.loads(arkor("endpoints", "list", "--json").stdout)] == [
+        slug, f"{slug}-ft"
+    ]
+
+    issued = arkor("endpoints", "keys", "create", f"{slug}-ft", "--label", "production")
+    assert "cannot be shown again" in issued.stderr
+    plaintext = next(w for w in issued.stdout.split() if w.startswith("ark_live_"))
+    keys = arkor("endpoints", "keys", "list", f"{slug}-ft").stdout
+    assert plaintext[:17] in keys and plaintext not in keys and "never" in keys
+    [key] = json.loads(arkor("endpoints", "keys", "list", f"{slug}-ft", "--json").stdout)
+    assert "plaintext" not in key
+    arkor("endpoints", "keys", "revoke", f"{slug}-ft", key["id"])
+    [key] = json.loads(arkor("endpoints", "keys", "list", f"{slug}-ft", "--json").stdout)
+    assert key["enabled"] is False
+
+    moved = json.loads(arkor("endpoints", "update", f"{slug}-ft", "--checkpoint",
+                             f"{job_id}:20", "--json").stdout)
+    assert moved["target"]["adapter"] == {"kind": "checkpoint", "jobId": job_id, "step": 20}
+    assert "no checkpoint at step 7" in arkor("endpoints", "update", f"{slug}-ft",
+                                              "--checkpoint", f"{job_id}:7", code=1).stderr
+    off = json.loads(arkor("endpoints", "update", f"{slug}-ft", "--disable", "--auth", "none",
+                           "--json").stdout)
+    assert off["enabled"] is False and off["authMode"] == "none"
+    assert "Nothing to change" in arkor("endpoints", "update", slug, code=1).stderr
+    shown = arkor("endpoints", "get", final["id"]).stdout
+    assert "Checkpoint step 20" in shown and "no" in shown
+
+    assert "--yes" in arkor("endpoints", "delete", f"{slug}-ft", code=1).stderr
+    arkor("endpoints", "delete", f"{slug}-ft", "--yes")
+    assert "not found" in arkor("endpoints", "get", f"{slug}-ft", code=1).stderr
+
+
+def test_explicit_scope_flags(arkor) -> None:
+    arkor("login", "--anonymous")
+    org = read_credentials().org_slug
+    assert "both --org and --project" in arkor("endpoints", "list", "--org", org, code=1).stderr
+    err = arkor("endpoints", "list", "--org", org, "--project", "nope", code=1).stderr
+    assert "not found" in err
+    assert "not a member" in arkor("endpoints", "list", "--org", "someone-else", "--project",
+                                   "p", code=1).stderr
+
+
+def test_unreachable_cloud_is_one_clear_line(monkeypatch) -> None:
+    monkeypatch.setenv("ARKOR_CLOUD_API_URL", "http://127.0.0.1:9")
+    result = CliRunner().invoke(app, ["login", "--anonymous"])
+    assert result.exit_code == 1
+    assert "Could not reach the Arkor cloud API at http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
