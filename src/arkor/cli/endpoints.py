@@ -30,9 +30,9 @@ from arkor.sdk import (
 app = typer.Typer(
     help=(
         "Publish adapters and base models at their own OpenAI-compatible URL.\n\n"
-        "Examples:\n\n"
-        "  arkor endpoints create support-bot --final JOB_ID\n\n"
-        "  arkor endpoints keys create support-bot --label production\n\n"
+        "\b\nExamples:\n"
+        "  arkor endpoints create support-bot --final JOB_ID\n"
+        "  arkor endpoints keys create support-bot --label production\n"
         "  arkor endpoints update support-bot --checkpoint JOB_ID:40\n\n"
         "The project scope comes from .arkor/state.json, or --org and --project."
     ),
