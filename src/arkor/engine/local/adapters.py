@@ -10,18 +10,20 @@ never evicted; when every slot is pinned, the newcomer waits in the queue.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from peft import PeftConfig, PeftModel
+from peft import PeftConfig, PeftModel, PeftType
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
 from arkor.engine.base import AdapterLoadError, AdapterRef
 
 BASE_ADAPTER_NAME = "__base__"
+PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def read_adapter(ref: AdapterRef, device: torch.device) -> AdapterFiles:
         weights = load_peft_weights(str(path), device=str(device))
     except Exception as exc:
         raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
-    if getattr(config, "peft_type", None) is None or str(config.peft_type) != "LORA":
+    if config.peft_type != PeftType.LORA:
         raise AdapterLoadError(ref.key, f"only LoRA adapters are served, not {config.peft_type}")
     return AdapterFiles(ref=ref, config=config, weights=weights)
 
@@ -118,7 +120,10 @@ class AdapterSet:
         wrapped_here = not self.is_peft
         try:
             if wrapped_here:
-                self.model = PeftModel(self.base, config, adapter_name=name)
+                with warnings.catch_warnings():
+                    # PEFT 0.21 reads a property transformers 5 deprecated; nothing for us to fix.
+                    warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
+                    self.model = PeftModel(self.base, config, adapter_name=name)
             else:
                 self.model.add_adapter(name, config)
             result = set_peft_model_state_dict(self.model, files.weights, adapter_name=name)
@@ -144,4 +149,8 @@ class AdapterSet:
 
     def _detach(self, key: str) -> None:
         slot = self._slots.pop(key)
+        if slot.name in self.model.active_adapters and self._slots:
+            # Rows name their adapter explicitly, so which one is "active" does not matter;
+            # moving it first spares PEFT's warning about deleting the active adapter.
+            self.model.set_adapter(next(reversed(self._slots.values())).name)
         self.model.delete_adapter(slot.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -56,7 +57,7 @@ class LocalEngine:
         self._max_loaded_adapters = max_loaded_adapters
         self._device = pick_device(device)
         self._schedulers: dict[str, Scheduler] = {}
-        self._load_locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = threading.Lock()
         self._closed = False
 
     async def start(self) -> None:
@@ -133,15 +134,18 @@ class LocalEngine:
         scheduler = self._schedulers.get(base_model)
         if scheduler is not None:
             return scheduler
-        lock = self._load_locks.setdefault(base_model, asyncio.Lock())
-        async with lock:
+        return await asyncio.to_thread(self._load_scheduler, base_model)
+
+    def _load_scheduler(self, base_model: str) -> Scheduler:
+        """Runs in a worker thread; a threading lock works whatever event loop is calling."""
+        with self._load_lock:
             scheduler = self._schedulers.get(base_model)
             if scheduler is not None:
                 return scheduler
+            spec = self._registry.get(base_model)
+            assert spec is not None
             try:
-                loaded = await asyncio.to_thread(
-                    load_base_model, spec, models_dir=self._models_dir, device=self._device
-                )
+                loaded = load_base_model(spec, models_dir=self._models_dir, device=self._device)
             except Exception as exc:
                 raise EngineUnavailable(
                     f"Base model {base_model!r} could not be loaded: {type(exc).__name__}: {exc}"
