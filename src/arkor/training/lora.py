@@ -12,6 +12,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,11 @@ def add_lora(model: Any, config: TrainingConfig) -> Any:
                       lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
                       target_modules=targets if isinstance(targets, str) else list(targets))
     torch.manual_seed(config.seed)
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft 0.21 still reads the alias that transformers 5 deprecated; nothing to act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def encode_all(tokenizer: Any, rows: list[Conversation], config: TrainingConfig
