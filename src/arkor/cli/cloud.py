@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -18,22 +19,21 @@ _HELP = {s.name: f"{s.help} [env: {s.env}]" for s in SETTINGS}
 
 
 def build_settings(
-    data_dir: Path | None,
-    database_url: str | None,
-    base_model: list[str] | None,
-    min_client_version: str | None,
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    base_model: list[str] | None = None,
+    min_client_version: str | None = None,
+    max_concurrent_jobs: int | None = None,
+    max_upload_mb: int | None = None,
 ) -> Settings:
     try:
-        extra = tuple(parse_base_model_option(v) for v in base_model or [])
         settings = Settings.from_env(
-            data_dir=data_dir, database_url=database_url, min_client_version=min_client_version
+            data_dir=data_dir, database_url=database_url, min_client_version=min_client_version,
+            max_concurrent_jobs=max_concurrent_jobs, max_upload_mb=max_upload_mb,
         )
+        extra = tuple(parse_base_model_option(v) for v in base_model or [])
         if extra:
-            settings = Settings(
-                data_dir=settings.data_dir, database_url=settings.database_url,
-                base_models=settings.base_models + extra,
-                min_client_version=settings.min_client_version,
-            )
+            settings = replace(settings, base_models=settings.base_models + extra)
     except (BaseModelSpecError, ValueError) as exc:
         fail(str(exc))
     return settings
@@ -65,6 +65,9 @@ def cloud_serve(
         metavar="NAME=PATH", help=_HELP["base_models"] + " Repeatable.")] = None,
     min_client_version: Annotated[str | None, typer.Option(
         help=_HELP["min_client_version"])] = None,
+    max_concurrent_jobs: Annotated[int | None, typer.Option(
+        help=_HELP["max_concurrent_jobs"])] = None,
+    max_upload_mb: Annotated[int | None, typer.Option(help=_HELP["max_upload_mb"])] = None,
 ) -> None:
     """Serve the control-plane API.
 
@@ -74,5 +77,6 @@ def cloud_serve(
       arkor cloud serve --port 9000 --database-url postgresql://arkor@db/arkor
       arkor cloud serve --base-model my-org/qwen=/models/qwen2.5-0.5b
     """
-    settings = build_settings(data_dir, database_url, base_model, min_client_version)
+    settings = build_settings(data_dir, database_url, base_model, min_client_version,
+                              max_concurrent_jobs, max_upload_mb)
     run_server(settings, host, port)

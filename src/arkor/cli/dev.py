@@ -24,4 +24,4 @@ def dev(
             f"Note: ARKOR_CLOUD_API_URL={os.environ['ARKOR_CLOUD_API_URL']} points the CLI "
             "elsewhere; this local cloud is still started."
         )
-    run_server(build_settings(None, None, None, None), DEFAULT_HOST, port)
+    run_server(build_settings(), DEFAULT_HOST, port)

@@ -12,8 +12,18 @@ from fastapi.openapi.utils import get_openapi
 from arkor._version import SDK_VERSION
 from arkor.cloud.errors import install_error_handlers
 from arkor.cloud.input_guard import reject_nul_characters
-from arkor.cloud.routes import auth, base_models, endpoints, projects
+from arkor.cloud.routes import (
+    auth,
+    base_models,
+    datasets,
+    endpoints,
+    job_events,
+    job_import,
+    jobs,
+    projects,
+)
 from arkor.cloud.settings import Settings
+from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database, migrate
 
@@ -22,11 +32,16 @@ def create_app(settings: Settings) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     migrate(db.engine)
+    supervisor = JobSupervisor(db, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        db.dispose()
+        supervisor.start()
+        try:
+            yield
+        finally:
+            supervisor.stop()
+            db.dispose()
 
     app = FastAPI(
         title="Arkor control plane",
@@ -41,10 +56,12 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.db = db
+    app.state.supervisor = supervisor
     install_error_handlers(app)
 
     gated = [Depends(client_version_gate), Depends(reject_nul_characters)]
-    for module in (auth, projects, endpoints, base_models):
+    for module in (auth, projects, endpoints, base_models, job_import, jobs, job_events,
+                   datasets):
         app.include_router(module.router, dependencies=gated)
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")

@@ -77,3 +77,32 @@ def created_key_dto(row: tables.DeploymentKey, plaintext: str) -> m.CreatedDeplo
         prefix=row.prefix,
         created_at=iso(row.created_at) or "",
     )
+
+
+def job_dto(row: tables.Job, checkpoints: list[tables.Checkpoint]) -> m.TrainingJob:
+    return m.TrainingJob(
+        id=row.id,
+        org_id=row.org_id,
+        project_id=row.project_id,
+        name=row.name,
+        status=row.status,  # type: ignore[arg-type]
+        config=row.config,
+        error=row.error,
+        created_at=iso(row.created_at) or "",
+        started_at=iso(row.started_at),
+        completed_at=iso(row.completed_at),
+        checkpoints=[
+            m.JobCheckpoint(step=c.step, created_at=iso(c.created_at) or "") for c in checkpoints
+        ],
+        has_final_adapter=row.status == "completed",
+    )
+
+
+def dataset_dto(row: tables.Dataset) -> m.UploadedDataset:
+    return m.UploadedDataset(
+        id=row.id,
+        name=row.name,
+        num_examples=row.num_examples,
+        size_bytes=row.size_bytes,
+        created_at=iso(row.created_at) or "",
+    )

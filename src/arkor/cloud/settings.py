@@ -17,6 +17,8 @@ from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_m
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_MIN_CLIENT_VERSION = "0.1.0"
+DEFAULT_MAX_CONCURRENT_JOBS = 1
+DEFAULT_MAX_UPLOAD_MB = 200
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,18 @@ SETTINGS: tuple[Setting, ...] = (
         DEFAULT_MIN_CLIENT_VERSION,
         "Oldest arkor SDK/CLI version accepted; older clients get HTTP 426 with an upgrade hint.",
     ),
+    Setting(
+        "max_concurrent_jobs",
+        "ARKOR_MAX_CONCURRENT_JOBS",
+        str(DEFAULT_MAX_CONCURRENT_JOBS),
+        "Training jobs run at the same time on this machine; the rest wait in the queue.",
+    ),
+    Setting(
+        "max_upload_mb",
+        "ARKOR_MAX_UPLOAD_MB",
+        str(DEFAULT_MAX_UPLOAD_MB),
+        "Largest dataset or adapter upload accepted, in megabytes.",
+    ),
 )
 
 
@@ -62,15 +76,31 @@ def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return (Path(home).expanduser() if home else Path.home() / ".arkor") / "cloud"
 
 
+def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
     database_url: str | None = None
     base_models: tuple[BaseModelSpec, ...] = ()
     min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
+    max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     registry: BaseModelRegistry = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.max_concurrent_jobs < 1:
+            raise ValueError("max_concurrent_jobs must be at least 1")
+        if self.max_upload_mb < 1:
+            raise ValueError("max_upload_mb must be at least 1")
         object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
 
     @property
@@ -94,6 +124,10 @@ class Settings:
             min_client_version=environ.get(
                 "ARKOR_MIN_CLIENT_VERSION", DEFAULT_MIN_CLIENT_VERSION
             ),
+            max_concurrent_jobs=_int_env(
+                environ, "ARKOR_MAX_CONCURRENT_JOBS", DEFAULT_MAX_CONCURRENT_JOBS
+            ),
+            max_upload_mb=_int_env(environ, "ARKOR_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB),
         )
         given = {k: v for k, v in overrides.items() if v is not None and v != ()}
         return replace(settings, **given) if given else settings

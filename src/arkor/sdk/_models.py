@@ -141,6 +141,11 @@ class BaseModelInfo(WireModel):
     source: Literal["embedded", "directory"] = "directory"
 
 
+class JobCheckpoint(WireModel):
+    step: int
+    created_at: str
+
+
 class TrainingJob(WireModel):
     id: str
     org_id: str
@@ -152,6 +157,16 @@ class TrainingJob(WireModel):
     created_at: str
     started_at: str | None = None
     completed_at: str | None = None
+    checkpoints: list[JobCheckpoint] = Field(default_factory=list)
+    has_final_adapter: bool = False
+
+
+class UploadedDataset(WireModel):
+    id: str
+    name: str
+    num_examples: int
+    size_bytes: int
+    created_at: str
 
 
 def target_from_wire(value: Any) -> AdapterTarget | BaseModelTarget:

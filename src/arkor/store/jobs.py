@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arkor.store.tables import Checkpoint, Job, utcnow
+from arkor.store.tables import Checkpoint, Job, JobEvent, utcnow
 
 
 def create_job(
@@ -22,9 +22,10 @@ def create_job(
     status: str = "queued",
     artifacts_dir: str | None = None,
     completed_at: datetime | None = None,
+    job_id: str | None = None,
 ) -> Job:
     job = Job(
-        id=str(uuid.uuid4()),
+        id=job_id or str(uuid.uuid4()),
         org_id=org_id,
         project_id=project_id,
         name=name,
@@ -80,3 +81,32 @@ def set_status(session: Session, job: Job, status: str, *, error: str | None = N
     if status in ("completed", "failed", "cancelled"):
         job.completed_at = utcnow()
         job.error = error
+
+
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+def add_event(session: Session, job_id: str, payload: dict[str, Any]) -> JobEvent:
+    event = JobEvent(job_id=job_id, type=str(payload["type"]), payload=payload)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def events_after(session: Session, job_id: str, after_id: int, limit: int = 500) -> list[JobEvent]:
+    return list(
+        session.execute(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+            .order_by(JobEvent.id)
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def jobs_with_status(session: Session, statuses: tuple[str, ...]) -> list[Job]:
+    return list(
+        session.execute(
+            select(Job).where(Job.status.in_(statuses)).order_by(Job.created_at)
+        ).scalars()
+    )

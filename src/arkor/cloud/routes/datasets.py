@@ -1,0 +1,103 @@
+"""Dataset uploads: a chat-format JSONL file, checked line by line before it is kept."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.dto import dataset_dto
+from arkor.cloud.errors import ApiError, error_responses
+from arkor.sdk import _models as m
+from arkor.store import datasets
+from arkor.store.db import Database
+from arkor.store.tables import Dataset
+from arkor.training.errors import DatasetError
+
+router = APIRouter(tags=["datasets"])
+
+
+class DatasetEnvelope(BaseModel):
+    dataset: m.UploadedDataset
+
+
+class DatasetList(BaseModel):
+    datasets: list[m.UploadedDataset]
+
+
+@router.post(
+    "/v1/datasets",
+    status_code=201,
+    response_model=DatasetEnvelope,
+    responses=error_responses(400, 401, 403, 404, 426),
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}},
+    summary="Upload a chat-format JSONL dataset ({\"messages\": [...]} per line)",
+)
+async def upload_dataset(
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+    name: Annotated[str, Query(min_length=1, max_length=200,
+                               description="File name to show")] = "dataset.jsonl",
+) -> DatasetEnvelope:
+    settings = request.app.state.settings
+    limit = settings.max_upload_mb * 1024 * 1024
+    dataset_id = str(uuid.uuid4())
+    folder = settings.data_dir / "datasets" / scope.project_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{dataset_id}.jsonl"
+    size = 0
+    try:
+        with path.open("wb") as handle:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ApiError(400, f"The dataset is larger than {settings.max_upload_mb} "
+                                        "MB (ARKOR_MAX_UPLOAD_MB)")
+                handle.write(chunk)
+        if size == 0:
+            raise ApiError(400, "The request body is empty: send the JSONL file as the body")
+        summary = await run_in_threadpool(_validate, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+
+    def save() -> m.UploadedDataset:
+        with db.session() as session:
+            row = datasets.add_dataset(session, Dataset(
+                id=dataset_id, org_id=scope.org_id, project_id=scope.project_id,
+                name=name.strip() or "dataset.jsonl", path=str(path),
+                num_examples=summary, size_bytes=size,
+            ))
+            return dataset_dto(row)
+
+    return DatasetEnvelope(dataset=await run_in_threadpool(save))
+
+
+def _validate(path: Path) -> int:
+    from arkor.training.dataset import validate_dataset
+
+    try:
+        return validate_dataset(path).num_examples
+    except DatasetError as exc:
+        raise ApiError(400, f"The dataset has problems; nothing was saved.\n{exc}") from exc
+
+
+@router.get("/v1/datasets", response_model=DatasetList,
+            responses=error_responses(400, 401, 403, 404, 426),
+            summary="List the project's uploaded datasets")
+def list_datasets(
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> DatasetList:
+    with db.session() as session:
+        return DatasetList(datasets=[dataset_dto(d)
+                                     for d in datasets.list_datasets(session, scope.project_id)])

@@ -1,0 +1,153 @@
+"""Training jobs: create (validating config and every dataset line first), list, get,
+cancel, and the live event stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.dto import job_dto
+from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.settings import Settings
+from arkor.sdk import _models as m
+from arkor.store import datasets, jobs
+from arkor.store.db import Database
+from arkor.training.errors import DatasetError, JobConfigError
+from arkor.training.events import utc_timestamp
+
+router = APIRouter(tags=["jobs"])
+
+SCOPED = error_responses(400, 401, 403, 404, 426)
+CANCELLED_EVENT = "training.cancelled"
+
+
+class CreateJobBody(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    name: str = Field(min_length=1, max_length=200)
+    config: dict[str, Any] = Field(
+        description="JobConfig: model, datasetSource, loraR, loraAlpha, maxLength, maxSteps, "
+        "numTrainEpochs, learningRate, batchSize, warmupSteps, loggingSteps, saveSteps, "
+        "evalSteps, dryRun, ... (unknown fields are kept)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value.strip()
+
+
+class JobEnvelope(BaseModel):
+    job: m.TrainingJob
+
+
+class JobList(BaseModel):
+    jobs: list[m.TrainingJob]
+
+
+def check_job_config(
+    session: Any, settings: Settings, scope: ProjectScope, raw: dict[str, Any]
+) -> None:
+    """Everything that would make the job fail before its first step, as a 400/404 now."""
+    from arkor.training.config import parse_job_config
+    from arkor.training.dataset import dataset_location, validate_dataset
+
+    try:
+        config = parse_job_config(raw)
+    except JobConfigError as exc:
+        raise ApiError(400, f"config: {exc}") from exc
+    if settings.registry.get(config.model) is None:
+        raise ApiError(400, f"config.model: unknown base model {config.model!r}. Registered: "
+                            f"{', '.join(settings.registry.names)}")
+
+    def resolve_upload(upload_id: str) -> Path:
+        found = datasets.get_dataset(session, scope.project_id, upload_id)
+        if found is None:
+            raise ApiError(404, f"Dataset {upload_id!r} not found in this project; upload it "
+                                "with POST /v1/datasets first")
+        return Path(found.path)
+
+    for field, source in (("datasetSource", config.dataset_source),
+                          ("evalDatasetSource", config.eval_dataset_source)):
+        if source is None:
+            continue
+        try:
+            path, split = dataset_location(source, resolve_upload=resolve_upload)
+            validate_dataset(path, split=split)
+        except (DatasetError, JobConfigError) as exc:
+            raise ApiError(400, f"config.{field}: {exc}") from exc
+
+
+def _load(session: Any, scope: ProjectScope, job_id: str) -> m.TrainingJob:
+    job = jobs.get_job(session, scope.project_id, job_id)
+    if job is None:
+        raise ApiError(404, f"Job {job_id!r} not found in this project")
+    return job_dto(job, jobs.list_checkpoints(session, job.id))
+
+
+@router.get("/v1/jobs", response_model=JobList, responses=SCOPED,
+            summary="List the project's jobs, newest first")
+def list_jobs(
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> JobList:
+    with db.session() as session:
+        rows = jobs.list_jobs(session, scope.project_id)
+        return JobList(jobs=[job_dto(j, jobs.list_checkpoints(session, j.id)) for j in rows])
+
+
+@router.post("/v1/jobs", status_code=201, response_model=JobEnvelope, responses=SCOPED,
+             summary="Queue a LoRA fine-tuning job (the dataset is checked line by line first)")
+def create_job(
+    body: CreateJobBody,
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> JobEnvelope:
+    settings: Settings = request.app.state.settings
+    with db.session() as session:
+        check_job_config(session, settings, scope, body.config)
+        job = jobs.create_job(session, org_id=scope.org_id, project_id=scope.project_id,
+                              name=body.name, config=body.config)
+        created = job_dto(job, [])
+    request.app.state.supervisor.submit()
+    return JobEnvelope(job=created)
+
+
+@router.get("/v1/jobs/{job_id}", response_model=JobEnvelope, responses=SCOPED,
+            summary="Get one job with its checkpoints")
+def get_job(
+    job_id: str,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> JobEnvelope:
+    with db.session() as session:
+        return JobEnvelope(job=_load(session, scope, job_id))
+
+
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobEnvelope,
+             responses=error_responses(400, 401, 403, 404, 409, 426),
+             summary="Cancel a queued or running job (409 once it has ended)")
+def cancel_job(
+    job_id: str,
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> JobEnvelope:
+    with db.session() as session:
+        job = jobs.get_job(session, scope.project_id, job_id)
+        if job is None:
+            raise ApiError(404, f"Job {job_id!r} not found in this project")
+        if job.status in jobs.TERMINAL_STATUSES:
+            raise ApiError(409, f"Job is already {job.status}")
+        jobs.set_status(session, job, "cancelled")
+        jobs.add_event(session, job.id, {"type": CANCELLED_EVENT, "jobId": job.id,
+                                         "timestamp": utc_timestamp()})
+    request.app.state.supervisor.cancel(job_id)
+    with db.session() as session:
+        return JobEnvelope(job=_load(session, scope, job_id))

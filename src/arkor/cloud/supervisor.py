@@ -1,0 +1,248 @@
+"""Runs training jobs out of process, one at a time by default, and records what they say.
+
+The dispatcher thread starts queued jobs (oldest first) up to ``max_concurrent``; each job
+runs ``python -m arkor.training.runner SPEC.json`` in its own process group. A reader thread
+stores every JSON-line event, registers checkpoints and the final adapter, and moves the job
+through its statuses. A crash, OOM kill or bad exit of the runner fails the job with a
+reason; the server itself is never affected. Cancel sends SIGTERM, then SIGKILL after a
+grace period. On start, jobs left ``running`` by a previous server are marked failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arkor.cloud.settings import Settings
+from arkor.store import datasets, jobs
+from arkor.store.db import Database
+from arkor.store.tables import Job
+from arkor.training import events
+from arkor.training.spec import RunSpec, exit_reason, runner_command, write_spec
+
+log = logging.getLogger("arkor.training")
+
+CANCEL_GRACE_SECONDS = 5.0
+RESTART_MESSAGE = "the server stopped while this job was running; start the job again"
+
+
+@dataclass
+class _Running:
+    job_id: str
+    process: subprocess.Popen[str]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+def final_adapter_dir(job: Job) -> Path | None:
+    return Path(job.artifacts_dir) / "final" if job.artifacts_dir else None
+
+
+def checkpoint_dir(artifacts_dir: Path, step: int) -> Path:
+    return artifacts_dir / "checkpoints" / f"step-{step}"
+
+
+class JobSupervisor:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> None:
+        self._fail_orphans()
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="arkor-jobs",
+                                            daemon=True)
+        self._dispatcher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        with self._lock:
+            running = list(self._running.values())
+        for run in running:
+            self._signal(run, signal.SIGTERM)
+        for run in running:
+            try:
+                run.process.wait(timeout=CANCEL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._signal(run, signal.SIGKILL)
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout=5)
+
+    def submit(self) -> None:
+        """A job was queued: look for work now rather than at the next poll."""
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a running job's process (the route has already marked it cancelled)."""
+        with self._lock:
+            run = self._running.get(job_id)
+        if run is None:
+            return
+        run.cancelled.set()
+        self._signal(run, signal.SIGTERM)
+        timer = threading.Timer(CANCEL_GRACE_SECONDS, self._kill_if_alive, args=(run,))
+        timer.daemon = True
+        timer.start()
+
+    def runner_pid(self, job_id: str) -> int | None:
+        with self._lock:
+            run = self._running.get(job_id)
+        return run.process.pid if run else None
+
+    # internals
+
+    def _fail_orphans(self) -> None:
+        with self.db.session() as session:
+            for job in jobs.jobs_with_status(session, ("running",)):
+                jobs.set_status(session, job, "failed", error=RESTART_MESSAGE)
+                jobs.add_event(session, job.id, events.failed(job.id, error=RESTART_MESSAGE))
+
+    def _dispatch_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._start_queued()
+            except Exception:
+                log.exception("could not start queued jobs")
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+
+    def _start_queued(self) -> None:
+        with self._lock:
+            free = self.settings.max_concurrent_jobs - len(self._running)
+        if free <= 0:
+            return
+        with self.db.session() as session:
+            queued = [j.id for j in jobs.jobs_with_status(session, ("queued",))][:free]
+        for job_id in queued:
+            self._launch(job_id)
+
+    def _launch(self, job_id: str) -> None:
+        try:
+            spec = self._spec(job_id)
+        except Exception as exc:
+            log.exception("job %s could not be prepared", job_id)
+            self._finish(job_id, "failed", events.failed(job_id, error=f"could not start: {exc}"))
+            return
+        if spec is None:
+            return
+        spec_path = write_spec(spec, spec.output_dir / "spec.json")
+        stderr = open(spec.output_dir / "runner.log", "a", encoding="utf-8")  # noqa: SIM115
+        process = subprocess.Popen(
+            runner_command(spec_path), stdout=subprocess.PIPE, stderr=stderr, text=True,
+            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        stderr.close()
+        run = _Running(job_id=job_id, process=process)
+        with self._lock:
+            self._running[job_id] = run
+        threading.Thread(target=self._follow, args=(run, spec), name=f"arkor-job-{job_id[:8]}",
+                         daemon=True).start()
+
+    def _spec(self, job_id: str) -> RunSpec | None:
+        from arkor.engine.embedded import ensure_embedded_model
+        from arkor.training.config import parse_job_config
+        from arkor.training.dataset import dataset_location
+
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status != "queued":
+                return None
+            config = parse_job_config(job.config)
+            spec_model = self.settings.registry.get(config.model)
+            if spec_model is None:
+                raise ValueError(f"base model {config.model!r} is not registered")
+
+            def resolve_upload(upload_id: str) -> Path:
+                found = datasets.get_dataset(session, job.project_id, upload_id)
+                if found is None:
+                    raise ValueError(f"uploaded dataset {upload_id!r} no longer exists")
+                return Path(found.path)
+
+            data_path, _ = dataset_location(config.dataset_source, resolve_upload=resolve_upload)
+            eval_path = None
+            if config.eval_dataset_source is not None:
+                eval_path, _ = dataset_location(config.eval_dataset_source,
+                                                resolve_upload=resolve_upload)
+            output_dir = self.settings.artifacts_dir / job.id
+            output_dir.mkdir(parents=True, exist_ok=True)
+            job.artifacts_dir = str(output_dir)
+            jobs.set_status(session, job, "running")
+            job_config = dict(job.config)
+        base_dir = spec_model.path or ensure_embedded_model(self.settings.models_dir)
+        return RunSpec(job_id=job_id, base_model_dir=base_dir, dataset_path=data_path,
+                       output_dir=output_dir, config=job_config, base_model_name=spec_model.name,
+                       eval_dataset_path=eval_path)
+
+    def _follow(self, run: _Running, spec: RunSpec) -> None:
+        terminal: dict[str, Any] | None = None
+        assert run.process.stdout is not None
+        try:
+            for line in run.process.stdout:
+                event = events.parse_event_line(line)
+                if event is None:
+                    continue
+                if event["type"] in events.TERMINAL_TYPES:
+                    terminal = event
+                    break
+                self._record(run, spec, event)
+            run.process.stdout.close()
+            returncode = run.process.wait()
+        except Exception:
+            log.exception("lost track of job %s", run.job_id)
+            returncode = run.process.poll() or 1
+        finally:
+            with self._lock:
+                self._running.pop(run.job_id, None)
+        if run.cancelled.is_set():
+            self._wake.set()
+            return
+        if terminal is not None and terminal["type"] == events.COMPLETED and returncode == 0:
+            self._finish(run.job_id, "completed", terminal)
+        else:
+            if terminal is None or terminal["type"] != events.FAILED:
+                reason = exit_reason(returncode) or "the training process ended without a result"
+                terminal = events.failed(run.job_id, error=reason)
+            self._finish(run.job_id, "failed", terminal)
+        self._wake.set()
+
+    def _record(self, run: _Running, spec: RunSpec, event: dict[str, Any]) -> None:
+        with self.db.session() as session:
+            job = session.get(Job, run.job_id)
+            if job is None or job.status != "running":
+                return
+            if event["type"] == events.CHECKPOINT and isinstance(event.get("step"), int):
+                step = event["step"]
+                if jobs.get_checkpoint(session, job.id, step) is None:
+                    jobs.add_checkpoint(session, job_id=job.id, step=step,
+                                        path=str(checkpoint_dir(spec.output_dir, step)))
+            jobs.add_event(session, job.id, event)
+
+    def _finish(self, job_id: str, status: str, event: dict[str, Any]) -> None:
+        with self.db.session() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.status in jobs.TERMINAL_STATUSES:
+                return
+            jobs.set_status(session, job, status,
+                            error=event.get("error") if status == "failed" else None)
+            jobs.add_event(session, job_id, event)
+
+    def _signal(self, run: _Running, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(run.process.pid, sig)
+
+    def _kill_if_alive(self, run: _Running) -> None:
+        if run.process.poll() is None:
+            self._signal(run, signal.SIGKILL)
