@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 
@@ -26,10 +27,15 @@ def test_clients_have_the_same_methods() -> None:
         return {n for n in vars(cls) if not n.startswith("_")} - {"close", "aclose"}
 
     assert methods(CloudApiClient) == methods(AsyncCloudApiClient)
-    assert all(
-        asyncio.iscoroutinefunction(getattr(AsyncCloudApiClient, n))
-        for n in methods(AsyncCloudApiClient)
-    )
+    for name in methods(AsyncCloudApiClient):
+        method = getattr(AsyncCloudApiClient, name)
+        if name == "stream_events":  # an async iterator, like the sync one's iterator
+            assert inspect.isasyncgenfunction(method)
+            assert inspect.isgeneratorfunction(getattr(CloudApiClient, name))
+        else:
+            assert asyncio.iscoroutinefunction(method), name
+        assert (inspect.signature(method).parameters.keys()
+                == inspect.signature(getattr(CloudApiClient, name)).parameters.keys()), name
     assert issubclass(CloudApiClient, BaseCloudApiClient)
 
 

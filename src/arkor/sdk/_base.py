@@ -6,8 +6,10 @@ parse the answer); :class:`CloudApiClient` and :class:`AsyncCloudApiClient` only
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -22,6 +24,8 @@ from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 UPGRADE_COMMAND = "pip install -U arkor"
+ADAPTER_FILES = {"adapter_config.json": "application/json",
+                 "adapter_model.safetensors": "application/octet-stream"}
 
 
 class _Unset:
@@ -73,6 +77,10 @@ class Call(Generic[T]):
     parse: Callable[[httpx.Response], T]
     params: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
+    content: bytes | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
     auth: bool = True
 
 
@@ -96,6 +104,24 @@ def _whole(model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
 
 def _nothing(_response: httpx.Response) -> None:
     return None
+
+
+def read_dataset(path_or_bytes: str | os.PathLike[str] | bytes) -> tuple[bytes, str | None]:
+    """The upload body, and the file name to show when it came from a file."""
+    if isinstance(path_or_bytes, bytes):
+        return path_or_bytes, None
+    path = Path(path_or_bytes)
+    return path.read_bytes(), path.name
+
+
+def read_adapter(adapter_dir: str | os.PathLike[str]) -> dict[str, bytes]:
+    folder = Path(adapter_dir)
+    missing = [name for name in ADAPTER_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} has no {' or '.join(missing)}: pass a PEFT LoRA "
+                                "adapter directory (adapter_config.json and "
+                                "adapter_model.safetensors)")
+    return {name: (folder / name).read_bytes() for name in ADAPTER_FILES}
 
 
 def _strip_plaintext(response: httpx.Response) -> list[m.DeploymentKey]:
@@ -178,13 +204,16 @@ class BaseCloudApiClient:
         return headers
 
     def _request(self, call: Call[Any]) -> dict[str, Any]:
-        return {
+        request: dict[str, Any] = {
             "method": call.method,
             "url": call.path,
             "params": dict(call.params),
-            "json": call.json,
-            "headers": self._headers(call),
+            "headers": {**self._headers(call), **call.headers},
         }
+        for name in ("json", "content", "files", "data"):
+            if getattr(call, name) is not None:
+                request[name] = getattr(call, name)
+        return request
 
     # Each method below describes one route; the clients send it.
 
@@ -268,3 +297,46 @@ class BaseCloudApiClient:
         return Call("DELETE",
                     f"/v1/endpoints/{_segment(deployment_id)}/keys/{_segment(key_id)}",
                     _nothing, params=as_scope(scope).params())
+
+    def _upload_dataset(self, scope: ScopeLike, content: bytes, name: str | None
+                        ) -> Call[m.UploadedDataset]:
+        params = as_scope(scope).params()
+        if name is not None:
+            params["name"] = name
+        return Call("POST", "/v1/datasets", _field("dataset", m.UploadedDataset), params=params,
+                    content=content, headers={"Content-Type": "application/octet-stream"})
+
+    def _list_datasets(self, scope: ScopeLike) -> Call[list[m.UploadedDataset]]:
+        return Call("GET", "/v1/datasets", _list("datasets", m.UploadedDataset),
+                    params=as_scope(scope).params())
+
+    def _create_job(self, scope: ScopeLike, name: str, config: Mapping[str, Any]
+                    ) -> Call[m.TrainingJob]:
+        return Call("POST", "/v1/jobs", _field("job", m.TrainingJob),
+                    params=as_scope(scope).params(), json={"name": name, "config": dict(config)})
+
+    def _list_jobs(self, scope: ScopeLike) -> Call[list[m.TrainingJob]]:
+        return Call("GET", "/v1/jobs", _list("jobs", m.TrainingJob),
+                    params=as_scope(scope).params())
+
+    def _get_job(self, job_id: str, scope: ScopeLike) -> Call[m.TrainingJob]:
+        return Call("GET", f"/v1/jobs/{_segment(job_id)}", _field("job", m.TrainingJob),
+                    params=as_scope(scope).params())
+
+    def _cancel_job(self, job_id: str, scope: ScopeLike) -> Call[m.TrainingJob]:
+        return Call("POST", f"/v1/jobs/{_segment(job_id)}/cancel", _field("job", m.TrainingJob),
+                    params=as_scope(scope).params())
+
+    def _import_adapter(
+        self, scope: ScopeLike, files: Mapping[str, bytes], name: str, model: str | None
+    ) -> Call[m.TrainingJob]:
+        parts = [("files", (filename, body, ADAPTER_FILES[filename]))
+                 for filename, body in files.items()]
+        form = {"name": name} if model is None else {"name": name, "model": model}
+        return Call("POST", "/v1/jobs/import", _field("job", m.TrainingJob),
+                    params=as_scope(scope).params(), files=parts, data=form)
+
+    def _stream_job_events(self, job_id: str, scope: ScopeLike,
+                           headers: Mapping[str, str]) -> Call[None]:
+        return Call("GET", f"/v1/jobs/{_segment(job_id)}/events/stream", _nothing,
+                    params=as_scope(scope).params(), headers=headers)

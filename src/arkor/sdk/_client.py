@@ -5,6 +5,10 @@ in-process (``httpx.ASGITransport``) or to a ``MockTransport`` in tests.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -18,11 +22,15 @@ from arkor.sdk._base import (
     ScopeLike,
     map_transport_error,
     raise_for_response,
+    read_adapter,
+    read_dataset,
 )
 from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials
+from arkor.sdk._events import EventFollower, JobEvent, ReconnectPolicy
 
 T = TypeVar("T")
 Creds = AnonymousCredentials | OAuthCredentials
+PathOrBytes = str | os.PathLike[str] | bytes
 
 
 class CloudApiClient(BaseCloudApiClient):
@@ -127,6 +135,79 @@ class CloudApiClient(BaseCloudApiClient):
 
     def revoke_deployment_key(self, deployment_id: str, key_id: str, scope: ScopeLike) -> None:
         self._send(self._revoke_deployment_key(deployment_id, key_id, scope))
+
+    def upload_dataset(
+        self, scope: ScopeLike, path_or_bytes: PathOrBytes, *, name: str | None = None
+    ) -> m.UploadedDataset:
+        """Upload a chat-format JSONL file; a file with problems raises ``BadRequestError``
+        listing them by line number."""
+        content, filename = read_dataset(path_or_bytes)
+        return self._send(self._upload_dataset(scope, content, name or filename))
+
+    def list_datasets(self, scope: ScopeLike) -> list[m.UploadedDataset]:
+        return self._send(self._list_datasets(scope))
+
+    def create_job(
+        self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]
+    ) -> m.TrainingJob:
+        return self._send(self._create_job(scope, name, config))
+
+    def get_job(self, job_id: str, scope: ScopeLike) -> m.TrainingJob:
+        return self._send(self._get_job(job_id, scope))
+
+    def list_jobs(self, scope: ScopeLike) -> list[m.TrainingJob]:
+        return self._send(self._list_jobs(scope))
+
+    def cancel_job(self, job_id: str, scope: ScopeLike) -> m.TrainingJob:
+        """Cancel a queued or running job; ``ConflictError`` once it has ended."""
+        return self._send(self._cancel_job(job_id, scope))
+
+    def import_adapter(
+        self,
+        scope: ScopeLike,
+        adapter_dir: str | os.PathLike[str],
+        *,
+        name: str,
+        model: str | None = None,
+    ) -> m.TrainingJob:
+        """Register a PEFT LoRA adapter directory as a completed job with a final adapter."""
+        return self._send(self._import_adapter(scope, read_adapter(adapter_dir), name, model))
+
+    def stream_events(
+        self,
+        job_id: str,
+        scope: ScopeLike,
+        *,
+        last_event_id: str | int | None = None,
+        reconnect: bool = True,
+        policy: ReconnectPolicy | None = None,
+    ) -> Iterator[JobEvent]:
+        """The job's events (``ping`` left out) up to and including ``end``, resuming after
+        ``last_event_id`` and reconnecting as :mod:`arkor.sdk._events` describes."""
+        follower = EventFollower(last_event_id=last_event_id, reconnect=reconnect, policy=policy)
+        while not follower.done:
+            call = self._stream_job_events(job_id, scope, follower.headers())
+            try:
+                with self._http.stream(**self._request(call)) as response:
+                    action = follower.on_open(response.status_code)
+                    if action == "read":
+                        for text in response.iter_text():
+                            yield from follower.feed(text)
+                            if follower.done:
+                                return
+                        delay = follower.on_close()
+                    else:
+                        response.read()
+                        delay = follower.on_error() if action == "retry" else None
+                        if delay is None:
+                            raise_for_response(response)
+            except httpx.HTTPError as exc:
+                delay = follower.on_error()
+                if delay is None:
+                    raise map_transport_error(exc, self.base_url) from exc
+            if delay is None:
+                return
+            time.sleep(delay)
 
 
 class AsyncCloudApiClient(BaseCloudApiClient):
@@ -233,3 +314,79 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         self, deployment_id: str, key_id: str, scope: ScopeLike
     ) -> None:
         await self._send(self._revoke_deployment_key(deployment_id, key_id, scope))
+
+    async def upload_dataset(
+        self, scope: ScopeLike, path_or_bytes: PathOrBytes, *, name: str | None = None
+    ) -> m.UploadedDataset:
+        """Upload a chat-format JSONL file; a file with problems raises ``BadRequestError``
+        listing them by line number."""
+        content, filename = read_dataset(path_or_bytes)
+        return await self._send(self._upload_dataset(scope, content, name or filename))
+
+    async def list_datasets(self, scope: ScopeLike) -> list[m.UploadedDataset]:
+        return await self._send(self._list_datasets(scope))
+
+    async def create_job(
+        self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]
+    ) -> m.TrainingJob:
+        return await self._send(self._create_job(scope, name, config))
+
+    async def get_job(self, job_id: str, scope: ScopeLike) -> m.TrainingJob:
+        return await self._send(self._get_job(job_id, scope))
+
+    async def list_jobs(self, scope: ScopeLike) -> list[m.TrainingJob]:
+        return await self._send(self._list_jobs(scope))
+
+    async def cancel_job(self, job_id: str, scope: ScopeLike) -> m.TrainingJob:
+        """Cancel a queued or running job; ``ConflictError`` once it has ended."""
+        return await self._send(self._cancel_job(job_id, scope))
+
+    async def import_adapter(
+        self,
+        scope: ScopeLike,
+        adapter_dir: str | os.PathLike[str],
+        *,
+        name: str,
+        model: str | None = None,
+    ) -> m.TrainingJob:
+        """Register a PEFT LoRA adapter directory as a completed job with a final adapter."""
+        return await self._send(
+            self._import_adapter(scope, read_adapter(adapter_dir), name, model)
+        )
+
+    async def stream_events(
+        self,
+        job_id: str,
+        scope: ScopeLike,
+        *,
+        last_event_id: str | int | None = None,
+        reconnect: bool = True,
+        policy: ReconnectPolicy | None = None,
+    ) -> AsyncIterator[JobEvent]:
+        """The job's events (``ping`` left out) up to and including ``end``, resuming after
+        ``last_event_id`` and reconnecting as :mod:`arkor.sdk._events` describes."""
+        follower = EventFollower(last_event_id=last_event_id, reconnect=reconnect, policy=policy)
+        while not follower.done:
+            call = self._stream_job_events(job_id, scope, follower.headers())
+            try:
+                async with self._http.stream(**self._request(call)) as response:
+                    action = follower.on_open(response.status_code)
+                    if action == "read":
+                        async for text in response.aiter_text():
+                            for event in follower.feed(text):
+                                yield event
+                            if follower.done:
+                                return
+                        delay = follower.on_close()
+                    else:
+                        await response.aread()
+                        delay = follower.on_error() if action == "retry" else None
+                        if delay is None:
+                            raise_for_response(response)
+            except httpx.HTTPError as exc:
+                delay = follower.on_error()
+                if delay is None:
+                    raise map_transport_error(exc, self.base_url) from exc
+            if delay is None:
+                return
+            await asyncio.sleep(delay)
