@@ -96,7 +96,7 @@ def test_dataset_source_shapes(source: dict[str, Any], expected: DatasetSource) 
     ("batchSize", -8, "batchSize must be a positive integer"),
     ("warmupSteps", -1, "warmupSteps must be an integer >= 0"),
     ("loggingSteps", 0, "loggingSteps must be a positive integer"),
-    ("saveSteps", 0, "saveSteps must be a positive integer"),
+    ("saveSteps", -1, "saveSteps must be an integer >= 0"),
     ("evalSteps", "10", "evalSteps must be a positive integer"),
     ("evalFraction", 0.9, "evalFraction must be a number > 0 and <= 0.5"),
     ("dryRun", "yes", "dryRun must be true or false"),

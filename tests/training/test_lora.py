@@ -38,7 +38,7 @@ def test_step_plan() -> None:
 
 def train_in_process(base_dir: Path, out: Path, **overrides: Any) -> list[dict[str, Any]]:
     config = parse_job_config({**DEMO_CONFIG, "maxSteps": 2, "batchSize": 2, "maxLength": 96,
-                               "saveSteps": None, **overrides})
+                               "saveSteps": 0, **overrides})
     events: list[dict[str, Any]] = []
     run = LoraRun(config, job_id="j", base_model_dir=base_dir,
                   base_model_name=EMBEDDED_MODEL_NAME, output_dir=out, emit=events.append)

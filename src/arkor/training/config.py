@@ -77,7 +77,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     optim: str = "adamw_torch"
     logging_steps: int = 1
-    save_steps: int | None = 20
+    save_steps: int = 20
     eval_steps: int | None = None
     dry_run: bool = False
     seed: int = 42
@@ -286,8 +286,8 @@ FIELDS: tuple[ConfigField, ...] = (
     ConfigField("optim", "optim", _optim, "Accepted for compatibility; always torch AdamW."),
     ConfigField("loggingSteps", "logging_steps", _int_at_least(1, _STEPS),
                 "Emit training.log every N steps."),
-    ConfigField("saveSteps", "save_steps", _optional(_int_at_least(1, _STEPS)),
-                "Save a checkpoint every N steps (null: final adapter only)."),
+    ConfigField("saveSteps", "save_steps", _int_at_least(0, "must be an integer >= 0"),
+                "Save a checkpoint every N steps; 0 saves only the final adapter."),
     ConfigField("evalSteps", "eval_steps", _optional(_int_at_least(1, _STEPS)),
                 "Compute eval loss every N steps and at the end (null: no eval)."),
     ConfigField("dryRun", "dry_run", _bool,
