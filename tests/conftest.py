@@ -62,18 +62,31 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def cloud(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudServer]:
+def cloud(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[CloudServer]:
     """A real control plane over HTTP, one per test module and backend."""
     from arkor.cloud.app import create_app
     from arkor.cloud.settings import Settings
     from tests.servers import LiveServer, database_url
 
     data_dir = tmp_path_factory.mktemp(f"cloud-{backend}")
+    link_cached_models(data_dir, request.config)
     with database_url(backend, data_dir) as url:
         settings = Settings(data_dir=data_dir, database_url=url)
         app = create_app(settings)
         with LiveServer(app) as base_url:
             yield CloudServer(url=base_url, settings=settings, app=app)
+
+
+def link_cached_models(data_dir: Path, config: pytest.Config) -> None:
+    """Let a test server reuse the embedded model converted once into pytest's cache."""
+    from arkor.engine.embedded import MODEL_DIR_NAME
+
+    cached = Path(config.cache.mkdir("arkor-models")) / MODEL_DIR_NAME
+    if (cached / "config.json").is_file():
+        (data_dir / "models").mkdir(parents=True, exist_ok=True)
+        (data_dir / "models" / MODEL_DIR_NAME).symlink_to(cached, target_is_directory=True)
 
 
 class CloudServer:

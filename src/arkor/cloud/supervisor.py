@@ -38,6 +38,7 @@ class _Running:
     job_id: str
     process: subprocess.Popen[str]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    follower: threading.Thread | None = None
 
 
 def final_adapter_dir(job: Job) -> Path | None:
@@ -78,6 +79,9 @@ class JobSupervisor:
                 run.process.wait(timeout=CANCEL_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 self._signal(run, signal.SIGKILL)
+        for run in running:
+            if run.follower is not None:
+                run.follower.join(timeout=5)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout=5)
 
@@ -146,10 +150,11 @@ class JobSupervisor:
         )
         stderr.close()
         run = _Running(job_id=job_id, process=process)
+        run.follower = threading.Thread(target=self._follow, args=(run, spec),
+                                        name=f"arkor-job-{job_id[:8]}", daemon=True)
         with self._lock:
             self._running[job_id] = run
-        threading.Thread(target=self._follow, args=(run, spec), name=f"arkor-job-{job_id[:8]}",
-                         daemon=True).start()
+        run.follower.start()
 
     def _spec(self, job_id: str) -> RunSpec | None:
         from arkor.engine.embedded import ensure_embedded_model
@@ -208,6 +213,9 @@ class JobSupervisor:
                 self._running.pop(run.job_id, None)
         if run.cancelled.is_set():
             self._wake.set()
+            return
+        if self._stopping.is_set() and (terminal is None or terminal["type"] != events.COMPLETED):
+            self._finish(run.job_id, "failed", events.failed(run.job_id, error=RESTART_MESSAGE))
             return
         if terminal is not None and terminal["type"] == events.COMPLETED and returncode == 0:
             self._finish(run.job_id, "completed", terminal)

@@ -1,0 +1,225 @@
+"""Training jobs through the HTTP API with the real runner: failures stay inside the job.
+
+A killed runner fails its job and leaves the server serving; a server restart fails the job
+it left running; a malformed dataset is refused before any job exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from arkor.cloud.app import create_app
+from arkor.training.demo import demo_dataset_path
+from tests.servers import LiveServer
+from tests.workspace import Workspace, new_workspace
+
+EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class Api:
+    def __init__(self, url: str, ws: Workspace) -> None:
+        self.url = url
+        self.params = {"orgSlug": ws.scope.org_slug, "projectSlug": ws.scope.project_slug}
+        self.headers = {"X-Arkor-Client": "arkor/0.1.0",
+                        "Authorization": f"Bearer {ws.credentials.token}"}
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        kwargs.setdefault("params", self.params)
+        kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
+        return httpx.request(method, self.url + path, timeout=30, **kwargs)
+
+    def upload(self, content: bytes, name: str = "data.jsonl") -> httpx.Response:
+        return self.request("POST", "/v1/datasets", content=content,
+                            headers={"content-type": "application/octet-stream"},
+                            params={**self.params, "name": name})
+
+    def create_job(self, dataset_id: str, **config) -> dict:
+        body = {"name": "supervised", "config": {
+            "model": EMBEDDED, "datasetSource": {"type": "upload", "uploadId": dataset_id},
+            "batchSize": 2, "maxLength": 64, "loggingSteps": 1, **config}}
+        response = self.request("POST", "/v1/jobs", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["job"]
+
+    def job(self, job_id: str) -> dict:
+        return self.request("GET", f"/v1/jobs/{job_id}").json()["job"]
+
+    def wait_for(self, job_id: str, statuses: tuple[str, ...], timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} stayed {job['status']}")
+
+    def events(self, job_id: str) -> list[dict]:
+        with httpx.stream("GET", f"{self.url}/v1/jobs/{job_id}/events/stream",
+                          params=self.params, headers=self.headers, timeout=60) as response:
+            frames = [json.loads(line[6:]) for line in response.iter_lines()
+                      if line.startswith("data: ")]
+        return frames
+
+
+@pytest.fixture
+def api(cloud, embedded_model_dir) -> Api:
+    return Api(cloud.url, new_workspace(cloud.url))
+
+
+def demo_upload(api: Api) -> str:
+    response = api.upload(demo_dataset_path().read_bytes(), "triage.jsonl")
+    assert response.status_code == 201, response.text
+    dataset = response.json()["dataset"]
+    assert dataset["numExamples"] == 100 and dataset["name"] == "triage.jsonl"
+    return dataset["id"]
+
+
+def runner_pid(cloud, job_id: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = cloud.app.state.supervisor.runner_pid(job_id)
+        if pid is not None:
+            return pid
+        time.sleep(0.1)
+    raise AssertionError("the runner never started")
+
+
+def test_malformed_dataset_is_refused_with_line_numbers(api) -> None:
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                    {"role": "assistant", "content": "hello"}]})
+    bad = "\n".join([good, "{not json", good, json.dumps({"messages": [{"role": "user",
+                                                                        "content": "x"}]})])
+    response = api.upload(bad.encode())
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "line 2" in error and "line 4" in error and "nothing was saved" in error
+    assert api.request("GET", "/v1/datasets").json()["datasets"] == []
+    assert "empty" in api.upload(b"").json()["error"]
+
+
+def test_job_config_problems_are_400_before_any_job(api, tmp_path: Path) -> None:
+    dataset_id = demo_upload(api)
+    source = {"type": "upload", "uploadId": dataset_id}
+    for config, needle in [
+        ({"datasetSource": source}, "model"),
+        ({"model": EMBEDDED, "datasetSource": source, "learningRate": -1}, "learningRate"),
+        ({"model": "acme/unknown", "datasetSource": source}, "acme/unknown"),
+        ({"model": EMBEDDED, "datasetSource": {"type": "upload", "uploadId": "nope"}}, "nope"),
+    ]:
+        response = api.request("POST", "/v1/jobs", json={"name": "x", "config": config})
+        assert response.status_code in (400, 404), response.text
+        assert needle in response.json()["error"]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"messages": []}\n')
+    response = api.request("POST", "/v1/jobs", json={"name": "x", "config": {
+        "model": EMBEDDED, "datasetSource": {"type": "local", "path": str(broken)}}})
+    assert response.status_code == 400 and "line 1" in response.json()["error"]
+    assert api.request("GET", "/v1/jobs").json()["jobs"] == []
+
+
+def test_killed_runner_fails_the_job_and_the_server_keeps_serving(api, cloud) -> None:
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    pid = runner_pid(cloud, job["id"])
+    api.wait_for(job["id"], ("running",))
+    os.killpg(pid, signal.SIGKILL)
+    failed = api.wait_for(job["id"], ("failed",), timeout=30)
+    assert "killed" in failed["error"] and "SIGKILL" in failed["error"]
+    frames = api.events(job["id"])
+    assert frames[-2]["type"] == "training.failed" and frames[-1]["type"] == "end"
+    assert api.request("GET", "/v1/jobs").status_code == 200
+    assert httpx.get(cloud.url + "/healthz").json() == {"status": "ok"}
+
+
+def test_cancel_stops_the_runner_within_seconds(api, cloud) -> None:
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    pid = runner_pid(cloud, job["id"])
+    started = time.monotonic()
+    response = api.request("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert response.status_code == 200 and response.json()["job"]["status"] == "cancelled"
+    while time.monotonic() - started < 10:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the runner was still alive 10 s after cancel")
+    time.sleep(0.5)
+    assert api.job(job["id"])["status"] == "cancelled"
+    again = api.request("POST", f"/v1/jobs/{job['id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"] == "Job is already cancelled"
+    assert api.events(job["id"])[-2:] == [
+        {**api.events(job["id"])[-2], "type": "training.cancelled"},
+        {"type": "end", "jobId": job["id"]},
+    ]
+
+
+def test_restart_fails_the_job_it_left_running(cloud, embedded_model_dir, tmp_path) -> None:
+    from dataclasses import replace
+
+    settings = replace(cloud.settings, data_dir=tmp_path / "restart", database_url=None)
+    (settings.data_dir / "models").mkdir(parents=True)
+    (settings.models_dir / embedded_model_dir.name).symlink_to(embedded_model_dir)
+    with LiveServer(create_app(settings)) as url:
+        api = Api(url, new_workspace(url))
+        job = api.create_job(demo_upload(api), maxSteps=200)
+        api.wait_for(job["id"], ("running",))
+    # The first server is gone (its runner was stopped with it); a new one takes over.
+    with LiveServer(create_app(settings)) as url:
+        api.url = url
+        failed = api.wait_for(job["id"], ("failed",), timeout=10)
+        assert "server stopped" in failed["error"]
+        assert api.events(job["id"])[-2]["type"] == "training.failed"
+
+
+def test_completed_job_leaves_adapters_that_change_outputs(api, cloud, backend,
+                                                           embedded_model_dir) -> None:
+    if backend != "sqlite":
+        pytest.skip("training itself does not depend on the database; once is enough")
+    job = api.create_job(demo_upload(api), maxSteps=6, saveSteps=3, batchSize=4,
+                         learningRate=2e-3)
+    done = api.wait_for(job["id"], ("completed", "failed"), timeout=180)
+    assert done["status"] == "completed", done["error"]
+    assert [c["step"] for c in done["checkpoints"]] == [3, 6] and done["hasFinalAdapter"]
+    frames = api.events(job["id"])
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "training.started" and kinds[-2:] == ["training.completed", "end"]
+    steps = [f["step"] for f in frames if f["type"] == "training.log" and f.get("loss")]
+    assert steps == sorted(steps) and steps[-1] == 6
+
+    artifacts = Path(cloud.settings.data_dir) / "artifacts" / job["id"]
+    final, checkpoint = artifacts / "final", artifacts / "checkpoints" / "step-3"
+    for adapter in (final, checkpoint):
+        assert (adapter / "adapter_model.safetensors").is_file()
+
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    messages = [{"role": "system", "content": "You triage customer support tickets. Reply with "
+                 "exactly one line: LABEL: billing, LABEL: bug or LABEL: other."},
+                {"role": "user", "content": "I was charged twice for my subscription."}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+
+    def greedy(model) -> str:
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+        return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    base_answer = greedy(base)
+    model = PeftModel.from_pretrained(base, final, adapter_name="final")
+    model.load_adapter(checkpoint, adapter_name="ckpt")
+    model.set_adapter("final")
+    assert greedy(model) != base_answer
+    model.set_adapter("ckpt")
+    assert greedy(model) != base_answer
