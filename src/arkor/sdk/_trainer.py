@@ -1,0 +1,466 @@
+"""``create_trainer``: start a fine-tuning job and follow it with callbacks (contract §3.5).
+
+Options are snake_case here and camelCase in the job's ``config``; only the options given are
+sent, so the server's defaults apply to the rest. What happens on each event (which callback
+fires with what, how the local job snapshot changes) is decided once in
+:class:`_TrainerCore`; :class:`Trainer` and :class:`AsyncTrainer` only do the I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arkor.sdk._base import ProjectScope, ScopeLike, as_scope
+from arkor.sdk._bootstrap import (
+    aensure_credentials,
+    aensure_project_state,
+    ensure_credentials,
+    ensure_project_state,
+)
+from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
+from arkor.sdk._credentials import (
+    AnonymousCredentials,
+    OAuthCredentials,
+    default_arkor_cloud_api_url,
+)
+from arkor.sdk._events import JobEvent, ReconnectPolicy
+from arkor.sdk._models import TrainingJob
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+STARTED = "training.started"
+LOG = "training.log"
+CHECKPOINT = "checkpoint.saved"
+COMPLETED = "training.completed"
+FAILED = "training.failed"
+CANCELLED = "training.cancelled"
+TERMINAL_EVENTS = (COMPLETED, FAILED, CANCELLED)
+
+CONFIG_NAMES = {
+    "lora_r": "loraR", "lora_alpha": "loraAlpha", "lora_dropout": "loraDropout",
+    "target_modules": "targetModules", "max_length": "maxLength", "max_steps": "maxSteps",
+    "num_train_epochs": "numTrainEpochs", "learning_rate": "learningRate",
+    "batch_size": "batchSize", "warmup_steps": "warmupSteps",
+    "lr_scheduler_type": "lrSchedulerType", "weight_decay": "weightDecay",
+    "logging_steps": "loggingSteps", "save_steps": "saveSteps", "eval_steps": "evalSteps",
+    "dry_run": "dryRun", "seed": "seed",
+}
+
+Creds = AnonymousCredentials | OAuthCredentials
+DatasetArg = str | os.PathLike[str] | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StartedInfo:
+    job: TrainingJob
+
+
+@dataclass(frozen=True)
+class LogInfo:
+    step: int
+    loss: float | None
+    eval_loss: float | None
+    learning_rate: float | None
+    epoch: float | None
+    samples_per_second: float | None
+    job: TrainingJob
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    step: int
+    adapter: dict[str, Any]
+    job: TrainingJob
+    artifacts: list[Any]
+
+
+@dataclass(frozen=True)
+class CompletedInfo:
+    job: TrainingJob
+    artifacts: list[Any]
+
+
+@dataclass(frozen=True)
+class FailedInfo:
+    job: TrainingJob
+    error: str
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What ``wait()`` returns: the job as the server has it at the end, and its artifacts."""
+
+    job: TrainingJob
+    artifacts: list[Any]
+
+
+Info = StartedInfo | LogInfo | CheckpointInfo | CompletedInfo | FailedInfo
+Callback = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """Everything ``create_trainer`` was given, minus the connection."""
+
+    name: str
+    dataset: DatasetArg
+    model: str = DEFAULT_MODEL
+    options: Mapping[str, Any] = field(default_factory=dict)
+    extra_config: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: Mapping[str, Callback | None] = field(default_factory=dict)
+
+    def config(self, dataset_source: Mapping[str, Any]) -> dict[str, Any]:
+        config: dict[str, Any] = {"model": self.model, "datasetSource": dict(dataset_source)}
+        for option, value in self.options.items():
+            if value is not None:
+                config[CONFIG_NAMES[option]] = value
+        config.update(self.extra_config)
+        return config
+
+    def upload_path(self) -> Path | None:
+        """The local JSONL file to upload first, or ``None`` for a ``datasetSource`` dict."""
+        return None if isinstance(self.dataset, Mapping) else Path(self.dataset)
+
+
+def _number(data: Mapping[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+class _TrainerCore:
+    def __init__(self, spec: TrainerSpec, *, credentials: Creds | None, cwd: Path | None,
+                 scope: ScopeLike | None, policy: ReconnectPolicy | None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._credentials = credentials
+        self._cwd = cwd
+        self._scope: ProjectScope | None = as_scope(scope) if scope is not None else None
+        self._policy = policy
+        self._job: TrainingJob | None = None
+        self._last_event_id: str | None = None
+        self._result: TrainingResult | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return self._job.id if self._job else None
+
+    def _observe(self, event: JobEvent) -> tuple[Callback | None, Info] | None:
+        """Update the local job snapshot; the callback (and its argument) this event fires."""
+        assert self._job is not None
+        self._last_event_id = event.id
+        data = event.data
+        callbacks = self.spec.callbacks
+        if event.type == STARTED:
+            self._job = self._job.model_copy(
+                update={"status": "running", "started_at": data.get("timestamp")})
+            return callbacks.get("on_started"), StartedInfo(job=self._job)
+        if event.type == LOG and isinstance(data.get("step"), int):
+            return callbacks.get("on_log"), LogInfo(
+                step=data["step"], loss=_number(data, "loss"), eval_loss=_number(data, "evalLoss"),
+                learning_rate=_number(data, "learningRate"), epoch=_number(data, "epoch"),
+                samples_per_second=_number(data, "samplesPerSecond"), job=self._job)
+        if event.type == CHECKPOINT and isinstance(data.get("step"), int):
+            adapter = {"kind": "checkpoint", "jobId": self._job.id, "step": data["step"]}
+            return callbacks.get("on_checkpoint"), CheckpointInfo(
+                step=data["step"], adapter=adapter, job=self._job,
+                artifacts=list(data.get("artifacts") or []))
+        return None
+
+    def _finish(self, job: TrainingJob, terminal: JobEvent | None
+                ) -> tuple[Callback | None, Info] | None:
+        """Record the result; the terminal callback to fire (none for a cancelled job)."""
+        self._job = job
+        completed = terminal is not None and terminal.type == COMPLETED
+        artifacts = list(terminal.data.get("artifacts") or []) if completed and terminal else []
+        self._result = TrainingResult(job=job, artifacts=artifacts)
+        if completed:
+            return self.spec.callbacks.get("on_completed"), CompletedInfo(job, artifacts)
+        if job.status == "failed":
+            error = (terminal.data.get("error") if terminal else None) or job.error or "failed"
+            return self.spec.callbacks.get("on_failed"), FailedInfo(job, str(error))
+        return None
+
+
+class Trainer(_TrainerCore):
+    """``start()`` the job, ``wait()`` for it with callbacks, or ``cancel()`` it."""
+
+    def __init__(self, spec: TrainerSpec, *, client: CloudApiClient | None = None,
+                 credentials: Creds | None = None, cwd: Path | None = None,
+                 scope: ScopeLike | None = None, policy: ReconnectPolicy | None = None) -> None:
+        super().__init__(spec, credentials=credentials, cwd=cwd, scope=scope, policy=policy)
+        self._client = client
+        self._owns_client = False
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_client and self._client is not None:
+            self._client.close()
+            self._client, self._owns_client = None, False
+
+    def _connect(self) -> tuple[CloudApiClient, ProjectScope]:
+        client = self._client
+        credentials = self._credentials or (client.credentials if client else None)
+        if credentials is None and (client is None or self._scope is None):
+            credentials = ensure_credentials(base_url=client.base_url if client else None)
+        if client is None:
+            assert credentials is not None
+            client = CloudApiClient(base_url=default_arkor_cloud_api_url(credentials),
+                                    credentials=credentials)
+            self._client, self._owns_client = client, True
+        if self._scope is None:
+            assert credentials is not None
+            state = ensure_project_state(client, credentials, self._cwd)
+            self._scope = ProjectScope(state.org_slug, state.project_slug)
+        return client, self._scope
+
+    def start(self) -> str:
+        """Create the job (uploading a local dataset first) and return its id; once only."""
+        if self._job is not None:
+            return self._job.id
+        client, scope = self._connect()
+        path = self.spec.upload_path()
+        if path is None:
+            source: Mapping[str, Any] = self.spec.dataset  # type: ignore[assignment]
+        else:
+            source = {"type": "upload", "uploadId": client.upload_dataset(scope, path).id}
+        self._job = client.create_job(scope, name=self.spec.name, config=self.spec.config(source))
+        return self._job.id
+
+    def wait(self) -> TrainingResult:
+        """Follow the job to its end, firing callbacks in order; a raising callback stops
+        the wait and its exception propagates (the job itself keeps running)."""
+        if self._result is not None:
+            return self._result
+        job_id = self.start()
+        client, scope = self._connect()
+        terminal: JobEvent | None = None
+        stream = client.stream_events(job_id, scope, last_event_id=self._last_event_id,
+                                      policy=self._policy)
+        with contextlib.closing(stream):
+            for event in stream:
+                fired = self._observe(event)
+                if fired is not None and fired[0] is not None:
+                    fired[0](fired[1])
+                if event.type in TERMINAL_EVENTS:
+                    terminal = event
+                    break
+        fired = self._finish(client.get_job(job_id, scope), terminal)
+        if fired is not None and fired[0] is not None:
+            fired[0](fired[1])
+        assert self._result is not None
+        return self._result
+
+    def cancel(self) -> TrainingJob | None:
+        """Cancel the job on the server; nothing to do before ``start()``."""
+        if self._job is None:
+            return None
+        client, scope = self._connect()
+        return client.cancel_job(self._job.id, scope)
+
+
+async def _call(callback: Callback | None, info: Info) -> None:
+    if callback is not None:
+        result = callback(info)
+        if inspect.isawaitable(result):
+            await result
+
+
+class AsyncTrainer(_TrainerCore):
+    """:class:`Trainer` with awaited methods; callbacks may be plain or ``async``."""
+
+    def __init__(self, spec: TrainerSpec, *, client: AsyncCloudApiClient | None = None,
+                 credentials: Creds | None = None, cwd: Path | None = None,
+                 scope: ScopeLike | None = None, policy: ReconnectPolicy | None = None) -> None:
+        super().__init__(spec, credentials=credentials, cwd=cwd, scope=scope, policy=policy)
+        self._client = client
+        self._owns_client = False
+
+    async def __aenter__(self) -> AsyncTrainer:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_client and self._client is not None:
+            await self._client.aclose()
+            self._client, self._owns_client = None, False
+
+    async def _connect(self) -> tuple[AsyncCloudApiClient, ProjectScope]:
+        client = self._client
+        credentials = self._credentials or (client.credentials if client else None)
+        if credentials is None and (client is None or self._scope is None):
+            credentials = await aensure_credentials(base_url=client.base_url if client else None)
+        if client is None:
+            assert credentials is not None
+            client = AsyncCloudApiClient(base_url=default_arkor_cloud_api_url(credentials),
+                                         credentials=credentials)
+            self._client, self._owns_client = client, True
+        if self._scope is None:
+            assert credentials is not None
+            state = await aensure_project_state(client, credentials, self._cwd)
+            self._scope = ProjectScope(state.org_slug, state.project_slug)
+        return client, self._scope
+
+    async def start(self) -> str:
+        if self._job is not None:
+            return self._job.id
+        client, scope = await self._connect()
+        path = self.spec.upload_path()
+        if path is None:
+            source: Mapping[str, Any] = self.spec.dataset  # type: ignore[assignment]
+        else:
+            source = {"type": "upload", "uploadId": (await client.upload_dataset(scope, path)).id}
+        self._job = await client.create_job(scope, name=self.spec.name,
+                                            config=self.spec.config(source))
+        return self._job.id
+
+    async def wait(self) -> TrainingResult:
+        if self._result is not None:
+            return self._result
+        job_id = await self.start()
+        client, scope = await self._connect()
+        terminal: JobEvent | None = None
+        stream = client.stream_events(job_id, scope, last_event_id=self._last_event_id,
+                                      policy=self._policy)
+        try:
+            async for event in stream:
+                fired = self._observe(event)
+                if fired is not None:
+                    await _call(*fired)
+                if event.type in TERMINAL_EVENTS:
+                    terminal = event
+                    break
+        finally:
+            await stream.aclose()
+        fired = self._finish(await client.get_job(job_id, scope), terminal)
+        if fired is not None:
+            await _call(*fired)
+        assert self._result is not None
+        return self._result
+
+    async def cancel(self) -> TrainingJob | None:
+        if self._job is None:
+            return None
+        client, scope = await self._connect()
+        return await client.cancel_job(self._job.id, scope)
+
+
+def _spec(name: str, dataset: DatasetArg, model: str, extra_config: Mapping[str, Any] | None,
+          options: dict[str, Any], callbacks: dict[str, Callback | None]) -> TrainerSpec:
+    return TrainerSpec(name=name, dataset=dataset, model=model, options=options,
+                       extra_config=dict(extra_config or {}), callbacks=callbacks)
+
+
+def create_trainer(
+    *,
+    name: str,
+    dataset: DatasetArg,
+    model: str = DEFAULT_MODEL,
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
+    target_modules: list[str] | str | None = None,
+    max_length: int | None = None,
+    max_steps: int | None = None,
+    num_train_epochs: float | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    warmup_steps: int | None = None,
+    lr_scheduler_type: str | None = None,
+    weight_decay: float | None = None,
+    logging_steps: int | None = None,
+    save_steps: int | None = None,
+    eval_steps: int | None = None,
+    dry_run: bool | None = None,
+    seed: int | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    on_started: Callable[[StartedInfo], Any] | None = None,
+    on_log: Callable[[LogInfo], Any] | None = None,
+    on_checkpoint: Callable[[CheckpointInfo], Any] | None = None,
+    on_completed: Callable[[CompletedInfo], Any] | None = None,
+    on_failed: Callable[[FailedInfo], Any] | None = None,
+    client: CloudApiClient | None = None,
+    credentials: Creds | None = None,
+    cwd: Path | None = None,
+    scope: ScopeLike | None = None,
+    policy: ReconnectPolicy | None = None,
+) -> Trainer:
+    """A :class:`Trainer` for one job. ``dataset`` is a local JSONL file (uploaded on
+    ``start()``) or a ``datasetSource`` dict sent as is. Without ``client``/``credentials``
+    it signs in like the CLI; without ``scope`` it uses (or creates) ``.arkor/state.json``
+    in ``cwd``."""
+    options = {
+        "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+        "target_modules": target_modules, "max_length": max_length, "max_steps": max_steps,
+        "num_train_epochs": num_train_epochs, "learning_rate": learning_rate,
+        "batch_size": batch_size, "warmup_steps": warmup_steps,
+        "lr_scheduler_type": lr_scheduler_type, "weight_decay": weight_decay,
+        "logging_steps": logging_steps, "save_steps": save_steps, "eval_steps": eval_steps,
+        "dry_run": dry_run, "seed": seed,
+    }
+    callbacks = {"on_started": on_started, "on_log": on_log, "on_checkpoint": on_checkpoint,
+                 "on_completed": on_completed, "on_failed": on_failed}
+    return Trainer(_spec(name, dataset, model, extra_config, options, callbacks),
+                   client=client, credentials=credentials, cwd=cwd, scope=scope, policy=policy)
+
+
+def create_async_trainer(
+    *,
+    name: str,
+    dataset: DatasetArg,
+    model: str = DEFAULT_MODEL,
+    lora_r: int | None = None,
+    lora_alpha: float | None = None,
+    lora_dropout: float | None = None,
+    target_modules: list[str] | str | None = None,
+    max_length: int | None = None,
+    max_steps: int | None = None,
+    num_train_epochs: float | None = None,
+    learning_rate: float | None = None,
+    batch_size: int | None = None,
+    warmup_steps: int | None = None,
+    lr_scheduler_type: str | None = None,
+    weight_decay: float | None = None,
+    logging_steps: int | None = None,
+    save_steps: int | None = None,
+    eval_steps: int | None = None,
+    dry_run: bool | None = None,
+    seed: int | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+    on_started: Callable[[StartedInfo], Any] | None = None,
+    on_log: Callable[[LogInfo], Any] | None = None,
+    on_checkpoint: Callable[[CheckpointInfo], Any] | None = None,
+    on_completed: Callable[[CompletedInfo], Any] | None = None,
+    on_failed: Callable[[FailedInfo], Any] | None = None,
+    client: AsyncCloudApiClient | None = None,
+    credentials: Creds | None = None,
+    cwd: Path | None = None,
+    scope: ScopeLike | None = None,
+    policy: ReconnectPolicy | None = None,
+) -> AsyncTrainer:
+    """:func:`create_trainer` for asyncio: the same options; callbacks may be ``async``."""
+    options = {
+        "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
+        "target_modules": target_modules, "max_length": max_length, "max_steps": max_steps,
+        "num_train_epochs": num_train_epochs, "learning_rate": learning_rate,
+        "batch_size": batch_size, "warmup_steps": warmup_steps,
+        "lr_scheduler_type": lr_scheduler_type, "weight_decay": weight_decay,
+        "logging_steps": logging_steps, "save_steps": save_steps, "eval_steps": eval_steps,
+        "dry_run": dry_run, "seed": seed,
+    }
+    callbacks = {"on_started": on_started, "on_log": on_log, "on_checkpoint": on_checkpoint,
+                 "on_completed": on_completed, "on_failed": on_failed}
+    return AsyncTrainer(_spec(name, dataset, model, extra_config, options, callbacks),
+                        client=client, credentials=credentials, cwd=cwd, scope=scope,
+                        policy=policy)
