@@ -137,6 +137,7 @@ def test_a_new_connection_drops_a_half_frame() -> None:
     follower = EventFollower()
     follower.on_open(200)
     assert follower.feed("id: 4\nevent: training.log\ndata: {\"step\": 9") == []
+    assert follower.last_event_id is None  # so a resume asks for event 4 again
     follower.on_open(200)
     assert follower.feed(frame(5, "training.log", step=2)) == [
         JobEvent("5", "training.log", {"type": "training.log", "step": 2})

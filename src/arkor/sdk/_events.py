@@ -43,13 +43,18 @@ class ServerSentEvent:
 
 
 class SseDecoder:
-    """Text in, complete SSE frames out (the WHATWG ``text/event-stream`` rules)."""
+    """Text in, complete SSE frames out (the WHATWG ``text/event-stream`` rules).
 
-    def __init__(self) -> None:
+    ``last_id`` only moves when a frame is complete, so a frame cut off mid-way is asked for
+    again on resume.
+    """
+
+    def __init__(self, last_id: str | None = None) -> None:
         self._buffer = ""
         self._event = ""
         self._data: list[str] = []
-        self.last_id: str | None = None
+        self._pending_id = last_id
+        self.last_id = last_id
 
     def feed(self, text: str) -> list[ServerSentEvent]:
         self._buffer += text
@@ -67,6 +72,7 @@ class SseDecoder:
     def reset(self) -> None:
         """A new connection: a half-received frame from the old one is dropped."""
         self._buffer, self._event, self._data = "", "", []
+        self._pending_id = self.last_id
 
     def _line(self, line: str) -> ServerSentEvent | None:
         if line == "":
@@ -80,12 +86,13 @@ class SseDecoder:
         elif name == "data":
             self._data.append(value)
         elif name == "id" and "\x00" not in value:
-            self.last_id = value
+            self._pending_id = value
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
         data, event = self._data, self._event
         self._data, self._event = [], ""
+        self.last_id = self._pending_id
         if not data:
             return None
         return ServerSentEvent(event=event, data="\n".join(data), id=self.last_id)
@@ -149,8 +156,7 @@ class EventFollower:
         reconnect: bool = True,
         policy: ReconnectPolicy | None = None,
     ) -> None:
-        self._decoder = SseDecoder()
-        self._decoder.last_id = None if last_event_id is None else str(last_event_id)
+        self._decoder = SseDecoder(None if last_event_id is None else str(last_event_id))
         self.reconnect = reconnect
         self.policy = policy or ReconnectPolicy()
         self.attempt = 0
