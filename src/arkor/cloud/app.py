@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,22 +25,51 @@ from arkor.cloud.routes import (
 from arkor.cloud.settings import Settings
 from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
+from arkor.edge.app import EdgeApp
+from arkor.edge.directory import DeploymentDirectory
+from arkor.edge.keys import KeyUsage
+from arkor.edge.routing import EdgeRouter
+from arkor.edge.serving import EngineProvider
+from arkor.engine.base import Engine
 from arkor.store.db import Database, migrate
 
 
-def create_app(settings: Settings) -> FastAPI:
+def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
+    def build() -> Engine:
+        from arkor.engine.local import LocalEngine
+
+        return LocalEngine(
+            settings.registry, models_dir=settings.models_dir,
+            max_batch_size=settings.engine_max_batch, max_queue=settings.engine_max_queue,
+            max_loaded_adapters=settings.engine_max_adapters,
+        )
+
+    return build
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The control plane with the edge in front of it, on one ASGI app.
+
+    ``engine`` replaces the local engine (made on first use otherwise).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     migrate(db.engine)
     supervisor = JobSupervisor(db, settings)
+    engines = EngineProvider(None if engine else local_engine_factory(settings), engine)
+    usage = KeyUsage(db)
+    edge = EdgeApp(DeploymentDirectory(db), usage, engines)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         supervisor.start()
+        usage.start()
         try:
             yield
         finally:
+            usage.stop()
             supervisor.stop()
+            await engines.close()
             db.dispose()
 
     app = FastAPI(
@@ -57,6 +86,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.supervisor = supervisor
+    app.state.engines = engines
+    app.state.edge = edge
+    app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
     install_error_handlers(app)
 
     gated = [Depends(client_version_gate), Depends(reject_nul_characters)]

@@ -40,8 +40,10 @@ def target_dto(row: tables.Deployment) -> m.AdapterTarget | m.BaseModelTarget:
     return m.AdapterTarget(adapter=adapter)
 
 
-def deployment_dto(row: tables.Deployment) -> m.Deployment:
+def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Deployment:
     return m.Deployment(
+        url=f"{base_url}/chat/completions" if base_url else None,
+        base_url=base_url,
         id=row.id,
         slug=row.slug,
         org_id=row.org_id,

@@ -19,6 +19,10 @@ DEFAULT_PORT = 8787
 DEFAULT_MIN_CLIENT_VERSION = "0.1.0"
 DEFAULT_MAX_CONCURRENT_JOBS = 1
 DEFAULT_MAX_UPLOAD_MB = 200
+DEFAULT_EDGE_DOMAIN = "localhost"
+DEFAULT_ENGINE_MAX_BATCH = 16
+DEFAULT_ENGINE_MAX_QUEUE = 64
+DEFAULT_ENGINE_MAX_ADAPTERS = 8
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,36 @@ SETTINGS: tuple[Setting, ...] = (
         str(DEFAULT_MAX_UPLOAD_MB),
         "Largest dataset or adapter upload accepted, in megabytes.",
     ),
+    Setting(
+        "edge_domain",
+        "ARKOR_EDGE_DOMAIN",
+        DEFAULT_EDGE_DOMAIN,
+        "Requests for Host <slug>.<edge domain> are served by that deployment.",
+    ),
+    Setting(
+        "public_edge_url",
+        "ARKOR_PUBLIC_EDGE_URL",
+        "path form on the address the caller used",
+        "How deployment URLs are shown, with {slug}: e.g. https://{slug}.arkor.example.com.",
+    ),
+    Setting(
+        "engine_max_batch",
+        "ARKOR_ENGINE_MAX_BATCH",
+        str(DEFAULT_ENGINE_MAX_BATCH),
+        "Requests decoded together in one forward pass, per base model.",
+    ),
+    Setting(
+        "engine_max_queue",
+        "ARKOR_ENGINE_MAX_QUEUE",
+        str(DEFAULT_ENGINE_MAX_QUEUE),
+        "Requests that may wait for a batch slot; beyond it the edge answers 429.",
+    ),
+    Setting(
+        "engine_max_adapters",
+        "ARKOR_ENGINE_MAX_ADAPTERS",
+        str(DEFAULT_ENGINE_MAX_ADAPTERS),
+        "LoRA adapters kept loaded per base model (least recently used evicted).",
+    ),
 )
 
 
@@ -94,6 +128,11 @@ class Settings:
     min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
     max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    edge_domain: str = DEFAULT_EDGE_DOMAIN
+    public_edge_url: str | None = None
+    engine_max_batch: int = DEFAULT_ENGINE_MAX_BATCH
+    engine_max_queue: int = DEFAULT_ENGINE_MAX_QUEUE
+    engine_max_adapters: int = DEFAULT_ENGINE_MAX_ADAPTERS
     registry: BaseModelRegistry = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +140,8 @@ class Settings:
             raise ValueError("max_concurrent_jobs must be at least 1")
         if self.max_upload_mb < 1:
             raise ValueError("max_upload_mb must be at least 1")
+        if self.public_edge_url is not None and "{slug}" not in self.public_edge_url:
+            raise ValueError("public_edge_url must contain {slug}, e.g. https://{slug}.example.com")
         object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
 
     @property
@@ -128,6 +169,20 @@ class Settings:
                 environ, "ARKOR_MAX_CONCURRENT_JOBS", DEFAULT_MAX_CONCURRENT_JOBS
             ),
             max_upload_mb=_int_env(environ, "ARKOR_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB),
+            edge_domain=environ.get("ARKOR_EDGE_DOMAIN") or DEFAULT_EDGE_DOMAIN,
+            public_edge_url=environ.get("ARKOR_PUBLIC_EDGE_URL") or None,
+            engine_max_batch=_int_env(environ, "ARKOR_ENGINE_MAX_BATCH", DEFAULT_ENGINE_MAX_BATCH),
+            engine_max_queue=_int_env(environ, "ARKOR_ENGINE_MAX_QUEUE", DEFAULT_ENGINE_MAX_QUEUE),
+            engine_max_adapters=_int_env(
+                environ, "ARKOR_ENGINE_MAX_ADAPTERS", DEFAULT_ENGINE_MAX_ADAPTERS
+            ),
         )
         given = {k: v for k, v in overrides.items() if v is not None and v != ()}
         return replace(settings, **given) if given else settings
+
+
+def edge_base_url(settings: Settings, request_base_url: str, slug: str) -> str:
+    """The base URL to give an OpenAI SDK for ``slug`` (ends in ``/v1``)."""
+    if settings.public_edge_url:
+        return settings.public_edge_url.format(slug=slug).rstrip("/") + "/v1"
+    return f"{request_base_url.rstrip('/')}/d/{slug}/v1"

@@ -115,6 +115,8 @@ class Deployment(WireModel):
     run_retention_days: int | None = None
     created_at: str
     updated_at: str
+    url: str | None = None
+    base_url: str | None = None
 
 
 class DeploymentKey(WireModel):

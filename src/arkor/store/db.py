@@ -16,6 +16,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from arkor.store.changes import ChangeFeed
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -60,6 +62,8 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.changes = ChangeFeed()
+        self.changes.install(self._sessions)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

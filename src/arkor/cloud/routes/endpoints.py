@@ -18,6 +18,7 @@ from arkor.cloud.routes.endpoints_wire import (
     CreateKeyBody,
     UpdateDeploymentBody,
 )
+from arkor.cloud.settings import edge_base_url
 from arkor.engine.registry import BaseModelRegistry
 from arkor.sdk import _models as m
 from arkor.store import deployment_keys, deployments, jobs
@@ -88,6 +89,11 @@ def resolve_target(
     )
 
 
+def _dto(request: Request, row: Deployment) -> m.Deployment:
+    base = edge_base_url(request.app.state.settings, str(request.base_url), row.slug)
+    return deployment_dto(row, base)
+
+
 def _get_or_404(session: Session, scope: ProjectScope, deployment_id: str) -> Deployment:
     row = deployments.get_deployment(session, scope.project_id, deployment_id)
     if row is None:
@@ -100,12 +106,13 @@ def _get_or_404(session: Session, scope: ProjectScope, deployment_id: str) -> De
     summary="List the project's deployments",
 )
 def list_endpoints(
+    request: Request,
     db: Annotated[Database, Depends(database)],
     scope: Annotated[ProjectScope, Depends(project_scope)],
 ) -> DeploymentList:
     with db.session() as session:
         rows = deployments.list_deployments(session, scope.project_id)
-        return DeploymentList(deployments=[deployment_dto(r) for r in rows])
+        return DeploymentList(deployments=[_dto(request, r) for r in rows])
 
 
 @router.post(
@@ -130,7 +137,7 @@ def create_endpoint(
             )
         except SlugTaken as exc:
             raise ApiError(409, "Deployment slug is already taken") from exc
-        return DeploymentEnvelope(deployment=deployment_dto(row))
+        return DeploymentEnvelope(deployment=_dto(request, row))
 
 
 @router.get(
@@ -139,12 +146,13 @@ def create_endpoint(
 )
 def get_endpoint(
     deployment_id: str,
+    request: Request,
     db: Annotated[Database, Depends(database)],
     scope: Annotated[ProjectScope, Depends(project_scope)],
 ) -> DeploymentEnvelope:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
-        return DeploymentEnvelope(deployment=deployment_dto(row))
+        return DeploymentEnvelope(deployment=_dto(request, row))
 
 
 @router.patch(
@@ -177,7 +185,7 @@ def update_endpoint(
             changes["run_retention_mode"], changes["run_retention_days"] = retention
         if changes:
             deployments.update_deployment(session, row, changes)
-        return DeploymentEnvelope(deployment=deployment_dto(row))
+        return DeploymentEnvelope(deployment=_dto(request, row))
 
 
 @router.delete(
