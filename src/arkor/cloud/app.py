@@ -17,6 +17,7 @@ from arkor.cloud.routes import (
     base_models,
     datasets,
     endpoints,
+    inference,
     job_events,
     job_import,
     jobs,
@@ -93,7 +94,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     gated = [Depends(client_version_gate), Depends(reject_nul_characters)]
     for module in (auth, projects, endpoints, base_models, job_import, jobs, job_events,
-                   datasets):
+                   datasets, inference):
         app.include_router(module.router, dependencies=gated)
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")

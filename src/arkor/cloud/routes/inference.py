@@ -1,0 +1,130 @@
+"""``POST /v1/inference/chat``: chat with a job's adapter or a base model, no deployment needed.
+
+Used by the Studio Playground and the SDK. The body is camelCase; the answer is the OpenAI
+chat completion (``stream: false``, the default here) or its SSE chunks (``stream: true``),
+produced by the same engine as the edge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+from starlette.concurrency import run_in_threadpool
+
+from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.settings import Settings
+from arkor.edge import openai_wire as wire
+from arkor.edge.directory import adapter_for
+from arkor.edge.openai_wire import WireError
+from arkor.edge.serving import complete, generation_request, stream
+from arkor.engine.base import AdapterRef
+from arkor.store import jobs
+from arkor.store.db import Database
+
+router = APIRouter(tags=["inference"])
+
+
+class AdapterIn(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    kind: Literal["final", "checkpoint"]
+    job_id: str = Field(min_length=1, max_length=64)
+    step: int | None = Field(default=None, ge=0)
+
+
+class InferenceBody(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    adapter: AdapterIn | None = None
+    base_model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stream: bool = False
+
+
+def _refuse_unsupported(body: InferenceBody) -> None:
+    extra = body.model_extra or {}
+    if extra.get("tools") and extra.get("toolChoice", "auto") != "none":
+        raise ApiError(400, "tool_calling_not_configured: this server's engine does not "
+                            "support tool calls")
+    response_format = extra.get("responseFormat")
+    if response_format not in (None, {"type": "text"}):
+        raise ApiError(400, "responseFormat other than {\"type\": \"text\"} is not supported")
+    if extra.get("structuredOutputs") is not None:
+        raise ApiError(400, "structuredOutputs is not supported by this server's engine")
+
+
+def _target(db: Database, settings: Settings, scope: ProjectScope, body: InferenceBody
+            ) -> tuple[str, AdapterRef | None]:
+    if (body.adapter is None) == (body.base_model is None):
+        raise ApiError(400, "Give exactly one of adapter ({kind, jobId, step?}) or baseModel")
+    if body.base_model is not None:
+        if settings.registry.get(body.base_model) is None:
+            raise ApiError(400, f"baseModel: unknown base model {body.base_model!r}. "
+                                f"Registered: {', '.join(settings.registry.names)}")
+        return body.base_model, None
+    adapter = body.adapter
+    assert adapter is not None
+    with db.session() as session:
+        job = jobs.get_job(session, scope.project_id, adapter.job_id)
+        if job is None:
+            raise ApiError(404, f"Job {adapter.job_id!r} not found in this project")
+        base_model = str(job.config.get("model") or "")
+        if adapter.kind == "final":
+            if job.status != "completed":
+                raise ApiError(400, f"Job {job.id} is {job.status}; only a completed job has "
+                                    "a final adapter")
+            return base_model, _existing(adapter_for(job, None, None), job.id)
+        if adapter.step is None:
+            raise ApiError(400, "adapter.step is required for a checkpoint adapter")
+        checkpoint = jobs.get_checkpoint(session, job.id, adapter.step)
+        if checkpoint is None:
+            raise ApiError(404, f"Job {job.id} has no checkpoint at step {adapter.step}")
+        return base_model, _existing(adapter_for(job, adapter.step, checkpoint.path), job.id)
+
+
+def _existing(adapter: AdapterRef, job_id: str) -> AdapterRef:
+    if not (adapter.path / "adapter_config.json").is_file():
+        raise ApiError(404, f"The adapter files of job {job_id} are missing on this server")
+    return adapter
+
+
+@router.post(
+    "/v1/inference/chat",
+    responses={**error_responses(400, 401, 403, 404, 426),
+               200: {"content": {"application/json": {}, "text/event-stream": {}},
+                     "description": "An OpenAI chat.completion, or its SSE chunks"}},
+    summary="Chat with a job's adapter or a base model (OpenAI completion or SSE chunks)",
+)
+async def inference_chat(
+    body: InferenceBody,
+    request: Request,
+    db: Annotated[Database, Depends(database)],
+    scope: Annotated[ProjectScope, Depends(project_scope)],
+) -> Any:
+    settings: Settings = request.app.state.settings
+    _refuse_unsupported(body)
+    base_model, adapter = await run_in_threadpool(_target, db, settings, scope, body)
+    openai_body: dict[str, Any] = {"messages": body.messages, "stream": body.stream,
+                                   "stream_options": {"include_usage": True}}
+    for name, value in (("temperature", body.temperature), ("top_p", body.top_p),
+                        ("max_tokens", body.max_tokens)):
+        if value is not None:
+            openai_body[name] = value
+    model = adapter.key if adapter else base_model
+    try:
+        chat = wire.parse_chat_request(openai_body)
+        engine = await request.app.state.engines.get()
+        generation = generation_request(chat, base_model, adapter)
+        if not body.stream:
+            return JSONResponse(await complete(engine, generation, model=model))
+        frames = await stream(engine, generation, model=model, include_usage=True)
+    except WireError as exc:
+        raise ApiError(exc.status, exc.message, headers=exc.headers or None) from exc
+    return StreamingResponse(frames, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache, no-transform"})
