@@ -59,7 +59,7 @@ def ask(client: openai.OpenAI, prompt: str, **kwargs) -> str:
 
 
 def test_each_target_kind_matches_offline_generation(edge_world, reference) -> None:
-    base, base_key, _ = deploy(edge_world, "e2e-base",
+    base, _base_key, _ = deploy(edge_world, "e2e-base",
                                {"kind": "base_model", "baseModel": EMBEDDED}, "none")
     labels, labels_key, _ = deploy(edge_world, "e2e-labels", final(edge_world.label_job))
     ckpt, ckpt_key, _ = deploy(edge_world, "e2e-ckpt", {"kind": "adapter", "adapter": {
@@ -125,7 +125,7 @@ def test_retarget_revoke_disable_and_auth_switch_apply_on_the_next_request(
 
 
 def test_last_used_at_is_recorded_in_batches(edge_world) -> None:
-    dep, key, key_id = deploy(edge_world, "e2e-usage", final(edge_world.label_job))
+    dep, key, _key_id = deploy(edge_world, "e2e-usage", final(edge_world.label_job))
     [listed] = edge_world.ws.client.list_deployment_keys(dep.id, edge_world.ws.scope)
     assert listed.last_used_at is None
     before = time.time()
