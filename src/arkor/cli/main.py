@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from arkor._version import SDK_VERSION
-from arkor.cli import auth, cloud, dev, endpoints
+from arkor.cli import auth, cloud, dev, endpoints, jobs, train
 
 app = typer.Typer(
     name="arkor",
@@ -36,6 +36,8 @@ app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
 app.add_typer(cloud.app, name="cloud")
+app.command()(train.train)
+app.add_typer(jobs.app, name="jobs")
 app.add_typer(endpoints.app, name="endpoints")
 
 

@@ -58,6 +58,7 @@ DatasetArg = str | os.PathLike[str] | Mapping[str, Any]
 @dataclass(frozen=True)
 class StartedInfo:
     job: TrainingJob
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,9 @@ class _TrainerCore:
         if event.type == STARTED:
             self._job = self._job.model_copy(
                 update={"status": "running", "started_at": data.get("timestamp")})
-            return callbacks.get("on_started"), StartedInfo(job=self._job)
+            metadata = data.get("metadata")
+            return callbacks.get("on_started"), StartedInfo(
+                job=self._job, metadata=metadata if isinstance(metadata, dict) else {})
         if event.type == LOG and isinstance(data.get("step"), int):
             return callbacks.get("on_log"), LogInfo(
                 step=data["step"], loss=_number(data, "loss"), eval_loss=_number(data, "evalLoss"),
