@@ -128,12 +128,14 @@ def test_jobs_events_json_lines_and_resume(arkor, trained) -> None:
 def test_jobs_cancel(arkor, trained, tmp_path: Path) -> None:
     err = arkor("jobs", "cancel", trained["job_id"], code=1).stderr
     assert "Job is already completed" in err
-    data = write_chat_dataset(tmp_path / "long.jsonl", count=32)
-    started = json.loads(arkor("train", "--dataset", str(data), "--max-steps", "500",
-                               "--no-wait", "--json").stdout)
+    started = json.loads(arkor("train", "--demo", "--max-steps", "500", "--no-wait",
+                               "--json").stdout)
     assert started["status"] in ("queued", "running")
+    assert started["name"] == "support-triage"
+    assert {k: started["config"][k] for k in ("maxSteps", "batchSize", "loraR", "seed")} == {
+        "maxSteps": 500, "batchSize": 8, "loraR": 8, "seed": 42}  # demo settings, flag wins
     cancelled = arkor("jobs", "cancel", started["id"]).stdout
-    assert f"Cancelled job long ({started['id']})" in cancelled
+    assert f"Cancelled job support-triage ({started['id']})" in cancelled
     status = json.loads(arkor("jobs", "get", started["id"], "--json").stdout)["status"]
     assert status == "cancelled"
     events = arkor("jobs", "events", started["id"], "--json").stdout.splitlines()
