@@ -19,7 +19,7 @@ from arkor.training.spec import (
 def test_spec_round_trip(tmp_path: Path) -> None:
     spec = RunSpec(job_id="j", base_model_dir=Path("/m"), dataset_path=Path("/d.jsonl"),
                    output_dir=Path("/o"), config={"model": "x"}, base_model_name="org/x",
-                   eval_dataset_path=Path("/e.jsonl"))
+                   eval_dataset_path=Path("/e.jsonl"), num_threads=1)
     assert load_spec(write_spec(spec, tmp_path / "spec.json")) == spec
     assert runner_command(tmp_path / "spec.json", python="py") == [
         "py", "-m", "arkor.training.runner", str(tmp_path / "spec.json")]
@@ -33,6 +33,8 @@ def test_spec_round_trip(tmp_path: Path) -> None:
      "'jobId' must be a non-empty string"),
     ({"jobId": "j", "datasetPath": "/d", "outputDir": "/o", "config": {}},
      "'baseModelDir' must be a non-empty string"),
+    ({"jobId": "j", "baseModelDir": "/m", "datasetPath": "/d", "outputDir": "/o", "config": {},
+      "numThreads": 0}, "'numThreads' must be a positive integer"),
 ])
 def test_bad_specs(raw: object, message: str) -> None:
     with pytest.raises(RunSpecError, match=message):

@@ -52,7 +52,8 @@ def assistant_spans(tokenizer: Any, messages: Conversation) -> list[tuple[int, i
                 "to false to train on every token"
             )
         segment = upto[len(prompt):]
-        cut = segment.find(eos, segment.find(message["content"]) + len(message["content"])) \
+        found = segment.find(message["content"])
+        cut = segment.find(eos, found + len(message["content"]) if found >= 0 else 0) \
             if eos else -1
         end = len(prompt) + (cut + len(eos) if cut >= 0 else len(segment))
         spans.append((len(prompt), end))

@@ -69,8 +69,12 @@ def run_job(spec: RunSpec, writer: events.EventWriter, cancel: CancelToken) -> i
         train_rows, eval_rows = hold_out(train_rows, config.eval_fraction, config.seed)
     cancel.raise_if_requested()
 
+    import torch
+
     from arkor.training.lora import LoraRun
 
+    if spec.num_threads is not None:
+        torch.set_num_threads(spec.num_threads)
     run = LoraRun(config, job_id=spec.job_id, base_model_dir=spec.base_model_dir,
                   base_model_name=spec.base_model_name or config.model,
                   output_dir=spec.output_dir, emit=writer.emit, cancel=cancel)

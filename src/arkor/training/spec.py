@@ -30,6 +30,7 @@ class RunSpec:
     config: dict[str, Any]
     base_model_name: str | None = None
     eval_dataset_path: Path | None = None
+    num_threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
@@ -44,6 +45,8 @@ class RunSpec:
             wire["baseModelName"] = self.base_model_name
         if self.eval_dataset_path is not None:
             wire["evalDatasetPath"] = str(self.eval_dataset_path)
+        if self.num_threads is not None:
+            wire["numThreads"] = self.num_threads
         return wire
 
 
@@ -62,8 +65,12 @@ def parse_spec(raw: Any) -> RunSpec:
         raise RunSpecError("spec field 'config' must be a JSON object (the JobConfig)")
     name = raw.get("baseModelName")
     eval_path = raw.get("evalDatasetPath")
+    threads = raw.get("numThreads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or threads < 1):
+        raise RunSpecError("spec field 'numThreads' must be a positive integer")
     known = {"jobId", "baseModelDir", "datasetPath", "outputDir", "config", "baseModelName",
-             "evalDatasetPath"}
+             "evalDatasetPath", "numThreads"}
     return RunSpec(
         job_id=_required_text(raw, "jobId"),
         base_model_dir=Path(_required_text(raw, "baseModelDir")),
@@ -72,6 +79,7 @@ def parse_spec(raw: Any) -> RunSpec:
         config=config,
         base_model_name=name if isinstance(name, str) and name else None,
         eval_dataset_path=Path(eval_path) if isinstance(eval_path, str) and eval_path else None,
+        num_threads=threads,
         extra={k: v for k, v in raw.items() if k not in known},
     )
 
