@@ -121,7 +121,9 @@ def jobs_list(org: Org = None, project: Project = None, as_json: Json = False) -
     if not jobs:
         console.print("No jobs yet. Start one with `arkor train --demo`.")
         return
-    table = Table("STATUS", "NAME", "CREATED", "DURATION")
+    table = Table("STATUS", "NAME")
+    table.add_column("CREATED", no_wrap=True)
+    table.add_column("DURATION", no_wrap=True)
     table.add_column("ID", overflow="fold", min_width=36)
     for job in jobs:
         created = _parse_time(job.created_at)
