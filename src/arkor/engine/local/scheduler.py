@@ -88,7 +88,9 @@ class Scheduler:
         with self._cond:
             if self._closed or not self._thread.is_alive():
                 raise EngineUnavailable("The engine is shut down")
-            if len(self._waiting) >= self._max_queue:
+            # Free batch slots take newcomers at the next step; only beyond them is it a queue.
+            free_slots = max(0, self._max_batch_size - len(self._rows))
+            if len(self._waiting) >= self._max_queue + free_slots:
                 raise EngineOverloaded(retry_after=self._retry_after())
             self._waiting.append(ticket)
             self._cond.notify()
