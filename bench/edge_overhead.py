@@ -1,0 +1,183 @@
+"""What the edge adds on top of the engine: routing, the key check and OpenAI framing.
+
+Run: ``.venv/bin/python bench/edge_overhead.py``
+
+Both sides use the same stand-in engine that answers instantly (``InstantEngine``, below):
+the point is to measure the edge's own code, not generation. Requests go through the whole
+ASGI application in-process (EdgeRouter middleware → deployment cache → key digest check →
+JSON parsing and validation → engine → OpenAI response), without sockets, so the numbers are
+the edge's CPU cost rather than the HTTP client's. The baseline, measured in the same run,
+calls the engine directly and serialises the same answer.
+
+Printed: p50 and p99 of the added latency per chat completion at a fixed concurrency, and
+requests per second of one worker on the auth + route path (``GET /v1/models``). Targets:
+p50 <= 1 ms, p99 <= 3 ms, >= 1,000 req/s. The published anchor is LiteLLM's proxy at
+4.34 ms median overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from arkor.cloud.app import create_app
+from arkor.cloud.settings import Settings
+from arkor.edge import openai_wire as wire
+from arkor.engine.base import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
+from arkor.store import deployment_keys, deployments, identities, projects
+from arkor.store.deployments import TargetColumns
+
+CONCURRENCY = int(os.environ.get("ARKOR_BENCH_CONCURRENCY", "8"))
+REQUESTS = 4000
+RPS_SECONDS = 3.0
+BODY = json.dumps({"model": "x", "messages": [{"role": "user", "content": "Hello!"}],
+                   "max_tokens": 8}).encode()
+
+
+class InstantEngine:
+    """Answers "Hello there!" at once: a stand-in so only the edge's own cost is measured."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        yield TextDelta("Hello there!")
+        yield Finished("stop", prompt_tokens=9, completion_tokens=3)
+
+
+def seed(app) -> tuple[str, str]:
+    with app.state.db.session() as session:
+        ident = identities.create_anonymous_identity(session, kind="cli")
+        project = projects.create_project(session, org_id=ident.org.id, slug="bench", name="b")
+        dep = deployments.create_deployment(
+            session, org_id=ident.org.id, project_id=project.id, slug="bench-bot",
+            target=TargetColumns(target_kind="base_model",
+                                 base_model="HuggingFaceTB/SmolLM2-135M-Instruct"),
+            auth_mode="fixed_api_key", run_retention_mode="days", run_retention_days=7)
+        _, plaintext = deployment_keys.create_key(session, deployment_id=dep.id, label="bench")
+    return dep.slug, plaintext
+
+
+async def call(app, method: str, path: str, key: str, body: bytes = b"") -> int:
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "server": ("127.0.0.1", 8787), "client": ("127.0.0.1", 50000),
+        "headers": [(b"host", b"127.0.0.1:8787"), (b"authorization", f"Bearer {key}".encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    }
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    status = 0
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def direct(engine: InstantEngine) -> None:
+    chat = wire.parse_chat_request(json.loads(BODY))
+    request = GenerationRequest("HuggingFaceTB/SmolLM2-135M-Instruct",
+                                (ChatMessage("user", "Hello!"),), SamplingParams(max_tokens=8))
+    del chat
+    text, finished = [], None
+    async for event in engine.generate(request):
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        else:
+            finished = event
+    assert finished is not None
+    json.dumps(wire.completion(id=wire.completion_id(), model="bench-bot", created=wire.now(),
+                               text="".join(text), finish_reason=finished.finish_reason,
+                               prompt_tokens=9, completion_tokens=3)).encode()
+
+
+async def latencies(make_call, total: int) -> list[float]:
+    results: list[float] = []
+    per_worker = total // CONCURRENCY
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            began = time.perf_counter()
+            await make_call()
+            results.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return results
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def main() -> None:
+    engine = InstantEngine()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(data_dir=Path(tmp)), engine=engine)
+        slug, key = seed(app)
+        path = f"/d/{slug}/v1/chat/completions"
+        assert await call(app, "POST", path, key, BODY) == 200
+        assert await call(app, "POST", path, "ark_live_wrong", BODY) == 401
+
+        async def edge_call() -> None:
+            assert await call(app, "POST", path, key, BODY) == 200
+
+        for _ in range(2):  # warm up both paths, then measure them interleaved twice
+            await latencies(edge_call, 400)
+            await latencies(lambda: direct(engine), 400)
+        edge = await latencies(edge_call, REQUESTS)
+        base = await latencies(lambda: direct(engine), REQUESTS)
+
+        models = f"/d/{slug}/v1/models"
+        count, began = 0, time.perf_counter()
+        while time.perf_counter() - began < RPS_SECONDS:
+            assert await call(app, "GET", models, key) == 200
+            count += 1
+        rps = count / (time.perf_counter() - began)
+
+    p50 = (pct(edge, 50) - pct(base, 50)) * 1000
+    p99 = (pct(edge, 99) - pct(base, 99)) * 1000
+    print(f"concurrency {CONCURRENCY}, {REQUESTS} chat completions per side")
+    print(f"engine called directly: p50 {pct(base, 50) * 1000:.3f} ms, "
+          f"p99 {pct(base, 99) * 1000:.3f} ms")
+    print(f"through the edge:       p50 {pct(edge, 50) * 1000:.3f} ms, "
+          f"p99 {pct(edge, 99) * 1000:.3f} ms")
+    print(f"edge overhead:          p50 {p50:.3f} ms (target <= 1), "
+          f"p99 {p99:.3f} ms (target <= 3)")
+    print(f"auth + route path (GET /v1/models), one worker: {rps:,.0f} req/s "
+          f"(target >= 1,000)")
+    print(f"ratio to LiteLLM's published 4.34 ms median overhead: {p50 / 4.34:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
