@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from peft import PeftConfig, PeftModel, PeftType
+from peft.tuners.lora import LoraLayer
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
@@ -69,6 +70,8 @@ class AdapterSet:
     device: torch.device
     model: PreTrainedModel | PeftModel = field(init=False)
     _slots: OrderedDict[str, _Slot] = field(init=False, default_factory=OrderedDict)
+    _hooked: set[int] = field(init=False, default_factory=set)
+    _row_names: list[str] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -105,6 +108,35 @@ class AdapterSet:
         slot.users += 1
         return slot.name
 
+    def forward(self, row_adapters: list[str], **inputs: object) -> object:
+        """One forward pass where row ``i`` uses adapter ``row_adapters[i]`` (or ``__base__``).
+
+        PeftModel's own ``adapter_names=`` path registers and removes a hook on every LoRA
+        layer, and walks the whole module tree twice, on each call; at one call per decode
+        step that is measurable, so the hooks here are registered once and read the names
+        from ``_row_names``.
+        """
+        if not self.is_peft:
+            return self.model(**inputs)
+        self._row_names = row_adapters
+        try:
+            return self.model.get_base_model()(**inputs)
+        finally:
+            self._row_names = None
+
+    def _hook_new_lora_layers(self) -> None:
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer) and id(module) not in self._hooked:
+                module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
+                self._hooked.add(id(module))
+
+    def _inject_row_names(
+        self, module: object, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> tuple[tuple[object, ...], dict[str, object]]:
+        if self._row_names is not None:
+            kwargs["adapter_names"] = self._row_names
+        return args, kwargs
+
     def release(self, key: str) -> None:
         slot = self._slots.get(key)
         if slot is not None and slot.users > 0:
@@ -134,6 +166,7 @@ class AdapterSet:
             self._undo_attach(name, wrapped_here)
             raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
         self.model.eval()
+        self._hook_new_lora_layers()
         slot = _Slot(name=name)
         self._slots[ref.key] = slot
         return slot
@@ -144,6 +177,7 @@ class AdapterSet:
         if wrapped_here:
             self.model = self.model.unload()
             self.base = self.model
+            self._hooked.clear()
         elif name in self.model.peft_config:
             self.model.delete_adapter(name)
 

@@ -252,10 +252,7 @@ class Scheduler:
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
 
     def _forward(self, rows: list[Row], **inputs: object) -> object:
-        model = self.adapters.model
-        if self.adapters.is_peft:
-            inputs["adapter_names"] = [row.adapter_name for row in rows]
-        return model(**inputs)
+        return self.adapters.forward([row.adapter_name for row in rows], **inputs)
 
     def _leave(self, keep: list[int]) -> None:
         if len(keep) == len(self._rows):

@@ -1,0 +1,270 @@
+"""LocalEngine throughput against plain transformers + PEFT ``generate`` one request at a time.
+
+Run: ``.venv/bin/python bench/engine_throughput.py`` (about two minutes on two cores).
+
+Every request generates exactly ``--max-tokens`` tokens, so both sides do the same number of
+forward steps: the baseline passes ``min_new_tokens`` (EOS is masked out), the engine is told
+to treat no token as EOS. Greedy decoding throughout. The adapters are rank-8 q_proj/v_proj
+LoRAs (the training runner's default shape) with small random weights, made fresh each run.
+
+Prints:
+- aggregate output tokens/s for 16 concurrent requests over 4 adapters plus the base model,
+  and the ratio to the one-at-a-time baseline (target >= 5x);
+- LoRA overhead: the same 16 requests all on the base model vs mixed (target <= 15 %);
+- time to first token p50/p99 with requests arriving while others decode;
+- first-token latency of an adapter never loaded before vs a warm one (target <= 300 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from arkor.engine.base import (
+    AdapterRef,
+    ChatMessage,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
+from arkor.engine.embedded import ensure_embedded_model
+from arkor.engine.local import LocalEngine
+from arkor.engine.local.adapters import PEFT_DEPRECATION
+from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how a bicycle gear system works.",
+    "Describe a busy market in the morning.",
+    "Give advice to someone starting to learn the piano.",
+    "What should I pack for a week of hiking?",
+    "Summarise the water cycle for a child.",
+    "Write a polite email asking for a deadline extension.",
+    "Describe the taste of a ripe mango.",
+    "How do I keep basil alive on a windowsill?",
+    "Explain what a database index is.",
+    "Tell me about the history of tea.",
+    "Write a poem about autumn rain.",
+    "My invoice shows the wrong amount, what can I do?",
+    "The app crashes when I open the settings page.",
+    "Les enfants jouent dans le jardin.",
+    "Describe your ideal weekend.",
+]
+
+
+def make_adapters(base_dir: Path, out: Path, count: int) -> list[AdapterRef]:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    refs = []
+    for index in range(count):
+        torch.manual_seed(index)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+        config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
+            model = get_peft_model(model, config)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=0.02)
+        model.save_pretrained(out / f"adapter-{index}")
+        refs.append(AdapterRef(key=f"bench:{index}", path=out / f"adapter-{index}"))
+    return refs
+
+
+def request(prompt: str, adapter: AdapterRef | None, max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(
+        base_model=EMBEDDED_MODEL_NAME,
+        messages=(ChatMessage("user", prompt),),
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        adapter=adapter,
+    )
+
+
+def baseline(base_dir: Path, requests: list[GenerationRequest], repeat: int) -> tuple[int, float]:
+    """One request at a time through ``generate``, adapters switched with set_adapter."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+    adapters = sorted({r.adapter for r in requests if r.adapter}, key=lambda a: a.key)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
+        model = PeftModel.from_pretrained(base, adapters[0].path, adapter_name=adapters[0].key)
+    for adapter in adapters[1:]:
+        model.load_adapter(adapter.path, adapter_name=adapter.key)
+    model.eval()
+
+    def run(req: GenerationRequest) -> int:
+        ids = tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in req.messages],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+        )["input_ids"]
+        inputs = torch.tensor([list(ids)])
+        n = req.sampling.max_tokens
+        kwargs = {"max_new_tokens": n, "min_new_tokens": n, "do_sample": False}
+        kwargs["pad_token_id"] = tokenizer.pad_token_id
+        if req.adapter is None:
+            with model.disable_adapter():
+                out = model.generate(input_ids=inputs, **kwargs)
+        else:
+            model.set_adapter(req.adapter.key)
+            out = model.generate(input_ids=inputs, **kwargs)
+        return out.shape[1] - inputs.shape[1]
+
+    best = (0, float("inf"))
+    with torch.inference_mode():
+        run(requests[0])
+        for _ in range(repeat):
+            began = time.perf_counter()
+            tokens = sum(run(r) for r in requests)
+            best = min(best, (tokens, time.perf_counter() - began), key=lambda b: b[1])
+    return best
+
+
+async def timed(engine: LocalEngine, req: GenerationRequest) -> tuple[int, float | None]:
+    """Completion tokens and seconds to the first text."""
+    began = time.perf_counter()
+    first = None
+    async for event in engine.generate(req):
+        if isinstance(event, TextDelta):
+            first = first if first is not None else time.perf_counter() - began
+        else:
+            return event.completion_tokens, first
+    raise RuntimeError("stream ended without Finished")
+
+
+async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> tuple[int, float]:
+    began = time.perf_counter()
+    results = await asyncio.gather(*(timed(engine, r) for r in requests))
+    return sum(tokens for tokens, _ in results), time.perf_counter() - began
+
+
+async def staggered_ttft(
+    engine: LocalEngine, requests: list[GenerationRequest], mean_gap: float
+) -> list[float]:
+    rng = random.Random(1)
+    tasks = []
+    for req in requests:
+        tasks.append(asyncio.create_task(timed(engine, req)))
+        await asyncio.sleep(rng.expovariate(1 / mean_gap))
+    return [first for _, first in await asyncio.gather(*tasks) if first is not None]
+
+
+async def cold_vs_warm(
+    engine: LocalEngine, fresh: list[AdapterRef], prompt: str
+) -> tuple[float, float]:
+    cold, warm = [], []
+    for adapter in fresh:
+        cold.append((await timed(engine, request(prompt, adapter, 2)))[1])
+        warm.append((await timed(engine, request(prompt, adapter, 2)))[1])
+    return statistics.median(cold), statistics.median(warm)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def engine_figures(
+    models_dir: Path,
+    mixed: list[GenerationRequest],
+    base_only: list[GenerationRequest],
+    fresh: list[AdapterRef],
+    arrivals: list[GenerationRequest],
+    repeat: int,
+) -> dict[str, float]:
+    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
+    async with engine:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        # Every request runs to max_tokens, as the baseline does with min_new_tokens.
+        engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
+        await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
+        figures: dict[str, float] = {"base_seconds": float("inf"), "mixed_seconds": float("inf")}
+        for _ in range(repeat):
+            tokens, seconds = await concurrent(engine, base_only)
+            if seconds < figures["base_seconds"]:
+                figures["base_tokens"], figures["base_seconds"] = tokens, seconds
+            tokens, seconds = await concurrent(engine, mixed)
+            if seconds < figures["mixed_seconds"]:
+                figures["mixed_tokens"], figures["mixed_seconds"] = tokens, seconds
+        ttft = await staggered_ttft(engine, arrivals, mean_gap=0.25)
+        figures["ttft_p50"], figures["ttft_p99"] = percentile(ttft, 0.5), percentile(ttft, 0.99)
+        cold, warm = await cold_vs_warm(engine, fresh, PROMPTS[0])
+        figures["cold"], figures["warm"] = cold, warm
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs per throughput figure; the best is kept"
+    )
+    args = parser.parse_args()
+
+    base_dir = ensure_embedded_model(args.models_dir)
+    with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:
+        adapters = make_adapters(base_dir, Path(scratch), 7)
+        serving, fresh = adapters[:4], adapters[4:]
+        targets: list[AdapterRef | None] = [None, *serving]
+        mixed = [
+            request(prompt, targets[i % len(targets)], args.max_tokens)
+            for i, prompt in enumerate(PROMPTS)
+        ]
+        base_only = [request(prompt, None, args.max_tokens) for prompt in PROMPTS]
+        arrivals = [
+            request(PROMPTS[i % len(PROMPTS)], targets[i % len(targets)], 24) for i in range(32)
+        ]
+        figures = asyncio.run(
+            engine_figures(args.models_dir, mixed, base_only, fresh, arrivals, args.repeat)
+        )
+        base_tokens, base_seconds = baseline(base_dir, mixed, args.repeat)
+
+    baseline_rate = base_tokens / base_seconds
+    mixed_rate = figures["mixed_tokens"] / figures["mixed_seconds"]
+    base_rate = figures["base_tokens"] / figures["base_seconds"]
+    print(
+        f"torch threads: {torch.get_num_threads()}, max_tokens per request: {args.max_tokens}, "
+        f"best of {args.repeat}, load average at the end: {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"baseline, one at a time (generate): {base_tokens} tokens in {base_seconds:.1f} s "
+        f"= {baseline_rate:.1f} tok/s"
+    )
+    print(
+        f"LocalEngine, 16 concurrent (4 adapters + base): {figures['mixed_tokens']:.0f} tokens "
+        f"in {figures['mixed_seconds']:.1f} s = {mixed_rate:.1f} tok/s"
+    )
+    print(f"throughput ratio: {mixed_rate / baseline_rate:.2f}x (target >= 5x)")
+    print(
+        f"LocalEngine, 16 concurrent, base only: {base_rate:.1f} tok/s; "
+        f"LoRA overhead {100 * (base_rate / mixed_rate - 1):.1f} % (target <= 15 %)"
+    )
+    print(
+        f"time to first token, 32 requests arriving ~4/s: p50 {1000 * figures['ttft_p50']:.0f} ms,"
+        f" p99 {1000 * figures['ttft_p99']:.0f} ms"
+    )
+    print(
+        f"first token, adapter never loaded: {1000 * figures['cold']:.0f} ms; warm: "
+        f"{1000 * figures['warm']:.0f} ms; extra {1000 * (figures['cold'] - figures['warm']):.0f}"
+        " ms (target <= 300 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
