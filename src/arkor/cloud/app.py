@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        db.listen_for_changes()
         supervisor.start()
         usage.start()
         try:

@@ -2,9 +2,13 @@
 
 The edge caches deployments and key digests in memory; it must never serve a revoked key,
 a disabled or deleted deployment, or an old target after the change commits. Every ORM
-session of a :class:`~arkor.store.db.Database` reports committed changes to deployments and
-deployment keys to the feed's subscribers (in this process). Bulk ``UPDATE`` statements such
-as the edge's own ``lastUsedAt`` flush do not count: they change nothing the edge caches.
+session of a :class:`~arkor.store.db.Database` reports committed changes to deployments,
+deployment keys and jobs to the feed's subscribers in this process, before the request that
+made the change returns. On PostgreSQL the same transaction also sends
+``NOTIFY arkor_changes``; :class:`PostgresChangeListener` turns that into a publish in every
+other process, so several servers behind a load balancer stay in step (within the time it
+takes the notification to arrive, milliseconds). Bulk ``UPDATE`` statements such as the
+edge's own ``lastUsedAt`` flush do not count: they change nothing the edge caches.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from arkor.store.tables import Deployment, DeploymentKey, Job
@@ -22,6 +26,8 @@ from arkor.store.tables import Deployment, DeploymentKey, Job
 log = logging.getLogger("arkor.store")
 WATCHED = (Deployment, DeploymentKey, Job)
 _PENDING = "arkor_changed"
+CHANNEL = "arkor_changes"
+RECONNECT_SECONDS = 1.0
 
 
 class ChangeFeed:
@@ -42,12 +48,19 @@ class ChangeFeed:
             except Exception:
                 log.exception("change subscriber failed")
 
-    def install(self, sessions: sessionmaker[Session]) -> None:
-        @event.listens_for(sessions, "before_flush")
-        def _collect(session: Session, _context: Any, _instances: Any) -> None:
+    def install(self, sessions: sessionmaker[Session], *, notify: bool = False) -> None:
+        """Watch ``sessions``; with ``notify`` (PostgreSQL) also tell other processes."""
+
+        @event.listens_for(sessions, "after_flush")
+        def _collect(session: Session, _context: Any) -> None:
             touched = [*session.new, *session.dirty, *session.deleted]
-            if any(isinstance(obj, WATCHED) for obj in touched):
-                session.info[_PENDING] = True
+            if not any(isinstance(obj, WATCHED) for obj in touched):
+                return
+            if notify and not session.info.get(_PENDING):
+                # Transactional: delivered at commit, dropped on rollback.
+                session.connection().execute(text("SELECT pg_notify(:channel, '')"),
+                                             {"channel": CHANNEL})
+            session.info[_PENDING] = True
 
         @event.listens_for(sessions, "after_commit")
         def _publish(session: Session) -> None:
@@ -57,3 +70,46 @@ class ChangeFeed:
         @event.listens_for(sessions, "after_rollback")
         def _forget(session: Session) -> None:
             session.info.pop(_PENDING, None)
+
+
+class PostgresChangeListener:
+    """``LISTEN arkor_changes`` on a dedicated connection; each notification publishes.
+
+    After a lost connection it reconnects and publishes once, since notifications sent
+    while it was away are gone.
+    """
+
+    def __init__(self, conninfo: str, feed: ChangeFeed) -> None:
+        self._conninfo = conninfo
+        self._feed = feed
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="arkor-pg-listen", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread.start()
+        self._ready.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    if self._ready.is_set():
+                        self._feed.publish()  # we may have missed some while reconnecting
+                    self._ready.set()
+                    while not self._stop.is_set():
+                        for _note in conn.notifies(timeout=0.5):
+                            self._feed.publish()
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("lost the change-notification connection; reconnecting")
+                self._ready.set()
+                self._stop.wait(RECONNECT_SECONDS)

@@ -16,7 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from arkor.store.changes import ChangeFeed
+from arkor.store.changes import ChangeFeed, PostgresChangeListener
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -63,7 +63,21 @@ class Database:
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.changes = ChangeFeed()
-        self.changes.install(self._sessions)
+        self.changes.install(self._sessions, notify=self.is_postgres)
+        self._listener: PostgresChangeListener | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def listen_for_changes(self) -> None:
+        """Hear other processes' changes (PostgreSQL); a no-op on SQLite (one process)."""
+        if self.is_postgres and self._listener is None:
+            url = self.engine.url.set(drivername="postgresql")
+            self._listener = PostgresChangeListener(
+                url.render_as_string(hide_password=False), self.changes
+            )
+            self._listener.start()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -72,4 +86,7 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         self.engine.dispose()
