@@ -223,3 +223,17 @@ def test_completed_job_leaves_adapters_that_change_outputs(api, cloud, backend,
     assert greedy(model) != base_answer
     model.set_adapter("ckpt")
     assert greedy(model) != base_answer
+
+
+def test_jobs_wait_their_turn(api, cloud) -> None:
+    dataset_id = demo_upload(api)
+    first = api.create_job(dataset_id, maxSteps=200)
+    api.wait_for(first["id"], ("running",))
+    second = api.create_job(dataset_id, maxSteps=200)
+    time.sleep(1.5)  # several dispatcher rounds: one job at a time by default
+    assert api.job(second["id"])["status"] == "queued"
+    api.request("POST", f"/v1/jobs/{first['id']}/cancel")
+    api.wait_for(second["id"], ("running",), timeout=30)
+    api.request("POST", f"/v1/jobs/{second['id']}/cancel")
+    cancelled = api.wait_for(second["id"], ("cancelled",), timeout=30)
+    assert cancelled["error"] is None
