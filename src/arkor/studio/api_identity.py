@@ -1,0 +1,56 @@
+"""``/api/credentials``, ``/api/me`` and ``/api/base-models``: who the Studio acts as."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from arkor.sdk import AnonymousCredentials, CloudApiError
+from arkor.studio.upstream import Upstream, error_response
+
+
+def upstream_of(request: Request) -> Upstream:
+    return request.app.state.upstream  # type: ignore[no-any-return]
+
+
+async def get_credentials(request: Request) -> Response:
+    upstream = upstream_of(request)
+    try:
+        credentials = await upstream.ensure_credentials()
+    except CloudApiError as exc:
+        return error_response(exc)
+    state = upstream.usable_state(credentials)
+    anon = isinstance(credentials, AnonymousCredentials)
+    org_slug = state.org_slug if state else (credentials.org_slug if anon else None)
+    return JSONResponse({
+        "token": credentials.bearer,
+        "mode": credentials.mode,
+        "baseUrl": upstream.base_url(credentials),
+        "orgSlug": org_slug,
+        "projectSlug": state.project_slug if state else None,
+    })
+
+
+async def get_me(request: Request) -> Response:
+    upstream = upstream_of(request)
+    try:
+        credentials = await upstream.ensure_credentials()
+        return await upstream.forward(credentials, "GET", "/v1/me")
+    except CloudApiError as exc:
+        return error_response(exc)
+
+
+async def get_base_models(request: Request) -> Response:
+    upstream = upstream_of(request)
+    try:
+        return await upstream.forward(upstream.credentials(), "GET", "/v1/base-models")
+    except CloudApiError as exc:
+        return error_response(exc)
+
+
+routes = [
+    Route("/api/credentials", get_credentials, methods=["GET"]),
+    Route("/api/me", get_me, methods=["GET"]),
+    Route("/api/base-models", get_base_models, methods=["GET"]),
+]

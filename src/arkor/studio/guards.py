@@ -1,0 +1,77 @@
+"""Loopback-only Host check and the per-launch token check, as one ASGI middleware.
+
+The Host check stops DNS-rebinding pages from reaching the server under a foreign name; the
+token (read from a meta tag that only a same-origin page can see) stops cross-site requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+LOOPBACK_HOST = re.compile(r"^(?:127\.0\.0\.1|localhost)(?::\d+)?$")
+TOKEN_HEADER = b"x-arkor-studio-token"
+EVENTS_PATH = re.compile(r"^/api/jobs/[^/]+/events$")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    if given is None or len(given) != len(expected):
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def _refuse(send: Send, *, api: bool, message: str) -> None:
+    if api:
+        body = json.dumps({"error": message}).encode()
+        content_type = b"application/json"
+    else:
+        body = message.encode()
+        content_type = b"text/plain; charset=utf-8"
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class StudioGuard:
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    def _token_from(self, scope: Scope) -> str | None:
+        given = _header(scope, TOKEN_HEADER)
+        if given is not None:
+            return given
+        if scope["method"] == "GET" and EVENTS_PATH.match(scope["path"]):
+            query: dict[str, Any] = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            values = query.get("studioToken")
+            return values[0] if values else None
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"] == "/api" or scope["path"].startswith("/api/")
+        host = _header(scope, b"host") or ""
+        if not LOOPBACK_HOST.match(host):
+            await _refuse(send, api=api,
+                          message="Studio API is loopback-only" if api
+                          else "Studio is loopback-only")
+            return
+        if api and not token_matches(self._token_from(scope), self.token):
+            await _refuse(send, api=True, message="Missing or invalid studio token")
+            return
+        await self.app(scope, receive, send)

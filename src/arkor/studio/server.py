@@ -1,0 +1,49 @@
+"""``create_studio_app(config)``: the Studio's Starlette app (API, static UI, guards)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from arkor.studio import api_deployments, api_identity, api_inference, api_jobs, api_training
+from arkor.studio.config import StudioConfig
+from arkor.studio.guards import StudioGuard
+from arkor.studio.static_files import StaticFiles
+from arkor.studio.upstream import Upstream
+
+
+async def unknown_api_route(request: Request) -> Response:
+    return JSONResponse({"error": f"No Studio API route for {request.method} {request.url.path}"},
+                        status_code=404)
+
+
+def create_studio_app(config: StudioConfig) -> Starlette:
+    static = StaticFiles(config.static_dir, config.token)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient() as http:
+            app.state.upstream = Upstream(config, http)
+            yield
+
+    routes = [
+        *api_identity.routes,
+        *api_jobs.routes,
+        *api_training.routes,
+        *api_inference.routes,
+        *api_deployments.routes,
+        Route("/api/{rest:path}", unknown_api_route,
+              methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+        Route("/{path:path}", static.serve, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(StudioGuard, token=config.token)])
+    app.state.config = config
+    return app

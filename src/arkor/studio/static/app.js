@@ -1,0 +1,1 @@
+// Replaced by the single-page app in the next commit.
