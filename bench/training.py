@@ -137,7 +137,9 @@ def main() -> None:
           f"(step 1: {logs[0]['loss']:.4f})")
     print(f"seconds per step: {metrics['secondsPerStep']:.2f} mean, "
           f"{statistics.median(gaps):.2f} median between log events")
-    print(f"training tokens/s: {metrics['tokensPerSecond']:.0f} "
+    per_step_tokens = metrics["trainTokens"] / metrics["steps"]
+    print(f"training tokens/s: {metrics['tokensPerSecond']:.0f} mean, "
+          f"{per_step_tokens / statistics.median(gaps):.0f} at the median step "
           f"({metrics['trainTokens']} non-padding tokens)")
     print(f"peak RSS of the runner: {child_rss_mb:.0f} MB")
     print(f"wall: {wall:.1f} s from launch to final adapter "
