@@ -163,6 +163,10 @@ class Scheduler:
             except AdapterLoadError as exc:
                 ticket.deliver(exc)
                 continue
+            except Exception as exc:
+                logger.exception("could not admit a request for %s", self.loaded.name)
+                ticket.deliver(EngineUnavailable(f"The engine failed: {type(exc).__name__}"))
+                continue
             if row is None:
                 deferred.append(ticket)
             else:
@@ -198,7 +202,9 @@ class Scheduler:
         self._rows.extend(joined)
 
     def _make_row(self, ticket: Ticket) -> Row | None:
+        """A row for the ticket with its adapter pinned; None while no adapter slot is free."""
         request = ticket.request
+        sampler = RowSampler.for_params(request.sampling, self.loaded.device)
         name = BASE_ADAPTER_NAME
         if request.adapter is not None:
             acquired = self.adapters.acquire(request.adapter, ticket.adapter_files)
@@ -211,7 +217,7 @@ class Scheduler:
         return Row(
             ticket,
             adapter_name=name,
-            sampler=RowSampler.for_params(request.sampling, self.loaded.device),
+            sampler=sampler,
             decode=self._decode_text,
             eos_token_ids=self.loaded.eos_token_ids,
             max_new_tokens=room if limit is None else min(limit, room),
