@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import random
 import resource
+import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+@dataclass
+class _Window:
+    """Losses and samples since the last ``training.log`` row."""
+
+    start: float
+    losses: list[float] = field(default_factory=list)
+    samples: int = 0
+
+    def add(self, loss: float, samples: int) -> None:
+        self.losses.append(loss)
+        self.samples += samples
+
+    def reset(self, now: float) -> None:
+        self.start, self.losses, self.samples = now, [], 0
+
+
 class LoraRun:
     """One training job: set up with :meth:`prepare`, then :meth:`train` emits every event
     after ``training.started`` up to ``training.completed``."""
@@ -186,6 +203,31 @@ class LoraRun:
         self.model.train()
         return total_loss / max(1, total_tokens)
 
+    def _report(self, step: int, window: _Window, learning_rate: float) -> float | None:
+        """Eval, ``training.log`` and ``checkpoint.saved`` due after ``step``; the eval loss."""
+        config = self.config
+        last = step == self.plan.total_steps
+        do_eval = bool(self.eval_set) and config.eval_steps is not None and (
+            step % config.eval_steps == 0 or last)
+        eval_loss = self.evaluate() if do_eval else None
+        epoch = step / self.plan.steps_per_epoch
+        if step % config.logging_steps == 0 or last:
+            now = time.perf_counter()
+            self.emit(events.log(self.job_id, step=step, loss=statistics.fmean(window.losses),
+                                 eval_loss=eval_loss, learning_rate=learning_rate, epoch=epoch,
+                                 samples_per_second=window.samples / (now - window.start)))
+            window.reset(now)
+        elif do_eval:
+            self.emit(events.log(self.job_id, step=step, loss=None, eval_loss=eval_loss,
+                                 learning_rate=learning_rate, epoch=epoch,
+                                 samples_per_second=None))
+        if config.save_steps and step % config.save_steps == 0:
+            artifacts = checkpoints.save_adapter(
+                self.model, checkpoints.checkpoint_dir(self.output_dir, step),
+                output_dir=self.output_dir, base_model_name=self.base_model_name)
+            self.emit(events.checkpoint(self.job_id, step=step, artifacts=artifacts))
+        return eval_loss
+
     def train(self) -> dict[str, Any]:
         """Run every step; return the ``training.completed`` metrics (the event is emitted)."""
         config, plan = self.config, self.plan
@@ -199,14 +241,14 @@ class LoraRun:
         self.model.train()
         batches = self._batches()
         started = time.perf_counter()
-        window_start, window_losses, window_samples = started, [], 0
-        all_losses: list[float] = []
+        window = _Window(started)
+        losses: list[float] = []
         tokens_seen = samples_seen = 0
         compute_seconds = 0.0
         eval_loss: float | None = None
         for step in range(1, plan.total_steps + 1):
-            batch_rows = next(batches)
-            batch = self._to_device(collate(batch_rows, self.tokenizer.pad_token_id))
+            rows = next(batches)
+            batch = self._to_device(collate(rows, self.tokenizer.pad_token_id))
             learning_rate = scheduler.get_last_lr()[0]
             step_start = time.perf_counter()
             with self.cancel.interruptible():
@@ -218,35 +260,13 @@ class LoraRun:
                 optimizer.zero_grad(set_to_none=True)
             compute_seconds += time.perf_counter() - step_start
             self.step = step
-            value = float(loss.detach())
-            all_losses.append(value)
-            window_losses.append(value)
-            window_samples += len(batch_rows)
-            samples_seen += len(batch_rows)
+            losses.append(float(loss.detach()))
+            window.add(losses[-1], len(rows))
+            samples_seen += len(rows)
             tokens_seen += int(batch["attention_mask"].sum())
-            last = step == plan.total_steps
-            do_eval = bool(self.eval_set) and config.eval_steps is not None and (
-                step % config.eval_steps == 0 or last)
-            eval_loss = self.evaluate() if do_eval else eval_loss
-            epoch = step / plan.steps_per_epoch
-            if step % config.logging_steps == 0 or last:
-                now = time.perf_counter()
-                self.emit(events.log(self.job_id, step=step,
-                                     loss=sum(window_losses) / len(window_losses),
-                                     eval_loss=eval_loss if do_eval else None,
-                                     learning_rate=learning_rate, epoch=epoch,
-                                     samples_per_second=window_samples / (now - window_start)))
-                window_start, window_losses, window_samples = now, [], 0
-            elif do_eval:
-                self.emit(events.log(self.job_id, step=step, loss=None, eval_loss=eval_loss,
-                                     learning_rate=learning_rate, epoch=epoch,
-                                     samples_per_second=None))
-            if config.save_steps and step % config.save_steps == 0:
-                target = checkpoints.checkpoint_dir(self.output_dir, step)
-                artifacts = checkpoints.save_adapter(self.model, target, output_dir=self.output_dir,
-                                                     base_model_name=self.base_model_name)
-                self.emit(events.checkpoint(self.job_id, step=step, artifacts=artifacts))
-            print(f"step {step}/{plan.total_steps} loss={value:.4f}", file=sys.stderr)
+            reported = self._report(step, window, learning_rate)
+            eval_loss = eval_loss if reported is None else reported
+            print(f"step {step}/{plan.total_steps} loss={losses[-1]:.4f}", file=sys.stderr)
         runtime = time.perf_counter() - started
         self.cancel.raise_if_requested()
         artifacts = checkpoints.save_adapter(self.model, checkpoints.final_dir(self.output_dir),
@@ -255,8 +275,8 @@ class LoraRun:
         metrics = {
             "steps": plan.total_steps,
             "epoch": round(plan.total_steps / plan.steps_per_epoch, 4),
-            "trainLoss": round(sum(all_losses) / len(all_losses), 6),
-            "finalLoss": round(all_losses[-1], 6),
+            "trainLoss": round(statistics.fmean(losses), 6),
+            "finalLoss": round(losses[-1], 6),
             "evalLoss": None if eval_loss is None else round(eval_loss, 6),
             "trainRuntimeSeconds": round(runtime, 3),
             "secondsPerStep": round(compute_seconds / plan.total_steps, 4),
