@@ -1,0 +1,185 @@
+// Endpoint detail (#/endpoints/<id>): URL, Quick start, settings (enable, auth, target,
+// retention), API keys (issue once, revoke), delete.
+import { api } from "../api.js";
+import { card, errorBox, field, h, replace } from "../dom.js";
+import { relativeTime, targetSummary } from "../format.js";
+import { copyButton, statusBadge } from "../components/widgets.js";
+
+const LEAVE_ISSUING = "An API key is being issued. Leaving now will lose the one-time secret. Continue anyway?";
+const LEAVE_UNSAVED = "The just-issued API key is shown on screen but you haven't confirmed you saved it. Leaving now will discard the only copy. Continue anyway?";
+
+export function mount(main, { param: id }) {
+  const base = `/api/deployments/${encodeURIComponent(id)}`;
+  let deployment = null;
+  let keys = null;
+  let keysError = null;
+  let issuing = false;
+  let plaintext = null;
+  let editingTarget = false;
+  const head = h("div", { class: "page-head" });
+  const mutationError = h("div");
+  const urlCard = h("div");
+  const quickStart = h("quick-start");
+  const settings = h("div");
+  const keysBox = h("div");
+  const label = h("input", { id: "key-label", maxLength: 80, placeholder: "Label (e.g. production)", autocomplete: "off",
+    "aria-label": "API key label", oninput: () => renderKeys() });
+  const picker = h("target-picker");
+  const retention = h("retention-fields");
+
+  async function mutate(fn) {
+    replace(mutationError);
+    try {
+      await fn();
+      return true;
+    } catch (err) {
+      replace(mutationError, errorBox(err.message));
+      return false;
+    }
+  }
+
+  async function patch(body) {
+    await mutate(async () => { deployment = (await api.patch(base, body)).deployment; });
+    render();
+  }
+
+  async function remove() {
+    let question = `Delete endpoint ${deployment.slug}? Its URL stops answering and its keys are deleted.`;
+    if (plaintext) question += " The just-issued API key plaintext on screen will also be lost; copy it first if you still need it.";
+    if (!confirm(question)) return;
+    if (await mutate(() => api.del(base))) {
+      plaintext = null;
+      location.hash = "#/endpoints";
+    }
+  }
+
+  async function issue(event) {
+    event.preventDefault();
+    issuing = true;
+    renderKeys();
+    try {
+      const { key } = await api.post(`${base}/keys`, { label: label.value.trim() });
+      plaintext = key.plaintext;
+      label.value = "";
+      replace(mutationError);
+    } catch (err) {
+      replace(mutationError, errorBox(err.message));
+    } finally {
+      issuing = false;
+    }
+    await loadKeys();
+  }
+
+  async function revoke(key) {
+    if (!confirm("Revoke this key?")) return;
+    if (await mutate(() => api.del(`${base}/keys/${encodeURIComponent(key.id)}`))) {
+      key.enabled = false;
+      renderKeys();
+      loadKeys();
+    }
+  }
+
+  function renderKeys() {
+    const callout = plaintext ? h("div", { class: "callout amber", role: "status" },
+      h("strong", {}, "Copy this key now. It cannot be shown again."),
+      h("div", { class: "row wrap" }, h("code", { class: "secret", id: "key-plaintext" }, plaintext), copyButton(plaintext, "Copy", "Copy API key")),
+      h("button", { type: "button", class: "button small", onclick: () => { plaintext = null; renderKeys(); } }, "I've saved it")) : null;
+    const list = keysError ? errorBox(`Failed to load keys: ${keysError}`)
+      : !keys ? h("p", { class: "muted" }, "Loading…")
+        : !keys.length ? h("p", { class: "muted" }, "No keys yet.")
+          : h("ul", { class: "list" }, keys.map((key) => h("li", { class: "list-row" },
+            h("span", { class: `grow ${key.enabled ? "" : "revoked"}` }, h("span", { class: "strong" }, key.label),
+              h("span", { class: "mono muted" }, ` ${key.prefix}…`)),
+            h("span", { class: "muted", title: key.lastUsedAt || "" }, key.lastUsedAt ? `last used ${relativeTime(key.lastUsedAt)}` : "never used"),
+            key.enabled ? h("button", { type: "button", class: "button small danger", onclick: () => revoke(key) }, "Revoke") : statusBadge("revoked"))));
+    const valid = label.value.trim().length >= 1 && label.value.trim().length <= 80;
+    replace(keysBox,
+      deployment?.authMode === "none" ? h("p", { class: "note" }, "Auth is set to none; keys are not enforced.") : null,
+      h("form", { class: "row", onsubmit: issue }, label,
+        h("button", { type: "submit", class: "button primary", disabled: issuing || !valid || Boolean(plaintext) }, issuing ? "Issuing…" : "Issue key")),
+      callout, list);
+  }
+
+  function renderSettings() {
+    const d = deployment;
+    const auth = h("select", { id: "ep-auth-mode", onchange: () => patch({ authMode: auth.value }) },
+      h("option", { value: "fixed_api_key" }, "Fixed API key"), h("option", { value: "none" }, "No auth (public)"));
+    auth.value = d.authMode;
+    retention.value = { runRetentionMode: d.runRetentionMode, runRetentionDays: d.runRetentionDays };
+    const saveRetention = async () => {
+      const value = retention.value;
+      if (!value) { replace(mutationError, errorBox("Run retention days must be a whole number from 1 to 3650.")); return; }
+      await patch(value);
+    };
+    const saveTarget = async () => {
+      const target = picker.value;
+      if (!target) { replace(mutationError, errorBox("Fill in the target details")); return; }
+      editingTarget = false;
+      await patch({ target });
+    };
+    replace(settings,
+      h("div", { class: "setting" }, h("div", { class: "grow" }, h("strong", {}, "Status "), statusBadge(d.enabled ? "enabled" : "disabled"),
+        h("p", { class: "hint" }, "A disabled endpoint answers 404; its slug stays reserved.")),
+      h("button", { type: "button", class: "button", onclick: () => patch({ enabled: !d.enabled }) }, d.enabled ? "Disable" : "Enable")),
+      h("div", { class: "setting" }, field("Auth mode", auth, "Switching back to Fixed API key makes existing keys authoritative again.")),
+      h("div", { class: "setting column" },
+        h("div", { class: "row" }, h("div", { class: "grow" }, h("strong", {}, "Target "), h("span", {}, targetSummary(d.target))),
+          editingTarget ? null : h("button", { type: "button", class: "button", onclick: () => { editingTarget = true; picker.target = d.target; renderSettings(); } }, "Change target")),
+        editingTarget ? h("div", { class: "stack" }, picker, h("div", { class: "row" },
+          h("button", { type: "button", class: "button primary", onclick: saveTarget }, "Save target"),
+          h("button", { type: "button", class: "button ghost", onclick: () => { editingTarget = false; renderSettings(); } }, "Cancel"))) : null),
+      h("div", { class: "setting column" }, retention, h("div", { class: "row" },
+        h("button", { type: "button", class: "button", onclick: saveRetention }, "Save retention"))));
+  }
+
+  function render() {
+    if (!deployment) return;
+    const d = deployment;
+    replace(head, h("div", { class: "row wrap" },
+      h("div", { class: "grow" }, h("h1", {}, d.slug), h("p", { class: "muted" }, targetSummary(d.target))),
+      statusBadge(d.enabled ? "enabled" : "disabled"),
+      h("button", { type: "button", class: "button danger", onclick: remove }, "Delete")));
+    replace(urlCard, card("Endpoint URL",
+      h("div", { class: "row wrap url-row" }, h("code", { class: "url", id: "endpoint-url" }, d.url), copyButton(d.url, "Copy", "Copy endpoint URL")),
+      h("p", { class: "hint" }, "Paste this into cURL or any HTTP client. OpenAI SDKs take the base URL instead: ",
+        h("code", {}, d.baseUrl), ".")));
+    quickStart.deployment = d;
+    renderSettings();
+    renderKeys();
+  }
+
+  async function loadKeys() {
+    try {
+      keys = (await api.get(`${base}/keys`)).keys;
+      keysError = null;
+    } catch (err) {
+      keysError = err.message;
+    }
+    renderKeys();
+  }
+
+  async function load() {
+    try {
+      deployment = (await api.get(base)).deployment;
+    } catch (err) {
+      replace(main, h("p", {}, h("a", { href: "#/endpoints" }, "← Back to endpoints")), errorBox(err.message));
+      return;
+    }
+    render();
+  }
+
+  main.append(
+    h("p", {}, h("a", { href: "#/endpoints" }, "← Back to endpoints")),
+    head, mutationError, urlCard, quickStart,
+    h("div", { class: "columns" }, card("Settings", settings), card("API keys", keysBox)));
+  load();
+  loadKeys();
+  return {
+    wouldLoseData: () => issuing || Boolean(plaintext),
+    confirmLeave: () => {
+      if (issuing) return confirm(LEAVE_ISSUING);
+      if (plaintext) return confirm(LEAVE_UNSAVED);
+      return true;
+    },
+  };
+}

@@ -1,0 +1,184 @@
+// Playground (#/playground[?adapter=<jobId>[&step=<n>]]): chat with a base model or a
+// trained adapter (final or a checkpoint); the reply streams in as it is generated.
+import { api, request } from "../api.js";
+import { errorBox, field, h, replace } from "../dom.js";
+import { shortId } from "../format.js";
+
+const DEMO_PROMPT = "You triage customer support tickets. Reply with exactly one line: LABEL: billing, LABEL: bug or LABEL: other.";
+
+// Text carried by one SSE `data:` payload (OpenAI chunk, or the looser shapes some servers send).
+export function deltaText(payload) {
+  let data;
+  try { data = JSON.parse(payload); } catch { return payload; }
+  if (typeof data === "string") return data;
+  const choice = data?.choices?.[0];
+  if (choice) return choice.delta?.content ?? choice.message?.content ?? "";
+  return data?.content ?? data?.text ?? "";
+}
+
+export function mount(main, { query }) {
+  let mode = query.get("adapter") ? "adapter" : "base";
+  let jobs = [];
+  let history = [];
+  let controller = null;
+  let nextId = 1;
+  let loaded = false;
+  const baseSelect = h("select", { id: "pg-base", onchange: clear });
+  const adapterSelect = h("select", { id: "pg-adapter", onchange: () => { fillSteps(); clear(); } });
+  const stepSelect = h("select", { id: "pg-step", onchange: clear });
+  const system = h("textarea", { id: "pg-system", rows: 3, placeholder: "Optional instructions sent before the conversation." });
+  const temperature = h("input", { id: "pg-temperature", type: "number", min: "0", max: "2", step: "0.1", value: "0.7" });
+  const maxTokens = h("input", { id: "pg-max-tokens", type: "number", min: "1", max: "4096", value: "256" });
+  const log = h("div", { class: "chat-log", "aria-live": "polite" });
+  const input = h("textarea", { id: "pg-message", rows: 2, placeholder: "Type a message. Enter sends, Shift+Enter adds a line.",
+    onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); } } });
+  const sendButton = h("button", { type: "submit", class: "button primary" }, "Send message");
+  const stopButton = h("button", { type: "button", class: "button", hidden: true, onclick: () => controller?.abort() }, "Stop");
+  const note = h("div");
+  const modeBox = h("fieldset", { class: "radios inline" });
+  const baseRow = field("Base model", baseSelect);
+  const adapterRow = h("div", { class: "grid-2" }, field("Adapter", adapterSelect), field("Weights", stepSelect));
+
+  function renderMode() {
+    const hasAdapters = jobs.length > 0;
+    if (loaded && !hasAdapters && mode === "adapter") mode = "base";
+    replace(modeBox, h("legend", {}, "Chat with"),
+      [["base", "Base model"], ["adapter", "Adapter"]].map(([value, label]) => h("label", { class: "radio" },
+        h("input", { type: "radio", name: "pg-mode", value, checked: mode === value, disabled: value === "adapter" && !hasAdapters,
+          onchange: () => { mode = value; renderMode(); clear(); } }), label)),
+      hasAdapters ? null : h("span", { class: "hint" }, "No completed jobs yet: train one from the Overview."));
+    baseRow.hidden = mode !== "base";
+    adapterRow.hidden = mode !== "adapter";
+  }
+
+  function fillSteps() {
+    const job = jobs.find((j) => j.id === adapterSelect.value);
+    replace(stepSelect, h("option", { value: "" }, "Final adapter"),
+      (job?.checkpoints || []).map((c) => h("option", { value: String(c.step) }, `Checkpoint step ${c.step}`)));
+  }
+
+  function clear() {
+    controller?.abort();
+    history = [];
+    replace(log, h("p", { class: "muted empty-chat" }, "Say something to start."));
+  }
+
+  function target() {
+    if (mode === "base") return { baseModel: baseSelect.value };
+    const step = stepSelect.value;
+    return { adapter: step === "" ? { kind: "final", jobId: adapterSelect.value } : { kind: "checkpoint", jobId: adapterSelect.value, step: Number(step) } };
+  }
+
+  function bubble(role, text) {
+    const el = h("div", { class: `bubble ${role}` }, h("span", { class: "who" }, role === "user" ? "You" : "Model"), h("div", { class: "text" }, text));
+    if (log.querySelector(".empty-chat")) replace(log);
+    log.append(el);
+    log.scrollTop = log.scrollHeight;
+    return el.querySelector(".text");
+  }
+
+  async function send(event) {
+    event?.preventDefault();
+    const content = input.value.trim();
+    if (!content || controller) return;
+    if (mode === "base" && !baseSelect.value) return;
+    input.value = "";
+    history.push({ id: nextId++, role: "user", content });
+    bubble("user", content);
+    const out = bubble("assistant", "");
+    out.classList.add("streaming");
+    const messages = [...(system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []),
+      ...history.map(({ role, content: c }) => ({ role, content: c }))];
+    const body = { ...target(), messages, stream: true };
+    if (temperature.value !== "") body.temperature = Number(temperature.value);
+    if (maxTokens.value !== "") body.maxTokens = Number(maxTokens.value);
+    controller = new AbortController();
+    sendButton.disabled = true;
+    stopButton.hidden = false;
+    let text = "";
+    try {
+      const response = await request("POST", "/api/inference/chat", body, { signal: controller.signal, raw: true });
+      if (!response.ok) {
+        const raw = await response.text();
+        let message = raw || `HTTP ${response.status}`;
+        try { message = JSON.parse(raw).error?.message ?? JSON.parse(raw).error ?? message; } catch { /* plain text */ }
+        out.textContent = `[error] ${message}`;
+        out.classList.add("error-text");
+        history.pop();
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        const frames = buffer.split(/\r?\n\r?\n/);
+        buffer = frames.pop();
+        for (const frame of frames) {
+          for (const line of frame.split(/\r?\n/)) {
+            if (!line.startsWith("data:")) continue;
+            const payload = line.slice(5).trim();
+            if (payload === "[DONE]") continue;
+            text += deltaText(payload);
+            out.textContent = text;
+            log.scrollTop = log.scrollHeight;
+          }
+        }
+      }
+      history.push({ id: nextId++, role: "assistant", content: text });
+    } catch (err) {
+      if (err.name === "AbortError") {
+        out.textContent = `${text} [stopped]`;
+        if (text) history.push({ id: nextId++, role: "assistant", content: text });
+      } else {
+        out.textContent = `[error] ${err.message}`;
+        out.classList.add("error-text");
+      }
+    } finally {
+      out.classList.remove("streaming");
+      controller = null;
+      sendButton.disabled = false;
+      stopButton.hidden = true;
+      input.focus();
+    }
+  }
+
+  async function load() {
+    try {
+      const [models, list] = await Promise.all([api.get("/api/base-models"), api.get("/api/jobs")]);
+      replace(baseSelect, (models.baseModels || []).map((m) => h("option", { value: m.name }, m.name)));
+      jobs = (list.jobs || []).filter((j) => j.status === "completed");
+      replace(adapterSelect, jobs.map((j) => h("option", { value: j.id }, `${j.name} (${shortId(j.id, 4, 4)})`)));
+      const wanted = query.get("adapter");
+      if (wanted && jobs.some((j) => j.id === wanted)) adapterSelect.value = wanted;
+      else if (wanted) replace(note, errorBox(`Job ${wanted} has no final adapter to chat with (is it completed?).`));
+      loaded = true;
+      fillSteps();
+      if (query.get("step") && [...stepSelect.options].some((o) => o.value === query.get("step"))) stepSelect.value = query.get("step");
+      renderMode();
+    } catch (err) {
+      replace(note, errorBox(`Couldn't load models and jobs: ${err.message}`));
+    }
+  }
+
+  renderMode();
+  clear();
+  main.append(
+    h("div", { class: "page-head" }, h("h1", {}, "Playground"),
+      h("p", { class: "muted" }, "Chat with a base model or one of your trained adapters. Nothing here is deployed.")),
+    note,
+    h("div", { class: "columns wide-left" },
+      h("section", { class: "card chat" }, log,
+        h("form", { class: "composer", onsubmit: send },
+          h("label", { for: input.id, class: "visually-hidden" }, "Message"), input,
+          h("div", { class: "row" }, h("button", { type: "button", class: "button ghost", onclick: clear }, "Clear chat"),
+            h("span", { class: "grow" }), stopButton, sendButton))),
+      h("section", { class: "card stack" }, h("h2", { class: "card-title" }, "Model"), modeBox, baseRow, adapterRow,
+        field("System prompt", system),
+        h("button", { type: "button", class: "link-button", onclick: () => { system.value = DEMO_PROMPT; } }, "Use the support-triage demo prompt"),
+        h("div", { class: "grid-2" }, field("Temperature", temperature, "0 is greedy."), field("Max tokens", maxTokens)))));
+  load();
+  return { destroy() { controller?.abort(); } };
+}

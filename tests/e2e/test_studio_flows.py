@@ -1,0 +1,191 @@
+"""What a person does in the Studio, in order: train the demo from the Overview and watch
+the loss chart, chat with the adapter, publish it, call it with the page's own samples."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+RUN: dict[str, str] = {}
+
+
+def expect_text(page, selector: str, pattern: str, timeout_s: float = 20) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = page.locator(selector).first.inner_text()
+        if re.search(pattern, text):
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector!r} never matched {pattern!r}; last: {text!r}")
+        page.wait_for_timeout(200)
+
+
+def run_curl(sample: str, key: str | None = None) -> tuple[int, str]:
+    command = sample.replace("YOUR_API_KEY", key or "YOUR_API_KEY") + " -s -w '\\n%{http_code}'"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), body
+
+
+def test_train_the_demo_from_the_overview(page) -> None:
+    page.goto("/")
+    page.get_by_text("Training settings").click()
+    page.get_by_label("Max steps").fill("3")
+    page.get_by_label("Eval every N steps").fill("2")
+    page.get_by_label("Checkpoint every N steps").fill("1")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    RUN["job"] = page.url.rsplit("/", 1)[1]
+    chart = page.locator("loss-chart")
+    chart.locator("svg").wait_for(timeout=180_000)  # the first training.log point
+    expect_text(page, ".page-head status-badge", "^completed$", timeout_s=240)
+    assert int(chart.get_attribute("data-train-points")) == 3
+    assert int(chart.get_attribute("data-eval-points")) >= 1
+    assert page.locator(".events li").filter(has_text="training.completed").count() == 1
+    assert page.get_by_role("link", name="Open in Playground").is_visible()
+    assert page.locator("text=step 3").count() >= 1  # checkpoints list
+
+
+def test_chat_with_the_trained_adapter(page) -> None:
+    page.goto(f"/#/playground?adapter={RUN['job']}")
+    page.locator("#pg-adapter option").first.wait_for(state="attached")
+    assert page.get_by_role("radio", name="Adapter").is_checked()
+    assert page.locator("#pg-adapter").input_value() == RUN["job"]
+    page.get_by_role("button", name="Use the support-triage demo prompt").click()
+    page.get_by_label("Temperature").fill("0")
+    page.get_by_label("Max tokens").fill("12")
+    page.get_by_label("Message").fill("I was charged twice for my subscription this month.")
+    page.get_by_role("button", name="Send message").click()
+    reply = page.locator(".bubble.assistant .text")
+    reply.and_(page.locator(":not(.streaming)")).wait_for(timeout=120_000)
+    text = reply.inner_text()
+    assert text.strip() and not text.startswith("[error]")
+
+
+def test_publish_call_revoke_disable_retarget_delete(page, dev_server) -> None:
+    job = RUN["job"]
+    page.goto(f"/#/jobs/{job}")
+    page.get_by_role("link", name="Deploy this adapter").click()
+    page.get_by_label("Slug").fill("e2e-bot")
+    page.locator("target-picker select").first.wait_for()
+    expect_text(page, "target-picker select", "support-triage")
+    assert page.locator("target-picker select").first.input_value() == job
+    page.get_by_role("button", name="Create endpoint").click()
+    row = page.locator("a.list-row").filter(has_text="e2e-bot")
+    row.wait_for()
+    assert f"Final adapter (job {job[:8]})" in row.inner_text()
+
+    page.get_by_role("button", name="New endpoint").click()  # a taken slug: 409 inline
+    page.get_by_label("Slug").fill("e2e-bot")
+    expect_text(page, "target-picker select", "support-triage")
+    page.get_by_role("button", name="Create endpoint").click()
+    page.get_by_text("Deployment slug is already taken").wait_for()
+    assert page.get_by_role("button", name="Create endpoint").is_visible()
+    page.console_errors[:] = [e for e in page.console_errors if "409" not in e]
+    page.get_by_role("button", name="Cancel").first.click()
+
+    row.click()
+    page.get_by_role("heading", name="e2e-bot").wait_for()
+    url = page.locator("#endpoint-url").inner_text()
+    assert url == f"{dev_server.cloud_url}/d/e2e-bot/v1/chat/completions"
+
+    page.get_by_label("API key label").fill("e2e")
+    page.get_by_role("button", name="Issue key").click()
+    page.get_by_text("Copy this key now. It cannot be shown again.").wait_for()
+    key = page.locator("#key-plaintext").inner_text()
+    assert key.startswith("ark_live_")
+
+    curl = page.locator("quick-start pre").inner_text()
+    assert curl.startswith(f"curl -X POST {url} \\")
+    assert 'Authorization: Bearer YOUR_API_KEY' in curl
+    status, body = run_curl(curl, key)
+    assert status == 200, body
+    assert json.loads(body)["choices"][0]["message"]["content"].strip()
+
+    page.get_by_label("Language").select_option(label="Python (OpenAI SDK)")
+    python = page.locator("quick-start pre").inner_text()
+    assert f'base_url="{dev_server.cloud_url}/d/e2e-bot/v1"' in python
+    result = subprocess.run([sys.executable, "-c", python.replace("YOUR_API_KEY", key)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+
+    page.get_by_role("button", name="I've saved it").click()
+    deadline = time.monotonic() + 20
+    while "last used" not in page.locator("ul.list").last.inner_text():
+        assert time.monotonic() < deadline, "lastUsedAt never showed"
+        page.wait_for_timeout(1000)
+        page.reload()
+        page.get_by_role("button", name="Revoke").wait_for()
+
+    page.get_by_role("button", name="Revoke").click()
+    page.locator(".revoked").filter(has_text="e2e").wait_for()
+    assert run_curl(curl, key)[0] == 401
+
+    page.get_by_role("button", name="Disable").click()
+    page.get_by_role("button", name="Enable").wait_for()
+    assert run_curl(curl, key)[0] == 404
+    page.get_by_role("button", name="Enable").click()
+    page.get_by_role("button", name="Disable").wait_for()
+    assert run_curl(curl, key)[0] == 401
+
+    page.get_by_label("Auth mode").select_option(label="No auth (public)")
+    page.get_by_text("Auth is set to none; keys are not enforced.").wait_for()
+    page.get_by_label("Language").select_option(label="cURL")
+    open_curl = page.locator("quick-start pre").inner_text()
+    assert "Authorization" not in open_curl
+    assert run_curl(open_curl)[0] == 200
+
+    page.get_by_role("button", name="Change target").click()
+    page.locator("settings, .setting").get_by_label("Specific checkpoint").check()
+    page.locator(".setting target-picker").get_by_label("Checkpoint", exact=True).select_option("2")
+    page.get_by_role("button", name="Save target").click()
+    page.get_by_text(f"Checkpoint step 2 (job {job[:8]})").first.wait_for()
+
+    page.locator(".setting retention-fields select").select_option("unlimited")
+    page.get_by_role("button", name="Save retention").click()
+    token = page.locator('meta[name="arkor-studio-token"]').get_attribute("content")
+    deadline = time.monotonic() + 10
+    while True:
+        deployments = httpx.get(dev_server.url + "/api/deployments",
+                                headers={"X-Arkor-Studio-Token": token}).json()["deployments"]
+        if deployments[0]["runRetentionMode"] == "unlimited" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert deployments[0]["runRetentionMode"] == "unlimited"
+    assert deployments[0]["target"]["adapter"] == {"kind": "checkpoint", "jobId": job, "step": 2}
+
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(re.compile(r"#/endpoints$"))
+    page.get_by_text("No endpoints yet").wait_for()
+    assert run_curl(open_curl)[0] == 404
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_endpoint_detail_screenshots(page, theme: str) -> None:
+    """A deployment with a fresh key on screen, for looking at the busiest page."""
+    page.goto("/")
+    page.evaluate(f"localStorage.setItem('arkor-studio-theme', '{theme}')")
+    page.goto("/#/endpoints?new=1")
+    page.get_by_label("Slug").fill(f"shots-{theme}")
+    page.wait_for_function("document.querySelector('target-picker').loaded")
+    page.get_by_label("Base model only (no LoRA)").check()
+    page.get_by_role("button", name="Create endpoint").click()
+    page.locator("a.list-row").filter(has_text=f"shots-{theme}").click()
+    page.get_by_label("API key label").fill("production")
+    page.get_by_role("button", name="Issue key").click()
+    page.locator("#key-plaintext").wait_for()
+    page.reload()  # the theme applies on load; the leave-page guard asks first (accepted)
+    page.get_by_role("heading", name=f"shots-{theme}").wait_for()
+    page.locator("ul.list li").first.wait_for()
+    from tests.e2e.conftest import SCREENSHOTS
+
+    page.screenshot(path=str(SCREENSHOTS / f"endpoint-detail-{theme}.png"), full_page=True)
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(re.compile(r"#/endpoints$"))
