@@ -239,6 +239,10 @@ class JobSupervisor:
             jobs.add_event(session, job.id, event)
 
     def _finish(self, job_id: str, status: str, event: dict[str, Any]) -> None:
+        if isinstance(event.get("error"), str):
+            # Errors are shown to API callers: no server paths in them.
+            event = {**event, "error": event["error"].replace(str(self.settings.data_dir),
+                                                              "<data dir>")}
         with self.db.session() as session:
             job = session.get(Job, job_id)
             if job is None or job.status in jobs.TERMINAL_STATUSES:
