@@ -119,7 +119,7 @@ class ConsoleErrors(list[str]):
 def page(browser: Any, dev_server: DevServer, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh page on the Studio; at the end: a screenshot, and no console errors."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=dev_server.url)
-    context.set_default_timeout(20_000)
+    context.set_default_timeout(45_000)  # a loaded 2-core CI machine is slow
     page = context.new_page()
     errors = ConsoleErrors()
     errors.watch(page)

@@ -29,7 +29,11 @@ function describe(type, data) {
     return `${n} artifact${n === 1 ? "" : "s"}`;
   }
   if (type === "training.failed") return data.error || "failed";
-  if (type === "training.started") return data.metadata ? JSON.stringify(data.metadata) : "started";
+  if (type === "training.started") {
+    const m = data.metadata || {};
+    const parts = ["examples", "totalSteps", "trainableParameters", "device"].filter((k) => m[k] !== undefined).map((k) => `${k}=${m[k]}`);
+    return parts.join(" ") || "started";
+  }
   return "";
 }
 
@@ -38,6 +42,7 @@ export function mount(main, { param: jobId }) {
   let loadError = null;
   let sseStatus = null;
   let liveStartedAt = null;
+  let liveCompletedAt = null;
   let artifacts = null;
   let failure = null;
   const checkpoints = new Set();
@@ -77,10 +82,10 @@ export function mount(main, { param: jobId }) {
       ["queued", "running"].includes(st) ? h("button", { type: "button", class: "button danger", onclick: cancel }, "Cancel run") : null,
       done ? h("a", { class: "button", href: `#/playground?adapter=${encodeURIComponent(jobId)}` }, "Open in Playground") : null,
       done ? h("a", { class: "button primary", href: `#/endpoints?new=1&job=${encodeURIComponent(jobId)}` }, "Deploy this adapter") : null);
-    const live = { ...job, status: st, startedAt: job?.startedAt || liveStartedAt };
+    const live = { ...job, status: st, startedAt: job?.startedAt || liveStartedAt, completedAt: job?.completedAt || liveCompletedAt };
     const rowsMeta = [
       ["Status", statusBadge(st)], ["Duration", duration(live)], ["Created", dateTime(job?.createdAt)],
-      ["Started", dateTime(live.startedAt)], ["Completed", dateTime(job?.completedAt)],
+      ["Started", dateTime(live.startedAt)], ["Completed", dateTime(live.completedAt)],
       ["Base model", job?.config?.model || "—"], ["Dataset", datasetLabel(job?.config?.datasetSource)],
       ["Artifacts", artifacts === null ? "—" : String(artifacts)],
       ["Job ID", h("span", { class: "row" }, h("span", { class: "mono", title: jobId }, shortId(jobId, 8, 6)), copyButton(jobId, "Copy", "Copy job ID"))],
@@ -123,7 +128,7 @@ export function mount(main, { param: jobId }) {
       if (type === "training.started") { sseStatus = "running"; liveStartedAt = data.timestamp; }
       if (type === "training.log") chart.addPoint({ step: data.step, loss: data.loss, evalLoss: data.evalLoss });
       if (type === "checkpoint.saved") checkpoints.add(data.step);
-      if (TERMINAL[type]) sseStatus = TERMINAL[type];
+      if (TERMINAL[type]) { sseStatus = TERMINAL[type]; liveCompletedAt = data.timestamp; }
       if (type === "training.completed") artifacts = (data.artifacts || []).length;
       if (type === "training.failed") failure = data.error || "failed";
       addRow(data.timestamp, type, describe(type, data));
