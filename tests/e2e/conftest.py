@@ -57,7 +57,7 @@ def _pump(process: subprocess.Popen[str], lines: list[str]) -> None:
         lines.append(line)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dev_server(tmp_path_factory: pytest.TempPathFactory,
                request: pytest.FixtureRequest) -> Iterator[DevServer]:
     require_chromium()
@@ -98,7 +98,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory,
         process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(dev_server: DevServer) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
