@@ -50,6 +50,27 @@ def test_train_the_demo_from_the_overview(page) -> None:
     assert page.locator(".events li").filter(has_text="training.completed").count() == 1
     assert page.get_by_role("link", name="Open in Playground").is_visible()
     assert page.locator("text=step 3").count() >= 1  # checkpoints list
+    page.get_by_role("switch", name="Advanced").check()
+    stats = page.locator("loss-chart table.stats")
+    assert "Mean ± 95% CI" in stats.inner_text() and "train (n=3)" in stats.inner_text()
+
+
+def test_advanced_loss_statistics_match_python(page) -> None:
+    """The Advanced view's numbers, checked against Python's statistics module."""
+    import statistics
+
+    values = [2.5, 1.75, 1.5, 1.25, 0.5]
+    page.goto("/")
+    got = page.evaluate("async (xs) => (await import('/stats.js')).summarize(xs)", values)
+    mean, std = statistics.mean(values), statistics.stdev(values)
+    assert got["n"] == 5 and abs(got["mean"] - mean) < 1e-12
+    assert abs(got["std"] - std) < 1e-12 and abs(got["variance"] - std ** 2) < 1e-12
+    assert abs(got["half"] - 2.776 * std / 5 ** 0.5) < 1e-12  # Student t, 4 degrees of freedom
+    deciles = statistics.quantiles(values, n=20, method="inclusive")
+    assert abs(got["p90"] - deciles[17]) < 1e-12 and abs(got["p95"] - deciles[18]) < 1e-12
+    many = page.evaluate("async (xs) => (await import('/stats.js')).summarize(xs)",
+                         list(range(40)))
+    assert abs(many["half"] - 1.96 * statistics.stdev(range(40)) / 40 ** 0.5) < 1e-9
 
 
 def test_chat_with_the_trained_adapter(page) -> None:

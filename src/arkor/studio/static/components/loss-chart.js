@@ -1,5 +1,6 @@
 // <loss-chart>: train loss (solid) and eval loss (dashed) against the step, as SVG.
 import { h, replace } from "../dom.js";
+import { summarize } from "../stats.js";
 
 const NS = "http://www.w3.org/2000/svg";
 const MAX_POINTS = 2000;
@@ -17,6 +18,7 @@ class LossChart extends HTMLElement {
     super();
     this.train = new Map();
     this.eval = new Map();
+    this.advanced = false;
   }
 
   connectedCallback() { this.render(); }
@@ -45,6 +47,10 @@ class LossChart extends HTMLElement {
       replace(this, h("div", { class: "chart-empty" }, "Waiting for training.log events…"));
       return;
     }
+    const toggle = h("label", { class: "advanced-toggle" },
+      h("input", { type: "checkbox", role: "switch", checked: this.advanced,
+        onchange: (e) => { this.advanced = e.target.checked; this.render(); } }),
+      " Advanced");
     const all = [...train, ...evals];
     const steps = all.map((p) => p[0]);
     const values = all.map((p) => p[1]);
@@ -82,8 +88,26 @@ class LossChart extends HTMLElement {
     const legend = h("div", { class: "legend" },
       h("span", { class: "key train" }, `train loss ${last(train)}`),
       h("span", { class: "key eval" }, `eval loss ${last(evals)}`));
-    replace(this, root, legend);
+    replace(this, root, legend, toggle,
+      this.advanced ? statsTable([["train", train], ["eval", evals]]) : null);
   }
+}
+
+function statsTable(series) {
+  const f = (x) => (Number.isFinite(x) ? x.toFixed(4) : "—");
+  const rows = [
+    ["Mean ± 95% CI", (s) => (Number.isFinite(s.half) ? `${f(s.mean)} ± ${f(s.half)}` : f(s.mean))],
+    ["Std dev", (s) => f(s.std)],
+    ["Variance", (s) => f(s.variance)],
+    ["p90", (s) => f(s.p90)],
+    ["p95", (s) => f(s.p95)],
+  ];
+  const stats = series.map(([name, points]) => [name, summarize(points.map((p) => p[1]))]);
+  return h("table", { class: "stats" },
+    h("thead", {}, h("tr", {}, h("th", {}, ""),
+      ...stats.map(([name, s]) => h("th", { scope: "col" }, `${name} (n=${s ? s.n : 0})`)))),
+    h("tbody", {}, ...rows.map(([label, show]) => h("tr", {}, h("th", { scope: "row" }, label),
+      ...stats.map(([, s]) => h("td", {}, s ? show(s) : "—"))))));
 }
 
 customElements.define("loss-chart", LossChart);
