@@ -25,6 +25,9 @@ function createForm({ onCreated, onCancel, prefill }) {
   async function create(event) {
     event.preventDefault();
     replace(error);
+    if (!picker.loaded) {  // the job list is still on its way: wait for it, then read the choice
+      await new Promise((resolve) => picker.addEventListener("loaded", resolve, { once: true }));
+    }
     const target = picker.value;
     if (!target) { replace(error, errorBox("Fill in the target details")); return; }
     const keep = retention.value;
