@@ -22,6 +22,8 @@ from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
 from arkor.engine.base import AdapterLoadError, AdapterRef
+from arkor.engine.local.mixed_lora import install as install_grouped_forward
+from arkor.engine.local.mixed_lora import row_groups
 
 BASE_ADAPTER_NAME = "__base__"
 PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"
@@ -72,6 +74,7 @@ class AdapterSet:
     _slots: OrderedDict[str, _Slot] = field(init=False, default_factory=OrderedDict)
     _hooked: set[int] = field(init=False, default_factory=set)
     _row_names: list[str] | None = field(init=False, default=None)
+    _row_groups: list[tuple[str, torch.Tensor]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -119,15 +122,18 @@ class AdapterSet:
         if not self.is_peft:
             return self.model(**inputs)
         self._row_names = row_adapters
+        self._row_groups = row_groups(row_adapters, BASE_ADAPTER_NAME, self.device)
         try:
             return self.model.get_base_model()(**inputs)
         finally:
             self._row_names = None
+            self._row_groups = None
 
     def _hook_new_lora_layers(self) -> None:
         for module in self.model.modules():
             if isinstance(module, LoraLayer) and id(module) not in self._hooked:
                 module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
+                install_grouped_forward(module, lambda: self._row_groups)
                 self._hooked.add(id(module))
 
     def _inject_row_names(
