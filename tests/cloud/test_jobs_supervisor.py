@@ -155,10 +155,9 @@ def test_cancel_stops_the_runner_within_seconds(api, cloud) -> None:
     assert api.job(job["id"])["status"] == "cancelled"
     again = api.request("POST", f"/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409 and again.json()["error"] == "Job is already cancelled"
-    assert api.events(job["id"])[-2:] == [
-        {**api.events(job["id"])[-2], "type": "training.cancelled"},
-        {"type": "end", "jobId": job["id"]},
-    ]
+    frames = api.events(job["id"])
+    assert [f["type"] for f in frames[-2:]] == ["training.cancelled", "end"]
+    assert frames[-1] == {"type": "end", "jobId": job["id"]}
 
 
 def test_restart_fails_the_job_it_left_running(cloud, embedded_model_dir, tmp_path) -> None:

@@ -105,8 +105,11 @@ def test_engine_that_cannot_load_answers_503(tiny_capacity) -> None:
     assert httpx.post(base.url, json=SHORT, timeout=60).status_code == 200
 
 
-def test_tools_probe_is_cheap(tiny_capacity) -> None:
-    """Validation runs before the engine: a bad request never takes a slot."""
+def test_invalid_requests_are_refused_before_the_engine(tiny_capacity) -> None:
+    """Validation runs before the engine: with the only slot taken, a bad request is still a
+    400, not a 429, and never waits for a slot."""
     base, _ = tiny_capacity
-    response = httpx.post(base.url, json={**SHORT, "n": 3}, timeout=10)
+    with httpx.stream("POST", base.url, json=LONG, timeout=120) as streaming:
+        next(streaming.iter_lines())  # the long request holds the only slot
+        response = httpx.post(base.url, json={**SHORT, "n": 3}, timeout=10)
     assert response.status_code == 400

@@ -25,19 +25,18 @@ MAX_TOKENS = 12
 
 @pytest.fixture(scope="module")
 def reference(edge_world: EdgeWorld, embedded_model_dir) -> Reference:
-    reference_paths.update(label=edge_world.label_dir, lang=edge_world.lang_dir,
-                           ckpt=edge_world.checkpoint_dir(1))
-    return Reference(embedded_model_dir, {
-        name: AdapterRef(name, path) for name, path in reference_paths.items()})
+    adapters = {"label": AdapterRef("label", edge_world.label_dir),
+                "lang": AdapterRef("lang", edge_world.lang_dir),
+                "ckpt": AdapterRef("ckpt", edge_world.checkpoint_dir(1))}
+    reference = Reference(embedded_model_dir, adapters)
+    reference.adapters = adapters
+    return reference
 
 
 def expected(reference: Reference, prompt: str, name: str | None) -> str:
     """What plain transformers + PEFT greedy decoding answers (``name`` None: the base)."""
-    adapter = None if name is None else AdapterRef(name, reference_paths[name])
+    adapter = None if name is None else reference.adapters[name]
     return reference.text(prompt, adapter, MAX_TOKENS)
-
-
-reference_paths: dict[str, object] = {}
 
 
 def deploy(world: EdgeWorld, slug: str, target: dict, auth_mode: str = "fixed_api_key"):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from arkor.cloud.errors import ApiError
 from arkor.store import identities, projects
@@ -53,15 +54,14 @@ def current_caller(
         return Caller(user_id=user.id, anonymous=user.anonymous)
 
 
-def require_org(db: Database, caller: Caller, org_slug: str | None) -> tuple[str, str]:
+def require_org(session: Session, caller: Caller, org_slug: str | None) -> tuple[str, str]:
     if not org_slug:
         raise ApiError(400, "orgSlug query parameter is required")
-    with db.session() as session:
-        org = identities.member_org(session, caller.user_id, org_slug)
-        if org is None:
-            # Unknown orgs and orgs the caller is not in look the same: nothing leaks.
-            raise ApiError(403, f"You are not a member of org {org_slug!r}")
-        return org.id, org.slug
+    org = identities.member_org(session, caller.user_id, org_slug)
+    if org is None:
+        # Unknown orgs and orgs the caller is not in look the same: nothing leaks.
+        raise ApiError(403, f"You are not a member of org {org_slug!r}")
+    return org.id, org.slug
 
 
 def org_scope(
@@ -69,7 +69,8 @@ def org_scope(
     caller: Annotated[Caller, Depends(current_caller)],
     org_slug: Annotated[str | None, ORG_QUERY] = None,
 ) -> tuple[str, str]:
-    return require_org(db, caller, org_slug)
+    with db.session() as session:
+        return require_org(session, caller, org_slug)
 
 
 def project_scope(
@@ -82,8 +83,8 @@ def project_scope(
         raise ApiError(
             400, "orgSlug and projectSlug query parameters are required (the project scope)"
         )
-    org_id, _ = require_org(db, caller, org_slug)
     with db.session() as session:
+        org_id, _ = require_org(session, caller, org_slug)
         project = projects.project_by_slug(session, org_id, project_slug)
         if project is None:
             raise ApiError(404, f"Project {project_slug!r} not found in org {org_slug!r}")

@@ -20,9 +20,8 @@ async def reject_nul_characters(request: Request) -> None:
     query = request.scope.get("query_string", b"")
     if b"\x00" in unquote_to_bytes(raw_path) or b"\x00" in unquote_to_bytes(query):
         raise ApiError(400, "The URL contains a NUL character, which is not allowed")
-    if "json" not in request.headers.get("content-type", "") or "ndjson" in request.headers.get(
-        "content-type", ""
-    ):
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type or "ndjson" in content_type:
         return  # uploads are files on disk, never database text; multipart fields are checked
     body = await request.body()
     if any(marker in body for marker in _NUL_IN_JSON):

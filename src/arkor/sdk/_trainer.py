@@ -359,10 +359,22 @@ class AsyncTrainer(_TrainerCore):
         return await client.cancel_job(self._job.id, scope)
 
 
-def _spec(name: str, dataset: DatasetArg, model: str, extra_config: Mapping[str, Any] | None,
-          options: dict[str, Any], callbacks: dict[str, Callback | None]) -> TrainerSpec:
-    return TrainerSpec(name=name, dataset=dataset, model=model, options=options,
-                       extra_config=dict(extra_config or {}), callbacks=callbacks)
+OPTION_NAMES = (
+    "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length", "max_steps",
+    "num_train_epochs", "learning_rate", "batch_size", "warmup_steps", "lr_scheduler_type",
+    "weight_decay", "logging_steps", "save_steps", "eval_steps", "dry_run", "seed",
+)
+CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+
+
+def _spec_from(arguments: Mapping[str, Any]) -> TrainerSpec:
+    """The spec from a factory's arguments (both factories take the same keywords)."""
+    return TrainerSpec(
+        name=arguments["name"], dataset=arguments["dataset"], model=arguments["model"],
+        options={name: arguments[name] for name in OPTION_NAMES},
+        extra_config=dict(arguments["extra_config"] or {}),
+        callbacks={name: arguments[name] for name in CALLBACK_NAMES},
+    )
 
 
 def create_trainer(
@@ -403,19 +415,8 @@ def create_trainer(
     ``start()``) or a ``datasetSource`` dict sent as is. Without ``client``/``credentials``
     it signs in like the CLI; without ``scope`` it uses (or creates) ``.arkor/state.json``
     in ``cwd``."""
-    options = {
-        "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-        "target_modules": target_modules, "max_length": max_length, "max_steps": max_steps,
-        "num_train_epochs": num_train_epochs, "learning_rate": learning_rate,
-        "batch_size": batch_size, "warmup_steps": warmup_steps,
-        "lr_scheduler_type": lr_scheduler_type, "weight_decay": weight_decay,
-        "logging_steps": logging_steps, "save_steps": save_steps, "eval_steps": eval_steps,
-        "dry_run": dry_run, "seed": seed,
-    }
-    callbacks = {"on_started": on_started, "on_log": on_log, "on_checkpoint": on_checkpoint,
-                 "on_completed": on_completed, "on_failed": on_failed}
-    return Trainer(_spec(name, dataset, model, extra_config, options, callbacks),
-                   client=client, credentials=credentials, cwd=cwd, scope=scope, policy=policy)
+    return Trainer(_spec_from(locals()), client=client, credentials=credentials, cwd=cwd,
+                   scope=scope, policy=policy)
 
 
 def create_async_trainer(
@@ -453,17 +454,5 @@ def create_async_trainer(
     policy: ReconnectPolicy | None = None,
 ) -> AsyncTrainer:
     """:func:`create_trainer` for asyncio: the same options; callbacks may be ``async``."""
-    options = {
-        "lora_r": lora_r, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-        "target_modules": target_modules, "max_length": max_length, "max_steps": max_steps,
-        "num_train_epochs": num_train_epochs, "learning_rate": learning_rate,
-        "batch_size": batch_size, "warmup_steps": warmup_steps,
-        "lr_scheduler_type": lr_scheduler_type, "weight_decay": weight_decay,
-        "logging_steps": logging_steps, "save_steps": save_steps, "eval_steps": eval_steps,
-        "dry_run": dry_run, "seed": seed,
-    }
-    callbacks = {"on_started": on_started, "on_log": on_log, "on_checkpoint": on_checkpoint,
-                 "on_completed": on_completed, "on_failed": on_failed}
-    return AsyncTrainer(_spec(name, dataset, model, extra_config, options, callbacks),
-                        client=client, credentials=credentials, cwd=cwd, scope=scope,
-                        policy=policy)
+    return AsyncTrainer(_spec_from(locals()), client=client, credentials=credentials, cwd=cwd,
+                        scope=scope, policy=policy)
