@@ -102,9 +102,10 @@ class EngineUnavailable(EngineError):
 
 
 class PromptTooLong(EngineError):
-    def __init__(self, prompt_tokens: int, max_context: int) -> None:
+    def __init__(self, prompt_tokens: int, max_context: int, *, estimated: bool = False) -> None:
+        size = f"at least {prompt_tokens}" if estimated else str(prompt_tokens)
         super().__init__(
-            f"The prompt is {prompt_tokens} tokens; the model's context is {max_context} tokens "
+            f"The prompt is {size} tokens; the model's context is {max_context} tokens "
             "and at least one must be left to generate. Shorten the messages."
         )
         self.prompt_tokens = prompt_tokens

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from arkor.engine.base import (
     EngineError,
+    EngineOverloaded,
     EngineUnavailable,
     Finished,
     GenerationEvent,
@@ -59,6 +61,10 @@ class LocalEngine:
         self._schedulers: dict[str, Scheduler] = {}
         self._load_lock = threading.Lock()
         self._closed = False
+        # One thread encodes prompts (a tokenizer is not thread-safe); the count bounds how
+        # many wait for it, so a flood of long prompts is refused instead of queued forever.
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arkor-encode")
+        self._encodes_pending = 0
 
     async def start(self) -> None:
         self._closed = False
@@ -82,7 +88,7 @@ class LocalEngine:
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         scheduler = await self._scheduler_for(request.base_model)
-        return len(self._encode(scheduler, request))
+        return len(await self._encode(scheduler, request))
 
     def loaded_adapters(self, base_model: str) -> list[str]:
         """Keys of the adapters attached to ``base_model``, least recently used first."""
@@ -91,8 +97,11 @@ class LocalEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         scheduler = await self._scheduler_for(request.base_model)
-        prompt_ids = self._encode(scheduler, request)
         max_context = scheduler.loaded.max_context
+        at_least = scheduler.loaded.min_prompt_tokens(request.messages)
+        if at_least >= max_context:
+            raise PromptTooLong(at_least, max_context, estimated=True)
+        prompt_ids = await self._encode(scheduler, request)
         if len(prompt_ids) >= max_context:
             raise PromptTooLong(len(prompt_ids), max_context)
         files = await self._read_adapter_if_needed(scheduler, request)
@@ -112,11 +121,20 @@ class LocalEngine:
         finally:
             scheduler.cancel(ticket)
 
-    def _encode(self, scheduler: Scheduler, request: GenerationRequest) -> list[int]:
+    async def _encode(self, scheduler: Scheduler, request: GenerationRequest) -> list[int]:
+        """Tokenize on the engine's one encoding thread; refuse work beyond its queue."""
+        if self._encodes_pending >= self._max_batch_size + self._max_queue:
+            raise EngineOverloaded(retry_after=1.0)
+        self._encodes_pending += 1
         try:
-            return scheduler.loaded.encode_chat(request.messages)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._encoder, scheduler.loaded.encode_chat, request.messages
+            )
         except Exception as exc:
             raise EngineError(f"The chat template rejected the messages: {exc}") from exc
+        finally:
+            self._encodes_pending -= 1
 
     async def _read_adapter_if_needed(
         self, scheduler: Scheduler, request: GenerationRequest

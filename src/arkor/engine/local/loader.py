@@ -22,11 +22,14 @@ def pick_device(requested: str | None) -> torch.device:
 
 @dataclass
 class LoadedModel:
-    """A base model ready to serve: weights on ``device``, tokenizer, and its limits.
+    """A base model ready to serve: weights on ``device``, tokenizers, and its limits.
 
-    The Rust tokenizer is not safe to share between threads, so every use goes through
-    ``tokenizer_lock`` (prompts are encoded on the event loop, completions decoded on the
-    scheduler thread).
+    The Rust tokenizer is not safe to share between threads, so there are two: ``tokenizer``
+    decodes completions on the scheduler thread and ``encoder`` turns prompts into ids on the
+    engine's one encoding thread (never on the event loop). A long prompt being encoded
+    therefore never holds up another request's decoding. ``max_token_chars`` is the longest
+    token's text: a prompt of ``n`` characters has at least ``n / max_token_chars`` tokens,
+    which lets a hopeless prompt be refused before it is tokenized.
     """
 
     name: str
@@ -36,15 +39,20 @@ class LoadedModel:
     max_context: int
     eos_token_ids: frozenset[int]
     pad_token_id: int
+    encoder: object = None
+    max_token_chars: int = 1
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def encode_chat(self, messages: tuple[ChatMessage, ...]) -> list[int]:
         conversation = [{"role": m.role, "content": m.content} for m in messages]
-        with self.tokenizer_lock:
-            encoded = self.tokenizer.apply_chat_template(
-                conversation, add_generation_prompt=True, tokenize=True, return_dict=True
-            )
+        encoded = (self.encoder or self.tokenizer).apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
         return list(encoded["input_ids"])
+
+    def min_prompt_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
+        """A lower bound on the prompt's token count, without tokenizing it."""
+        return sum(len(m.content) for m in messages) // max(self.max_token_chars, 1)
 
 
 def load_base_model(spec: BaseModelSpec, *, models_dir: Path, device: torch.device) -> LoadedModel:
@@ -61,7 +69,17 @@ def load_base_model(spec: BaseModelSpec, *, models_dir: Path, device: torch.devi
         max_context=int(config.max_position_embeddings),
         eos_token_ids=_eos_token_ids(model, tokenizer),
         pad_token_id=_pad_token_id(tokenizer),
+        encoder=AutoTokenizer.from_pretrained(path),
+        max_token_chars=_max_token_chars(tokenizer),
     )
+
+
+def _max_token_chars(tokenizer: object) -> int:
+    """Characters in the longest token (byte-level tokens: bytes, which bound characters)."""
+    longest = max((len(token) for token in tokenizer.get_vocab()), default=1)
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    longest = max([longest, *(len(str(token)) for token in added.values())])
+    return max(longest, 1)
 
 
 def _eos_token_ids(model: PreTrainedModel, tokenizer: object) -> frozenset[int]:

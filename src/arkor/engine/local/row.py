@@ -29,6 +29,7 @@ class Row:
         self.prompt_tokens = len(ticket.prompt_ids)
         self.completion_tokens = 0
         self.finished = False
+        self.last_token = 0
         self._eos_token_ids = eos_token_ids
         self._max_new_tokens = max_new_tokens
         self._detokenizer = IncrementalDetokenizer(decode)
@@ -40,6 +41,7 @@ class Row:
 
     def accept(self, token_id: int) -> None:
         """Take the token chosen for this row, stream its text, and finish if it is time."""
+        self.last_token = token_id
         self.completion_tokens += 1
         if token_id in self._eos_token_ids:
             self._finish("stop", self._detokenizer.flush())
@@ -51,6 +53,12 @@ class Row:
             self._finish("stop", "")
         elif self.completion_tokens >= self._max_new_tokens:
             self._finish("length", self._detokenizer.flush())
+
+    def fail(self, error: BaseException, placeholder_token: int) -> None:
+        """End this row with ``error``; it leaves the batch at the end of the step."""
+        self.last_token = placeholder_token
+        self.ticket.deliver(error)
+        self.finished = True
 
     def _finish(self, reason: FinishReason, tail: str) -> None:
         text, stopped = self._stops.feed(tail)

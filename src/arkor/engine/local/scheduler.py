@@ -12,7 +12,9 @@ Each turn of the loop:
 
 All torch work happens on this thread. Results reach the asyncio side through each request's
 :class:`Ticket`. An exception in a step fails the rows it touched with EngineUnavailable and the
-loop carries on with an empty batch, so no request is ever left hanging.
+loop carries on with an empty batch, so no request is ever left hanging. Failures that
+belong to one request stay with it: a newcomer's prefill runs on a cache of its own (only the
+newcomers fail), and a row whose logits are not finite or cannot be sampled fails alone.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, new_cache
 from arkor.engine.local.loader import LoadedModel
 from arkor.engine.local.row import Row
-from arkor.engine.local.sampling import RowSampler, next_tokens
+from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
 from arkor.engine.local.ticket import Ticket
 
 logger = logging.getLogger(__name__)
@@ -178,16 +180,17 @@ class Scheduler:
             return
         try:
             self._join(rows)
-        except Exception:
-            self._fail_rows(rows, "The engine failed while starting this request", running=False)
-            raise
+        except Exception as exc:
+            # Newcomers prefill into a cache of their own, so the running batch is untouched:
+            # only they fail.
+            logger.exception("prefill failed for %s", self.loaded.name)
+            self._fail_rows(rows, f"The engine failed while starting this request: "
+                                  f"{type(exc).__name__}", running=False)
 
     def _join(self, rows: list[Row]) -> None:
         tensors, logits = self._prefill(rows)
-        tokens = next_tokens(logits, [row.sampler for row in rows])
-        for row, token in zip(rows, tokens, strict=True):
-            row.accept(token)
-        tensors.append_step(tokens)
+        self._accept(rows, next_tokens(logits, [row.sampler for row in rows]))
+        tensors.append_step([row.last_token for row in rows])
         keep = [i for i, row in enumerate(rows) if not row.leaving]
         self._release([row for row in rows if row.leaving])
         if not keep:
@@ -251,11 +254,19 @@ class Scheduler:
         assert self._batch is not None
         out = self._forward(self._rows, **self._batch.step_inputs())
         logits = out.logits[:, -1, :]
-        tokens = next_tokens(logits, [row.sampler for row in self._rows])
-        for row, token in zip(self._rows, tokens, strict=True):
-            row.accept(token)
-        self._batch.append_step(tokens)
+        self._accept(self._rows, next_tokens(logits, [row.sampler for row in self._rows]))
+        self._batch.append_step([row.last_token for row in self._rows])
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
+
+    @staticmethod
+    def _accept(rows: list[Row], step: StepTokens) -> None:
+        """Give each row its token; a row whose numbers failed fails alone and leaves."""
+        for index, (row, token) in enumerate(zip(rows, step.tokens, strict=True)):
+            if index in step.failed:
+                logger.warning("request failed in sampling: %s", step.failed[index])
+                row.fail(EngineUnavailable(step.failed[index]), token)
+            else:
+                row.accept(token)
 
     def _forward(self, rows: list[Row], **inputs: object) -> object:
         return self.adapters.forward([row.adapter_name for row in rows], **inputs)

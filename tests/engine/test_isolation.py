@@ -1,0 +1,159 @@
+"""One request's numbers or size never fail or stall another's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from arkor.engine.base import AdapterRef, EngineUnavailable, PromptTooLong, SamplingParams
+from arkor.engine.local import LocalEngine
+from arkor.engine.local.sampling import NON_FINITE_MESSAGE, RowSampler, next_tokens
+from arkor.engine.registry import EMBEDDED_MODEL_NAME
+from tests.engine.conftest import Reference, chat, close_engine, collect, make_engine
+
+COLORS = "Name three primary colors."
+OTHERS = ("Say hello.", "Count to five.", "Name a fruit.")
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_a_tiny_temperature_decodes_greedily_and_fails_nobody(
+    engine: LocalEngine, reference: Reference
+) -> None:
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            collect(engine, chat(COLORS, max_tokens=12, temperature=1e-300, seed=7)),
+            *(collect(engine, chat(p, max_tokens=12, temperature=0.7, seed=1)) for p in OTHERS),
+            return_exceptions=True,
+        )
+
+    tiny, *others = run(scenario())
+    assert not isinstance(tiny, BaseException), tiny
+    assert tiny.text == reference.text(COLORS, None, 12)
+    assert all(not isinstance(o, BaseException) and o.finished.completion_tokens == 12
+               for o in others), others
+
+
+def test_next_tokens_fails_only_the_row_whose_logits_are_not_finite() -> None:
+    logits = torch.randn(3, 50)
+    logits[1, 7] = float("nan")
+    logits[2, :10] = float("-inf")  # a mask, not a failure
+    device = torch.device("cpu")
+    samplers = [RowSampler.for_params(SamplingParams(temperature=t, seed=3), device)
+                for t in (0.0, 0.8, 0.8)]
+    step = next_tokens(logits, samplers)
+    assert step.failed == {1: NON_FINITE_MESSAGE}
+    assert step.tokens[0] == int(logits[0].argmax())
+    assert step.tokens[2] >= 10
+
+
+def test_an_adapter_that_yields_nan_fails_its_rows_alone(
+    models_dir: Path, reference: Reference, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    """Whatever an adapter does to its rows' numbers, the other rows finish correctly."""
+    engine = make_engine(models_dir)
+
+    async def scenario() -> list[object]:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
+        healthy_forward = scheduler.adapters.forward
+
+        def poisoned_forward(row_adapters: list[str], **inputs: object) -> object:
+            out = healthy_forward(row_adapters, **inputs)
+            slot = scheduler.adapters._slots.get(adapter_b.key)
+            for row, name in enumerate(row_adapters):
+                if slot is not None and name == slot.name:
+                    out.logits[row] = float("nan")
+            return out
+
+        scheduler.adapters.forward = poisoned_forward
+        return await asyncio.gather(
+            collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12)),
+            collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12, temperature=0.9)),
+            collect(engine, chat(COLORS, max_tokens=12)),
+            collect(engine, chat(COLORS, adapter=adapter_a, max_tokens=12)),
+            collect(engine, chat(COLORS, max_tokens=12, temperature=0.8, seed=5)),
+            return_exceptions=True,
+        )
+
+    try:
+        greedy_bad, sampled_bad, base, good, sampled = run(scenario())
+    finally:
+        close_engine(engine)
+    assert isinstance(greedy_bad, EngineUnavailable) and isinstance(sampled_bad, EngineUnavailable)
+    assert "non-finite" in str(greedy_bad)
+    assert base.text == reference.text(COLORS, None, 12)
+    assert good.text == reference.text(COLORS, adapter_a, 12)
+    assert sampled.finished.completion_tokens == 12
+
+
+def test_a_failing_prefill_fails_the_newcomers_only(
+    models_dir: Path, reference: Reference
+) -> None:
+    engine = make_engine(models_dir)
+
+    async def scenario() -> tuple[object, object]:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
+        healthy_prefill = scheduler._prefill
+        started = asyncio.Event()
+        running = asyncio.create_task(collect(engine, chat(COLORS, max_tokens=24), started))
+        await started.wait()
+
+        def broken_prefill(rows: list[object]) -> object:
+            scheduler._prefill = healthy_prefill
+            raise RuntimeError("simulated failure while starting a request")
+
+        scheduler._prefill = broken_prefill
+        newcomer = await asyncio.gather(collect(engine, chat("Say hello.", max_tokens=4)),
+                                        return_exceptions=True)
+        return await running, newcomer[0]
+
+    try:
+        running, newcomer = run(scenario())
+    finally:
+        close_engine(engine)
+    assert isinstance(newcomer, EngineUnavailable)
+    assert running.text == reference.text(COLORS, None, 24)
+
+
+def test_a_prompt_that_cannot_fit_is_refused_without_tokenizing(engine: LocalEngine) -> None:
+    async def scenario() -> float:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        began = time.monotonic()
+        with pytest.raises(PromptTooLong) as caught:
+            async for _ in engine.generate(chat("a" * 4_000_000)):
+                pass
+        assert "at least" in str(caught.value)
+        return time.monotonic() - began
+
+    assert run(scenario()) < 0.05
+
+
+def test_tokenizing_a_long_prompt_leaves_the_event_loop_free(engine: LocalEngine) -> None:
+    """A prompt just short of the refuse-unread bound is tokenized off the event loop."""
+
+    async def scenario() -> tuple[float, float]:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        loaded = engine._schedulers[EMBEDDED_MODEL_NAME].loaded
+        words = "lorem ipsum dolor sit amet " * (loaded.max_context * loaded.max_token_chars // 28)
+        began = time.monotonic()
+        generation = asyncio.create_task(collect(engine, chat(words)))
+        worst = 0.0
+        while not generation.done():
+            tick = time.monotonic()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.monotonic() - tick - 0.01)
+        with pytest.raises(PromptTooLong):
+            generation.result()
+        return worst, time.monotonic() - began
+
+    worst_lag, tokenizing = run(scenario())
+    assert tokenizing > 0.1, "the prompt must take real tokenizing time for this to mean much"
+    assert worst_lag < 0.1
