@@ -2,7 +2,9 @@
 
 - Every test gets its own ``ARKOR_HOME`` (credentials), ``HOME`` and working directory, so
   nothing touches the developer's real files.
-- ``backend`` runs a test on SQLite and, when ``ARKOR_TEST_POSTGRES_URL`` is set, PostgreSQL.
+- ``backend`` runs a test on SQLite and on PostgreSQL: ``ARKOR_TEST_POSTGRES_URL``, else
+  127.0.0.1:5432 when it answers; when neither does, the PostgreSQL half is skipped and the
+  end of the run says so loudly with the fix (under ``CI`` it fails instead).
 - The embedded model is converted once per checkout and kept in pytest's cache directory
   (``.pytest_cache/d/arkor-models``), so only the first run pays the ~20 s conversion.
 """
@@ -20,13 +22,58 @@ from tests.servers import POSTGRES_ENV
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_FIX = (
+    "start PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test` "
+    "(here: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), "
+    f"or point {POSTGRES_ENV} at one"
+)
+CHROMIUM_FIX = "apt-get install -y chromium   (never `playwright install`)"
+_missing: dict[str, str] = {}
+
+
+def _postgres_answers(url: str) -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Use PostgreSQL at its usual local address when it answers, without a variable."""
+    if not os.environ.get(POSTGRES_ENV) and _postgres_answers(DEFAULT_POSTGRES_URL):
+        os.environ[POSTGRES_ENV] = DEFAULT_POSTGRES_URL
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any("postgres" in item.keywords for item in items):
+        return
     if os.environ.get(POSTGRES_ENV):
         return
-    skip = pytest.mark.skip(reason=f"{POSTGRES_ENV} is not set")
+    if os.environ.get("CI"):
+        raise pytest.UsageError(f"PostgreSQL is not reachable and CI is set: {POSTGRES_FIX}")
+    _missing["PostgreSQL"] = POSTGRES_FIX
+    skip = pytest.mark.skip(reason=f"PostgreSQL is not reachable: {POSTGRES_FIX}")
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def note_missing(what: str, fix: str) -> None:
+    """Record a part of the machine the suite could not use; reported loudly at the end."""
+    _missing[what] = fix
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _missing:
+        return
+    terminalreporter.section("NOT TESTED: missing on this machine", sep="!", red=True, bold=True)
+    for what, fix in _missing.items():
+        terminalreporter.write_line(f"{what} is missing, so its tests were skipped. Fix: {fix}",
+                                    red=True, bold=True)
 
 
 @pytest.fixture(autouse=True)

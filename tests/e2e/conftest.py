@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import link_cached_models
+from tests.conftest import CHROMIUM_FIX, link_cached_models, note_missing
 from tests.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -35,9 +35,10 @@ READY = re.compile(r"Arkor Studio running on (http://localhost:\d+)")
 def require_chromium() -> None:
     if os.path.exists(CHROMIUM) and shutil.which("chromium"):
         return
-    reason = f"{CHROMIUM} is missing: apt-get install -y chromium (never `playwright install`)"
+    reason = f"{CHROMIUM} is missing: {CHROMIUM_FIX}"
     if os.environ.get("CI"):
         pytest.fail(reason, pytrace=False)
+    note_missing("Debian's chromium (the Studio's browser tests)", CHROMIUM_FIX)
     pytest.skip(reason)
 
 

@@ -10,12 +10,14 @@ what it read before the change.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
 
+from arkor.cloud.slugs import SLUG_MAX, SLUG_MIN, SLUG_RE
 from arkor.engine.base import AdapterRef
 from arkor.store import jobs
 from arkor.store.db import Database
@@ -41,10 +43,22 @@ def adapter_for(job: Job, step: int | None, checkpoint_path: str | None) -> Adap
     return AdapterRef(key=f"job:{job.id}:checkpoint:{step}", path=Path(checkpoint_path or ""))
 
 
+MAX_NEGATIVE_ENTRIES = 1024
+"""Unknown slugs remembered (least recently seen forgotten first), so a caller sending many
+made-up names costs a bounded amount of memory."""
+
+
+def could_be_slug(slug: str) -> bool:
+    """Whether ``slug`` has the shape of a deployment slug; others are never looked up."""
+    return SLUG_MIN <= len(slug) <= SLUG_MAX and SLUG_RE.match(slug) is not None
+
+
 class DeploymentDirectory:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, max_negative: int = MAX_NEGATIVE_ENTRIES) -> None:
         self._db = db
-        self._cache: dict[str, ServedDeployment | None] = {}
+        self._cache: dict[str, ServedDeployment] = {}
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        self._max_negative = max_negative
         self._generation = 0
         self._lock = threading.Lock()
         db.changes.subscribe(self.invalidate)
@@ -53,22 +67,41 @@ class DeploymentDirectory:
         with self._lock:
             self._generation += 1
             self._cache = {}
+            self._unknown = OrderedDict()
 
     def cached(self, slug: str) -> tuple[bool, ServedDeployment | None]:
-        cache = self._cache
-        if slug in cache:
-            return True, cache[slug]
+        """``(True, answer)`` when the answer is known without the database."""
+        served = self._cache.get(slug)
+        if served is not None:
+            return True, served
+        if not could_be_slug(slug):
+            return True, None
+        with self._lock:
+            if slug in self._unknown:
+                self._unknown.move_to_end(slug)
+                return True, None
         return False, None
 
     def load(self, slug: str) -> ServedDeployment | None:
         """Read from the database (blocking) and cache the answer, negative ones included."""
+        if not could_be_slug(slug):
+            return None
         with self._lock:
             generation = self._generation
         served = self._read(slug)
         with self._lock:
             if generation == self._generation:
-                self._cache[slug] = served
+                if served is not None:
+                    self._cache[slug] = served
+                else:
+                    self._unknown[slug] = None
+                    while len(self._unknown) > self._max_negative:
+                        self._unknown.popitem(last=False)
         return served
+
+    @property
+    def unknown_count(self) -> int:
+        return len(self._unknown)
 
     def _read(self, slug: str) -> ServedDeployment | None:
         with self._db.session() as session:
