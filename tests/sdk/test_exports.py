@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import types
+
 import arkor
 import arkor.sdk
 
 
 def test_all_is_sorted_and_complete() -> None:
-    public = sorted(name for name in vars(arkor) if not name.startswith("_"))
-    public = [n for n in public if n not in ("sdk", "cli", "cloud", "store", "engine", "training",
-                                             "edge", "studio")]
+    public = sorted(name for name, value in vars(arkor).items()
+                    if not name.startswith("_") and not isinstance(value, types.ModuleType))
     # isort order, as ruff keeps it: CONSTANTS, then Classes, then functions.
     def isort_key(name: str) -> tuple[int, str]:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)

@@ -2,7 +2,7 @@
 
     ApiError(status, message)      raised by routes and dependencies
     RequestValidationError  -> 400 with the field named
-    HTTPException (404/405) -> same status, same shape
+    HTTPException (404/405) -> same status, same shape (a body too deep to parse: 400)
     SlugTaken               -> 409
     anything else           -> 500 "Internal server error" (details only in the log)
 """
@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from arkor.json_input import TOO_DEEP
 from arkor.store.errors import SlugTaken
 
 log = logging.getLogger("arkor.cloud")
@@ -39,6 +40,8 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, *, headers: dict[str, str] | None = None,
                    **extra: Any) -> JSONResponse:
+    # A message may quote the caller's input; a lone surrogate in it must not make a 500.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
 
 
@@ -90,6 +93,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         messages = {404: "Not found", 405: "Method not allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else None
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse gave up
+            detail = TOO_DEEP
         message = messages.get(exc.status_code, detail or "Request failed")
         return JSONResponse(
             {"error": message}, status_code=exc.status_code, headers=exc.headers

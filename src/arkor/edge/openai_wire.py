@@ -2,7 +2,9 @@
 
 Accepted: ``messages`` (system, developer, user, assistant, tool; string content or text
 parts), ``temperature``, ``top_p``, ``max_tokens`` / ``max_completion_tokens``, ``stop``,
-``seed``, ``stream``, ``stream_options.include_usage``, ``n`` (1 only).
+``seed`` (an integer in the signed 64-bit range, as OpenAI's), ``stream``,
+``stream_options.include_usage``, ``n`` (1 only). Numbers are JSON numbers, never booleans,
+``NaN`` or ``Infinity``; the body obeys :mod:`arkor.json_input` (depth, valid Unicode).
 Ignored (valid, no effect here): ``model`` (the deployment pins it), ``user``, ``metadata``,
 ``store``, ``frequency_penalty``, ``presence_penalty``, ``logit_bias``, ``service_tier``,
 ``parallel_tool_calls``, ``reasoning_effort``, ``prediction``, ``web_search_options``.
@@ -21,10 +23,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from arkor import json_input
 from arkor.engine.base import ChatMessage, SamplingParams
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_STOP_SEQUENCES = 4
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 class WireError(Exception):
@@ -62,14 +66,16 @@ def _number(body: dict[str, Any], name: str, low: float, high: float) -> float |
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise _bad(f"{name} must be a number", name, "invalid_type")
     if not low <= value <= high:
         raise _bad(f"{name} must be between {low:g} and {high:g}", name)
     return float(value)
 
 
-def _integer(body: dict[str, Any], name: str, low: int) -> int | None:
+def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None
+             ) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -77,6 +83,8 @@ def _integer(body: dict[str, Any], name: str, low: int) -> int | None:
         raise _bad(f"{name} must be an integer", name, "invalid_type")
     if value < low:
         raise _bad(f"{name} must be at least {low}", name)
+    if high is not None and value > high:
+        raise _bad(f"{name} must be at most {high}", name)
     return value
 
 
@@ -140,7 +148,7 @@ def _stop(body: dict[str, Any]) -> tuple[str, ...]:
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:
     n = body.get("n")
-    if n is not None and n != 1:
+    if n is not None and (isinstance(n, bool) or n != 1):
         raise _bad("n > 1 is not supported; send separate requests", "n", "unsupported_value")
     if body.get("logprobs") or body.get("top_logprobs"):
         raise _bad("logprobs are not supported", "logprobs", "unsupported_parameter")
@@ -166,7 +174,10 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
 
 def parse_body(raw: bytes) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
+        body = json_input.loads(raw)
+    except json_input.JsonInputError as exc:
+        raise WireError(400, exc.message, param=exc.where,
+                        code="invalid_value" if exc.where else "invalid_json") from None
     except (ValueError, UnicodeDecodeError):
         raise WireError(400, "The request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
@@ -184,7 +195,7 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     max_tokens = _integer(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1)
-    seed = _integer(body, "seed", -(2**63))
+    seed = _integer(body, "seed", *SEED_RANGE)
     stream = body.get("stream", False)
     if stream is None:
         stream = False

@@ -1,9 +1,15 @@
-"""Checking a LoRA adapter trained elsewhere against a base model, without loading weights.
+"""Checking a LoRA adapter trained elsewhere against a base model.
 
-Only JSON is read: ``adapter_config.json``, the base model's ``config.json``, and the headers
-of the safetensors files (8-byte length + JSON with each tensor's dtype and shape). That is
-enough to prove every LoRA matrix fits the layer it targets, in milliseconds and without the
-memory a full model load needs.
+:func:`check_adapter_compatible` reads only JSON: ``adapter_config.json``, the base model's
+``config.json``, and the headers of the safetensors files (8-byte little-endian length + JSON
+with each tensor's dtype, shape and byte offsets). That is enough to prove every LoRA matrix
+fits the layer it targets, in milliseconds and without the memory a full model load needs.
+The header is checked here as strictly as the safetensors library checks it (field types,
+offsets that tile the data exactly, each tensor's size = shape x dtype), so a malformed file
+is an :class:`AdapterIncompatible` naming the tensor, never a library error.
+
+:func:`check_adapter_weights` then loads the weights, one tensor at a time, and refuses NaN
+or infinite values, which would turn every answer of the adapter into garbage.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ PEFT_PREFIX = "base_model.model."
 LORA_KEY = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|"
                       r"lora_embedding_B|lora_magnitude_vector)(?:\.[^.]+)?(?:\.weight)?$")
 FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 
@@ -53,17 +61,52 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             raise AdapterIncompatible(f"{path.name} is not a valid safetensors file")
         try:
             header = json.loads(handle.read(length))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise AdapterIncompatible(f"{path.name} has a corrupt safetensors header") from exc
     if not isinstance(header, dict):
         raise AdapterIncompatible(f"{path.name} has a corrupt safetensors header")
-    header.pop("__metadata__", None)
-    data_size = size - 8 - length
-    for name, entry in header.items():
-        if not isinstance(entry, dict) or entry.get("data_offsets", [0, data_size + 1])[1] > \
-                data_size:
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise AdapterIncompatible(f"{path.name}: __metadata__ must map names to strings")
+    spans = sorted((*_span(path.name, name, entry), name) for name, entry in header.items())
+    data_size, position = size - 8 - length, 0
+    for begin, end, name in spans:
+        if end > data_size:
             raise AdapterIncompatible(f"{path.name} is truncated (tensor {name} is incomplete)")
+        if begin != position:
+            raise AdapterIncompatible(f"{path.name}: tensor {name} starts at byte {begin}, not "
+                                      f"{position}; tensors must tile the data exactly")
+        position = end
+    if position != data_size:
+        raise AdapterIncompatible(f"{path.name} has {data_size - position} bytes after its "
+                                  "last tensor")
     return header
+
+
+def _span(file: str, name: str, entry: Any) -> tuple[int, int]:
+    """A header entry's ``data_offsets``, once its fields are proven to agree."""
+    where = f"{file}: tensor {name}"
+    if not isinstance(entry, dict):
+        raise AdapterIncompatible(f"{where} must be an object with dtype, shape and "
+                                  "data_offsets")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise AdapterIncompatible(f"{where} has an unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise AdapterIncompatible(f"{where}: shape must be a list of non-negative integers, "
+                                  f"got {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(_is_count, offsets))
+            and offsets[0] <= offsets[1]):
+        raise AdapterIncompatible(f"{where}: data_offsets must be [begin, end], got "
+                                  f"{offsets!r}")
+    if offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
+        raise AdapterIncompatible(f"{where} has shape {shape} of {dtype} but "
+                                  f"{offsets[1] - offsets[0]} bytes of data")
+    return offsets[0], offsets[1]
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def base_weight_shapes(base_model_dir: Path) -> dict[str, tuple[int, ...]]:
@@ -89,7 +132,7 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
         raise AdapterIncompatible(f"{what} not found: the directory needs {path.name}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise AdapterIncompatible(f"{path.name} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise AdapterIncompatible(f"{path.name} must hold a JSON object")
@@ -239,3 +282,19 @@ def check_adapter_compatible(adapter_dir: Path, base_model_dir: Path, *,
         size_bytes=weights_path.stat().st_size,
     )
 
+
+def check_adapter_weights(adapter_dir: Path) -> None:
+    """Load every tensor of the adapter (after :func:`check_adapter_compatible`) and refuse
+    NaN or infinite values, naming the tensor."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (not a dict)
+                if not torch.isfinite(weights.get_tensor(name)).all():
+                    raise AdapterIncompatible(f"tensor {name} holds NaN or infinite values; "
+                                              "re-export the adapter from a healthy run")
+    except SafetensorError as exc:
+        raise AdapterIncompatible(f"{ADAPTER_WEIGHTS} could not be read: {exc}") from exc

@@ -1,7 +1,8 @@
 """``POST /v1/jobs/import``: register a PEFT LoRA adapter trained elsewhere as a completed job.
 
 The files are uploaded as multipart form data (so the CLI works against a remote server),
-checked against the chosen base model (LoRA type, target modules, every tensor's shape), and
+checked against the chosen base model (LoRA type, target modules, every tensor's shape), its
+safetensors header checked field by field and its weights for NaN or infinite values, and
 kept as the job's final adapter. An adapter that does not fit is refused with a 400 that says
 why, and nothing is kept.
 """
@@ -19,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from arkor.cloud.auth import ProjectScope, database, project_scope
 from arkor.cloud.dto import job_dto
 from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.routes.jobs import JobEnvelope
 from arkor.cloud.settings import Settings
 from arkor.store import jobs
@@ -73,12 +75,13 @@ async def import_adapter(
     job_id = str(uuid.uuid4())
     artifacts = settings.artifacts_dir / job_id
     final = artifacts / "final"
-    final.mkdir(parents=True)
+    private_dir(artifacts)
+    final.mkdir(mode=0o700)
     limit = settings.max_upload_mb * 1024 * 1024
     try:
         for upload in files:
             size = 0
-            with (final / str(upload.filename)).open("wb") as handle:
+            with open_private(final / str(upload.filename)) as handle:
                 while chunk := await upload.read(1024 * 1024):
                     size += len(chunk)
                     if size > limit:
@@ -105,12 +108,12 @@ async def import_adapter(
 def _check(settings: Settings, final: Path, requested: str | None) -> str:
     import json
 
-    from arkor.training.adapters import check_adapter_compatible
+    from arkor.training.adapters import check_adapter_compatible, check_adapter_weights
 
     try:
         declared = json.loads((final / "adapter_config.json").read_text()).get(
             "base_model_name_or_path")
-    except (ValueError, OSError, AttributeError) as exc:
+    except (ValueError, OSError, AttributeError, RecursionError) as exc:
         raise ApiError(400, f"adapter_config.json is not valid JSON: {exc}") from exc
     name, base_dir = _base_model(settings, requested, declared if isinstance(declared, str)
                                  else None)
@@ -118,4 +121,8 @@ def _check(settings: Settings, final: Path, requested: str | None) -> str:
         check_adapter_compatible(final, base_dir)
     except AdapterIncompatible as exc:
         raise ApiError(400, f"The adapter does not fit {name}: {exc}") from exc
+    try:
+        check_adapter_weights(final)
+    except AdapterIncompatible as exc:
+        raise ApiError(400, f"The adapter's weights cannot be served: {exc}") from exc
     return name

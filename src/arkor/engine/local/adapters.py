@@ -1,7 +1,8 @@
 """LoRA adapters attached to one base model, kept in a bounded LRU set.
 
-Reading an adapter (config and weights) touches the disk and is done off the scheduler
-thread, before the request is queued (:func:`read_adapter`); attaching it to the model
+Reading an adapter (config and weights, refused if any weight is NaN or infinite) touches
+the disk and is done off the scheduler thread, before the request is queued
+(:func:`read_adapter`); attaching it to the model
 mutates the module tree and is done on the scheduler thread, between decode steps
 (:meth:`AdapterSet.acquire`). An adapter used by a row of the running batch is pinned and is
 never evicted; when every slot is pinned, the newcomer waits in the queue.
@@ -49,6 +50,10 @@ def read_adapter(ref: AdapterRef, device: torch.device) -> AdapterFiles:
         raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
     if config.peft_type != PeftType.LORA:
         raise AdapterLoadError(ref.key, f"only LoRA adapters are served, not {config.peft_type}")
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # Imports refuse these; one placed on disk some other way must not reach a batch.
+            raise AdapterLoadError(ref.key, f"tensor {name} holds NaN or infinite values")
     return AdapterFiles(ref=ref, config=config, weights=weights)
 
 
