@@ -120,7 +120,7 @@ def test_job_config_problems_are_400_before_any_job(api, tmp_path: Path) -> None
     broken.write_text('{"messages": []}\n')
     response = api.request("POST", "/v1/jobs", json={"name": "x", "config": {
         "model": EMBEDDED, "datasetSource": {"type": "local", "path": str(broken)}}})
-    assert response.status_code == 400 and "line 1" in response.json()["error"]
+    assert response.status_code == 400 and "ARKOR_DATASET_ROOTS" in response.json()["error"]
     assert api.request("GET", "/v1/jobs").json()["jobs"] == []
 
 

@@ -26,6 +26,16 @@ def expect_text(page, selector: str, pattern: str, timeout_s: float = 20) -> str
         page.wait_for_timeout(200)
 
 
+def expect_true(page, expression: str, timeout_s: float = 20) -> None:
+    """Poll ``expression`` with ``page.evaluate``: the Studio's CSP forbids eval, which
+    Playwright's in-page ``wait_for_function`` polling uses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expression!r} never became true")
+        page.wait_for_timeout(100)
+
+
 def run_curl(sample: str, key: str | None = None) -> tuple[int, str]:
     command = sample.replace("YOUR_API_KEY", key or "YOUR_API_KEY") + " -s -w '\\n%{http_code}'"
     result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
@@ -195,7 +205,7 @@ def test_endpoint_detail_screenshots(page, theme: str) -> None:
     page.evaluate(f"localStorage.setItem('arkor-studio-theme', '{theme}')")
     page.goto("/#/endpoints?new=1")
     page.get_by_label("Slug").fill(f"shots-{theme}")
-    page.wait_for_function("document.querySelector('target-picker').loaded")
+    expect_true(page, "document.querySelector('target-picker').loaded")
     page.get_by_label("Base model only (no LoRA)").check()
     page.get_by_role("button", name="Create endpoint").click()
     page.locator("a.list-row").filter(has_text=f"shots-{theme}").click()

@@ -206,7 +206,9 @@ def test_too_old_client_gets_the_426_upgrade_message(cloud, tmp_path: Path) -> N
                        database_url=f"sqlite:///{tmp_path / 'strict.sqlite3'}",
                        min_client_version="99.0.0")
     with LiveServer(create_app(settings)) as strict_url:
-        write_credentials(read_credentials() or _anon(cloud.url))
+        credentials = read_credentials() or _anon(cloud.url)
+        # As if issued by the strict server (which refuses this SDK a sign-in).
+        write_credentials(credentials.model_copy(update={"arkor_cloud_api_url": strict_url}))
         write_state(ProjectState(org_slug=read_credentials().org_slug, project_slug="p",
                                  project_id="x"), tmp_path)
         for studio in serve_studio(strict_url, tmp_path):

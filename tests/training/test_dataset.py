@@ -167,3 +167,31 @@ def test_dataset_location_of_a_saved_directory(tmp_path: Path) -> None:
     source = DatasetSource("huggingface", name=str(tmp_path / "triage"), subset="en",
                            split="train")
     assert dataset_location(source) == (tmp_path / "triage" / "en", "train")
+
+
+def test_problems_can_be_told_without_the_files_content(tmp_path: Path) -> None:
+    path = tmp_path / "secret.jsonl"
+    path.write_text('{"messages": [{"role": "TOP-SECRET", "content": "x"}]}\nroot:x:0:0\n')
+    with pytest.raises(DatasetError) as err:
+        validate_dataset(path)
+    assert "TOP-SECRET" in str(err.value)
+    hidden = str(err.value.without_details())
+    assert "TOP-SECRET" not in hidden and "root" not in hidden
+    assert hidden.startswith("Invalid dataset: not a valid chat dataset (2 problems on lines 1, 2)")
+
+
+def test_dataset_location_vets_a_named_path_before_looking_at_it(tmp_path: Path) -> None:
+    seen: list[Path] = []
+
+    def check(path: Path) -> Path:
+        seen.append(path)
+        raise JobConfigError("datasetSource", "refused")
+
+    for source in (DatasetSource("local", path="~/a.jsonl"),
+                   DatasetSource("huggingface", name="/nowhere", subset="../etc")):
+        with pytest.raises(JobConfigError, match="refused"):
+            dataset_location(source, check_path=check)
+    assert seen == [Path("~/a.jsonl"), Path("/nowhere/../etc")]
+    upload = DatasetSource("upload", upload_id="u1")
+    assert dataset_location(upload, resolve_upload=lambda i: tmp_path / i,
+                            check_path=check) == (tmp_path / "u1", None)

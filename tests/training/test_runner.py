@@ -140,7 +140,8 @@ def test_bad_dataset_fails_before_the_job_starts(tmp_path: Path, embedded_model_
     good = json.dumps({"messages": [{"role": "user", "content": "q"},
                                     {"role": "assistant", "content": "a"}]})
     data.write_text("\n".join([good, "{oops", good, '{"messages": []}']) + "\n")
-    result = run_runner(make_spec(tmp_path, embedded_model_dir, FAST_CONFIG, dataset=data))
+    uploaded = {**FAST_CONFIG, "datasetSource": {"type": "upload", "uploadId": "d1"}}
+    result = run_runner(make_spec(tmp_path, embedded_model_dir, uploaded, dataset=data))
     assert result.returncode == 1
     [failed] = result.events
     assert failed["type"] == "training.failed"
@@ -151,6 +152,11 @@ def test_bad_dataset_fails_before_the_job_starts(tmp_path: Path, embedded_model_
         '  line 4: "messages" must be a non-empty list',
     ]
     assert not (tmp_path / "out").exists()
+    # A file on the server's disk (FAST_CONFIG's source is "local"): no content, lines only.
+    result = run_runner(make_spec(tmp_path, embedded_model_dir, FAST_CONFIG, dataset=data))
+    assert [e["error"] for e in result.events] == [
+        "Invalid dataset: not a valid chat dataset (2 problems on lines 2, 4); details are "
+        "not shown for files read from the server's disk"]
 
 
 def test_bad_config_names_the_field(tmp_path: Path, embedded_model_dir: Path) -> None:

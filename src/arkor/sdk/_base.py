@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from arkor._version import SDK_VERSION
 from arkor.sdk import _models as m
-from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials
+from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials, check_token_origin
 from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
 
 T = TypeVar("T")
@@ -191,6 +191,8 @@ class BaseCloudApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
+        if token is None and credentials is not None:
+            check_token_origin(credentials, self.base_url, stacklevel=3)
         self._token = token if token is not None else (credentials.bearer if credentials else None)
         self.timeout = timeout
 

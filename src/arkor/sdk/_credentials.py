@@ -3,6 +3,10 @@
 Reading a missing or unparsable file gives ``None``; any other filesystem error (permission
 denied, ...) is raised and the file is never overwritten. Bootstrapping an anonymous identity
 replaces a corrupt file with a warning on stderr.
+
+``arkorCloudApiUrl`` records the control plane that issued the token. A client that would
+send the token to another origin says so with :class:`TokenOriginWarning` (files written
+before the URL was recorded are read as before, and never warn).
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, TypeAdapter, ValidationError
 
@@ -116,3 +122,43 @@ def default_arkor_cloud_api_url(
     if credentials is not None and isinstance(credentials.arkor_cloud_api_url, str):
         return _strip(credentials.arkor_cloud_api_url)
     return DEFAULT_CLOUD_API_URL
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class TokenOriginWarning(UserWarning):
+    """Credentials are about to be sent to a control plane other than the one that issued
+    them. ``warnings.simplefilter("error", TokenOriginWarning)`` turns it into a refusal."""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, "loopback" if host in LOOPBACK_HOSTS else host, port
+
+
+def check_token_origin(
+    credentials: AnonymousCredentials | OAuthCredentials, base_url: str, *, stacklevel: int = 2
+) -> None:
+    """Warn when ``base_url`` is not the origin that issued ``credentials``.
+
+    Origins compare scheme, host and port; ``localhost``, ``127.0.0.1`` and ``::1`` count as
+    one host. Credentials without a recorded URL (older files) are not checked.
+    """
+    issued = credentials.arkor_cloud_api_url
+    if not issued or _origin(issued) == _origin(base_url):
+        return
+    warnings.warn(TokenOriginWarning(
+        f"These credentials were issued by {_strip(issued)}, but their token is about to be "
+        f"sent to {_strip(base_url)}. If that is another server, sign in there separately "
+        "(`arkor login` with its own ARKOR_HOME) or point ARKOR_CLOUD_API_URL back at "
+        f"{_strip(issued)}. If it is the same server under another name, silence this with "
+        'warnings.filterwarnings("ignore", category=arkor.TokenOriginWarning).'
+    ), stacklevel=stacklevel + 1)

@@ -1,17 +1,23 @@
-"""Deployments: a globally unique slug bound to a target, an auth mode and a retention policy."""
+"""Deployments: a globally unique slug bound to a target, an auth mode and a retention policy.
+
+A deleted deployment's slug is held for its project for a grace period (``released_slugs``),
+so traffic still sent to the old URL never reaches another tenant. Expired holds are removed
+lazily: when a deployment is deleted, and when the slug is claimed again.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from arkor.store.errors import SlugTaken
-from arkor.store.tables import Deployment, utcnow
+from arkor.store.errors import SlugHeld, SlugTaken
+from arkor.store.tables import Deployment, ReleasedSlug, utcnow
 
 
 @dataclass(frozen=True)
@@ -57,9 +63,18 @@ def create_deployment(
     auth_mode: str,
     run_retention_mode: str,
     run_retention_days: int | None,
+    grace: timedelta = timedelta(0),
 ) -> Deployment:
-    """Insert; the slug's unique constraint (not a prior read) decides who wins a race."""
+    """Insert; the slug's unique constraint (not a prior read) decides who wins a race.
+
+    A slug another project released less than ``grace`` ago raises :class:`SlugHeld`. The
+    hold is read after the insert, so a delete that commits in between is still seen.
+    """
     now = utcnow()
+    # Clearing the slug's expired hold first also opens the write transaction on SQLite, so
+    # the savepoint below nests inside it and a SlugHeld undoes the insert.
+    session.execute(delete(ReleasedSlug).where(ReleasedSlug.slug == slug,
+                                               ReleasedSlug.released_at <= now - grace))
     deployment = Deployment(
         id=str(uuid.uuid4()),
         org_id=org_id,
@@ -80,6 +95,12 @@ def create_deployment(
             session.add(deployment)
     except IntegrityError as exc:
         raise SlugTaken("Deployment", slug) from exc
+    held = session.get(ReleasedSlug, slug)
+    if held is not None:
+        if held.project_id != project_id:
+            raise SlugHeld(slug)
+        session.delete(held)
+        session.flush()
     return deployment
 
 
@@ -94,6 +115,14 @@ def update_deployment(session: Session, deployment: Deployment, changes: dict[st
     session.flush()
 
 
-def delete_deployment(session: Session, deployment: Deployment) -> None:
+def delete_deployment(
+    session: Session, deployment: Deployment, *, grace: timedelta = timedelta(0)
+) -> None:
+    """Delete, and hold the slug for the deployment's project for ``grace``."""
+    now = utcnow()
+    session.execute(delete(ReleasedSlug).where(ReleasedSlug.released_at <= now - grace))
+    if grace > timedelta(0):
+        session.merge(ReleasedSlug(slug=deployment.slug, project_id=deployment.project_id,
+                                   released_at=now))
     session.delete(deployment)
     session.flush()

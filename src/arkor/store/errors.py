@@ -1,7 +1,8 @@
 """Errors the store raises; the HTTP layers map them to status codes.
 
     StoreError
-    └── SlugTaken    a unique slug (deployment, project) already exists (-> 409)
+    ├── SlugTaken    a unique slug (deployment, project) already exists (-> 409)
+    └── SlugHeld     a deleted deployment's slug is still reserved to its project (-> 409)
 """
 
 from __future__ import annotations
@@ -15,4 +16,10 @@ class SlugTaken(StoreError):
     def __init__(self, what: str, slug: str) -> None:
         super().__init__(f"{what} slug {slug!r} is already taken")
         self.what = what
+        self.slug = slug
+
+
+class SlugHeld(StoreError):
+    def __init__(self, slug: str) -> None:
+        super().__init__(f"Deployment slug {slug!r} was recently released by another project")
         self.slug = slug

@@ -185,6 +185,16 @@ class Deployment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReleasedSlug(Base):
+    """A deleted deployment's slug, kept for its project for a grace period so that nobody
+    else receives the traffic still sent to it (``ARKOR_SLUG_GRACE_DAYS``)."""
+
+    __tablename__ = "released_slugs"
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    released_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class DeploymentKey(Base):
     __tablename__ = "deployment_keys"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

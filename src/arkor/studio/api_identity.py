@@ -23,8 +23,9 @@ async def get_credentials(request: Request) -> Response:
     state = upstream.usable_state(credentials)
     anon = isinstance(credentials, AnonymousCredentials)
     org_slug = state.org_slug if state else (credentials.org_slug if anon else None)
+    # Never the bearer token: the page does not need it, and a script running in the page
+    # (an extension, an XSS) could take it off the machine.
     return JSONResponse({
-        "token": credentials.bearer,
         "mode": credentials.mode,
         "baseUrl": upstream.base_url(credentials),
         "orgSlug": org_slug,

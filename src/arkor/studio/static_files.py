@@ -51,6 +51,8 @@ class StaticFiles:
 
     async def serve(self, request: Request) -> Response:
         path = request.url.path
+        if "\x00" in path:
+            return PlainTextResponse("Not found", status_code=404)
         if path in ("", "/"):
             path = "/index.html"
         file = self._resolve(path)

@@ -30,6 +30,7 @@ from arkor.sdk import (
     usable_state,
 )
 from arkor.sdk._base import map_transport_error
+from arkor.sdk._credentials import check_token_origin
 from arkor.studio.config import StudioConfig
 
 Creds = AnonymousCredentials | OAuthCredentials
@@ -95,6 +96,8 @@ class Upstream:
                     params: Mapping[str, str] | None, content: bytes | None,
                     headers: Mapping[str, str] | None, stream: bool) -> httpx.Response:
         base = self.base_url(credentials)
+        if credentials is not None:
+            check_token_origin(credentials, base)
         request = self.http.build_request(
             method, base + path, params=params, content=content,
             headers=self.headers(credentials, headers),

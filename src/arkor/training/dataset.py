@@ -185,25 +185,30 @@ def hold_out(examples: Iterable[Conversation], fraction: float, seed: int
 
 
 def dataset_location(
-    source: DatasetSource, *, resolve_upload: Callable[[str], Path] | None = None
+    source: DatasetSource, *, resolve_upload: Callable[[str], Path] | None = None,
+    check_path: Callable[[Path], Path] | None = None,
 ) -> tuple[Path, str | None]:
     """Where a ``datasetSource`` lives on this server, and which split to read.
 
     ``huggingface`` sources are only read from disk: ``name`` (plus ``subset`` as a
-    sub-directory) must be a directory written by ``Dataset.save_to_disk``.
+    sub-directory) must be a directory written by ``Dataset.save_to_disk``. ``check_path``
+    vets a path the source names before anything looks at it, and returns the path to use
+    (the server passes :func:`arkor.cloud.dataset_roots.dataset_path_check`).
     """
+    check = check_path or Path.expanduser
     if source.type == "local":
         assert source.path is not None
-        return Path(source.path).expanduser(), None
+        return check(Path(source.path)), None
     if source.type == "upload":
         if resolve_upload is None:
             raise JobConfigError("datasetSource", "uploads cannot be resolved here")
         assert source.upload_id is not None
         return resolve_upload(source.upload_id), None
     assert source.name is not None
-    path = Path(source.name).expanduser()
+    path = Path(source.name)
     if source.subset:
         path = path / source.subset
+    path = check(path)
     if not is_hf_dataset_dir(path):
         raise JobConfigError(
             "datasetSource",

@@ -41,10 +41,28 @@ class DatasetProblem(NamedTuple):
 
 
 class DatasetError(TrainingError, ValueError):
-    def __init__(self, problems: list[DatasetProblem], *, unit: str = "line") -> None:
+    """``hide_details`` keeps the file's content out of the message: for a file the caller
+    did not send (a path on the server), only the count and the line numbers are shown."""
+
+    def __init__(self, problems: list[DatasetProblem], *, unit: str = "line",
+                 hide_details: bool = False) -> None:
         self.problems = problems
         self.unit = unit
-        super().__init__(self._render())
+        super().__init__(self._render_hidden() if hide_details else self._render())
+
+    def without_details(self) -> DatasetError:
+        return DatasetError(self.problems, unit=self.unit, hide_details=True)
+
+    def _render_hidden(self) -> str:
+        lines = sorted({p.line for p in self.problems if p.line is not None})
+        head = "Invalid dataset: not a valid chat dataset"
+        if lines:
+            shown = ", ".join(map(str, lines[:MAX_LISTED_PROBLEMS]))
+            more = ", ..." if len(lines) > MAX_LISTED_PROBLEMS else ""
+            count = len(self.problems)
+            head += (f" ({count} problem{'s' if count != 1 else ''} on {self.unit}s "
+                     f"{shown}{more})")
+        return head + "; details are not shown for files read from the server's disk"
 
     def _render(self) -> str:
         rows = [p for p in self.problems if p.line is not None]

@@ -4,6 +4,9 @@ Stdout carries the job's events as JSON lines and nothing else: the real stdout 
 events and file descriptor 1 is pointed at stderr before torch or transformers are imported,
 so no library print can corrupt the stream. Exit status: 0 completed, 1 failed, 2 usage,
 128+signal when cancelled by SIGTERM (143) or SIGINT (130).
+
+The umask is 0o077 from the start, so every checkpoint and adapter it writes is private to
+the server's account (files 0600, directories 0700).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import IO
 
 from arkor.training import events
 from arkor.training.cancellation import CancelToken
-from arkor.training.errors import TrainingCancelled, TrainingError
+from arkor.training.config import DatasetSource
+from arkor.training.errors import DatasetError, TrainingCancelled, TrainingError
 from arkor.training.spec import EXIT_FAILED, EXIT_USAGE, RunSpec, load_spec
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -45,10 +49,17 @@ def describe_error(exc: BaseException, step: int | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _read_rows(path: Path, split: str | None) -> list:
+def _read_rows(path: Path, source: DatasetSource | None) -> list:
+    """The rows; problems in a file on the server's disk are reported without its content."""
     from arkor.training.dataset import validate_dataset
 
-    return list(validate_dataset(path, split=split).examples)
+    split = source.split if source is not None and source.type == "huggingface" else None
+    try:
+        return list(validate_dataset(path, split=split).examples)
+    except DatasetError as exc:
+        if source is None or source.type == "upload":
+            raise
+        raise exc.without_details() from None
 
 
 def run_job(spec: RunSpec, writer: events.EventWriter, cancel: CancelToken) -> int:
@@ -58,13 +69,10 @@ def run_job(spec: RunSpec, writer: events.EventWriter, cancel: CancelToken) -> i
 
     config = parse_job_config(spec.config)
     source, eval_source = config.dataset_source, config.eval_dataset_source
-    train_rows = _read_rows(spec.dataset_path,
-                            source.split if source.type == "huggingface" else None)
+    train_rows = _read_rows(spec.dataset_path, source)
     eval_rows: list = []
     if spec.eval_dataset_path is not None:
-        eval_split = eval_source.split if eval_source and eval_source.type == "huggingface" \
-            else None
-        eval_rows = _read_rows(spec.eval_dataset_path, eval_split)
+        eval_rows = _read_rows(spec.eval_dataset_path, eval_source)
     elif config.eval_steps is not None:
         train_rows, eval_rows = hold_out(train_rows, config.eval_fraction, config.seed)
     cancel.raise_if_requested()
@@ -99,6 +107,7 @@ def _step_from_notes(exc: BaseException) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in ("-h", "--help"):
         print("usage: python -m arkor.training.runner SPEC.json", file=sys.stderr)

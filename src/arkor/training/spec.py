@@ -4,13 +4,19 @@ The control plane writes a :class:`RunSpec` with :func:`write_spec`, starts
 :func:`runner_command`, reads events from the child's stdout (one per line, see
 :mod:`arkor.training.events`), and on exit turns a status that came without a terminal event
 into a readable reason with :func:`exit_reason` (e.g. the kernel's OOM killer).
+
+The runner gets :func:`runner_environment`, not the server's: an allow-list of what Python,
+torch and the offline Hugging Face libraries need. Nothing else the server holds (database
+URLs, tokens, cloud credentials) reaches the process that runs a caller's job.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +25,16 @@ from arkor.training.errors import RunSpecError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+RUNNER_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP",
+    "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS",
+    "LD_LIBRARY_PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM", "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE",
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "HF_HUB_DISABLE_TELEMETRY", "XDG_CACHE_HOME", "COVERAGE_PROCESS_START",
+})
+RUNNER_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH_", "COV_CORE_")
 
 
 @dataclass(frozen=True)
@@ -95,9 +111,19 @@ def load_spec(path: Path) -> RunSpec:
 
 
 def write_spec(spec: RunSpec, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(spec.to_wire(), indent=2) + "\n", encoding="utf-8")
+    """Write SPEC.json with mode 0600 (it names the job's files)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(spec.to_wire(), indent=2) + "\n")
     return path
+
+
+def runner_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The runner's environment: the allow-listed part of ``environ``, unbuffered output."""
+    kept = {name: value for name, value in environ.items()
+            if name in RUNNER_ENV_NAMES or name.startswith(RUNNER_ENV_PREFIXES)}
+    return {**kept, "PYTHONUNBUFFERED": "1"}
 
 
 def runner_command(spec_path: Path, *, python: str | None = None) -> list[str]:

@@ -1,4 +1,7 @@
-"""Dataset uploads: a chat-format JSONL file, checked line by line before it is kept."""
+"""Dataset uploads: a chat-format JSONL file, checked line by line before it is kept.
+
+Kept as ``<data dir>/datasets/<project id>/<id>.jsonl``, mode 0600 in 0700 directories.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from arkor.cloud.auth import ProjectScope, database, project_scope
 from arkor.cloud.dto import dataset_dto
 from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.files import open_private, private_dir
 from arkor.sdk import _models as m
 from arkor.store import datasets
 from arkor.store.db import Database
@@ -50,12 +54,11 @@ async def upload_dataset(
     settings = request.app.state.settings
     limit = settings.max_upload_mb * 1024 * 1024
     dataset_id = str(uuid.uuid4())
-    folder = settings.data_dir / "datasets" / scope.project_id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_dir(settings.data_dir / "datasets" / scope.project_id)
     path = folder / f"{dataset_id}.jsonl"
     size = 0
     try:
-        with path.open("wb") as handle:
+        with open_private(path) as handle:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:

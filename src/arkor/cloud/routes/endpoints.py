@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -24,7 +25,7 @@ from arkor.sdk import _models as m
 from arkor.store import deployment_keys, deployments, jobs
 from arkor.store.db import Database
 from arkor.store.deployments import TargetColumns
-from arkor.store.errors import SlugTaken
+from arkor.store.errors import SlugHeld, SlugTaken
 from arkor.store.tables import Deployment
 
 router = APIRouter(tags=["endpoints"])
@@ -127,16 +128,21 @@ def create_endpoint(
     scope: Annotated[ProjectScope, Depends(project_scope)],
 ) -> DeploymentEnvelope:
     mode, days = body.retention()
+    grace_days = request.app.state.settings.slug_grace_days
     with db.session() as session:
         target = resolve_target(session, request.app.state.settings.registry, scope, body.target)
         try:
             row = deployments.create_deployment(
                 session, org_id=scope.org_id, project_id=scope.project_id, slug=body.slug,
                 target=target, auth_mode=body.auth_mode, run_retention_mode=mode,
-                run_retention_days=days,
+                run_retention_days=days, grace=timedelta(days=grace_days),
             )
         except SlugTaken as exc:
             raise ApiError(409, "Deployment slug is already taken") from exc
+        except SlugHeld as exc:
+            raise ApiError(409, f"Deployment slug {body.slug!r} was recently released by "
+                                "another project and stays reserved to it for up to "
+                                f"{grace_days} days; pick another slug") from exc
         return DeploymentEnvelope(deployment=_dto(request, row))
 
 
@@ -190,15 +196,19 @@ def update_endpoint(
 
 @router.delete(
     "/v1/endpoints/{deployment_id}", status_code=204, response_class=Response,
-    responses=SCOPED, summary="Delete a deployment and its keys",
+    responses=SCOPED, summary="Delete a deployment and its keys (its slug stays reserved to "
+                              "this project for a grace period)",
 )
 def delete_endpoint(
     deployment_id: str,
+    request: Request,
     db: Annotated[Database, Depends(database)],
     scope: Annotated[ProjectScope, Depends(project_scope)],
 ) -> Response:
+    grace = timedelta(days=request.app.state.settings.slug_grace_days)
     with db.session() as session:
-        deployments.delete_deployment(session, _get_or_404(session, scope, deployment_id))
+        deployments.delete_deployment(session, _get_or_404(session, scope, deployment_id),
+                                      grace=grace)
     return Response(status_code=204)
 
 

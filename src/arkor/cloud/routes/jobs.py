@@ -53,7 +53,12 @@ class JobList(BaseModel):
 def check_job_config(
     session: Any, settings: Settings, scope: ProjectScope, raw: dict[str, Any]
 ) -> None:
-    """Everything that would make the job fail before its first step, as a 400/404 now."""
+    """Everything that would make the job fail before its first step, as a 400/404 now.
+
+    A dataset on the server's disk is only read inside ``ARKOR_DATASET_ROOTS``, and its
+    problems are reported without its content (the caller did not send that file).
+    """
+    from arkor.cloud.dataset_roots import dataset_path_check
     from arkor.training.config import parse_job_config
     from arkor.training.dataset import dataset_location, validate_dataset
 
@@ -72,14 +77,19 @@ def check_job_config(
                                 "with POST /v1/datasets first")
         return Path(found.path)
 
+    check_path = dataset_path_check(settings)
     for field, source in (("datasetSource", config.dataset_source),
                           ("evalDatasetSource", config.eval_dataset_source)):
         if source is None:
             continue
         try:
-            path, split = dataset_location(source, resolve_upload=resolve_upload)
+            path, split = dataset_location(source, resolve_upload=resolve_upload,
+                                           check_path=check_path)
             validate_dataset(path, split=split)
-        except (DatasetError, JobConfigError) as exc:
+        except DatasetError as exc:
+            shown = exc if source.type == "upload" else exc.without_details()
+            raise ApiError(400, f"config.{field}: {shown}") from exc
+        except JobConfigError as exc:
             raise ApiError(400, f"config.{field}: {exc}") from exc
 
 

@@ -33,14 +33,15 @@ class TargetPicker extends HTMLElement {
     }
     this.loaded = true;
     this.fillJobs();
-    if (this.wanted) this.apply(this.wanted);
+    // A choice made while the lists were loading wins over the target the picker was given.
+    if (this.wanted && !this.touched) this.apply(this.wanted);
     this.dispatchEvent(new Event("loaded"));
   }
 
   build() {
     const radio = (value, label) => h("label", { class: "radio" },
       h("input", { type: "radio", name: `kind-${this.uid}`, value, checked: value === this.kind,
-        onchange: () => { this.kind = value; this.sync(); } }), label);
+        onchange: () => { this.kind = value; this.touched = true; this.sync(); } }), label);
     this.jobSelect = h("select", { id: `job-${this.uid}`, onchange: () => { this.pasting = this.jobSelect.value === PASTE; this.sync(); } });
     this.jobInput = h("input", { id: `uuid-${this.uid}`, placeholder: "00000000-0000-4000-8000-…", autocomplete: "off", spellcheck: "false" });
     this.stepSelect = h("select", { id: `step-${this.uid}` });
