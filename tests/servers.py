@@ -27,13 +27,21 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``with LiveServer(app) as url:`` serves ``app`` over real HTTP until the block ends."""
+    """``with LiveServer(app) as url:`` serves ``app`` over real HTTP until the block ends.
 
-    def __init__(self, app: Any, *, port: int | None = None) -> None:
+    With ``settings``, uvicorn is configured as ``arkor cloud serve`` configures it.
+    """
+
+    def __init__(self, app: Any, *, port: int | None = None, settings: Any = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        if settings is not None:
+            from arkor.cloud.serving import server_config
+
+            config = server_config(app, settings, host="127.0.0.1", port=self.port)
+        else:
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                    lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 

@@ -24,7 +24,10 @@ CHECKS = ",".join([
 
 
 @pytest.mark.parametrize("pinned", [False, True], ids=["random-scope", "pinned-scope"])
-def test_openapi_fuzz_finds_no_5xx_and_no_schema_violation(cloud, tmp_path: Path, pinned) -> None:
+def test_openapi_fuzz_finds_no_5xx_and_no_schema_violation(cloud, backend, tmp_path: Path,
+                                                            pinned) -> None:
+    if backend != "sqlite" and not pinned:
+        pytest.skip("random scopes end at the scope check (403/404); PostgreSQL runs pinned")
     ws = new_workspace(cloud.url, project_slug=f"fuzz-{int(pinned)}")
     add_job(cloud, ws, checkpoint_steps=(10,))
     config = tmp_path / "schemathesis.toml"

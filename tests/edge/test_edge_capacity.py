@@ -23,6 +23,7 @@ LONG = {"messages": [{"role": "user", "content": "Write a long story about a dra
                                                   "learns to bake bread."}],
         "max_tokens": 2000, "temperature": 0, "stream": True}
 FREED_WITHIN = 60.0
+DEFAULT_MAX_TOKENS, MAX_TOKENS_CAP = 7, 2500
 SHORT = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 3,
          "temperature": 0}
 
@@ -36,6 +37,7 @@ def tiny_capacity(tmp_path_factory, request, embedded_model_dir):
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "llama"}))
     settings = Settings(data_dir=data_dir, engine_max_batch=1, engine_max_queue=0,
+                        default_max_tokens=DEFAULT_MAX_TOKENS, max_tokens_cap=MAX_TOKENS_CAP,
                         base_models=(parse_base_model_option(f"acme/broken={broken}"),))
     with LiveServer(create_app(settings)) as url:
         ws = new_workspace(url)
@@ -92,6 +94,38 @@ def test_disconnect_mid_stream_frees_the_slot(tiny_capacity) -> None:
         assert response.status_code == 429
         time.sleep(0.1)
     assert response.status_code == 200, "the abandoned stream still holds the only slot"
+
+
+def test_a_non_streaming_client_that_leaves_frees_the_slot(tiny_capacity) -> None:
+    """Generation stops the moment a waiting (non-streaming) client goes away."""
+    base, _ = tiny_capacity
+    began = time.monotonic()
+    assert httpx.post(base.url, json=SHORT, timeout=60).status_code == 200
+    short_answer = time.monotonic() - began
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(base.url, json={**LONG, "stream": False}, timeout=1.0)
+    deadline = time.monotonic() + 5 * short_answer + 1.0
+    while time.monotonic() < deadline:
+        response = httpx.post(base.url, json=SHORT, timeout=60)
+        if response.status_code == 200:
+            break
+        assert response.status_code == 429
+        time.sleep(0.1)
+    assert response.status_code == 200, "the abandoned request still holds the only slot"
+
+
+def test_output_tokens_have_an_operator_default_and_cap(tiny_capacity) -> None:
+    base, _ = tiny_capacity
+    unbounded = {"messages": LONG["messages"], "temperature": 0}
+    answer = httpx.post(base.url, json=unbounded, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usage"]["completion_tokens"] == DEFAULT_MAX_TOKENS
+    assert answer.json()["choices"][0]["finish_reason"] == "length"
+    too_many = httpx.post(base.url, json={**unbounded, "max_tokens": MAX_TOKENS_CAP + 1},
+                          timeout=60)
+    assert too_many.status_code == 400
+    assert too_many.json()["error"]["param"] == "max_tokens"
+    assert str(MAX_TOKENS_CAP) in too_many.json()["error"]["message"]
 
 
 def test_engine_that_cannot_load_answers_503(tiny_capacity) -> None:

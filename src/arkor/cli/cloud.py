@@ -33,18 +33,21 @@ def build_settings(base_model: list[str] | None = None, **overrides: Any) -> Set
 def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from arkor.cloud.access_log import configure_logging
     from arkor.cloud.app import create_app
+    from arkor.cloud.serving import server_config
 
     try:
         app = create_app(settings)
     except Exception as exc:  # a bad database URL, an unreachable PostgreSQL...
         fail(f"Could not start the control plane: {exc}")
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"Arkor cloud API:  http://{shown}:{port}")
     console.print(f"Deployments:      http://{shown}:{port}/d/<slug>/v1 (OpenAI base URL)")
     console.print(f"OpenAPI document: http://{shown}:{port}/openapi.json")
     console.print(f"Data directory:   {settings.data_dir}")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
 
 
 @app.command("serve")
@@ -66,6 +69,25 @@ def cloud_serve(
     engine_max_queue: Annotated[int | None, typer.Option(help=_HELP["engine_max_queue"])] = None,
     engine_max_adapters: Annotated[int | None, typer.Option(
         help=_HELP["engine_max_adapters"])] = None,
+    max_body_kb: Annotated[int | None, typer.Option(help=_HELP["max_body_kb"])] = None,
+    body_timeout_s: Annotated[int | None, typer.Option(help=_HELP["body_timeout_s"])] = None,
+    header_timeout_s: Annotated[int | None, typer.Option(help=_HELP["header_timeout_s"])] = None,
+    keep_alive_s: Annotated[int | None, typer.Option(help=_HELP["keep_alive_s"])] = None,
+    max_connections: Annotated[int | None, typer.Option(help=_HELP["max_connections"])] = None,
+    shutdown_timeout_s: Annotated[int | None, typer.Option(
+        help=_HELP["shutdown_timeout_s"])] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help=_HELP["allowed_hosts"] + " Repeatable.")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        metavar="ADDRESS", help=_HELP["trusted_proxies"] + " Repeatable.")] = None,
+    log_format: Annotated[str | None, typer.Option(help=_HELP["log_format"])] = None,
+    log_level: Annotated[str | None, typer.Option(help=_HELP["log_level"])] = None,
+    default_max_tokens: Annotated[int | None, typer.Option(
+        help=_HELP["default_max_tokens"])] = None,
+    max_tokens_cap: Annotated[int | None, typer.Option(help=_HELP["max_tokens_cap"])] = None,
+    dataset_root: Annotated[list[Path] | None, typer.Option(
+        metavar="DIR", help=_HELP["dataset_roots"] + " Repeatable.")] = None,
+    slug_grace_days: Annotated[int | None, typer.Option(help=_HELP["slug_grace_days"])] = None,
 ) -> None:
     """Serve the control-plane API and every deployment's OpenAI-compatible URL.
 
@@ -81,5 +103,12 @@ def cloud_serve(
         max_upload_mb=max_upload_mb, edge_domain=edge_domain, public_edge_url=public_edge_url,
         engine_max_batch=engine_max_batch, engine_max_queue=engine_max_queue,
         engine_max_adapters=engine_max_adapters,
+        max_body_kb=max_body_kb, body_timeout_s=body_timeout_s, header_timeout_s=header_timeout_s,
+        keep_alive_s=keep_alive_s, max_connections=max_connections,
+        shutdown_timeout_s=shutdown_timeout_s, allowed_hosts=tuple(allowed_host or ()),
+        trusted_proxies=tuple(trusted_proxy or ()),
+        log_format=log_format, log_level=log_level, default_max_tokens=default_max_tokens,
+        max_tokens_cap=max_tokens_cap, dataset_roots=tuple(dataset_root or ()),
+        slug_grace_days=slug_grace_days,
     )
     run_server(settings, host, port)

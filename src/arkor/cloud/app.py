@@ -10,8 +10,11 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from arkor._version import SDK_VERSION
+from arkor.cloud.access_log import AccessLog
 from arkor.cloud.errors import install_error_handlers
-from arkor.cloud.input_guard import reject_nul_characters
+from arkor.cloud.files import prepare_data_dir
+from arkor.cloud.guards import BodyGuard, HostGuard
+from arkor.cloud.input_guard import refuse_unstorable_input
 from arkor.cloud.routes import (
     auth,
     base_models,
@@ -30,7 +33,7 @@ from arkor.edge.app import EdgeApp
 from arkor.edge.directory import DeploymentDirectory
 from arkor.edge.keys import KeyUsage
 from arkor.edge.routing import EdgeRouter
-from arkor.edge.serving import EngineProvider
+from arkor.edge.serving import EngineProvider, OutputLimits
 from arkor.engine.base import Engine
 from arkor.store.db import Database, migrate
 
@@ -53,11 +56,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     ``engine`` replaces the local engine (made on first use otherwise).
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(settings)
     db = Database(settings.db_url)
     migrate(db.engine)
     supervisor = JobSupervisor(db, settings)
-    engines = EngineProvider(None if engine else local_engine_factory(settings), engine)
+    engines = EngineProvider(
+        None if engine else local_engine_factory(settings), engine,
+        limits=OutputLimits(settings.default_max_tokens, settings.max_tokens_cap),
+    )
     usage = KeyUsage(db)
     edge = EdgeApp(DeploymentDirectory(db), usage, engines)
 
@@ -90,10 +96,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.supervisor = supervisor
     app.state.engines = engines
     app.state.edge = edge
+    # The last added runs first: log, check the Host, bound the body, then route.
     app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
+    app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(HostGuard, settings=settings)
+    app.add_middleware(AccessLog, edge_domain=settings.edge_domain)
     install_error_handlers(app)
 
-    gated = [Depends(client_version_gate), Depends(reject_nul_characters)]
+    gated = [Depends(client_version_gate), Depends(refuse_unstorable_input)]
     for module in (auth, projects, endpoints, base_models, job_import, jobs, job_events,
                    datasets, inference):
         app.include_router(module.router, dependencies=gated)

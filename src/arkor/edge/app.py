@@ -20,7 +20,14 @@ from arkor.edge import openai_wire as wire
 from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
 from arkor.edge.openai_wire import WireError
-from arkor.edge.serving import EngineProvider, complete, generation_request, stream
+from arkor.edge.serving import (
+    CLIENT_CLOSED_REQUEST,
+    ClientGone,
+    EngineProvider,
+    complete_while_connected,
+    generation_request,
+    stream,
+)
 
 log = logging.getLogger("arkor.edge")
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -83,9 +90,15 @@ class EdgeApp:
         body = await read_body(request)
         chat = wire.parse_chat_request(wire.parse_body(body))
         engine = await self.engines.get()
-        generation = generation_request(chat, served.base_model, served.adapter)
+        generation = generation_request(chat, served.base_model, served.adapter,
+                                        self.engines.limits)
         if not chat.stream:
-            return JSONResponse(await complete(engine, generation, model=served.slug))
+            try:
+                answer = await complete_while_connected(request.receive, engine, generation,
+                                                        model=served.slug)
+            except ClientGone:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
+            return JSONResponse(answer)
         frames = await stream(engine, generation, model=served.slug,
                               include_usage=chat.include_usage)
         return StreamingResponse(frames, media_type="text/event-stream",

@@ -38,6 +38,13 @@ def split_path(path: str) -> tuple[str, str] | None:
     return slug.lower(), "/" + rest if sep else "/"
 
 
+def request_slug(scope: Scope, edge_domain: str) -> str | None:
+    """The deployment an HTTP request is for (by Host, then by path); None: the control plane."""
+    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+    split = split_path(scope["path"])
+    return slug_from_host(host, edge_domain) or (split[0] if split else None)
+
+
 class EdgeRouter:
     """ASGI middleware in front of the control plane: edge requests never reach its router."""
 

@@ -14,7 +14,10 @@ import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from typing import Any
+
+from starlette.types import Receive
 
 from arkor.edge import openai_wire as wire
 from arkor.edge.openai_wire import ChatRequest, WireError
@@ -36,11 +39,22 @@ from arkor.engine.base import (
 log = logging.getLogger("arkor.edge")
 
 
+@dataclass(frozen=True)
+class OutputLimits:
+    """The operator's bounds on generated tokens: a request without ``max_tokens`` gets
+    ``default_max_tokens``; one asking for more than ``max_tokens_cap`` is refused (400), as
+    OpenAI refuses a ``max_tokens`` beyond a model's limit."""
+
+    default_max_tokens: int = 1024
+    max_tokens_cap: int = 4096
+
+
 class EngineProvider:
     """Creates and starts the engine on first use, so servers that never infer stay light."""
 
     def __init__(self, factory: Callable[[], Engine] | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, *, limits: OutputLimits | None = None) -> None:
+        self.limits = limits or OutputLimits()
         self._factory = factory
         self._engine = engine
         self._started = False
@@ -83,10 +97,51 @@ def engine_error(exc: EngineError) -> WireError:
                      code="engine_error")
 
 
-def generation_request(chat: ChatRequest, base_model: str, adapter: AdapterRef | None
-                       ) -> GenerationRequest:
+def generation_request(chat: ChatRequest, base_model: str, adapter: AdapterRef | None,
+                       limits: OutputLimits) -> GenerationRequest:
+    sampling = chat.sampling
+    if sampling.max_tokens is None:
+        sampling = replace(sampling, max_tokens=limits.default_max_tokens)
+    elif sampling.max_tokens > limits.max_tokens_cap:
+        raise WireError(400, f"max_tokens is {sampling.max_tokens}; this server generates at "
+                             f"most {limits.max_tokens_cap} tokens per request",
+                        param="max_tokens", code="max_tokens_too_large")
     return GenerationRequest(base_model=base_model, messages=chat.messages,
-                             sampling=chat.sampling, adapter=adapter)
+                             sampling=sampling, adapter=adapter)
+
+
+CLIENT_CLOSED_REQUEST = 499
+"""Status recorded (never seen by anyone) for a request whose client left first."""
+
+
+class ClientGone(Exception):
+    """The caller disconnected before the answer was ready; nothing is left to send."""
+
+
+async def complete_while_connected(receive: Receive, engine: Engine,
+                                   request: GenerationRequest, *, model: str) -> dict[str, Any]:
+    """:func:`complete`, stopped the moment the client goes away (its slot freed at once).
+
+    Call it after the request body has been read: ``receive`` then yields only
+    ``http.disconnect``.
+    """
+    answer = asyncio.ensure_future(complete(engine, request, model=model))
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (answer, gone):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(answer, gone, return_exceptions=True)
+    if answer.done() and not answer.cancelled():
+        return answer.result()
+    raise ClientGone
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _first(events: AsyncIterator[GenerationEvent]) -> GenerationEvent:

@@ -29,10 +29,10 @@ def is_arkor_cloud(url: str) -> bool:
 class EmbeddedCloud:
     def __init__(self, settings: Settings, port: int) -> None:
         from arkor.cloud.app import create_app
+        from arkor.cloud.serving import server_config
 
         self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                log_level="warning", lifespan="on")
+        config = server_config(create_app(settings), settings, host="127.0.0.1", port=port)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="arkor-cloud",
                                         daemon=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +21,13 @@ from arkor.cloud.settings import Settings
 from arkor.edge import openai_wire as wire
 from arkor.edge.directory import adapter_for
 from arkor.edge.openai_wire import WireError
-from arkor.edge.serving import complete, generation_request, stream
+from arkor.edge.serving import (
+    CLIENT_CLOSED_REQUEST,
+    ClientGone,
+    complete_while_connected,
+    generation_request,
+    stream,
+)
 from arkor.engine.base import AdapterRef
 from arkor.store import jobs
 from arkor.store.db import Database
@@ -41,10 +47,10 @@ class InferenceBody(BaseModel):
     messages: list[dict[str, Any]] = Field(min_length=1)
     adapter: AdapterIn | None = None
     base_model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-    stream: bool = False
+    temperature: float | None = Field(default=None, strict=True)
+    top_p: float | None = Field(default=None, strict=True)
+    max_tokens: int | None = Field(default=None, strict=True)
+    stream: bool = Field(default=False, strict=True)
 
 
 def _refuse_unsupported(body: InferenceBody) -> None:
@@ -120,9 +126,15 @@ async def inference_chat(
     try:
         chat = wire.parse_chat_request(openai_body)
         engine = await request.app.state.engines.get()
-        generation = generation_request(chat, base_model, adapter)
+        generation = generation_request(chat, base_model, adapter,
+                                        request.app.state.engines.limits)
         if not body.stream:
-            return JSONResponse(await complete(engine, generation, model=model))
+            try:
+                answer = await complete_while_connected(request.receive, engine, generation,
+                                                        model=model)
+            except ClientGone:
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
+            return JSONResponse(answer)
         frames = await stream(engine, generation, model=model, include_usage=True)
     except WireError as exc:
         raise ApiError(exc.status, exc.message, headers=exc.headers or None) from exc

@@ -1,0 +1,71 @@
+"""How the app runs under uvicorn, for ``arkor cloud serve`` and ``arkor dev``'s embedded cloud.
+
+uvicorn bounds idle keep-alive connections (``timeout_keep_alive``), open connections
+(``limit_concurrency``; a request beyond it is answered 503) and shutdown
+(``timeout_graceful_shutdown``: after it, requests still running are cancelled), but not the
+time a client may take to send its request headers. :class:`HeaderTimeoutProtocol` adds that,
+so a client that opens connections and trickles bytes into them (slowloris) cannot hold them.
+Body size and pauses in a body are the app's (:mod:`arkor.cloud.guards`); request lines are
+:mod:`arkor.cloud.access_log`'s, not uvicorn's access log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import h11
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from arkor.cloud.settings import DEFAULT_HEADER_TIMEOUT_S, Settings
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete
+    ``timeout_headers`` seconds after it opened, or after the first byte of its next request."""
+
+    timeout_headers: float = DEFAULT_HEADER_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:  # a request's headers begun, not yet complete
+            self._start_header_timer()
+        else:
+            self._stop_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.timeout_headers, self._headers_late)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def server_config(app: ASGIApp, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    protocol = type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,),
+                    {"timeout_headers": float(settings.header_timeout_s)})
+    return uvicorn.Config(
+        app, host=host, port=port, lifespan="on", http=protocol,
+        timeout_keep_alive=settings.keep_alive_s,
+        limit_concurrency=settings.max_connections,
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        log_config=None, access_log=False,
+    )
