@@ -66,6 +66,8 @@ def check(value: Any) -> None:
 
 
 def _check_text(text: str, trail: Trail) -> None:
+    if text.isascii():  # a C scan; a multi-megabyte prompt is checked in microseconds
+        return
     found = _SURROGATE.search(text)
     if found:
         where = _where(trail) or "The request body"

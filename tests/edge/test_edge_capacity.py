@@ -78,40 +78,40 @@ def test_full_queue_is_429_with_retry_after_then_recovers(tiny_capacity) -> None
 
 def test_disconnect_mid_stream_frees_the_slot(tiny_capacity) -> None:
     base, _ = tiny_capacity
-    began = time.monotonic()
-    assert httpx.post(base.url, json=SHORT, timeout=60).status_code == 200
-    short_answer = time.monotonic() - began  # one short request, under the current load
+    short_answer = time_a_short_answer(base.url)
     with httpx.stream("POST", base.url, json=LONG, timeout=120) as streaming:
         for index, _line in enumerate(streaming.iter_lines()):
             if index >= 3:
                 break  # the client hangs up a few tokens into a long answer
-    # The slot must come back within a few short answers' time, not the long answer's.
+    assert_slot_frees(base.url, short_answer, "the abandoned stream still holds the only slot")
+
+
+def time_a_short_answer(url: str) -> float:
+    """Seconds one short request takes under the current load."""
+    began = time.monotonic()
+    assert httpx.post(url, json=SHORT, timeout=60).status_code == 200
+    return time.monotonic() - began
+
+
+def assert_slot_frees(url: str, short_answer: float, message: str) -> None:
+    """The only slot comes back within a few short answers' time, not a long answer's."""
     deadline = time.monotonic() + 5 * short_answer + 1.0
     while time.monotonic() < deadline:
-        response = httpx.post(base.url, json=SHORT, timeout=60)
+        response = httpx.post(url, json=SHORT, timeout=60)
         if response.status_code == 200:
             break
         assert response.status_code == 429
         time.sleep(0.1)
-    assert response.status_code == 200, "the abandoned stream still holds the only slot"
+    assert response.status_code == 200, message
 
 
 def test_a_non_streaming_client_that_leaves_frees_the_slot(tiny_capacity) -> None:
     """Generation stops the moment a waiting (non-streaming) client goes away."""
     base, _ = tiny_capacity
-    began = time.monotonic()
-    assert httpx.post(base.url, json=SHORT, timeout=60).status_code == 200
-    short_answer = time.monotonic() - began
+    short_answer = time_a_short_answer(base.url)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(base.url, json={**LONG, "stream": False}, timeout=1.0)
-    deadline = time.monotonic() + 5 * short_answer + 1.0
-    while time.monotonic() < deadline:
-        response = httpx.post(base.url, json=SHORT, timeout=60)
-        if response.status_code == 200:
-            break
-        assert response.status_code == 429
-        time.sleep(0.1)
-    assert response.status_code == 200, "the abandoned request still holds the only slot"
+    assert_slot_frees(base.url, short_answer, "the abandoned request still holds the only slot")
 
 
 def test_output_tokens_have_an_operator_default_and_cap(tiny_capacity) -> None:

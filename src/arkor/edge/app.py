@@ -30,7 +30,10 @@ from arkor.edge.serving import (
 )
 
 log = logging.getLogger("arkor.edge")
-MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+"""The edge's own bound; the app-wide ``ARKOR_MAX_BODY_KB`` (:mod:`arkor.cloud.guards`) is
+the one that applies first."""
+PARSE_ON_LOOP_BYTES = 64 * 1024
 SLUG_SCOPE_KEY = "arkor.slug"
 ROUTES = "POST /v1/chat/completions and GET /v1/models"
 
@@ -88,7 +91,10 @@ class EdgeApp:
 
     async def chat(self, request: Request, served: ServedDeployment) -> Response:
         body = await read_body(request)
-        chat = wire.parse_chat_request(wire.parse_body(body))
+        if len(body) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
+            chat = await run_in_threadpool(parse_chat_body, body)
+        else:
+            chat = parse_chat_body(body)
         engine = await self.engines.get()
         generation = generation_request(chat, served.base_model, served.adapter,
                                         self.engines.limits)
@@ -104,6 +110,10 @@ class EdgeApp:
         return StreamingResponse(frames, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})
+
+
+def parse_chat_body(body: bytes) -> wire.ChatRequest:
+    return wire.parse_chat_request(wire.parse_body(body))
 
 
 async def read_body(request: Request) -> bytes:
