@@ -59,6 +59,12 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: these layers sit in front of the app and never reach the database."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
 def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp(f"access-{backend}")
     with database_url(backend, data_dir) as url:

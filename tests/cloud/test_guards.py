@@ -32,6 +32,12 @@ CHAT = "/d/some-bot/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: these layers sit in front of the app and never reach the database."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
 def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp(f"guards-{backend}")
     with database_url(backend, data_dir) as url:

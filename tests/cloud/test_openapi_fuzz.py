@@ -33,7 +33,7 @@ def test_openapi_fuzz_finds_no_5xx_and_no_schema_violation(cloud, backend, tmp_p
     config = tmp_path / "schemathesis.toml"
     lines = [
         "[generation]",
-        "max-examples = 25",
+        "max-examples = 20",
         "[checks]",
     ]
     if pinned:
