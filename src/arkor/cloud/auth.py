@@ -5,22 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.errors import ApiError
 from arkor.store import identities, projects
-from arkor.store.db import Database
 
 _bearer = HTTPBearer(auto_error=False, description="Token from `arkor login --anonymous`")
 
 ORG_QUERY = Query(alias="orgSlug", description="Slug of the org")
 PROJECT_QUERY = Query(alias="projectSlug", description="Slug of the project inside the org")
-
-
-def database(request: Request) -> Database:
-    return request.app.state.db
 
 
 @dataclass(frozen=True)
@@ -39,7 +35,7 @@ class ProjectScope:
 
 
 def current_caller(
-    db: Annotated[Database, Depends(database)],
+    db: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     if credentials is None or not credentials.credentials:
@@ -54,6 +50,9 @@ def current_caller(
         return Caller(user_id=user.id, anonymous=user.anonymous)
 
 
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
 def require_org(session: Session, caller: Caller, org_slug: str | None) -> tuple[str, str]:
     if not org_slug:
         raise ApiError(400, "orgSlug query parameter is required")
@@ -65,8 +64,8 @@ def require_org(session: Session, caller: Caller, org_slug: str | None) -> tuple
 
 
 def org_scope(
-    db: Annotated[Database, Depends(database)],
-    caller: Annotated[Caller, Depends(current_caller)],
+    db: DatabaseDep,
+    caller: CallerDep,
     org_slug: Annotated[str | None, ORG_QUERY] = None,
 ) -> tuple[str, str]:
     with db.session() as session:
@@ -74,8 +73,8 @@ def org_scope(
 
 
 def project_scope(
-    db: Annotated[Database, Depends(database)],
-    caller: Annotated[Caller, Depends(current_caller)],
+    db: DatabaseDep,
+    caller: CallerDep,
     org_slug: Annotated[str | None, ORG_QUERY] = None,
     project_slug: Annotated[str | None, PROJECT_QUERY] = None,
 ) -> ProjectScope:
@@ -95,3 +94,7 @@ def project_scope(
             project_id=project.id,
             project_slug=project.slug,
         )
+
+
+OrgScopeDep = Annotated[tuple[str, str], Depends(org_scope)]
+ProjectScopeDep = Annotated[ProjectScope, Depends(project_scope)]

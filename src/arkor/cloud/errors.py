@@ -4,6 +4,7 @@
     RequestValidationError  -> 400 with the field named
     HTTPException (404/405) -> same status, same shape (a body too deep to parse: 400)
     SlugTaken               -> 409
+    ClientTooOld            -> 426 with the supported range and the upgrade command
     anything else           -> 500 "Internal server error" (details only in the log)
 """
 
@@ -18,6 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from arkor.cloud.deps import get_settings
+from arkor.cloud.version_gate import CLIENT_HEADER, ClientTooOld, check_client_version
 from arkor.json_input import TOO_DEEP
 from arkor.store.errors import SlugTaken
 
@@ -69,20 +72,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, headers=exc.headers, **exc.extra)
 
+    @app.exception_handler(ClientTooOld)
+    async def _client_too_old(_request: Request, exc: ClientTooOld) -> JSONResponse:
+        return error_response(426, str(exc), **exc.body)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # A body that fails to parse is rejected before dependencies run; the version gate
         # still comes first, so an old client learns it must upgrade.
         if request.url.path.startswith("/v1/"):
-            from arkor.cloud.version_gate import CLIENT_HEADER, check_client_version
-
             try:
-                check_client_version(
-                    request.headers.get(CLIENT_HEADER),
-                    request.app.state.settings.min_client_version,
-                )
-            except ApiError as gate:
-                return error_response(gate.status, gate.message, **gate.extra)
+                check_client_version(request.headers.get(CLIENT_HEADER),
+                                     get_settings(request).min_client_version)
+            except ClientTooOld as gate:
+                return await _client_too_old(request, gate)
         return error_response(400, describe_validation_error(exc))
 
     @app.exception_handler(SlugTaken)

@@ -1,18 +1,18 @@
-"""Control-plane settings: each declared once (name, env var, default, help).
+"""Control-plane settings: each declared once (name, default, help, kind).
 
-``SETTINGS`` feeds the CLI help, :meth:`Settings.from_env` and docs/self-hosting.md (a test
-checks that every setting is documented there).
+``SETTINGS`` feeds the CLI options and their help, :meth:`Settings.from_env` and
+docs/self-hosting.md (a test checks that every setting is documented there).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_models_env
+from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_model_option
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -37,194 +37,128 @@ DEFAULT_MAX_TOKENS_CAP = 4096
 DEFAULT_SLUG_GRACE_DAYS = 7
 
 
+def parse_path(raw: str) -> Path:
+    return Path(raw.strip()).expanduser()
+
+
+def parse_host(name: str) -> str:
+    """A Host name as the allow-list compares it: lower case, no spaces, no trailing dot."""
+    return name.strip().lower().rstrip(".")
+
+
+def parse_hosts(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(parse_host(n) for n in names if n.strip())
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One setting: env var ``ARKOR_<NAME>`` and option ``--<name>`` of type ``kind``.
+
+    With ``item`` the setting is a tuple: comma-separated in the env var, one value per
+    repeated ``option`` on the command line, each read by ``item``.
+    """
+
     name: str
-    env: str
     default: str
     help: str
+    kind: type = str
+    item: Callable[[str], Any] | None = None
+    option: str = ""
+    metavar: str = ""
+
+    @property
+    def env(self) -> str:
+        return f"ARKOR_{self.name.upper()}"
+
+    def parse(self, raw: str) -> Any:
+        """The value of the env var's text."""
+        if self.item is not None:
+            return self.items(raw.split(","))
+        if self.kind is int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{self.env} must be a whole number, not {raw!r}") from None
+        return parse_path(raw) if self.kind is Path else raw
+
+    def items(self, values: Iterable[str]) -> tuple[Any, ...]:
+        assert self.item is not None
+        return tuple(self.item(value) for value in values if value.strip())
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "data_dir",
-        "ARKOR_DATA_DIR",
-        "~/.arkor/cloud",
-        "Directory for the SQLite database, the converted embedded model and job artifacts.",
-    ),
-    Setting(
-        "database_url",
-        "ARKOR_DATABASE_URL",
-        "sqlite in the data directory",
-        "SQLAlchemy URL of the database, e.g. postgresql://arkor@db/arkor for production.",
-    ),
-    Setting(
-        "base_models",
-        "ARKOR_BASE_MODELS",
-        "(none)",
-        "Extra base models: comma-separated NAME=PATH of Hugging Face model directories.",
-    ),
-    Setting(
-        "min_client_version",
-        "ARKOR_MIN_CLIENT_VERSION",
-        DEFAULT_MIN_CLIENT_VERSION,
-        "Oldest arkor SDK/CLI version accepted; older clients get HTTP 426 with an upgrade hint.",
-    ),
-    Setting(
-        "max_concurrent_jobs",
-        "ARKOR_MAX_CONCURRENT_JOBS",
-        str(DEFAULT_MAX_CONCURRENT_JOBS),
-        "Training jobs run at the same time on this machine; the rest wait in the queue.",
-    ),
-    Setting(
-        "max_upload_mb",
-        "ARKOR_MAX_UPLOAD_MB",
-        str(DEFAULT_MAX_UPLOAD_MB),
-        "Largest dataset or adapter upload accepted, in megabytes.",
-    ),
-    Setting(
-        "edge_domain",
-        "ARKOR_EDGE_DOMAIN",
-        DEFAULT_EDGE_DOMAIN,
-        "Requests for Host <slug>.<edge domain> are served by that deployment.",
-    ),
-    Setting(
-        "public_edge_url",
-        "ARKOR_PUBLIC_EDGE_URL",
-        "path form on the address the caller used",
-        "How deployment URLs are shown, with {slug}: e.g. https://{slug}.arkor.example.com.",
-    ),
-    Setting(
-        "engine_max_batch",
-        "ARKOR_ENGINE_MAX_BATCH",
-        str(DEFAULT_ENGINE_MAX_BATCH),
-        "Requests decoded together in one forward pass, per base model.",
-    ),
-    Setting(
-        "engine_max_queue",
-        "ARKOR_ENGINE_MAX_QUEUE",
-        str(DEFAULT_ENGINE_MAX_QUEUE),
-        "Requests that may wait for a batch slot; beyond it the edge answers 429.",
-    ),
-    Setting(
-        "engine_max_adapters",
-        "ARKOR_ENGINE_MAX_ADAPTERS",
-        str(DEFAULT_ENGINE_MAX_ADAPTERS),
-        "LoRA adapters kept loaded per base model (least recently used evicted).",
-    ),
-    Setting(
-        "max_body_kb",
-        "ARKOR_MAX_BODY_KB",
-        str(DEFAULT_MAX_BODY_KB),
-        "Largest request body other than an upload (JSON, chat requests), in KiB; more is 413.",
-    ),
-    Setting(
-        "body_timeout_s",
-        "ARKOR_BODY_TIMEOUT_S",
-        str(DEFAULT_BODY_TIMEOUT_S),
-        "Seconds a request body may pause between chunks before the server answers 408.",
-    ),
-    Setting(
-        "header_timeout_s",
-        "ARKOR_HEADER_TIMEOUT_S",
-        str(DEFAULT_HEADER_TIMEOUT_S),
-        "Seconds a connection has to send complete request headers before it is closed.",
-    ),
-    Setting(
-        "keep_alive_s",
-        "ARKOR_KEEP_ALIVE_S",
-        str(DEFAULT_KEEP_ALIVE_S),
-        "Seconds an idle keep-alive connection is kept open.",
-    ),
-    Setting(
-        "max_connections",
-        "ARKOR_MAX_CONNECTIONS",
-        str(DEFAULT_MAX_CONNECTIONS),
-        "Open connections served at once; requests beyond it are answered 503.",
-    ),
-    Setting(
-        "shutdown_timeout_s",
-        "ARKOR_SHUTDOWN_TIMEOUT_S",
-        str(DEFAULT_SHUTDOWN_TIMEOUT_S),
-        "Seconds in-flight requests get to finish after SIGTERM before they are cancelled.",
-    ),
-    Setting(
-        "allowed_hosts",
-        "ARKOR_ALLOWED_HOSTS",
-        "(loopback, IP addresses and the edge domain)",
-        "Extra Host names served, comma-separated; *.example.com wildcards, * for any.",
-    ),
-    Setting(
-        "trusted_proxies",
-        "ARKOR_TRUSTED_PROXIES",
-        ",".join(DEFAULT_TRUSTED_PROXIES),
-        "Proxy addresses (comma-separated, CIDR allowed, * for any) whose X-Forwarded-For and "
-        "X-Forwarded-Proto are believed.",
-    ),
-    Setting(
-        "log_format",
-        "ARKOR_LOG_FORMAT",
-        LOG_FORMATS[0],
-        "Log lines as text or json (one object per line), request lines included.",
-    ),
-    Setting(
-        "log_level",
-        "ARKOR_LOG_LEVEL",
-        "INFO",
-        "Least severe log level shown: DEBUG, INFO (one line per request), WARNING or ERROR.",
-    ),
-    Setting(
-        "default_max_tokens",
-        "ARKOR_DEFAULT_MAX_TOKENS",
-        str(DEFAULT_MAX_TOKENS),
-        "Tokens generated for a request that does not set max_tokens.",
-    ),
-    Setting(
-        "max_tokens_cap",
-        "ARKOR_MAX_TOKENS_CAP",
-        str(DEFAULT_MAX_TOKENS_CAP),
-        "Most tokens one request may ask for; a larger max_tokens is refused with a 400.",
-    ),
-    Setting(
-        "dataset_roots",
-        "ARKOR_DATASET_ROOTS",
-        "(none: only uploaded datasets)",
-        'Comma-separated directories whose datasets jobs may name ({"type": "local"} or '
-        '"huggingface"); never the data directory.',
-    ),
-    Setting(
-        "slug_grace_days",
-        "ARKOR_SLUG_GRACE_DAYS",
-        str(DEFAULT_SLUG_GRACE_DAYS),
-        "Days a deleted deployment's slug stays reserved to its project; 0 frees it at once.",
-    ),
+    Setting("data_dir", "~/.arkor/cloud",
+            "Directory for the SQLite database, the converted embedded model and job artifacts.",
+            Path),
+    Setting("database_url", "sqlite in the data directory",
+            "SQLAlchemy URL of the database, e.g. postgresql://arkor@db/arkor for production."),
+    Setting("base_models", "(none)",
+            "Extra base models: comma-separated NAME=PATH of Hugging Face model directories.",
+            item=parse_base_model_option, option="--base-model", metavar="NAME=PATH"),
+    Setting("min_client_version", DEFAULT_MIN_CLIENT_VERSION,
+            "Oldest arkor SDK/CLI version accepted; older clients get HTTP 426 with an upgrade "
+            "hint."),
+    Setting("max_concurrent_jobs", str(DEFAULT_MAX_CONCURRENT_JOBS),
+            "Training jobs run at the same time on this machine; the rest wait in the queue.", int),
+    Setting("max_upload_mb", str(DEFAULT_MAX_UPLOAD_MB),
+            "Largest dataset or adapter upload accepted, in megabytes.", int),
+    Setting("edge_domain", DEFAULT_EDGE_DOMAIN,
+            "Requests for Host <slug>.<edge domain> are served by that deployment."),
+    Setting("public_edge_url", "path form on the address the caller used",
+            "How deployment URLs are shown, with {slug}: e.g. https://{slug}.arkor.example.com."),
+    Setting("engine_max_batch", str(DEFAULT_ENGINE_MAX_BATCH),
+            "Requests decoded together in one forward pass, per base model.", int),
+    Setting("engine_max_queue", str(DEFAULT_ENGINE_MAX_QUEUE),
+            "Requests that may wait for a batch slot; beyond it the edge answers 429.", int),
+    Setting("engine_max_adapters", str(DEFAULT_ENGINE_MAX_ADAPTERS),
+            "LoRA adapters kept loaded per base model (least recently used evicted).", int),
+    Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),
+            "Largest request body other than an upload (JSON, chat requests), in KiB; more is "
+            "413.", int),
+    Setting("body_timeout_s", str(DEFAULT_BODY_TIMEOUT_S),
+            "Seconds a request body may pause between chunks before the server answers 408.",
+            int),
+    Setting("header_timeout_s", str(DEFAULT_HEADER_TIMEOUT_S),
+            "Seconds a connection has to send complete request headers before it is closed.",
+            int),
+    Setting("keep_alive_s", str(DEFAULT_KEEP_ALIVE_S),
+            "Seconds an idle keep-alive connection is kept open.", int),
+    Setting("max_connections", str(DEFAULT_MAX_CONNECTIONS),
+            "Open connections served at once; requests beyond it are answered 503.", int),
+    Setting("shutdown_timeout_s", str(DEFAULT_SHUTDOWN_TIMEOUT_S),
+            "Seconds in-flight requests get to finish after SIGTERM before they are cancelled.",
+            int),
+    Setting("allowed_hosts", "(loopback, IP addresses and the edge domain)",
+            "Extra Host names served, comma-separated; *.example.com wildcards, * for any.",
+            item=parse_host, option="--allowed-host", metavar="NAME"),
+    Setting("trusted_proxies", ",".join(DEFAULT_TRUSTED_PROXIES),
+            "Proxy addresses (comma-separated, CIDR allowed, * for any) whose X-Forwarded-For "
+            "and X-Forwarded-Proto are believed.",
+            item=parse_host, option="--trusted-proxy", metavar="ADDRESS"),
+    Setting("log_format", LOG_FORMATS[0],
+            "Log lines as text or json (one object per line), request lines included."),
+    Setting("log_level", "INFO",
+            "Least severe log level shown: DEBUG, INFO (one line per request), WARNING or "
+            "ERROR."),
+    Setting("default_max_tokens", str(DEFAULT_MAX_TOKENS),
+            "Tokens generated for a request that does not set max_tokens.", int),
+    Setting("max_tokens_cap", str(DEFAULT_MAX_TOKENS_CAP),
+            "Most tokens one request may ask for; a larger max_tokens is refused with a 400.",
+            int),
+    Setting("dataset_roots", "(none: only uploaded datasets)",
+            'Comma-separated directories whose datasets jobs may name ({"type": "local"} or '
+            '"huggingface"); never the data directory.',
+            item=parse_path, option="--dataset-root", metavar="DIR"),
+    Setting("slug_grace_days", str(DEFAULT_SLUG_GRACE_DAYS),
+            "Days a deleted deployment's slug stays reserved to its project; 0 frees it at "
+            "once.", int),
 )
 
 
 def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    if environ.get("ARKOR_DATA_DIR"):
-        return Path(environ["ARKOR_DATA_DIR"]).expanduser()
+    """Where ``ARKOR_DATA_DIR`` is not given: ``$ARKOR_HOME/cloud``, else ``~/.arkor/cloud``."""
     home = environ.get("ARKOR_HOME")
     return (Path(home).expanduser() if home else Path.home() / ".arkor") / "cloud"
-
-
-def _int_env(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-
-
-def parse_dataset_roots(raw: str) -> tuple[Path, ...]:
-    return tuple(Path(part.strip()).expanduser() for part in raw.split(",") if part.strip())
-
-
-def parse_hosts(names: Iterable[str]) -> tuple[str, ...]:
-    """Host names as the allow-list compares them: lower case, no spaces, no trailing dot."""
-    return tuple(n.strip().lower().rstrip(".") for n in names if n.strip())
 
 
 @dataclass(frozen=True)
@@ -271,11 +205,12 @@ class Settings:
                      "max_connections", "shutdown_timeout_s"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        object.__setattr__(self, "log_format", self.log_format.lower())
+        object.__setattr__(self, "log_level", self.log_level.upper())
         if self.log_format not in LOG_FORMATS:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
-        if self.log_level.upper() not in LOG_LEVELS:
+        if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-        object.__setattr__(self, "log_level", self.log_level.upper())
         object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
         object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
 
@@ -293,46 +228,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
-        settings = cls(
-            data_dir=default_data_dir(environ),
-            database_url=environ.get("ARKOR_DATABASE_URL") or None,
-            base_models=parse_base_models_env(environ.get("ARKOR_BASE_MODELS", "")),
-            min_client_version=environ.get(
-                "ARKOR_MIN_CLIENT_VERSION", DEFAULT_MIN_CLIENT_VERSION
-            ),
-            max_concurrent_jobs=_int_env(
-                environ, "ARKOR_MAX_CONCURRENT_JOBS", DEFAULT_MAX_CONCURRENT_JOBS
-            ),
-            max_upload_mb=_int_env(environ, "ARKOR_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB),
-            edge_domain=environ.get("ARKOR_EDGE_DOMAIN") or DEFAULT_EDGE_DOMAIN,
-            public_edge_url=environ.get("ARKOR_PUBLIC_EDGE_URL") or None,
-            engine_max_batch=_int_env(environ, "ARKOR_ENGINE_MAX_BATCH", DEFAULT_ENGINE_MAX_BATCH),
-            engine_max_queue=_int_env(environ, "ARKOR_ENGINE_MAX_QUEUE", DEFAULT_ENGINE_MAX_QUEUE),
-            engine_max_adapters=_int_env(
-                environ, "ARKOR_ENGINE_MAX_ADAPTERS", DEFAULT_ENGINE_MAX_ADAPTERS
-            ),
-            default_max_tokens=_int_env(environ, "ARKOR_DEFAULT_MAX_TOKENS", DEFAULT_MAX_TOKENS),
-            max_tokens_cap=_int_env(environ, "ARKOR_MAX_TOKENS_CAP", DEFAULT_MAX_TOKENS_CAP),
-            dataset_roots=parse_dataset_roots(environ.get("ARKOR_DATASET_ROOTS", "")),
-            slug_grace_days=_int_env(environ, "ARKOR_SLUG_GRACE_DAYS", DEFAULT_SLUG_GRACE_DAYS),
-            max_body_kb=_int_env(environ, "ARKOR_MAX_BODY_KB", DEFAULT_MAX_BODY_KB),
-            body_timeout_s=_int_env(environ, "ARKOR_BODY_TIMEOUT_S", DEFAULT_BODY_TIMEOUT_S),
-            header_timeout_s=_int_env(
-                environ, "ARKOR_HEADER_TIMEOUT_S", DEFAULT_HEADER_TIMEOUT_S
-            ),
-            keep_alive_s=_int_env(environ, "ARKOR_KEEP_ALIVE_S", DEFAULT_KEEP_ALIVE_S),
-            max_connections=_int_env(environ, "ARKOR_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
-            shutdown_timeout_s=_int_env(
-                environ, "ARKOR_SHUTDOWN_TIMEOUT_S", DEFAULT_SHUTDOWN_TIMEOUT_S
-            ),
-            allowed_hosts=parse_hosts(environ.get("ARKOR_ALLOWED_HOSTS", "").split(",")),
-            trusted_proxies=parse_hosts(environ.get("ARKOR_TRUSTED_PROXIES", "").split(","))
-            or DEFAULT_TRUSTED_PROXIES,
-            log_format=(environ.get("ARKOR_LOG_FORMAT") or LOG_FORMATS[0]).lower(),
-            log_level=environ.get("ARKOR_LOG_LEVEL") or "INFO",
-        )
-        given = {k: v for k, v in overrides.items() if v is not None and v != ()}
-        return replace(settings, **given) if given else settings
+        """Each setting from its env var (empty is unset), then the ``overrides`` given (not
+        None or empty)."""
+        values = [(s.name, s.parse(environ[s.env])) for s in SETTINGS if environ.get(s.env)]
+        given = {k: v for k, v in (*values, *overrides.items()) if v is not None and v != ()}
+        return cls(**{"data_dir": default_data_dir(environ), **given})
 
 
 def edge_base_url(settings: Settings, request_base_url: str, slug: str) -> str:

@@ -1,8 +1,8 @@
 """The client-version gate: every ``/v1`` request must say ``X-Arkor-Client: arkor/<version>``.
 
 Requests without the header, with a malformed one, or from a version below the supported
-minimum get HTTP 426 with an upgrade hint, so an old CLI fails with a clear message rather
-than misreading a newer API.
+minimum raise :class:`ClientTooOld`, which ``errors.py`` answers with HTTP 426 and an upgrade
+hint, so an old CLI fails with a clear message rather than misreading a newer API.
 """
 
 from __future__ import annotations
@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import Header, Request
+from fastapi import Header
 
-from arkor.cloud.errors import ApiError
+from arkor.cloud.deps import SettingsDep
 
 CLIENT_HEADER = "X-Arkor-Client"
 UPGRADE_COMMAND = "pip install -U arkor"
 _HEADER_RE = re.compile(r"^arkor/(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.\-]+))?(?:\+[0-9A-Za-z.\-]+)?$")
+
+
+class ClientTooOld(Exception):
+    """The 426: ``body`` holds the caller's version, the supported range and the upgrade."""
+
+    def __init__(self, **body: Any) -> None:
+        super().__init__("sdk_version_unsupported")
+        self.body = body
 
 
 def parse_version(value: str) -> tuple[int, int, int, bool] | None:
@@ -39,19 +47,16 @@ def check_client_version(header: str | None, min_version: str) -> None:
     supported = f">={min_version}"
     body: dict[str, Any] = {"supportedRange": supported, "upgrade": UPGRADE_COMMAND}
     if header is None or not header.strip():
-        raise ApiError(426, "sdk_version_unsupported", currentVersion="unknown",
-                       reason="missing", **body)
+        raise ClientTooOld(currentVersion="unknown", reason="missing", **body)
     parsed = parse_version(header)
     if parsed is None:
-        raise ApiError(426, "sdk_version_unsupported", currentVersion="unknown",
-                       reason="malformed", **body)
+        raise ClientTooOld(currentVersion="unknown", reason="malformed", **body)
     if parsed < _minimum(min_version):
-        raise ApiError(426, "sdk_version_unsupported",
-                       currentVersion=header.strip().removeprefix("arkor/"), **body)
+        raise ClientTooOld(currentVersion=header.strip().removeprefix("arkor/"), **body)
 
 
 def client_version_gate(
-    request: Request,
+    settings: SettingsDep,
     x_arkor_client: Annotated[
         str | None,
         Header(
@@ -60,4 +65,4 @@ def client_version_gate(
         ),
     ] = None,
 ) -> None:
-    check_client_version(x_arkor_client, request.app.state.settings.min_client_version)
+    check_client_version(x_arkor_client, settings.min_client_version)

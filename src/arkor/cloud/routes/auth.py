@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict
 
-from arkor.cloud.auth import Caller, current_caller, database
+from arkor.cloud.auth import CallerDep
+from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.dto import org_dto
 from arkor.cloud.errors import error_responses
 from arkor.sdk import _models as m
 from arkor.store import identities
-from arkor.store.db import Database
 from arkor.store.tables import User
 
 router = APIRouter(tags=["auth"])
@@ -30,7 +30,7 @@ class AnonymousBody(BaseModel):
     summary="Create an anonymous identity with a personal org",
 )
 def create_anonymous(
-    db: Annotated[Database, Depends(database)],
+    db: DatabaseDep,
     body: Annotated[AnonymousBody | None, Body()] = None,
 ) -> m.AnonymousSession:
     kind = body.kind if body else "cli"
@@ -60,10 +60,7 @@ def cli_config() -> m.CliAuthConfig:
     responses=error_responses(401, 426),
     summary="The calling user and the orgs they belong to",
 )
-def me(
-    db: Annotated[Database, Depends(database)],
-    caller: Annotated[Caller, Depends(current_caller)],
-) -> m.Me:
+def me(db: DatabaseDep, caller: CallerDep) -> m.Me:
     with db.session() as session:
         user = session.get(User, caller.user_id)
         assert user is not None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from arkor.cloud.auth import Caller, current_caller
+from arkor.cloud.auth import CallerDep
+from arkor.cloud.deps import SettingsDep
 from arkor.cloud.errors import error_responses
 from arkor.sdk import _models as m
 
@@ -26,10 +25,8 @@ class BaseModelList(BaseModel):
     responses=error_responses(401, 426),
     summary="Base models this server can serve and fine-tune",
 )
-def list_base_models(
-    request: Request, _caller: Annotated[Caller, Depends(current_caller)]
-) -> BaseModelList:
-    registry = request.app.state.settings.registry
+def list_base_models(_caller: CallerDep, settings: SettingsDep) -> BaseModelList:
+    registry = settings.registry
     return BaseModelList(
         base_models=[m.BaseModelInfo(name=s.name, source=s.source) for s in registry.models]
     )

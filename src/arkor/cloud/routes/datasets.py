@@ -10,17 +10,17 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.auth import ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import dataset_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.files import open_private, private_dir
 from arkor.sdk import _models as m
 from arkor.store import datasets
-from arkor.store.db import Database
 from arkor.store.tables import Dataset
 from arkor.training.errors import DatasetError
 
@@ -46,12 +46,12 @@ class DatasetList(BaseModel):
 )
 async def upload_dataset(
     request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
+    db: DatabaseDep,
+    scope: ProjectScopeDep,
+    settings: SettingsDep,
     name: Annotated[str, Query(min_length=1, max_length=200,
                                description="File name to show")] = "dataset.jsonl",
 ) -> DatasetEnvelope:
-    settings = request.app.state.settings
     limit = settings.max_upload_mb * 1024 * 1024
     dataset_id = str(uuid.uuid4())
     folder = private_dir(settings.data_dir / "datasets" / scope.project_id)
@@ -97,10 +97,7 @@ def _validate(path: Path) -> int:
 @router.get("/v1/datasets", response_model=DatasetList,
             responses=error_responses(400, 401, 403, 404, 426),
             summary="List the project's uploaded datasets")
-def list_datasets(
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> DatasetList:
+def list_datasets(db: DatabaseDep, scope: ProjectScopeDep) -> DatasetList:
     with db.session() as session:
         return DatasetList(datasets=[dataset_dto(d)
                                      for d in datasets.list_datasets(session, scope.project_id)])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud import targets
+from arkor.cloud.auth import ProjectScope, ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep, SettingsDep, get_settings
 from arkor.cloud.dto import created_key_dto, deployment_dto, key_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.routes.endpoints_wire import (
@@ -22,8 +23,7 @@ from arkor.cloud.routes.endpoints_wire import (
 from arkor.cloud.settings import edge_base_url
 from arkor.engine.registry import BaseModelRegistry
 from arkor.sdk import _models as m
-from arkor.store import deployment_keys, deployments, jobs
-from arkor.store.db import Database
+from arkor.store import deployment_keys, deployments
 from arkor.store.deployments import TargetColumns
 from arkor.store.errors import SlugHeld, SlugTaken
 from arkor.store.tables import Deployment
@@ -57,41 +57,17 @@ def resolve_target(
 ) -> TargetColumns:
     """Check that the target exists in this project and flatten it into columns."""
     if isinstance(target, BaseModelTargetIn):
-        if registry.get(target.base_model) is None:
-            raise ApiError(
-                400,
-                f"Unknown base model {target.base_model!r}. Registered base models: "
-                f"{', '.join(registry.names)}. An operator can register more with "
-                "`arkor cloud serve --base-model NAME=PATH`.",
-            )
-        return TargetColumns(target_kind="base_model", base_model=target.base_model)
-    adapter = target.adapter
-    job = jobs.get_job(session, scope.project_id, adapter.job_id)
-    if job is None:
-        raise ApiError(404, f"Job {adapter.job_id!r} not found in this project")
-    if adapter.kind == "final":
-        if job.status != "completed":
-            raise ApiError(
-                400,
-                f"Job {job.id} is {job.status}; only a completed job has a final adapter. "
-                "Target a checkpoint instead, or wait for the job to complete.",
-            )
-        return TargetColumns(target_kind="adapter", adapter_kind="final", job_id=job.id)
-    if jobs.get_checkpoint(session, job.id, adapter.step) is None:
-        steps = [c.step for c in jobs.list_checkpoints(session, job.id)]
-        available = ", ".join(map(str, steps)) if steps else "none yet"
-        raise ApiError(
-            404,
-            f"Job {job.id} has no checkpoint at step {adapter.step} (available steps: {available})",
-        )
-    return TargetColumns(
-        target_kind="adapter", adapter_kind="checkpoint", job_id=job.id,
-        checkpoint_step=adapter.step,
-    )
+        columns = TargetColumns(target_kind="base_model", base_model=target.base_model)
+    else:
+        columns = TargetColumns(target_kind="adapter", adapter_kind=target.adapter.kind,
+                                job_id=target.adapter.job_id,
+                                checkpoint_step=getattr(target.adapter, "step", None))
+    targets.resolve(session, scope.project_id, columns, registry=registry)
+    return columns
 
 
 def _dto(request: Request, row: Deployment) -> m.Deployment:
-    base = edge_base_url(request.app.state.settings, str(request.base_url), row.slug)
+    base = edge_base_url(get_settings(request), str(request.base_url), row.slug)
     return deployment_dto(row, base)
 
 
@@ -106,11 +82,7 @@ def _get_or_404(session: Session, scope: ProjectScope, deployment_id: str) -> De
     "/v1/endpoints", response_model=DeploymentList, responses=SCOPED,
     summary="List the project's deployments",
 )
-def list_endpoints(
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> DeploymentList:
+def list_endpoints(request: Request, db: DatabaseDep, scope: ProjectScopeDep) -> DeploymentList:
     with db.session() as session:
         rows = deployments.list_deployments(session, scope.project_id)
         return DeploymentList(deployments=[_dto(request, r) for r in rows])
@@ -121,16 +93,12 @@ def list_endpoints(
     responses=error_responses(400, 401, 403, 404, 409, 426),
     summary="Create a deployment (publish a target at <slug>)",
 )
-def create_endpoint(
-    body: CreateDeploymentBody,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> DeploymentEnvelope:
+def create_endpoint(body: CreateDeploymentBody, request: Request, db: DatabaseDep,
+                    scope: ProjectScopeDep, settings: SettingsDep) -> DeploymentEnvelope:
     mode, days = body.retention()
-    grace_days = request.app.state.settings.slug_grace_days
+    grace_days = settings.slug_grace_days
     with db.session() as session:
-        target = resolve_target(session, request.app.state.settings.registry, scope, body.target)
+        target = resolve_target(session, settings.registry, scope, body.target)
         try:
             row = deployments.create_deployment(
                 session, org_id=scope.org_id, project_id=scope.project_id, slug=body.slug,
@@ -150,12 +118,8 @@ def create_endpoint(
     "/v1/endpoints/{deployment_id}", response_model=DeploymentEnvelope, responses=SCOPED,
     summary="Get one deployment",
 )
-def get_endpoint(
-    deployment_id: str,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> DeploymentEnvelope:
+def get_endpoint(deployment_id: str, request: Request, db: DatabaseDep,
+                 scope: ProjectScopeDep) -> DeploymentEnvelope:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
         return DeploymentEnvelope(deployment=_dto(request, row))
@@ -169,15 +133,16 @@ def update_endpoint(
     deployment_id: str,
     body: UpdateDeploymentBody,
     request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
+    db: DatabaseDep,
+    scope: ProjectScopeDep,
+    settings: SettingsDep,
 ) -> DeploymentEnvelope:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
         changes: dict[str, object] = {}
         if body.target is not None:
             changes["target"] = resolve_target(
-                session, request.app.state.settings.registry, scope, body.target
+                session, settings.registry, scope, body.target
             )
         if body.auth_mode is not None:
             changes["auth_mode"] = body.auth_mode
@@ -199,13 +164,9 @@ def update_endpoint(
     responses=SCOPED, summary="Delete a deployment and its keys (its slug stays reserved to "
                               "this project for a grace period)",
 )
-def delete_endpoint(
-    deployment_id: str,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> Response:
-    grace = timedelta(days=request.app.state.settings.slug_grace_days)
+def delete_endpoint(deployment_id: str, db: DatabaseDep, scope: ProjectScopeDep,
+                    settings: SettingsDep) -> Response:
+    grace = timedelta(days=settings.slug_grace_days)
     with db.session() as session:
         deployments.delete_deployment(session, _get_or_404(session, scope, deployment_id),
                                       grace=grace)
@@ -216,11 +177,7 @@ def delete_endpoint(
     "/v1/endpoints/{deployment_id}/keys", response_model=KeyList, responses=SCOPED,
     summary="List a deployment's API keys (never their plaintext)",
 )
-def list_endpoint_keys(
-    deployment_id: str,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> KeyList:
+def list_endpoint_keys(deployment_id: str, db: DatabaseDep, scope: ProjectScopeDep) -> KeyList:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
         return KeyList(keys=[key_dto(k) for k in deployment_keys.list_keys(session, row.id)])
@@ -230,12 +187,8 @@ def list_endpoint_keys(
     "/v1/endpoints/{deployment_id}/keys", status_code=201, response_model=KeyEnvelope,
     responses=SCOPED, summary="Issue an API key; its plaintext is returned this once",
 )
-def create_endpoint_key(
-    deployment_id: str,
-    body: CreateKeyBody,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> KeyEnvelope:
+def create_endpoint_key(deployment_id: str, body: CreateKeyBody, db: DatabaseDep,
+                        scope: ProjectScopeDep) -> KeyEnvelope:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
         key, plaintext = deployment_keys.create_key(session, deployment_id=row.id, label=body.label)
@@ -246,12 +199,8 @@ def create_endpoint_key(
     "/v1/endpoints/{deployment_id}/keys/{key_id}", status_code=204, response_class=Response,
     responses=SCOPED, summary="Revoke a key (it stays listed, disabled)",
 )
-def revoke_endpoint_key(
-    deployment_id: str,
-    key_id: str,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> Response:
+def revoke_endpoint_key(deployment_id: str, key_id: str, db: DatabaseDep,
+                        scope: ProjectScopeDep) -> Response:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
         key = deployment_keys.get_key(session, row.id, key_id)

@@ -7,19 +7,21 @@ produced by the same engine as the edge.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from starlette.concurrency import run_in_threadpool
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.artifacts import ADAPTER_CONFIG
+from arkor.cloud import targets
+from arkor.cloud.auth import ProjectScope, ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep, EnginesDep, SettingsDep
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.settings import Settings
 from arkor.edge import openai_wire as wire
-from arkor.edge.directory import adapter_for
 from arkor.edge.openai_wire import WireError
 from arkor.edge.serving import (
     CLIENT_CLOSED_REQUEST,
@@ -29,8 +31,8 @@ from arkor.edge.serving import (
     stream,
 )
 from arkor.engine.base import AdapterRef
-from arkor.store import jobs
 from arkor.store.db import Database
+from arkor.store.deployments import TargetColumns
 
 router = APIRouter(tags=["inference"])
 
@@ -69,35 +71,17 @@ def _target(db: Database, settings: Settings, scope: ProjectScope, body: Inferen
             ) -> tuple[str, AdapterRef | None]:
     if (body.adapter is None) == (body.base_model is None):
         raise ApiError(400, "Give exactly one of adapter ({kind, jobId, step?}) or baseModel")
-    if body.base_model is not None:
-        if settings.registry.get(body.base_model) is None:
-            raise ApiError(400, f"baseModel: unknown base model {body.base_model!r}. "
-                                f"Registered: {', '.join(settings.registry.names)}")
-        return body.base_model, None
     adapter = body.adapter
-    assert adapter is not None
+    target = (TargetColumns(target_kind="base_model", base_model=body.base_model)
+              if adapter is None else
+              TargetColumns(target_kind="adapter", adapter_kind=adapter.kind,
+                            job_id=adapter.job_id, checkpoint_step=adapter.step))
     with db.session() as session:
-        job = jobs.get_job(session, scope.project_id, adapter.job_id)
-        if job is None:
-            raise ApiError(404, f"Job {adapter.job_id!r} not found in this project")
-        base_model = str(job.config.get("model") or "")
-        if adapter.kind == "final":
-            if job.status != "completed":
-                raise ApiError(400, f"Job {job.id} is {job.status}; only a completed job has "
-                                    "a final adapter")
-            return base_model, _existing(adapter_for(job, None, None), job.id)
-        if adapter.step is None:
-            raise ApiError(400, "adapter.step is required for a checkpoint adapter")
-        checkpoint = jobs.get_checkpoint(session, job.id, adapter.step)
-        if checkpoint is None:
-            raise ApiError(404, f"Job {job.id} has no checkpoint at step {adapter.step}")
-        return base_model, _existing(adapter_for(job, adapter.step, checkpoint.path), job.id)
-
-
-def _existing(adapter: AdapterRef, job_id: str) -> AdapterRef:
-    if not (adapter.path / "adapter_config.json").is_file():
-        raise ApiError(404, f"The adapter files of job {job_id} are missing on this server")
-    return adapter
+        base_model, ref = targets.resolve(session, scope.project_id, target,
+                                          registry=settings.registry)
+    if ref is not None and not (ref.path / ADAPTER_CONFIG).is_file():
+        raise ApiError(404, f"The adapter files of job {target.job_id} are missing on this server")
+    return base_model, ref
 
 
 @router.post(
@@ -107,13 +91,8 @@ def _existing(adapter: AdapterRef, job_id: str) -> AdapterRef:
                      "description": "An OpenAI chat.completion, or its SSE chunks"}},
     summary="Chat with a job's adapter or a base model (OpenAI completion or SSE chunks)",
 )
-async def inference_chat(
-    body: InferenceBody,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> Any:
-    settings: Settings = request.app.state.settings
+async def inference_chat(body: InferenceBody, request: Request, db: DatabaseDep,
+                         scope: ProjectScopeDep, settings: SettingsDep, engines: EnginesDep) -> Any:
     _refuse_unsupported(body)
     base_model, adapter = await run_in_threadpool(_target, db, settings, scope, body)
     openai_body: dict[str, Any] = {"messages": body.messages, "stream": body.stream,
@@ -125,9 +104,9 @@ async def inference_chat(
     model = adapter.key if adapter else base_model
     try:
         chat = wire.parse_chat_request(openai_body)
-        engine = await request.app.state.engines.get()
+        engine = await engines.get()
         generation = generation_request(chat, base_model, adapter,
-                                        request.app.state.engines.limits)
+                                        engines.limits)
         if not body.stream:
             try:
                 answer = await complete_while_connected(request.receive, engine, generation,

@@ -14,12 +14,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.auth import ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.errors import ApiError, error_responses
+from arkor.cloud.targets import job_or_404
 from arkor.store import jobs
 from arkor.store.db import Database
 from arkor.store.tables import Job
@@ -88,18 +90,17 @@ async def event_stream(request: Request, db: Database, job_id: str, after: int
 async def stream_job_events(
     job_id: str,
     request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
+    db: DatabaseDep,
+    scope: ProjectScopeDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> StreamingResponse:
     after = parse_last_event_id(last_event_id)
 
-    def exists() -> bool:
+    def exists() -> None:
         with db.session() as session:
-            return jobs.get_job(session, scope.project_id, job_id) is not None
+            job_or_404(session, scope.project_id, job_id)
 
-    if not await run_in_threadpool(exists):
-        raise ApiError(404, f"Job {job_id!r} not found in this project")
+    await run_in_threadpool(exists)
     return StreamingResponse(
         event_stream(request, db, job_id, after),
         media_type="text/event-stream",

@@ -14,23 +14,22 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, final_dir
+from arkor.cloud.auth import ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import job_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.routes.jobs import JobEnvelope
 from arkor.cloud.settings import Settings
 from arkor.store import jobs
-from arkor.store.db import Database
 from arkor.store.tables import utcnow
 from arkor.training.errors import AdapterIncompatible
 
 router = APIRouter(tags=["jobs"])
-
-ALLOWED_FILES = {"adapter_config.json", "adapter_model.safetensors"}
 
 
 def _base_model(
@@ -55,9 +54,9 @@ def _base_model(
     summary="Import a PEFT LoRA adapter directory as a completed job with a final adapter",
 )
 async def import_adapter(
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
+    db: DatabaseDep,
+    scope: ProjectScopeDep,
+    settings: SettingsDep,
     files: Annotated[list[UploadFile], File(
         description="adapter_config.json and adapter_model.safetensors")],
     name: Annotated[str, Form(min_length=1, max_length=200)],
@@ -65,16 +64,15 @@ async def import_adapter(
         description="Base model (default: the adapter's own if registered, else the embedded "
                     "model)")] = None,
 ) -> JobEnvelope:
-    settings: Settings = request.app.state.settings
     if "\x00" in name or (model and "\x00" in model) or not name.strip():
         raise ApiError(400, "name must be a non-blank string without NUL characters")
     names = {f.filename for f in files}
-    if names != ALLOWED_FILES:
+    if names != set(ADAPTER_FILES):
         raise ApiError(400, "Upload exactly adapter_config.json and adapter_model.safetensors "
                             f"(got: {', '.join(sorted(n or '?' for n in names)) or 'nothing'})")
     job_id = str(uuid.uuid4())
     artifacts = settings.artifacts_dir / job_id
-    final = artifacts / "final"
+    final = final_dir(artifacts)
     private_dir(artifacts)
     final.mkdir(mode=0o700)
     limit = settings.max_upload_mb * 1024 * 1024
@@ -111,7 +109,7 @@ def _check(settings: Settings, final: Path, requested: str | None) -> str:
     from arkor.training.adapters import check_adapter_compatible, check_adapter_weights
 
     try:
-        declared = json.loads((final / "adapter_config.json").read_text()).get(
+        declared = json.loads((final / ADAPTER_CONFIG).read_text()).get(
             "base_model_name_or_path")
     except (ValueError, OSError, AttributeError, RecursionError) as exc:
         raise ApiError(400, f"adapter_config.json is not valid JSON: {exc}") from exc

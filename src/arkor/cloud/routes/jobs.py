@@ -4,18 +4,19 @@ cancel, and the live event stream."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from arkor.cloud.auth import ProjectScope, database, project_scope
+from arkor.cloud.auth import ProjectScope, ProjectScopeDep
+from arkor.cloud.deps import DatabaseDep, SettingsDep, SupervisorDep
 from arkor.cloud.dto import job_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.settings import Settings
+from arkor.cloud.targets import job_or_404
 from arkor.sdk import _models as m
 from arkor.store import datasets, jobs
-from arkor.store.db import Database
 from arkor.training.errors import DatasetError, JobConfigError
 from arkor.training.events import utc_timestamp
 
@@ -94,18 +95,13 @@ def check_job_config(
 
 
 def _load(session: Any, scope: ProjectScope, job_id: str) -> m.TrainingJob:
-    job = jobs.get_job(session, scope.project_id, job_id)
-    if job is None:
-        raise ApiError(404, f"Job {job_id!r} not found in this project")
+    job = job_or_404(session, scope.project_id, job_id)
     return job_dto(job, jobs.list_checkpoints(session, job.id))
 
 
 @router.get("/v1/jobs", response_model=JobList, responses=SCOPED,
             summary="List the project's jobs, newest first")
-def list_jobs(
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> JobList:
+def list_jobs(db: DatabaseDep, scope: ProjectScopeDep) -> JobList:
     with db.session() as session:
         rows = jobs.list_jobs(session, scope.project_id)
         return JobList(jobs=[job_dto(j, jobs.list_checkpoints(session, j.id)) for j in rows])
@@ -113,29 +109,20 @@ def list_jobs(
 
 @router.post("/v1/jobs", status_code=201, response_model=JobEnvelope, responses=SCOPED,
              summary="Queue a LoRA fine-tuning job (the dataset is checked line by line first)")
-def create_job(
-    body: CreateJobBody,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> JobEnvelope:
-    settings: Settings = request.app.state.settings
+def create_job(body: CreateJobBody, db: DatabaseDep, scope: ProjectScopeDep, settings: SettingsDep,
+               supervisor: SupervisorDep) -> JobEnvelope:
     with db.session() as session:
         check_job_config(session, settings, scope, body.config)
         job = jobs.create_job(session, org_id=scope.org_id, project_id=scope.project_id,
                               name=body.name, config=body.config)
         created = job_dto(job, [])
-    request.app.state.supervisor.submit()
+    supervisor.submit()
     return JobEnvelope(job=created)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobEnvelope, responses=SCOPED,
             summary="Get one job with its checkpoints")
-def get_job(
-    job_id: str,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> JobEnvelope:
+def get_job(job_id: str, db: DatabaseDep, scope: ProjectScopeDep) -> JobEnvelope:
     with db.session() as session:
         return JobEnvelope(job=_load(session, scope, job_id))
 
@@ -143,21 +130,15 @@ def get_job(
 @router.post("/v1/jobs/{job_id}/cancel", response_model=JobEnvelope,
              responses=error_responses(400, 401, 403, 404, 409, 426),
              summary="Cancel a queued or running job (409 once it has ended)")
-def cancel_job(
-    job_id: str,
-    request: Request,
-    db: Annotated[Database, Depends(database)],
-    scope: Annotated[ProjectScope, Depends(project_scope)],
-) -> JobEnvelope:
+def cancel_job(job_id: str, db: DatabaseDep, scope: ProjectScopeDep,
+               supervisor: SupervisorDep) -> JobEnvelope:
     with db.session() as session:
-        job = jobs.get_job(session, scope.project_id, job_id)
-        if job is None:
-            raise ApiError(404, f"Job {job_id!r} not found in this project")
+        job = job_or_404(session, scope.project_id, job_id)
         if job.status in jobs.TERMINAL_STATUSES:
             raise ApiError(409, f"Job is already {job.status}")
         jobs.set_status(session, job, "cancelled")
         jobs.add_event(session, job.id, {"type": CANCELLED_EVENT, "jobId": job.id,
                                          "timestamp": utc_timestamp()})
-    request.app.state.supervisor.cancel(job_id)
+    supervisor.cancel(job_id)
     with db.session() as session:
         return JobEnvelope(job=_load(session, scope, job_id))

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from arkor.cloud.auth import database, org_scope
+from arkor.cloud.auth import OrgScopeDep
+from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.dto import project_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.slugs import check_project_slug
 from arkor.sdk import _models as m
 from arkor.store import projects
-from arkor.store.db import Database
 from arkor.store.errors import SlugTaken
 from arkor.store.tables import Org
 
@@ -48,10 +46,7 @@ class ProjectEnvelope(BaseModel):
     responses=error_responses(400, 401, 403, 426),
     summary="List the org's projects",
 )
-def list_projects(
-    db: Annotated[Database, Depends(database)],
-    org: Annotated[tuple[str, str], Depends(org_scope)],
-) -> m.ProjectList:
+def list_projects(db: DatabaseDep, org: OrgScopeDep) -> m.ProjectList:
     org_id, _ = org
     with db.session() as session:
         org_row = session.get(Org, org_id)
@@ -69,11 +64,7 @@ def list_projects(
     responses=error_responses(400, 401, 403, 409, 426),
     summary="Create a project in the org",
 )
-def create_project(
-    body: CreateProjectBody,
-    db: Annotated[Database, Depends(database)],
-    org: Annotated[tuple[str, str], Depends(org_scope)],
-) -> ProjectEnvelope:
+def create_project(body: CreateProjectBody, db: DatabaseDep, org: OrgScopeDep) -> ProjectEnvelope:
     org_id, org_slug = org
     try:
         with db.session() as session:
