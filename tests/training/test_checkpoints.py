@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from arkor.training.checkpoints import checkpoint_dir, remove_stale_staging, save_adapter
+from arkor.artifacts import checkpoint_dir
+from arkor.training.checkpoints import remove_stale_staging, save_adapter
 
 
 class HalfWritingModel:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arkor.artifacts import checkpoint_dir
 from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.settings import Settings
 from arkor.store import datasets, jobs
@@ -50,14 +51,6 @@ class _Running:
     process: subprocess.Popen[str]
     cancelled: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
-
-
-def final_adapter_dir(job: Job) -> Path | None:
-    return Path(job.artifacts_dir) / "final" if job.artifacts_dir else None
-
-
-def checkpoint_dir(artifacts_dir: Path, step: int) -> Path:
-    return artifacts_dir / "checkpoints" / f"step-{step}"
 
 
 class JobSupervisor:

@@ -13,16 +13,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import select
 
+from arkor.cloud.errors import ApiError
 from arkor.cloud.slugs import SLUG_MAX, SLUG_MIN, SLUG_RE
+from arkor.cloud.targets import resolve
 from arkor.engine.base import AdapterRef
-from arkor.store import jobs
 from arkor.store.db import Database
 from arkor.store.deployments import deployment_by_slug
-from arkor.store.tables import DeploymentKey, Job
+from arkor.store.tables import DeploymentKey
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,6 @@ class ServedDeployment:
     base_model: str
     adapter: AdapterRef | None
     key_ids_by_digest: Mapping[str, str] = field(default_factory=dict)
-
-
-def adapter_for(job: Job, step: int | None, checkpoint_path: str | None) -> AdapterRef:
-    if step is None:
-        return AdapterRef(key=f"job:{job.id}:final",
-                          path=Path(job.artifacts_dir or "") / "final")
-    return AdapterRef(key=f"job:{job.id}:checkpoint:{step}", path=Path(checkpoint_path or ""))
 
 
 MAX_NEGATIVE_ENTRIES = 1024
@@ -113,20 +106,10 @@ class DeploymentDirectory:
                     DeploymentKey.deployment_id == row.id, DeploymentKey.enabled.is_(True)
                 )
             ).all()
-            adapter = None
-            base_model = row.base_model or ""
-            if row.target_kind == "adapter" and row.job_id:
-                job = session.get(Job, row.job_id)
-                if job is None:
-                    return None
-                base_model = str(job.config.get("model") or "")
-                path = None
-                if row.adapter_kind == "checkpoint":
-                    checkpoint = jobs.get_checkpoint(session, job.id, row.checkpoint_step or 0)
-                    path = checkpoint.path if checkpoint else None
-                adapter = adapter_for(
-                    job, row.checkpoint_step if row.adapter_kind == "checkpoint" else None, path
-                )
+            try:
+                base_model, adapter = resolve(session, row.project_id, row)
+            except ApiError:
+                return None
             return ServedDeployment(
                 id=row.id, slug=row.slug, enabled=row.enabled, auth_mode=row.auth_mode,
                 base_model=base_model, adapter=adapter,

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from arkor.edge.directory import ServedDeployment
 from arkor.edge.openai_wire import WireError
 from arkor.store.db import Database
 from arkor.store.deployment_keys import is_well_formed, record_last_used
+from arkor.store.secrets import digest
 from arkor.store.tables import utcnow
 
 log = logging.getLogger("arkor.edge")
@@ -46,9 +46,7 @@ def authenticate(deployment: ServedDeployment, headers: Mapping[str, str]) -> st
         raise WireError(401, "Missing API key. Send it as `Authorization: Bearer <key>` or "
                              "`x-api-key: <key>`.", code="invalid_api_key",
                         kind="authentication_error")
-    key_id = None
-    if is_well_formed(key):
-        key_id = deployment.key_ids_by_digest.get(hashlib.sha256(key.encode()).hexdigest())
+    key_id = deployment.key_ids_by_digest.get(digest(key)) if is_well_formed(key) else None
     if key_id is None:
         raise WireError(401, "Invalid or revoked API key for this deployment.",
                         code="invalid_api_key", kind="authentication_error")

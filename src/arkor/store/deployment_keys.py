@@ -97,12 +97,6 @@ def revoke_key(session: Session, key: DeploymentKey) -> None:
         session.flush()
 
 
-def key_by_plaintext(session: Session, plaintext: str) -> DeploymentKey | None:
-    return session.execute(
-        select(DeploymentKey).where(DeploymentKey.digest == digest(plaintext))
-    ).scalar_one_or_none()
-
-
 def record_last_used(session: Session, last_used: dict[str, object]) -> None:
     """Apply a batch of ``{key_id: datetime}`` (the edge flushes these periodically)."""
     for key_id, when in last_used.items():

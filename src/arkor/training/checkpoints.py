@@ -1,9 +1,4 @@
-"""The output directory of a job, and adapters written into it atomically.
-
-::
-
-    <outputDir>/checkpoints/step-<N>/   adapter_config.json, adapter_model.safetensors
-    <outputDir>/final/                  the same, written when the job completes
+"""Adapters written atomically into a job's output directory (layout: :mod:`arkor.artifacts`).
 
 An adapter is saved into a hidden staging directory next to its target and renamed into
 place, so a ``step-<N>`` or ``final`` directory is always complete, even after a SIGKILL.
@@ -19,18 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-CHECKPOINTS_DIR = "checkpoints"
-FINAL_DIR = "final"
+from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, CHECKPOINTS_DIR
+
 STAGING_MARK = ".staging-"
-
-
-def checkpoint_dir(output_dir: Path, step: int) -> Path:
-    return output_dir / CHECKPOINTS_DIR / f"step-{step}"
-
-
-def final_dir(output_dir: Path) -> Path:
-    return output_dir / FINAL_DIR
 
 
 def remove_stale_staging(output_dir: Path) -> None:
@@ -61,7 +47,7 @@ def save_adapter(model: Any, target: Path, *, base_model_name: str,
     try:
         model.save_pretrained(str(staging), save_embedding_layers=False)
         (staging / "README.md").unlink(missing_ok=True)
-        config_path = staging / "adapter_config.json"
+        config_path = staging / ADAPTER_CONFIG
         config = json.loads(config_path.read_text())
         config["base_model_name_or_path"] = base_model_name
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

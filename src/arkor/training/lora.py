@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from arkor.artifacts import checkpoint_dir, final_dir
 from arkor.training import checkpoints, events
 from arkor.training.cancellation import CancelToken
 from arkor.training.config import DRY_RUN_MAX_EXAMPLES, DRY_RUN_MAX_STEPS, TrainingConfig
@@ -223,7 +224,7 @@ class LoraRun:
                                  samples_per_second=None))
         if config.save_steps and step % config.save_steps == 0:
             artifacts = checkpoints.save_adapter(
-                self.model, checkpoints.checkpoint_dir(self.output_dir, step),
+                self.model, checkpoint_dir(self.output_dir, step),
                 output_dir=self.output_dir, base_model_name=self.base_model_name)
             self.emit(events.checkpoint(self.job_id, step=step, artifacts=artifacts))
         return eval_loss
@@ -269,7 +270,7 @@ class LoraRun:
             print(f"step {step}/{plan.total_steps} loss={losses[-1]:.4f}", file=sys.stderr)
         runtime = time.perf_counter() - started
         self.cancel.raise_if_requested()
-        artifacts = checkpoints.save_adapter(self.model, checkpoints.final_dir(self.output_dir),
+        artifacts = checkpoints.save_adapter(self.model, final_dir(self.output_dir),
                                              output_dir=self.output_dir,
                                              base_model_name=self.base_model_name)
         metrics = {

@@ -22,6 +22,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
+from arkor.artifacts import ADAPTER_CONFIG
 from arkor.engine.base import AdapterLoadError, AdapterRef
 from arkor.engine.local.mixed_lora import install as install_grouped_forward
 from arkor.engine.local.mixed_lora import row_groups
@@ -41,7 +42,7 @@ class AdapterFiles:
 
 def read_adapter(ref: AdapterRef, device: torch.device) -> AdapterFiles:
     path = Path(ref.path)
-    if not (path / "adapter_config.json").is_file():
+    if not (path / ADAPTER_CONFIG).is_file():
         raise AdapterLoadError(ref.key, f"{path} is not a PEFT adapter directory")
     try:
         config = PeftConfig.from_pretrained(str(path))

@@ -1,0 +1,65 @@
+"""What a target names, resolved once: a base model, or a job's final adapter or checkpoint.
+
+The deployments and inference routes and the edge's directory all resolve targets here, so
+"target → job → checkpoint → adapter directory" and its refusals are written once. A refusal
+is an :class:`ApiError`: 404 for what is not there, 400 for what cannot be served (yet). The
+edge serves no refused target; its deployment answers 404.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from arkor.artifacts import final_dir
+from arkor.cloud.errors import ApiError
+from arkor.engine.base import AdapterRef
+from arkor.engine.registry import BaseModelRegistry
+from arkor.store import jobs
+from arkor.store.deployments import TargetColumns
+from arkor.store.tables import Deployment, Job
+
+
+def job_or_404(session: Session, project_id: str, job_id: str) -> Job:
+    job = jobs.get_job(session, project_id, job_id)
+    if job is None:
+        raise ApiError(404, f"Job {job_id!r} not found in this project")
+    return job
+
+
+def resolve(
+    session: Session, project_id: str, target: TargetColumns | Deployment, *,
+    registry: BaseModelRegistry | None = None,
+) -> tuple[str, AdapterRef | None]:
+    """The base model and the adapter (None for a bare base model) that ``target`` serves.
+
+    A base model is checked against ``registry`` when one is given; the edge gives none and
+    serves what was checked when the deployment was made.
+    """
+    if target.target_kind == "base_model":
+        name = target.base_model or ""
+        if registry is not None and registry.get(name) is None:
+            raise ApiError(400, f"Unknown base model {name!r}. Registered base models: "
+                                f"{', '.join(registry.names)}. An operator can register more "
+                                "with `arkor cloud serve --base-model NAME=PATH`.")
+        return name, None
+    job = job_or_404(session, project_id, target.job_id or "")
+    base_model = str(job.config.get("model") or "")
+    if target.adapter_kind == "final":
+        if job.status != "completed":
+            raise ApiError(400, f"Job {job.id} is {job.status}; only a completed job has a final "
+                                "adapter. Target a checkpoint instead, or wait for the job to "
+                                "complete.")
+        return base_model, AdapterRef(key=f"job:{job.id}:final",
+                                      path=final_dir(Path(job.artifacts_dir or "")))
+    step = target.checkpoint_step
+    if step is None:
+        raise ApiError(400, "adapter.step is required for a checkpoint adapter")
+    checkpoint = jobs.get_checkpoint(session, job.id, step)
+    if checkpoint is None:
+        steps = ", ".join(str(c.step) for c in jobs.list_checkpoints(session, job.id))
+        raise ApiError(404, f"Job {job.id} has no checkpoint at step {step} "
+                            f"(available steps: {steps or 'none yet'})")
+    return base_model, AdapterRef(key=f"job:{job.id}:checkpoint:{step}",
+                                  path=Path(checkpoint.path))
