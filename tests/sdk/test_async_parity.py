@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 
 import pytest
 
 from arkor import (
+    ApiConnectionError,
     AsyncCloudApiClient,
+    AuthenticationError,
     BaseModelTarget,
     CloudApiClient,
     ConflictError,
     NotFoundError,
     aensure_credentials,
     aensure_project_state,
+    ensure_credentials,
     read_state,
 )
 from arkor.sdk._base import BaseCloudApiClient
+from tests.servers import free_port
 
 EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -67,5 +72,30 @@ def test_async_lifecycle(cloud) -> None:
             await client.delete_deployment(dep.id, scope)
             with pytest.raises(NotFoundError):
                 await client.get_deployment(dep.id, scope)
+
+    asyncio.run(scenario())
+
+
+def test_forward_answers_the_raw_response_with_the_clients_headers(cloud) -> None:
+    creds = ensure_credentials(base_url=cloud.url)
+    bad = {"base_url": cloud.url, "token": "not-a-token"}
+    with CloudApiClient(base_url=cloud.url, credentials=creds) as client:
+        assert client.forward("GET", "/v1/me").json()["orgs"][0]["slug"] == creds.org_slug
+    with CloudApiClient(**bad) as client:
+        assert client.forward("GET", "/v1/me").status_code == 401
+        with pytest.raises(AuthenticationError):
+            client.forward("GET", "/v1/me", raise_for_status=True)
+
+    async def scenario() -> None:
+        async with AsyncCloudApiClient(base_url=cloud.url, credentials=creds) as client:
+            response = await client.forward("GET", "/v1/me", stream=True)
+            assert json.loads(await response.aread())["orgs"][0]["slug"] == creds.org_slug
+        async with AsyncCloudApiClient(**bad) as client:
+            assert (await client.forward("GET", "/v1/me")).status_code == 401
+            with pytest.raises(AuthenticationError):
+                await client.forward("GET", "/v1/me", stream=True, raise_for_status=True)
+        async with AsyncCloudApiClient(base_url=f"http://127.0.0.1:{free_port()}") as client:
+            with pytest.raises(ApiConnectionError):
+                await client.forward("GET", "/v1/me")
 
     asyncio.run(scenario())

@@ -189,6 +189,13 @@ def test_state_of_another_org_is_scope_missing_or_409(studio, cloud) -> None:
     assert read_state(studio.cwd).org_slug == "someone-else"  # never overwritten
 
 
+def test_an_unexpected_failure_is_a_500_in_the_one_shape(studio) -> None:
+    (studio.cwd / ".arkor").write_text("a file where the state directory belongs")
+    response = studio.post("/api/deployments", json={"slug": "no-state-dir", "target": BASE})
+    assert (response.status_code, response.json()) == (
+        500, {"error": "Studio backend unavailable"})
+    assert response.headers["x-frame-options"] == "DENY"
+
 def test_oauth_without_state_cannot_create(studio, cloud) -> None:
     write_credentials(OAuthCredentials(
         access_token="t", refresh_token="r", expires_at=0, auth0_domain="d", audience="a",

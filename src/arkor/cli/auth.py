@@ -17,7 +17,6 @@ from arkor.sdk import (
     ensure_credentials,
     read_credentials,
 )
-from arkor.sdk._credentials import credentials_file_is_corrupt
 
 
 def login(
@@ -59,7 +58,7 @@ def login(
             return
         if existing is not None:
             delete_credentials()
-        elif credentials_file_is_corrupt():
+        elif credentials_path().exists():  # there, but unreadable
             warn(f"{credentials_path()} could not be parsed and is being replaced.")
             delete_credentials()
         credentials = ensure_credentials(base_url=url)

@@ -12,8 +12,7 @@ import typer
 from arkor.cli.cloud import build_settings
 from arkor.cli.output import console, fail, warn
 from arkor.cloud.settings import DEFAULT_PORT
-from arkor.sdk import CloudApiError, ensure_credentials, read_credentials
-from arkor.sdk._files import DEFAULT_CLOUD_API_URL
+from arkor.sdk import DEFAULT_CLOUD_API_URL, CloudApiError, ensure_credentials, read_credentials
 
 
 def external_cloud_url(cloud_port: int) -> str | None:

@@ -11,8 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from arkor.cli.jobs import Json, Org, Project
 from arkor.cli.output import cloud_errors, console, err_console, fail, print_json
 from arkor.cli.session import open_session, resolve_scope
-from arkor.sdk import CheckpointInfo, LogInfo, StartedInfo, TrainingJob, create_trainer
-from arkor.sdk._trainer import DEFAULT_MODEL
+from arkor.sdk import (
+    DEFAULT_MODEL,
+    CheckpointInfo,
+    LogInfo,
+    StartedInfo,
+    TrainingJob,
+    create_trainer,
+)
 
 DEMO_NAME = "support-triage"
 FLAG_NAMES = {"max_steps": "maxSteps", "lora_r": "loraR", "learning_rate": "learningRate",

@@ -30,6 +30,7 @@ from arkor.sdk._errors import (
     UnsupportedClientError,
 )
 from arkor.sdk._events import JobEvent, ReconnectPolicy
+from arkor.sdk._files import DEFAULT_CLOUD_API_URL, arkor_home, write_private_file
 from arkor.sdk._models import (
     AdapterTarget,
     AnonymousSession,
@@ -58,6 +59,7 @@ from arkor.sdk._state import (
     write_state,
 )
 from arkor.sdk._trainer import (
+    DEFAULT_MODEL,
     AsyncTrainer,
     CheckpointInfo,
     CompletedInfo,
@@ -73,6 +75,8 @@ from arkor.sdk._trainer import (
 
 __all__ = [
     "ANON_STATE_MISMATCH_MESSAGE",
+    "DEFAULT_CLOUD_API_URL",
+    "DEFAULT_MODEL",
     "OAUTH_MISSING_STATE_MESSAGE",
     "UNSET",
     "AdapterTarget",
@@ -123,6 +127,7 @@ __all__ = [
     "User",
     "aensure_credentials",
     "aensure_project_state",
+    "arkor_home",
     "create_async_trainer",
     "create_trainer",
     "credentials_path",
@@ -134,5 +139,6 @@ __all__ = [
     "read_state",
     "usable_state",
     "write_credentials",
+    "write_private_file",
     "write_state",
 ]

@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel
 
 from arkor._version import SDK_VERSION
+from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from arkor.sdk import _models as m
 from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials, check_token_origin
 from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
@@ -24,8 +25,7 @@ from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 30.0
 UPGRADE_COMMAND = "pip install -U arkor"
-ADAPTER_FILES = {"adapter_config.json": "application/json",
-                 "adapter_model.safetensors": "application/octet-stream"}
+ADAPTER_FILES = {ADAPTER_CONFIG: "application/json", ADAPTER_WEIGHTS: "application/octet-stream"}
 
 
 class _Unset:
@@ -216,6 +216,15 @@ class BaseCloudApiClient:
             if getattr(call, name) is not None:
                 request[name] = getattr(call, name)
         return request
+
+    def _forward(self, method: str, path: str, params: Mapping[str, str] | None, json: Any,
+                 content: bytes | None, headers: Mapping[str, str] | None,
+                 stream: bool) -> dict[str, Any]:
+        """Any route, sent like the typed calls; a stream has no read timeout."""
+        call = Call(method, path, _nothing, params=params or {}, json=json, content=content,
+                    headers=headers or {})
+        timeout = httpx.Timeout(self.timeout, read=None if stream else self.timeout)
+        return {**self._request(call), "timeout": timeout}
 
     # Each method below describes one route; the clients send it.
 

@@ -63,6 +63,25 @@ class CloudApiClient(BaseCloudApiClient):
         raise_for_response(response)
         return call.parse(response)
 
+    def forward(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                json: Any = None, content: bytes | None = None,
+                headers: Mapping[str, str] | None = None, stream: bool = False,
+                raise_for_status: bool = False) -> httpx.Response:
+        """Send any route with this client's headers and answer the raw response, whatever
+        its status; ``raise_for_status=True`` raises the typed methods' errors instead.
+        With ``stream=True`` the body is left unread: iterate it, then ``close()`` it."""
+        request = self._http.build_request(
+            **self._forward(method, path, params, json, content, headers, stream))
+        try:
+            response = self._http.send(request, stream=stream)
+            if raise_for_status and not response.is_success:
+                response.read()
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, self.base_url) from exc
+        if raise_for_status:
+            raise_for_response(response)
+        return response
+
     def create_anonymous_session(self, *, kind: str = "cli") -> m.AnonymousSession:
         return self._send(self._create_anonymous_session(kind))
 
@@ -239,6 +258,25 @@ class AsyncCloudApiClient(BaseCloudApiClient):
             raise map_transport_error(exc, self.base_url) from exc
         raise_for_response(response)
         return call.parse(response)
+
+    async def forward(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                      json: Any = None, content: bytes | None = None,
+                      headers: Mapping[str, str] | None = None, stream: bool = False,
+                      raise_for_status: bool = False) -> httpx.Response:
+        """Send any route with this client's headers and answer the raw response, whatever
+        its status; ``raise_for_status=True`` raises the typed methods' errors instead.
+        With ``stream=True`` the body is left unread: iterate it, then ``aclose()`` it."""
+        request = self._http.build_request(
+            **self._forward(method, path, params, json, content, headers, stream))
+        try:
+            response = await self._http.send(request, stream=stream)
+            if raise_for_status and not response.is_success:
+                await response.aread()
+        except httpx.HTTPError as exc:
+            raise map_transport_error(exc, self.base_url) from exc
+        if raise_for_status:
+            raise_for_response(response)
+        return response
 
     async def create_anonymous_session(self, *, kind: str = "cli") -> m.AnonymousSession:
         return await self._send(self._create_anonymous_session(kind))

@@ -7,7 +7,6 @@ failure. Only creating a deployment may bootstrap ``.arkor/state.json``.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import quote
@@ -16,16 +15,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.sdk import ANON_STATE_MISMATCH_MESSAGE, AsyncCloudApiClient, CloudApiError, ProjectScope
-from arkor.sdk._base import raise_for_response
-from arkor.sdk._state import is_state_usable
+from arkor.sdk import (
+    ANON_STATE_MISMATCH_MESSAGE,
+    AsyncCloudApiClient,
+    ConflictError,
+    NotFoundError,
+    ProjectScope,
+)
 from arkor.studio import deployment_input as inputs
 from arkor.studio.api_identity import upstream_of
-from arkor.studio.upstream import Creds, error_response, scope_of, wire
+from arkor.studio.upstream import scope_of, wire
 
 Intent = Literal["list", "read", "create", "mutate"]
-Handler = Callable[[AsyncCloudApiClient, ProjectScope, Creds], Awaitable[Any]]
-log = logging.getLogger("arkor.studio")
+Handler = Callable[[AsyncCloudApiClient, ProjectScope], Awaitable[Any]]
 
 NO_USABLE_STATE = (
     "No usable .arkor/state.json for this workspace (missing or invalid). Create your first "
@@ -35,58 +37,34 @@ NO_USABLE_STATE = (
 SCOPE_MISSING = {"deployments": [], "scopeMissing": True}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 async def _with_client(request: Request, intent: Intent, handler: Handler) -> Response:
     upstream = upstream_of(request)
     state = upstream.state()
     if state is None and intent == "list":
         return JSONResponse(SCOPE_MISSING)
     if state is None and intent != "create":
-        return _error(404, NO_USABLE_STATE)
-    try:
-        credentials = await upstream.ensure_credentials()
-        if state is not None and not is_state_usable(state, credentials):
-            if intent == "list":
-                return JSONResponse(SCOPE_MISSING)
-            return _error(409, ANON_STATE_MISMATCH_MESSAGE)
-        scope = scope_of(state) if state else await upstream.ensure_scope(credentials)
-    except CloudApiError as exc:
-        return error_response(exc)
-    except Exception:
-        log.exception("Studio could not prepare a deployment call")
-        return _error(500, "Studio backend unavailable")
-    try:
-        async with upstream.client(credentials) as client:
-            result = await handler(client, scope, credentials)
-    except CloudApiError as exc:
-        return error_response(exc)
-    except Exception:
-        log.exception("Studio deployment call failed")
-        return _error(500, "Studio backend error")
-    return JSONResponse(result)
-
-
-def _invalid(exc: inputs.InvalidBody) -> JSONResponse:
-    return _error(400, str(exc))
+        raise NotFoundError(404, NO_USABLE_STATE)
+    credentials = await upstream.ensure_credentials()
+    if state is not None and upstream.usable_state(credentials) is None:
+        if intent == "list":
+            return JSONResponse(SCOPE_MISSING)
+        raise ConflictError(409, ANON_STATE_MISMATCH_MESSAGE)
+    scope = scope_of(state) if state else await upstream.ensure_scope(credentials)
+    async with upstream.client(credentials) as client:
+        return JSONResponse(await handler(client, scope))
 
 
 async def list_deployments(request: Request) -> Response:
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         return {"deployments": wire(await client.list_deployments(scope))}
 
     return await _with_client(request, "list", handler)
 
 
 async def create_deployment(request: Request) -> Response:
-    try:
-        body = inputs.create_body(await request.body())
-    except inputs.InvalidBody as exc:
-        return _invalid(exc)
+    body = inputs.create_body(await request.body())
 
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         deployment = await client.create_deployment(
             scope, slug=body["slug"], target=body["target"],
             auth_mode=body.get("authMode", "fixed_api_key"),
@@ -103,7 +81,7 @@ def _id(request: Request, name: str = "deployment_id") -> str:
 
 
 async def get_deployment(request: Request) -> Response:
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         return {"deployment": wire(await client.get_deployment(_id(request), scope))}
 
     return await _with_client(request, "read", handler)
@@ -111,33 +89,20 @@ async def get_deployment(request: Request) -> Response:
 
 async def update_deployment(request: Request) -> Response:
     """The body goes upstream verbatim, so the control plane judges every field."""
-    try:
-        body = inputs.update_body(await request.body())
-    except inputs.InvalidBody as exc:
-        return _invalid(exc)
-    upstream = upstream_of(request)
+    body = inputs.update_body(await request.body())
 
-    async def handler(_client: AsyncCloudApiClient, scope: ProjectScope, creds: Creds) -> Any:
-        response = await upstream.forward(
-            creds, "PATCH", f"/v1/endpoints/{quote(_id(request), safe='')}",
-            params=scope.params(), content=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"})
-        return _checked(response)
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
+        response = await client.forward(
+            "PATCH", f"/v1/endpoints/{quote(_id(request), safe='')}", params=scope.params(),
+            content=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+            raise_for_status=True)
+        return response.json()
 
     return await _with_client(request, "mutate", handler)
 
 
-def _checked(response: Response) -> Any:
-    import httpx
-
-    replay = httpx.Response(response.status_code, headers=dict(response.headers),
-                            content=bytes(response.body))
-    raise_for_response(replay)
-    return replay.json()
-
-
 async def delete_deployment(request: Request) -> Response:
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         await client.delete_deployment(_id(request), scope)
         return {}
 
@@ -145,19 +110,16 @@ async def delete_deployment(request: Request) -> Response:
 
 
 async def list_keys(request: Request) -> Response:
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         return {"keys": wire(await client.list_deployment_keys(_id(request), scope))}
 
     return await _with_client(request, "read", handler)
 
 
 async def create_key(request: Request) -> Response:
-    try:
-        label = inputs.key_label(await request.body())
-    except inputs.InvalidBody as exc:
-        return _invalid(exc)
+    label = inputs.key_label(await request.body())
 
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         key = await client.create_deployment_key(_id(request), scope, label=label)
         return {"key": wire(key)}
 
@@ -165,7 +127,7 @@ async def create_key(request: Request) -> Response:
 
 
 async def revoke_key(request: Request) -> Response:
-    async def handler(client: AsyncCloudApiClient, scope: ProjectScope, _c: Creds) -> Any:
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         await client.revoke_deployment_key(_id(request), _id(request, "key_id"), scope)
         return {}
 

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.sdk import AnonymousCredentials, CloudApiError
-from arkor.studio.upstream import Upstream, error_response
+from arkor.sdk import AnonymousCredentials
+from arkor.studio.upstream import Upstream
 
 
 def upstream_of(request: Request) -> Upstream:
@@ -16,10 +16,7 @@ def upstream_of(request: Request) -> Upstream:
 
 async def get_credentials(request: Request) -> Response:
     upstream = upstream_of(request)
-    try:
-        credentials = await upstream.ensure_credentials()
-    except CloudApiError as exc:
-        return error_response(exc)
+    credentials = await upstream.ensure_credentials()
     state = upstream.usable_state(credentials)
     anon = isinstance(credentials, AnonymousCredentials)
     org_slug = state.org_slug if state else (credentials.org_slug if anon else None)
@@ -35,19 +32,12 @@ async def get_credentials(request: Request) -> Response:
 
 async def get_me(request: Request) -> Response:
     upstream = upstream_of(request)
-    try:
-        credentials = await upstream.ensure_credentials()
-        return await upstream.forward(credentials, "GET", "/v1/me")
-    except CloudApiError as exc:
-        return error_response(exc)
+    return await upstream.pass_through(await upstream.ensure_credentials(), "GET", "/v1/me")
 
 
 async def get_base_models(request: Request) -> Response:
     upstream = upstream_of(request)
-    try:
-        return await upstream.forward(upstream.credentials(), "GET", "/v1/base-models")
-    except CloudApiError as exc:
-        return error_response(exc)
+    return await upstream.pass_through(upstream.credentials(), "GET", "/v1/base-models")
 
 
 routes = [

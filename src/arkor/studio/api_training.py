@@ -14,18 +14,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.sdk import CloudApiError
+from arkor.sdk import DEFAULT_MODEL
 from arkor.studio.api_identity import upstream_of
-from arkor.studio.upstream import error_response, wire
+from arkor.studio.errors import InvalidBody
+from arkor.studio.upstream import wire
 
 DEMO_JOB_NAME = "support-triage"
 DEFAULT_JOB_NAME = "studio-run"
 SETTINGS = ("maxSteps", "numTrainEpochs", "learningRate", "loraR", "loraAlpha", "batchSize",
             "maxLength", "saveSteps", "evalSteps", "warmupSteps", "loggingSteps", "seed")
-
-
-def _bad(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=400)
 
 
 def parse_train_body(raw: bytes) -> dict[str, Any] | str:
@@ -56,38 +53,33 @@ def parse_train_body(raw: bytes) -> dict[str, Any] | str:
 
 
 async def start_training(request: Request) -> Response:
-    from arkor.sdk._trainer import DEFAULT_MODEL
     from arkor.training.demo import DEMO_CONFIG, demo_dataset_path, demo_eval_path
 
     parsed = parse_train_body(await request.body())
     if isinstance(parsed, str):
-        return _bad(parsed)
+        raise InvalidBody(parsed)
     settings = {k: v for k, v in parsed.get("settings", {}).items() if v is not None}
     upstream = upstream_of(request)
-    try:
-        credentials = await upstream.ensure_credentials()
-        scope = await upstream.ensure_scope(credentials)
-        async with upstream.client(credentials) as client:
-            if parsed.get("dataset") == "demo":
-                config = {k: v for k, v in DEMO_CONFIG.items() if k != "datasetSource"}
-                train = await client.upload_dataset(scope, demo_dataset_path())
-                config["datasetSource"] = {"type": "upload", "uploadId": train.id}
-                if settings.get("evalSteps"):
-                    held_out = await client.upload_dataset(scope, demo_eval_path())
-                    config["evalDatasetSource"] = {"type": "upload", "uploadId": held_out.id}
-                name = DEMO_JOB_NAME
-            else:
-                config = {"model": DEFAULT_MODEL,
-                          "datasetSource": {"type": "upload",
-                                            "uploadId": parsed["datasetUploadId"]}}
-                name = DEFAULT_JOB_NAME
-            if "model" in parsed:
-                config["model"] = parsed["model"]
-            config.update(settings)
-            job = await client.create_job(scope, name=parsed.get("name", name).strip(),
-                                          config=config)
-    except CloudApiError as exc:
-        return error_response(exc)
+    credentials = await upstream.ensure_credentials()
+    scope = await upstream.ensure_scope(credentials)
+    async with upstream.client(credentials) as client:
+        if parsed.get("dataset") == "demo":
+            config = {k: v for k, v in DEMO_CONFIG.items() if k != "datasetSource"}
+            train = await client.upload_dataset(scope, demo_dataset_path())
+            config["datasetSource"] = {"type": "upload", "uploadId": train.id}
+            if settings.get("evalSteps"):
+                held_out = await client.upload_dataset(scope, demo_eval_path())
+                config["evalDatasetSource"] = {"type": "upload", "uploadId": held_out.id}
+            name = DEMO_JOB_NAME
+        else:
+            config = {"model": DEFAULT_MODEL,
+                      "datasetSource": {"type": "upload", "uploadId": parsed["datasetUploadId"]}}
+            name = DEFAULT_JOB_NAME
+        if "model" in parsed:
+            config["model"] = parsed["model"]
+        config.update(settings)
+        job = await client.create_job(scope, name=parsed.get("name", name).strip(),
+                                      config=config)
     return JSONResponse({"job": wire(job)})
 
 
@@ -95,20 +87,17 @@ async def upload_dataset(request: Request) -> Response:
     upstream = upstream_of(request)
     content = await request.body()
     if not content.strip():
-        return _bad("The dataset file is empty: upload chat-format JSONL, one "
-                    '{"messages": [...]} object per line.')
-    try:
-        credentials = await upstream.ensure_credentials()
-        scope = await upstream.ensure_scope(credentials)
-        params = scope.params()
-        name = request.query_params.get("name")
-        if name:
-            params["name"] = name
-        return await upstream.forward(credentials, "POST", "/v1/datasets", params=params,
-                                      content=content,
-                                      headers={"Content-Type": "application/octet-stream"})
-    except CloudApiError as exc:
-        return error_response(exc)
+        raise InvalidBody("The dataset file is empty: upload chat-format JSONL, one "
+                          '{"messages": [...]} object per line.')
+    credentials = await upstream.ensure_credentials()
+    scope = await upstream.ensure_scope(credentials)
+    params = scope.params()
+    name = request.query_params.get("name")
+    if name:
+        params["name"] = name
+    return await upstream.pass_through(credentials, "POST", "/v1/datasets", params=params,
+                                       content=content,
+                                       headers={"Content-Type": "application/octet-stream"})
 
 
 routes = [

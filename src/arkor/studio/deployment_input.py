@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from arkor.studio.errors import InvalidBody
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 SLUG_MESSAGE = ("slug must be 2-50 chars, lowercase letters / digits / hyphens, starting and "
                 "ending with a letter or digit (e.g. \"my-model\")")
@@ -16,10 +18,6 @@ AUTH_MODES = ("fixed_api_key", "none")
 INVALID_JSON = "Invalid JSON body"
 UPDATE_NOT_OBJECT = "Deployment update body must be a JSON object."
 KEY_LABEL = "Key create body must include a non-empty `label` string (1-80 chars)"
-
-
-class InvalidBody(ValueError):
-    pass
 
 
 def parse_json(raw: bytes) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -14,9 +13,10 @@ from starlette.routing import Route
 
 from arkor.studio import api_deployments, api_identity, api_inference, api_jobs, api_training
 from arkor.studio.config import StudioConfig
+from arkor.studio.errors import EXCEPTION_HANDLERS
 from arkor.studio.guards import StudioGuard
 from arkor.studio.static_files import StaticFiles
-from arkor.studio.upstream import Upstream
+from arkor.studio.upstream import SharedPool, Upstream
 
 
 async def unknown_api_route(request: Request) -> Response:
@@ -29,9 +29,12 @@ def create_studio_app(config: StudioConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient() as http:
-            app.state.upstream = Upstream(config, http)
+        pool = SharedPool()
+        app.state.upstream = Upstream(config, pool)
+        try:
             yield
+        finally:
+            await pool.shutdown()
 
     routes = [
         *api_identity.routes,
@@ -43,7 +46,7 @@ def create_studio_app(config: StudioConfig) -> Starlette:
               methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Route("/{path:path}", static.serve, methods=["GET", "HEAD"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
                     middleware=[Middleware(StudioGuard, token=config.token)])
     app.state.config = config
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from arkor.sdk._files import arkor_home, write_private_file
+from arkor.sdk import arkor_home, write_private_file
 
 
 def studio_token_path() -> Path:
