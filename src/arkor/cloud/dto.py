@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.store import tables
 
 

@@ -31,25 +31,6 @@ from arkor.sdk._errors import (
 )
 from arkor.sdk._events import JobEvent, ReconnectPolicy
 from arkor.sdk._files import DEFAULT_CLOUD_API_URL, arkor_home, write_private_file
-from arkor.sdk._models import (
-    AdapterTarget,
-    AnonymousSession,
-    BaseModelInfo,
-    BaseModelTarget,
-    CheckpointAdapter,
-    CreatedDeploymentKey,
-    Deployment,
-    DeploymentKey,
-    FinalAdapter,
-    JobCheckpoint,
-    Me,
-    Org,
-    Project,
-    ProjectList,
-    TrainingJob,
-    UploadedDataset,
-    User,
-)
 from arkor.sdk._state import (
     ANON_STATE_MISMATCH_MESSAGE,
     OAUTH_MISSING_STATE_MESSAGE,
@@ -71,6 +52,25 @@ from arkor.sdk._trainer import (
     TrainingResult,
     create_async_trainer,
     create_trainer,
+)
+from arkor.sdk.models import (
+    AdapterTarget,
+    AnonymousSession,
+    BaseModelInfo,
+    BaseModelTarget,
+    CheckpointAdapter,
+    CreatedDeploymentKey,
+    Deployment,
+    DeploymentKey,
+    FinalAdapter,
+    JobCheckpoint,
+    Me,
+    Org,
+    Project,
+    ProjectList,
+    TrainingJob,
+    UploadedDataset,
+    User,
 )
 
 __all__ = [

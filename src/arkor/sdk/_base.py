@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from arkor._version import SDK_VERSION
 from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials, check_token_origin
 from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
 

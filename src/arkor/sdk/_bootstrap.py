@@ -18,8 +18,8 @@ from arkor.sdk._credentials import (
     write_credentials,
 )
 from arkor.sdk._errors import ConflictError
-from arkor.sdk._models import AnonymousSession, Project
 from arkor.sdk._state import ProjectState, check_bootstrap, project_slug_for, write_state
+from arkor.sdk.models import AnonymousSession, Project
 
 Creds = AnonymousCredentials | OAuthCredentials
 

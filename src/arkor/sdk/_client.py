@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.sdk._base import (
     DEFAULT_TIMEOUT,
     UNSET,

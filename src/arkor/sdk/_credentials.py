@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, TypeAdapter, ValidationError
 
 from arkor.sdk._files import DEFAULT_CLOUD_API_URL, arkor_home, write_private_file
-from arkor.sdk._models import WireModel
+from arkor.sdk.models import WireModel
 
 
 class AnonymousCredentials(WireModel):

@@ -30,7 +30,7 @@ from arkor.sdk._credentials import (
     default_arkor_cloud_api_url,
 )
 from arkor.sdk._events import JobEvent, ReconnectPolicy
-from arkor.sdk._models import TrainingJob
+from arkor.sdk.models import TrainingJob
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 STARTED = "training.started"

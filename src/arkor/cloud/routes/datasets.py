@@ -19,7 +19,7 @@ from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import dataset_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.files import open_private, private_dir
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.store import datasets
 from arkor.store.tables import Dataset
 from arkor.training.errors import DatasetError

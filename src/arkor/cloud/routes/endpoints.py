@@ -22,7 +22,7 @@ from arkor.cloud.routes.endpoints_wire import (
 )
 from arkor.cloud.settings import edge_base_url
 from arkor.engine.registry import BaseModelRegistry
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.store import deployment_keys, deployments
 from arkor.store.deployments import TargetColumns
 from arkor.store.errors import SlugHeld, SlugTaken

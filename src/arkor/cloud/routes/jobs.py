@@ -15,7 +15,7 @@ from arkor.cloud.dto import job_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.settings import Settings
 from arkor.cloud.targets import job_or_404
-from arkor.sdk import _models as m
+from arkor.sdk import models as m
 from arkor.store import datasets, jobs
 from arkor.training.errors import DatasetError, JobConfigError
 from arkor.training.events import utc_timestamp
