@@ -28,8 +28,13 @@ PROJECT_SLUG_MESSAGE = (
 )
 
 
+def is_deployment_slug(slug: str) -> bool:
+    """Whether ``slug`` has the shape of a deployment slug (reserved names included)."""
+    return SLUG_MIN <= len(slug) <= SLUG_MAX and SLUG_RE.match(slug) is not None
+
+
 def check_deployment_slug(slug: str) -> str:
-    if not (SLUG_MIN <= len(slug) <= SLUG_MAX) or not SLUG_RE.match(slug):
+    if not is_deployment_slug(slug):
         raise ValueError(SLUG_FORMAT_MESSAGE)
     if slug in RESERVED_SLUGS:
         raise ValueError(

@@ -30,9 +30,6 @@ from arkor.edge.serving import (
 )
 
 log = logging.getLogger("arkor.edge")
-MAX_BODY_BYTES = 16 * 1024 * 1024
-"""The edge's own bound; the app-wide ``ARKOR_MAX_BODY_KB`` (:mod:`arkor.cloud.guards`) is
-the one that applies first."""
 PARSE_ON_LOOP_BYTES = 64 * 1024
 SLUG_SCOPE_KEY = "arkor.slug"
 ROUTES = "POST /v1/chat/completions and GET /v1/models"
@@ -90,7 +87,7 @@ class EdgeApp:
         return await self.chat(request, served)
 
     async def chat(self, request: Request, served: ServedDeployment) -> Response:
-        body = await read_body(request)
+        body = await request.body()  # bounded by ARKOR_MAX_BODY_KB (arkor.cloud.guards)
         if len(body) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
             chat = await run_in_threadpool(parse_chat_body, body)
         else:
@@ -114,17 +111,6 @@ class EdgeApp:
 
 def parse_chat_body(body: bytes) -> wire.ChatRequest:
     return wire.parse_chat_request(wire.parse_body(body))
-
-
-async def read_body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise WireError(413, f"The request body is larger than {MAX_BODY_BYTES} bytes",
-                            code="request_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def models_body(served: ServedDeployment) -> dict[str, Any]:

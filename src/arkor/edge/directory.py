@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from arkor.cloud.errors import ApiError
-from arkor.cloud.slugs import SLUG_MAX, SLUG_MIN, SLUG_RE
+from arkor.cloud.slugs import is_deployment_slug
 from arkor.cloud.targets import resolve
 from arkor.engine.base import AdapterRef
 from arkor.store.db import Database
@@ -41,11 +41,6 @@ MAX_NEGATIVE_ENTRIES = 1024
 made-up names costs a bounded amount of memory."""
 
 
-def could_be_slug(slug: str) -> bool:
-    """Whether ``slug`` has the shape of a deployment slug; others are never looked up."""
-    return SLUG_MIN <= len(slug) <= SLUG_MAX and SLUG_RE.match(slug) is not None
-
-
 class DeploymentDirectory:
     def __init__(self, db: Database, *, max_negative: int = MAX_NEGATIVE_ENTRIES) -> None:
         self._db = db
@@ -67,7 +62,7 @@ class DeploymentDirectory:
         served = self._cache.get(slug)
         if served is not None:
             return True, served
-        if not could_be_slug(slug):
+        if not is_deployment_slug(slug):
             return True, None
         with self._lock:
             if slug in self._unknown:
@@ -77,7 +72,7 @@ class DeploymentDirectory:
 
     def load(self, slug: str) -> ServedDeployment | None:
         """Read from the database (blocking) and cache the answer, negative ones included."""
-        if not could_be_slug(slug):
+        if not is_deployment_slug(slug):
             return None
         with self._lock:
             generation = self._generation

@@ -14,6 +14,7 @@ from arkor.edge.app import SLUG_SCOPE_KEY
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 PATH_PREFIX = "/d/"
+_REQUEST_SLUG = "arkor.request_slug"
 
 
 def slug_from_host(host: str, edge_domain: str) -> str | None:
@@ -39,10 +40,16 @@ def split_path(path: str) -> tuple[str, str] | None:
 
 
 def request_slug(scope: Scope, edge_domain: str) -> str | None:
-    """The deployment an HTTP request is for (by Host, then by path); None: the control plane."""
-    host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-    split = split_path(scope["path"])
-    return slug_from_host(host, edge_domain) or (split[0] if split else None)
+    """The deployment an HTTP request is for (by Host, then by path); None: the control plane.
+
+    Worked out once per request and kept in the scope, which the guards and the access log
+    around the app share.
+    """
+    if _REQUEST_SLUG not in scope:
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+        split = split_path(scope["path"])
+        scope[_REQUEST_SLUG] = slug_from_host(host, edge_domain) or (split[0] if split else None)
+    return scope[_REQUEST_SLUG]
 
 
 class EdgeRouter:

@@ -52,18 +52,15 @@ async def upload_dataset(
     name: Annotated[str, Query(min_length=1, max_length=200,
                                description="File name to show")] = "dataset.jsonl",
 ) -> DatasetEnvelope:
-    limit = settings.max_upload_mb * 1024 * 1024
     dataset_id = str(uuid.uuid4())
     folder = private_dir(settings.data_dir / "datasets" / scope.project_id)
     path = folder / f"{dataset_id}.jsonl"
     size = 0
     try:
         with open_private(path) as handle:
+            # The body guard bounds the upload at ARKOR_MAX_UPLOAD_MB (arkor.cloud.guards).
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    raise ApiError(400, f"The dataset is larger than {settings.max_upload_mb} "
-                                        "MB (ARKOR_MAX_UPLOAD_MB)")
                 handle.write(chunk)
         if size == 0:
             raise ApiError(400, "The request body is empty: send the JSONL file as the body")

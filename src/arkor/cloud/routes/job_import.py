@@ -75,16 +75,10 @@ async def import_adapter(
     final = final_dir(artifacts)
     private_dir(artifacts)
     final.mkdir(mode=0o700)
-    limit = settings.max_upload_mb * 1024 * 1024
     try:
-        for upload in files:
-            size = 0
+        for upload in files:  # bounded by ARKOR_MAX_UPLOAD_MB (arkor.cloud.guards)
             with open_private(final / str(upload.filename)) as handle:
                 while chunk := await upload.read(1024 * 1024):
-                    size += len(chunk)
-                    if size > limit:
-                        raise ApiError(400, f"{upload.filename} is larger than "
-                                            f"{settings.max_upload_mb} MB (ARKOR_MAX_UPLOAD_MB)")
                     handle.write(chunk)
         model_name = await run_in_threadpool(_check, settings, final, model)
     except BaseException:

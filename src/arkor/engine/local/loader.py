@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,13 +38,12 @@ class LoadedModel:
     max_context: int
     eos_token_ids: frozenset[int]
     pad_token_id: int
-    encoder: object = None
-    max_token_chars: int = 1
-    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    encoder: object
+    max_token_chars: int
 
     def encode_chat(self, messages: tuple[ChatMessage, ...]) -> list[int]:
         conversation = [{"role": m.role, "content": m.content} for m in messages]
-        encoded = (self.encoder or self.tokenizer).apply_chat_template(
+        encoded = self.encoder.apply_chat_template(
             conversation, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(encoded["input_ids"])

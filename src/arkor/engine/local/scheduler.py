@@ -227,8 +227,7 @@ class Scheduler:
         )
 
     def _decode_text(self, ids: list[int]) -> str:
-        with self.loaded.tokenizer_lock:
-            return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _prefill(self, rows: list[Row]) -> tuple[BatchTensors, torch.Tensor]:
         device = self.loaded.device
