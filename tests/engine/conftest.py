@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,8 @@ from arkor.engine.base import (
     GenerationRequest,
     SamplingParams,
     TextDelta,
+    TokenLogprob,
+    ToolSpec,
 )
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.adapters import PEFT_DEPRECATION
@@ -62,6 +65,30 @@ def chat(
     )
 
 
+def ask(
+    prompt: str,
+    *,
+    adapter: AdapterRef | None = None,
+    raw: str | None = None,
+    tools: tuple[ToolSpec, ...] = (),
+    prompt_logprobs: int | None = None,
+    **sampling: Any,
+) -> GenerationRequest:
+    """A request with any sampling field (greedy, 16 tokens unless told); ``raw`` makes it a
+    raw completion of that text."""
+    sampling.setdefault("max_tokens", 16)
+    sampling.setdefault("temperature", 0.0)
+    return GenerationRequest(
+        base_model=EMBEDDED_MODEL_NAME,
+        messages=(ChatMessage("user", prompt),),
+        sampling=SamplingParams(**sampling),
+        adapter=adapter,
+        tools=tools,
+        prompt=raw,
+        prompt_logprobs=prompt_logprobs,
+    )
+
+
 @dataclass
 class Outcome:
     text: str
@@ -69,6 +96,8 @@ class Outcome:
     deltas: list[str] = field(default_factory=list)
     first_delta_at: float | None = None
     finished_at: float = 0.0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    logprobs_per_delta: list[int] = field(default_factory=list)
 
 
 async def collect(
@@ -76,6 +105,8 @@ async def collect(
 ) -> Outcome:
     """Run one request to its end; ``started`` is set when its first text arrives."""
     deltas: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    per_delta: list[int] = []
     first: float | None = None
     async for event in engine.generate(request):
         if isinstance(event, TextDelta):
@@ -83,8 +114,12 @@ async def collect(
             if started is not None:
                 started.set()
             deltas.append(event.text)
+            logprobs.extend(event.logprobs)
+            per_delta.append(len(event.logprobs))
         else:
-            return Outcome("".join(deltas), event, deltas, first, time.monotonic())
+            return Outcome(
+                "".join(deltas), event, deltas, first, time.monotonic(), logprobs, per_delta
+            )
     raise AssertionError("the stream ended without Finished")
 
 
@@ -122,6 +157,19 @@ class Reference:
 
     def decode(self, tokens: list[int]) -> str:
         return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def log_softmax(self, ids: list[int], adapter: AdapterRef | None) -> Any:
+        """The model's own ``[len(ids), vocab]`` log-probabilities for a token sequence."""
+        torch = self._torch
+        inputs = torch.tensor([ids])
+        with torch.inference_mode():
+            if adapter is None:
+                with self.model.disable_adapter():
+                    logits = self.model(input_ids=inputs).logits[0]
+            else:
+                self.model.set_adapter(self._keys[adapter.key])
+                logits = self.model(input_ids=inputs).logits[0]
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def _generate(self, prompt: str, adapter: AdapterRef | None, max_tokens: int) -> list[int]:
         torch = self._torch

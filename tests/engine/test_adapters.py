@@ -13,10 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
 from arkor.engine.base import AdapterLoadError, AdapterRef
 from arkor.engine.local.adapters import read_adapter
+from arkor.server import create_app
 from arkor.store import jobs
 from tests.conftest import CloudServer, link_cached_models
 from tests.servers import LiveServer

@@ -133,7 +133,7 @@ def test_a_prompt_that_cannot_fit_is_refused_without_tokenizing(
         def never(*_args: object) -> list[int]:
             raise AssertionError("a prompt that cannot fit was tokenized")
 
-        monkeypatch.setattr(loaded, "encode_chat", never)
+        monkeypatch.setattr(loaded, "encode", never)
         with pytest.raises(PromptTooLong) as caught:
             async for _ in engine.generate(chat("a" * 4_000_000)):
                 pass

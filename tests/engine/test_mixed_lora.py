@@ -39,5 +39,8 @@ def test_grouped_forward_equals_peft_mixed_batch() -> None:
         got = layer(x, adapter_names=names)
         assert [(n, r.tolist()) for n, r in groups] == [("one", [0, 3]), ("two", [2, 4])]
         assert torch.equal(got, expected)
-        assert torch.equal(got[1], layer.base_layer(x[1]))  # the base row has no LoRA term
-        assert not torch.equal(got[0], layer.base_layer(x[0]))
+        # The base row has no LoRA term. Compared within the same batched matmul: one row on
+        # its own may round differently from the same row inside a batch.
+        base = layer.base_layer(x)
+        assert torch.equal(got[1], base[1])
+        assert not torch.equal(got[0], base[0])

@@ -45,9 +45,11 @@ class SamplingParams:
     0 are off. ``min_tokens`` holds EOS and stop strings back until that many tokens;
     ``ignore_eos`` never stops on EOS (a fixed length for benchmarks). ``logprobs`` None
     returns none; ``k`` >= 0 returns the chosen token's log-probability and its ``k`` most
-    likely alternatives (of the distribution after penalties and bias, before temperature,
-    as OpenAI reports them). ``grammar`` is an llguidance grammar (the output of
-    ``llguidance.grammar_from``); the row's tokens are masked to it at every step.
+    likely alternatives (of the distribution after bias, penalties and the grammar mask,
+    before temperature, as OpenAI reports them; forbidden alternatives read -9999.0).
+    ``grammar`` is an llguidance grammar (the output of ``llguidance.grammar_from``); the
+    row's tokens are masked to it at every step, and the row ends with ``stop`` when the
+    grammar is complete.
     """
 
     max_tokens: int | None = None

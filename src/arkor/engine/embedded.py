@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from arkor.engine.registry import EMBEDDED_GGUF_FILE, embedded_gguf_path
 
@@ -54,7 +55,8 @@ def _convert(gguf: Path, target: Path) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_DIR_NAME}.", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=EMBEDDED_GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=EMBEDDED_GGUF_FILE)
+        model: Any = AutoModelForCausalLM.from_pretrained(gguf.parent,
+                                                          gguf_file=EMBEDDED_GGUF_FILE)
         # The weights are already plain fp32 Linear layers; only the GGUF marker blocks saving.
         model.hf_quantizer.remove_quantization_config(model)
         model.save_pretrained(staging)

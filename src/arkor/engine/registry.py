@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 EMBEDDED_MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,7 +38,7 @@ class BaseModelSpec:
         return self.path is None
 
     @property
-    def source(self) -> str:
+    def source(self) -> Literal["embedded", "directory"]:
         return "embedded" if self.embedded else "directory"
 
 

@@ -10,11 +10,14 @@ never evicted; when every slot is pinned, the newcomer waits in the queue.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftConfig, PeftModel, PeftType
@@ -22,7 +25,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
-from arkor.artifacts import ADAPTER_CONFIG
+from arkor.contract.artifacts import ADAPTER_CONFIG
 from arkor.engine.base import AdapterLoadError, AdapterRef
 from arkor.engine.local.mixed_lora import install as install_grouped_forward
 from arkor.engine.local.mixed_lora import row_groups
@@ -76,7 +79,9 @@ class AdapterSet:
     base: PreTrainedModel
     capacity: int
     device: torch.device
-    model: PreTrainedModel | PeftModel = field(init=False)
+    # PreTrainedModel or PeftModel: typed loosely, as their stubs disagree with what PEFT does
+    # (wrapping, add_adapter(name, config), unload) and every use below checks is_peft first.
+    model: Any = field(init=False)
     _slots: OrderedDict[str, _Slot] = field(init=False, default_factory=OrderedDict)
     _hooked: set[int] = field(init=False, default_factory=set)
     _row_names: list[str] | None = field(init=False, default=None)
@@ -127,17 +132,35 @@ class AdapterSet:
         """
         if not self.is_peft:
             return self.model(**inputs)
+        with self._rows(row_adapters):
+            return self.model.get_base_model()(**inputs)
+
+    def output_layer(self, row_adapters: list[str], hidden: torch.Tensor) -> torch.Tensor:
+        """The output layer alone on ``[rows, n, hidden]`` states, each row with its adapter
+        (for prompt logprobs, from the hidden states a forward pass left)."""
+        head: torch.nn.Module = self.base.get_output_embeddings()  # type: ignore[no-untyped-call]
+        if not self.is_peft:
+            logits: torch.Tensor = head(hidden)
+            return logits
+        with self._rows(row_adapters):
+            logits = head(hidden)
+            return logits
+
+    @contextlib.contextmanager
+    def _rows(self, row_adapters: list[str]) -> Iterator[None]:
         self._row_names = row_adapters
         self._row_groups = row_groups(row_adapters, BASE_ADAPTER_NAME, self.device)
         try:
-            return self.model.get_base_model()(**inputs)
+            yield
         finally:
             self._row_names = None
             self._row_groups = None
 
     def _hook_new_lora_layers(self) -> None:
         for module in self.model.modules():
-            if isinstance(module, LoraLayer) and id(module) not in self._hooked:
+            # PEFT's LoRA layers are torch Modules too (its stubs do not say so).
+            if (isinstance(module, LoraLayer) and isinstance(module, torch.nn.Module)
+                    and id(module) not in self._hooked):
                 module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
                 install_grouped_forward(module, lambda: self._row_groups)
                 self._hooked.add(id(module))
@@ -170,7 +193,7 @@ class AdapterSet:
                     self.model = PeftModel(self.base, config, adapter_name=name)
             else:
                 self.model.add_adapter(name, config)
-            result = set_peft_model_state_dict(self.model, files.weights, adapter_name=name)
+            result: Any = set_peft_model_state_dict(self.model, files.weights, adapter_name=name)
             missing = [k for k in result.missing_keys if "lora_" in k and name in k]
             if missing:
                 raise ValueError(f"no weights for {len(missing)} LoRA tensors, e.g. {missing[0]}")

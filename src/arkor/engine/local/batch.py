@@ -18,6 +18,7 @@ place instead of copying the whole cache (``DynamicLayer`` concatenates every st
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
@@ -25,11 +26,12 @@ from transformers.cache_utils import Cache, DynamicLayer
 SPARE_COLUMNS = 64
 
 
-class GrowingLayer(DynamicLayer):
+# transformers' DynamicLayer is not annotated; the two calls into it are the only untyped ones.
+class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """A cache layer whose ``keys``/``values`` are views into a buffer with spare columns."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self._key_buffer: torch.Tensor | None = None
         self._value_buffer: torch.Tensor | None = None
         self._length = 0
@@ -48,12 +50,23 @@ class GrowingLayer(DynamicLayer):
             self.assign(key_states, value_states)
         else:
             if self._length + added > self._key_buffer.shape[-2]:
-                self.assign(self.keys, self.values, extra=added)
+                self.assign(*self.contents(), extra=added)
+            key_buffer, value_buffer = self._buffers()
             end = self._length + added
-            self._key_buffer[:, :, self._length : end] = key_states
-            self._value_buffer[:, :, self._length : end] = value_states
+            key_buffer[:, :, self._length : end] = key_states
+            value_buffer[:, :, self._length : end] = value_states
             self._set_length(end)
-        return self.keys, self.values
+        return self.contents()
+
+    def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cached keys and values (views of the first ``length`` columns)."""
+        key_buffer, value_buffer = self._buffers()
+        return key_buffer[:, :, : self._length], value_buffer[:, :, : self._length]
+
+    def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._key_buffer is None or self._value_buffer is None:
+            raise RuntimeError("the cache layer is empty")
+        return self._key_buffer, self._value_buffer
 
     def assign(self, keys: torch.Tensor, values: torch.Tensor, *, extra: int = 0) -> None:
         """Replace the contents with copies of ``keys``/``values`` plus spare columns."""
@@ -66,23 +79,21 @@ class GrowingLayer(DynamicLayer):
         first_keys, first_values = parts[0]
         batch = sum(keys.shape[0] for keys, _ in parts)
         heads, capacity = first_keys.shape[1], length + extra + SPARE_COLUMNS
-        self._key_buffer = first_keys.new_zeros((batch, heads, capacity, first_keys.shape[-1]))
-        self._value_buffer = first_values.new_zeros(
-            (batch, heads, capacity, first_values.shape[-1])
-        )
+        key_buffer = first_keys.new_zeros((batch, heads, capacity, first_keys.shape[-1]))
+        value_buffer = first_values.new_zeros((batch, heads, capacity, first_values.shape[-1]))
         row = 0
         for keys, values in parts:
             rows, start = keys.shape[0], length - keys.shape[-2]
-            self._key_buffer[row : row + rows, :, start:length] = keys
-            self._value_buffer[row : row + rows, :, start:length] = values
+            key_buffer[row : row + rows, :, start:length] = keys
+            value_buffer[row : row + rows, :, start:length] = values
             row += rows
+        self._key_buffer, self._value_buffer = key_buffer, value_buffer
         self.dtype, self.device, self.is_initialized = first_keys.dtype, first_keys.device, True
         self._set_length(length)
 
     def _set_length(self, length: int) -> None:
         self._length = length
-        self.keys = self._key_buffer[:, :, :length]
-        self.values = self._value_buffer[:, :, :length]
+        self.keys, self.values = self.contents()
 
 
 def new_cache() -> Cache:
@@ -151,10 +162,11 @@ class BatchTensors:
         self.attention_mask = mask[:, start:].contiguous()
         self.next_positions = self.next_positions.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
-        for layer in self.cache.layers:
+        for layer in _growing(self.cache):
+            keys, values = layer.contents()
             layer.assign(
-                layer.keys.index_select(0, index)[:, :, start:],
-                layer.values.index_select(0, index)[:, :, start:],
+                keys.index_select(0, index)[:, :, start:],
+                values.index_select(0, index)[:, :, start:],
             )
 
     def extend(self, other: BatchTensors) -> None:
@@ -165,8 +177,13 @@ class BatchTensors:
         )
         self.next_positions = torch.cat([self.next_positions, other.next_positions])
         self.next_tokens = torch.cat([self.next_tokens, other.next_tokens])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.assign_stacked([(mine.keys, mine.values), (theirs.keys, theirs.values)], length)
+        for mine, theirs in zip(_growing(self.cache), _growing(other.cache), strict=True):
+            mine.assign_stacked([mine.contents(), theirs.contents()], length)
+
+
+def _growing(cache: Cache) -> list[GrowingLayer]:
+    """The cache's layers: :func:`new_cache` makes every one a :class:`GrowingLayer`."""
+    return cast(list[GrowingLayer], cache.layers)
 
 
 def _pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:

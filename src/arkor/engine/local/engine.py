@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from llguidance import LLMatcher
+
 from arkor.engine.base import (
     EngineError,
     EngineOverloaded,
@@ -65,6 +67,10 @@ class LocalEngine:
         # many wait for it, so a flood of long prompts is refused instead of queued forever.
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arkor-encode")
         self._encodes_pending = 0
+        # Grammars compile here: never on the event loop, never on a scheduler thread.
+        self._grammar_compiler = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="arkor-grammar"
+        )
 
     async def start(self) -> None:
         self._closed = False
@@ -95,20 +101,31 @@ class LocalEngine:
         scheduler = self._schedulers.get(base_model)
         return scheduler.adapters.loaded_keys() if scheduler else []
 
+    def grammar_compilations(self, base_model: str) -> int:
+        """Grammars compiled so far for ``base_model`` (cache misses)."""
+        scheduler = self._schedulers.get(base_model)
+        grammars = scheduler.loaded.grammars if scheduler else None
+        return grammars.compilations if grammars else 0
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         scheduler = await self._scheduler_for(request.base_model)
-        max_context = scheduler.loaded.max_context
-        at_least = scheduler.loaded.min_prompt_tokens(request.messages)
-        if at_least >= max_context:
-            raise PromptTooLong(at_least, max_context, estimated=True)
+        loaded = scheduler.loaded
+        _check_logit_bias(request, loaded.vocab_width)
+        at_least = loaded.min_prompt_tokens(request)
+        if at_least >= loaded.max_context:
+            raise PromptTooLong(at_least, loaded.max_context, estimated=True)
         prompt_ids = await self._encode(scheduler, request)
-        if len(prompt_ids) >= max_context:
-            raise PromptTooLong(len(prompt_ids), max_context)
+        if len(prompt_ids) >= loaded.max_context:
+            raise PromptTooLong(len(prompt_ids), loaded.max_context)
+        matcher = await self._matcher(scheduler, request)
         files = await self._read_adapter_if_needed(scheduler, request)
-        if request.sampling.max_tokens is not None and request.sampling.max_tokens < 1:
+        limit = request.sampling.max_tokens
+        if limit is not None and limit < 1 and request.prompt_logprobs is None:
             yield Finished("length", prompt_tokens=len(prompt_ids), completion_tokens=0)
             return
-        ticket = Ticket(request, prompt_ids, asyncio.get_running_loop(), adapter_files=files)
+        ticket = Ticket(
+            request, prompt_ids, asyncio.get_running_loop(), adapter_files=files, matcher=matcher
+        )
         scheduler.submit(ticket)
         try:
             while True:
@@ -128,13 +145,19 @@ class LocalEngine:
         self._encodes_pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._encoder, scheduler.loaded.encode_chat, request.messages
-            )
+            return await loop.run_in_executor(self._encoder, scheduler.loaded.encode, request)
         except Exception as exc:
+            if request.prompt is not None:
+                raise EngineError(f"The tokenizer rejected the prompt: {exc}") from exc
             raise EngineError(f"The chat template rejected the messages: {exc}") from exc
         finally:
             self._encodes_pending -= 1
+
+    async def _matcher(self, scheduler: Scheduler, request: GenerationRequest) -> LLMatcher | None:
+        """The request's grammar, compiled on the grammar thread (or taken from the cache)."""
+        if request.sampling.grammar is None:
+            return None
+        return await scheduler.loaded.grammar_cache().matcher(request.sampling.grammar)
 
     async def _read_adapter_if_needed(
         self, scheduler: Scheduler, request: GenerationRequest
@@ -163,7 +186,12 @@ class LocalEngine:
             spec = self._registry.get(base_model)
             assert spec is not None
             try:
-                loaded = load_base_model(spec, models_dir=self._models_dir, device=self._device)
+                loaded = load_base_model(
+                    spec,
+                    models_dir=self._models_dir,
+                    device=self._device,
+                    grammar_executor=self._grammar_compiler,
+                )
             except Exception as exc:
                 raise EngineUnavailable(
                     f"Base model {base_model!r} could not be loaded: {type(exc).__name__}: {exc}"
@@ -177,3 +205,12 @@ class LocalEngine:
             scheduler.start()
             self._schedulers[base_model] = scheduler
             return scheduler
+
+
+def _check_logit_bias(request: GenerationRequest, vocab_width: int) -> None:
+    for token_id, _ in request.sampling.logit_bias:
+        if not 0 <= token_id < vocab_width:
+            raise EngineError(
+                f"logit_bias names token id {token_id}, but {request.base_model}'s token ids "
+                f"run from 0 to {vocab_width - 1}"
+            )

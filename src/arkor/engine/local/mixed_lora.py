@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear
@@ -51,6 +51,7 @@ def install(layer: Any, groups_of: Callable[[], Groups | None]) -> None:
             sub_batch = x[rows].to(lora_a.weight.dtype)
             output = lora_b(lora_a(self.lora_dropout[name](sub_batch))) * self.scaling[name]
             result[rows] += output.to(result_dtype)
-        return result
+        return cast(torch.Tensor, result)
 
-    layer._mixed_batch_forward = types.MethodType(grouped, layer)
+    # PEFT looks the method up on the instance; replacing it there is the hook.
+    layer._mixed_batch_forward = types.MethodType(grouped, layer)  # type: ignore[method-assign]

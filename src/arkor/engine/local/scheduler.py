@@ -20,10 +20,12 @@ newcomers fail), and a row whose logits are not finite or cannot be sampled fail
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import torch
 
@@ -31,10 +33,13 @@ from arkor.engine.base import (
     AdapterLoadError,
     EngineOverloaded,
     EngineUnavailable,
+    GrammarError,
 )
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, new_cache
+from arkor.engine.local.constraint import Constraint
 from arkor.engine.local.loader import LoadedModel
+from arkor.engine.local.logprobs import prompt_logprobs
 from arkor.engine.local.row import Row
 from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
 from arkor.engine.local.ticket import Ticket
@@ -188,8 +193,18 @@ class Scheduler:
                                   f"{type(exc).__name__}", running=False)
 
     def _join(self, rows: list[Row]) -> None:
-        tensors, logits = self._prefill(rows)
-        self._accept(rows, next_tokens(logits, [row.sampler for row in rows]))
+        tensors, logits, hidden = self._prefill(rows)
+        if hidden is not None:
+            self._prompt_logprobs(rows, hidden)
+        generating = [i for i, row in enumerate(rows) if row.max_new_tokens > 0]
+        for row in rows:
+            if row.max_new_tokens <= 0:
+                row.finish_without_tokens()
+        if generating:
+            if len(generating) < len(rows):
+                logits = logits.index_select(0, torch.tensor(generating, device=logits.device))
+            picked = [rows[i] for i in generating]
+            self._accept(picked, self._next_tokens(logits, picked))
         tensors.append_step([row.last_token for row in rows])
         keep = [i for i, row in enumerate(rows) if not row.leaving]
         self._release([row for row in rows if row.leaving])
@@ -204,10 +219,30 @@ class Scheduler:
             self._batch.extend(tensors)
         self._rows.extend(joined)
 
+    def _prompt_logprobs(self, rows: list[Row], hidden: torch.Tensor) -> None:
+        """Each asking row's prompt logprobs, from the prefill's last hidden states."""
+        width = hidden.shape[1]
+        for index, row in enumerate(rows):
+            top = row.ticket.request.prompt_logprobs
+            if top is None or row.ticket.cancelled:
+                continue
+            states = hidden[index, width - row.prompt_tokens :]
+            row.prompt_logprobs = prompt_logprobs(
+                states,
+                row.ticket.prompt_ids,
+                max(0, top),
+                functools.partial(self._output_layer, row.adapter_name),
+                self.loaded.token_texts,
+            )
+
+    def _output_layer(self, adapter_name: str, states: torch.Tensor) -> torch.Tensor:
+        logits = self.adapters.output_layer([adapter_name], states)
+        cap = getattr(self.loaded.model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
     def _make_row(self, ticket: Ticket) -> Row | None:
         """A row for the ticket with its adapter pinned; None while no adapter slot is free."""
         request = ticket.request
-        sampler = RowSampler.for_params(request.sampling, self.loaded.device)
         name = BASE_ADAPTER_NAME
         if request.adapter is not None:
             acquired = self.adapters.acquire(request.adapter, ticket.adapter_files)
@@ -215,6 +250,14 @@ class Scheduler:
                 return None
             name = acquired
         ticket.adapter_files = None
+        sampler = RowSampler.for_params(
+            request.sampling,
+            self.loaded.device,
+            vocab_width=self.loaded.vocab_width,
+            prompt_ids=ticket.prompt_ids,
+            eos_token_ids=self.loaded.eos_token_ids,
+            constraint=Constraint(ticket.matcher) if ticket.matcher is not None else None,
+        )
         room = self.loaded.max_context - len(ticket.prompt_ids)
         limit = request.sampling.max_tokens
         return Row(
@@ -223,39 +266,63 @@ class Scheduler:
             sampler=sampler,
             decode=self._decode_text,
             eos_token_ids=self.loaded.eos_token_ids,
-            max_new_tokens=room if limit is None else min(limit, room),
+            max_new_tokens=room if limit is None else max(0, min(limit, room)),
         )
 
     def _decode_text(self, ids: list[int]) -> str:
-        return self.loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        return str(self.loaded.tokenizer.decode(ids, skip_special_tokens=True))
 
-    def _prefill(self, rows: list[Row]) -> tuple[BatchTensors, torch.Tensor]:
+    def _prefill(
+        self, rows: list[Row]
+    ) -> tuple[BatchTensors, torch.Tensor, torch.Tensor | None]:
+        """Prefill the rows as their own batch: its tensors, the last position's logits and,
+        when a row wants prompt logprobs, every position's last hidden state."""
         device = self.loaded.device
         ids, mask, positions = BatchTensors.prompts(
             [row.ticket.prompt_ids for row in rows], self.loaded.pad_token_id, device
         )
         cache = new_cache()
-        out = self._forward(
-            rows,
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        captured: list[torch.Tensor] = []
+        hook = None
+        if any(row.wants_prompt_logprobs for row in rows):
+            model: Any = self.loaded.model
+            decoder: torch.nn.Module = model.get_decoder()
+            hook = decoder.register_forward_hook(
+                lambda _module, _args, output: captured.append(output[0])
+            )
+        try:
+            out = self._forward(
+                rows,
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        finally:
+            if hook is not None:
+                hook.remove()
         lengths = torch.tensor([row.prompt_tokens for row in rows], device=device)
         # append_step adds one, so start one short of the first generated token's position.
         tensors = BatchTensors(cache, mask, next_positions=lengths - 1, next_tokens=ids[:, -1])
-        return tensors, out.logits[:, -1, :]
+        return tensors, out.logits[:, -1, :], captured[0] if captured else None
 
     def _decode_step(self) -> None:
         assert self._batch is not None
         out = self._forward(self._rows, **self._batch.step_inputs())
         logits = out.logits[:, -1, :]
-        self._accept(self._rows, next_tokens(logits, [row.sampler for row in self._rows]))
+        self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
+
+    def _next_tokens(self, logits: torch.Tensor, rows: list[Row]) -> StepTokens:
+        return next_tokens(
+            logits,
+            [row.sampler for row in rows],
+            vocab_size=self.loaded.vocab_size,
+            texts=self.loaded.token_texts,
+        )
 
     @staticmethod
     def _accept(rows: list[Row], step: StepTokens) -> None:
@@ -263,11 +330,12 @@ class Scheduler:
         for index, (row, token) in enumerate(zip(rows, step.tokens, strict=True)):
             if index in step.failed:
                 logger.warning("request failed in sampling: %s", step.failed[index])
-                row.fail(EngineUnavailable(step.failed[index]), token)
+                error = GrammarError if index in step.by_grammar else EngineUnavailable
+                row.fail(error(step.failed[index]), token)
             else:
-                row.accept(token)
+                row.accept(token, step.logprobs.get(index))
 
-    def _forward(self, rows: list[Row], **inputs: object) -> object:
+    def _forward(self, rows: list[Row], **inputs: object) -> Any:
         return self.adapters.forward([row.adapter_name for row in rows], **inputs)
 
     def _leave(self, keep: list[int]) -> None:

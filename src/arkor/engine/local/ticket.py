@@ -6,6 +6,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from llguidance import LLMatcher
+
 from arkor.engine.base import GenerationEvent, GenerationRequest, TextDelta
 from arkor.engine.local.adapters import AdapterFiles
 
@@ -17,14 +19,16 @@ class Ticket:
     """One request in flight.
 
     The scheduler thread only calls :meth:`deliver`; the consumer only reads ``events`` and
-    sets ``cancelled``. A plain bool is enough for the flag: the scheduler polls it between
-    steps and a late read costs at most one extra step.
+    sets ``cancelled``. ``matcher`` is the request's compiled grammar (a private copy), ready
+    before the ticket is submitted. A plain bool is enough for the flag: the scheduler polls
+    it between steps and a late read costs at most one extra step.
     """
 
     request: GenerationRequest
     prompt_ids: list[int]
     loop: asyncio.AbstractEventLoop
     adapter_files: AdapterFiles | None = None
+    matcher: LLMatcher | None = None
     events: asyncio.Queue[Delivery] = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     done: bool = False
