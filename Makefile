@@ -30,6 +30,7 @@ $(STAMP): pyproject.toml $(LOCK) $(MODEL_LOCK) | $(BIN)/python
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Re-resolve every extra to today's newest releases within pyproject's bounds (torch stays
 # the CPU build pinned in constraints.txt) and write the lock with hashes.

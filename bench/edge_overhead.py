@@ -30,7 +30,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
 from arkor.engine.base import (
     ChatMessage,
@@ -40,6 +39,7 @@ from arkor.engine.base import (
     SamplingParams,
     TextDelta,
 )
+from arkor.server import create_app
 from arkor.store import deployment_keys, deployments, identities, projects
 from arkor.store.deployments import TargetColumns
 

@@ -63,7 +63,7 @@ def run_demo(base_dir: Path, work: Path, config: dict[str, Any]) -> tuple[list[d
 def forward_only_tokens_per_second(base_dir: Path, config: dict[str, Any]) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from arkor.training.config import parse_job_config
+    from arkor.contract.job_config import parse_job_config
     from arkor.training.dataset import validate_dataset
     from arkor.training.encoding import collate
     from arkor.training.lora import encode_all

@@ -113,8 +113,8 @@ def cloud(
     backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[CloudServer]:
     """A real control plane over HTTP, one per test module and backend."""
-    from arkor.cloud.app import create_app
     from arkor.cloud.settings import Settings
+    from arkor.server import create_app
     from tests.servers import LiveServer, database_url
 
     data_dir = tmp_path_factory.mktemp(f"cloud-{backend}")

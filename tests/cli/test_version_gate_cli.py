@@ -10,7 +10,7 @@ from arkor.cli.main import app
 
 
 def test_old_client_is_told_to_upgrade(cloud, monkeypatch, tmp_path) -> None:
-    from arkor.cloud.app import create_app
+    from arkor.server import create_app
     from tests.servers import LiveServer
 
     settings = replace(cloud.settings, data_dir=tmp_path / "strict",

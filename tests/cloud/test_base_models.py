@@ -8,13 +8,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
 from arkor.engine.registry import (
     BaseModelSpecError,
     parse_base_model_option,
     parse_base_models_env,
 )
+from arkor.server import create_app
 from tests.servers import LiveServer
 from tests.workspace import new_workspace
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from arkor._version import SDK_VERSION
-from arkor.cloud.app import create_app
+from arkor.server import create_app
 from tests.conftest import link_cached_models
 from tests.sdk.training_support import EMBEDDED, write_chat_dataset
 from tests.servers import LiveServer, database_url

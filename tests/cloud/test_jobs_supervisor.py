@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
+from arkor.server import create_app
 from arkor.training.demo import demo_dataset_path
 from tests.servers import LiveServer
 from tests.workspace import Workspace, new_workspace

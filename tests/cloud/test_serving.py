@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.serving import server_config
 from arkor.cloud.settings import Settings
+from arkor.server import create_app
 from tests.servers import LiveServer, free_port
 
 SLACK = 2.0

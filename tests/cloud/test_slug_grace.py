@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from arkor.cloud.app import create_app
+from arkor.server import create_app
 from arkor.store.tables import ReleasedSlug, utcnow
 from tests.servers import LiveServer, database_url
 from tests.workspace import Workspace, new_workspace

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
+from arkor.server import create_app
 from tests.conftest import link_cached_models
 from tests.engine.tiny_adapters import label_examples, lang_examples, train_adapter
 from tests.servers import LiveServer

@@ -13,8 +13,8 @@ import time
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
+from arkor.server import create_app
 from tests.servers import POSTGRES_ENV, LiveServer, postgres_schema_url
 from tests.workspace import new_workspace
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
+from arkor.server import create_app
 from tests.conftest import CloudServer, link_cached_models
 from tests.edge.conftest import EMBEDDED
 from tests.engine.test_adapters import final_dir, write_poisoned

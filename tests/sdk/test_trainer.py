@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from typing import get_type_hints
+
+import pytest
 
 from arkor import create_async_trainer, create_trainer
-from arkor.sdk._trainer import CONFIG_NAMES
-from arkor.training.config import FIELDS
+from arkor.contract.job_config import FIELDS, TrainerOptions, TrainingConfig
+from arkor.sdk._trainer import TrainerArguments
 
 
 def test_only_given_options_are_sent_in_camel_case(tmp_path) -> None:
@@ -24,11 +27,32 @@ def test_only_given_options_are_sent_in_camel_case(tmp_path) -> None:
         tmp_path / "x.jsonl"
 
 
-def test_every_option_is_a_config_field_the_server_knows() -> None:
-    assert set(CONFIG_NAMES.values()) <= {spec.wire for spec in FIELDS}
+def test_the_options_are_exactly_the_optional_config_fields() -> None:
+    assert set(TrainerOptions.__annotations__) == {
+        spec.attr for spec in FIELDS if not spec.required}
     params = inspect.signature(create_trainer).parameters
-    assert set(CONFIG_NAMES) <= set(params)
+    assert params["arguments"].kind is inspect.Parameter.VAR_KEYWORD
     assert params.keys() == inspect.signature(create_async_trainer).parameters.keys()
+    assert set(TrainerOptions.__annotations__) <= set(TrainerArguments.__annotations__)
+
+
+def test_option_types_agree_with_the_parsed_config() -> None:
+    parsed = get_type_hints(TrainingConfig)
+    for name, hint in get_type_hints(TrainerOptions).items():
+        if hint in (int, float, bool, str):
+            assert hint is parsed[name] or parsed[name] == hint | None, name
+
+
+def test_every_option_reaches_the_config_under_its_wire_name() -> None:
+    options = {spec.attr: 1 for spec in FIELDS if not spec.required}
+    config = create_trainer(name="t", dataset={"type": "upload", "uploadId": "x"},
+                            **options).spec.config({"type": "upload", "uploadId": "x"})
+    assert set(config) == {spec.wire for spec in FIELDS}
+
+
+def test_an_unknown_option_is_a_type_error_listing_the_known_ones() -> None:
+    with pytest.raises(TypeError, match=r"unknown trainer option.*lora_rank.*lora_r"):
+        create_trainer(name="t", dataset={"type": "upload", "uploadId": "x"}, lora_rank=4)
 
 
 def test_cancel_before_start_is_a_no_op() -> None:

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from arkor.contract.deployments import DAYS_MODE_NEEDS_DAYS as DAYS_NEEDS_DAYS
+from arkor.contract.deployments import DAYS_ONLY_WITH_DAYS_MODE as DAYS_ONLY_WITH_DAYS
+from arkor.contract.deployments import SLUG_FORMAT_MESSAGE as SLUG_MESSAGE
 from arkor.sdk import (
     ANON_STATE_MISMATCH_MESSAGE,
     OAUTH_MISSING_STATE_MESSAGE,
@@ -19,7 +22,6 @@ from arkor.sdk import (
     write_state,
 )
 from arkor.studio.api_deployments import NO_USABLE_STATE
-from arkor.studio.deployment_input import DAYS_NEEDS_DAYS, DAYS_ONLY_WITH_DAYS, SLUG_MESSAGE
 from tests.studio.conftest import serve_studio, sign_in_workspace
 from tests.workspace import add_job
 
@@ -206,7 +208,7 @@ def test_oauth_without_state_cannot_create(studio, cloud) -> None:
 
 
 def test_too_old_client_gets_the_426_upgrade_message(cloud, tmp_path: Path) -> None:
-    from arkor.cloud.app import create_app
+    from arkor.server import create_app
     from tests.servers import LiveServer
 
     settings = replace(cloud.settings, data_dir=tmp_path / "strict",

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from arkor.artifacts import checkpoint_dir
+from arkor.contract.artifacts import checkpoint_dir
 from arkor.training.checkpoints import remove_stale_staging, save_adapter
 
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from arkor.training.config import (
+from arkor.contract.job_config import (
     FIELDS,
     DatasetSource,
     TrainingConfig,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from arkor.training.config import DatasetSource
+from arkor.contract.job_config import DatasetSource
 from arkor.training.dataset import dataset_location, hold_out, validate_dataset
 from arkor.training.demo import DEMO_LABELS, demo_dataset_path, demo_eval_path
 from arkor.training.errors import DatasetError, JobConfigError

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from arkor.training.config import FIELDS, ConfigField, field_default
-from arkor.training.events import EVENT_TYPES
+from arkor.contract.events import RUNNER_EVENTS as EVENT_TYPES
+from arkor.contract.job_config import FIELDS, ConfigField, field_default
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from arkor.contract.job_config import parse_job_config
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
-from arkor.training.config import parse_job_config
 from arkor.training.dataset import validate_dataset
 from arkor.training.demo import DEMO_CONFIG, demo_dataset_path, demo_eval_path
 from arkor.training.errors import JobConfigError

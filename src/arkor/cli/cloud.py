@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ def build_settings(**options: Any) -> Settings:
         given = {s.name: s.items(options[s.name]) if s.item else options[s.name]
                  for s in SETTINGS if options.get(s.name) is not None}
         extra = given.pop("base_models", ())
-        settings = Settings.from_env(**given)
+        settings = Settings.from_env(os.environ, **given)
         if extra:
             settings = replace(settings, base_models=settings.base_models + extra)
     except ValueError as exc:
@@ -34,9 +35,9 @@ def build_settings(**options: Any) -> Settings:
 def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
-    from arkor.cloud.access_log import configure_logging
-    from arkor.cloud.app import create_app
     from arkor.cloud.serving import server_config
+    from arkor.middleware.access_log import configure_logging
+    from arkor.server import create_app
 
     try:
         app = create_app(settings)

@@ -16,6 +16,7 @@ from arkor.cli.output import (
     print_json,
 )
 from arkor.cli.session import CloudSession, open_session, resolve_scope
+from arkor.contract.deployments import AUTH_FIXED_KEY, DEFAULT_AUTH_MODE
 from arkor.sdk import (
     UNSET,
     AdapterTarget,
@@ -156,7 +157,7 @@ def endpoints_create(
     final: Final = None,
     checkpoint: Checkpoint = None,
     base_model: BaseModel = None,
-    auth: Annotated[str, typer.Option("--auth", help="fixed_api_key or none.")] = "fixed_api_key",
+    auth: Annotated[str, typer.Option("--auth", help="fixed_api_key or none.")] = DEFAULT_AUTH_MODE,
     retention: Retention = None,
     retention_days: RetentionDays = None,
     org: Org = None,
@@ -186,7 +187,7 @@ def endpoints_create(
         return
     console.print(f"Created endpoint [bold]{deployment.slug}[/bold] ({deployment.id}).")
     show(deployment)
-    if deployment.auth_mode == "fixed_api_key":
+    if deployment.auth_mode == AUTH_FIXED_KEY:
         console.print(
             f"Issue a key: arkor endpoints keys create {deployment.slug} --label production"
         )

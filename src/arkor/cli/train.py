@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from arkor.cli.jobs import Json, Org, Project
 from arkor.cli.output import cloud_errors, console, err_console, fail, print_json
 from arkor.cli.session import open_session, resolve_scope
+from arkor.contract.job_config import field_help, wire_name
 from arkor.sdk import (
     DEFAULT_MODEL,
     CheckpointInfo,
@@ -21,9 +22,6 @@ from arkor.sdk import (
 )
 
 DEMO_NAME = "support-triage"
-FLAG_NAMES = {"max_steps": "maxSteps", "lora_r": "loraR", "learning_rate": "learningRate",
-              "batch_size": "batchSize", "max_length": "maxLength", "save_steps": "saveSteps",
-              "eval_steps": "evalSteps"}
 
 
 def demo_defaults() -> tuple[Path, dict[str, Any]]:
@@ -83,18 +81,19 @@ def train(
         "--name", help="Job name (default: the file name, or support-triage).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help=f"Base model (default: {DEFAULT_MODEL}).")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps.")] = None,
-    lora_r: Annotated[int | None, typer.Option("--lora-r", help="LoRA rank.")] = None,
+    max_steps: Annotated[int | None, typer.Option(
+        "--max-steps", help=field_help("maxSteps"))] = None,
+    lora_r: Annotated[int | None, typer.Option("--lora-r", help=field_help("loraR"))] = None,
     learning_rate: Annotated[float | None, typer.Option(
-        "--learning-rate", help="Peak learning rate.")] = None,
+        "--learning-rate", help=field_help("learningRate"))] = None,
     batch_size: Annotated[int | None, typer.Option(
-        "--batch-size", help="Examples per step.")] = None,
+        "--batch-size", help=field_help("batchSize"))] = None,
     max_length: Annotated[int | None, typer.Option(
-        "--max-length", help="Tokens per example.")] = None,
+        "--max-length", help=field_help("maxLength"))] = None,
     save_steps: Annotated[int | None, typer.Option(
-        "--save-steps", help="Save a checkpoint every N steps.")] = None,
+        "--save-steps", help=field_help("saveSteps"))] = None,
     eval_steps: Annotated[int | None, typer.Option(
-        "--eval-steps", help="Compute eval loss every N steps.")] = None,
+        "--eval-steps", help=field_help("evalSteps"))] = None,
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="Start the job and return; follow it with `arkor jobs events`.")
     ] = False,
@@ -122,18 +121,20 @@ def train(
     flags = {"max_steps": max_steps, "lora_r": lora_r, "learning_rate": learning_rate,
              "batch_size": batch_size, "max_length": max_length, "save_steps": save_steps,
              "eval_steps": eval_steps}
-    options.update({FLAG_NAMES[k]: v for k, v in flags.items() if v is not None})
+    options.update({wire_name(k): v for k, v in flags.items() if v is not None})
     assert dataset is not None
     job_name = name or (DEMO_NAME if demo else dataset.stem)
     with cloud_errors():
         session = open_session(bootstrap=True)
         scope = resolve_scope(session, org, project, bootstrap=True)
-        live = LiveProgress(options.get("maxSteps"))
-        callbacks = {} if as_json else {"on_started": live.on_started, "on_log": live.on_log,
-                                        "on_checkpoint": live.on_checkpoint}
+        live = LiveProgress(options.get(wire_name("max_steps")))
+        quiet = as_json
         trainer = create_trainer(name=job_name, dataset=dataset, model=model or DEFAULT_MODEL,
                                  extra_config=options, client=session.client,
-                                 credentials=session.credentials, scope=scope, **callbacks)
+                                 credentials=session.credentials, scope=scope,
+                                 on_started=None if quiet else live.on_started,
+                                 on_log=None if quiet else live.on_log,
+                                 on_checkpoint=None if quiet else live.on_checkpoint)
         job_id = trainer.start()
         if no_wait:
             job = session.client.get_job(job_id, scope)

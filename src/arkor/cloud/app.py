@@ -1,19 +1,22 @@
-"""The control-plane application: ``create_app(settings)`` builds everything, nothing at import."""
+"""The control plane: ``create_control_plane`` makes the FastAPI app from parts already built.
+
+The parts (database, job supervisor, the chat answerer for ``/v1/inference/chat``) and the
+lifespan that starts and stops them come from the composition root, :mod:`arkor.server`,
+which also puts the edge and the ASGI guards in front. Nothing here imports the edge.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from arkor._version import SDK_VERSION
-from arkor.cloud.access_log import AccessLog
+from arkor.cloud.deps import ChatAnswerer
 from arkor.cloud.errors import install_error_handlers
-from arkor.cloud.files import prepare_data_dir
-from arkor.cloud.guards import BodyGuard, HostGuard
 from arkor.cloud.input_guard import refuse_unstorable_input
 from arkor.cloud.routes import (
     auth,
@@ -29,57 +32,17 @@ from arkor.cloud.routes import (
 from arkor.cloud.settings import Settings
 from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
-from arkor.edge.app import EdgeApp
-from arkor.edge.directory import DeploymentDirectory
-from arkor.edge.keys import KeyUsage
-from arkor.edge.routing import EdgeRouter
-from arkor.edge.serving import EngineProvider, OutputLimits
-from arkor.engine.base import Engine
-from arkor.store.db import Database, migrate
+from arkor.store.db import Database
 
 
-def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
-    def build() -> Engine:
-        from arkor.engine.local import LocalEngine
+def create_control_plane(
+    settings: Settings, *, db: Database, supervisor: JobSupervisor, chat: ChatAnswerer,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The ``/v1`` routes, ``/healthz`` and the OpenAPI document over the given parts.
 
-        return LocalEngine(
-            settings.registry, models_dir=settings.models_dir,
-            max_batch_size=settings.engine_max_batch, max_queue=settings.engine_max_queue,
-            max_loaded_adapters=settings.engine_max_adapters,
-        )
-
-    return build
-
-
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """The control plane with the edge in front of it, on one ASGI app.
-
-    ``engine`` replaces the local engine (made on first use otherwise).
+    ``lifespan`` starts and stops the parts; the caller that built them owns it.
     """
-    prepare_data_dir(settings)
-    db = Database(settings.db_url)
-    migrate(db.engine)
-    supervisor = JobSupervisor(db, settings)
-    engines = EngineProvider(
-        None if engine else local_engine_factory(settings), engine,
-        limits=OutputLimits(settings.default_max_tokens, settings.max_tokens_cap),
-    )
-    usage = KeyUsage(db)
-    edge = EdgeApp(DeploymentDirectory(db), usage, engines)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        db.listen_for_changes()
-        supervisor.start()
-        usage.start()
-        try:
-            yield
-        finally:
-            usage.stop()
-            supervisor.stop()
-            await engines.close()
-            db.dispose()
-
     app = FastAPI(
         title="Arkor control plane",
         version=SDK_VERSION,
@@ -94,13 +57,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db
     app.state.supervisor = supervisor
-    app.state.engines = engines
-    app.state.edge = edge
-    # The last added runs first: log, check the Host, bound the body, then route.
-    app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
-    app.add_middleware(BodyGuard, settings=settings)
-    app.add_middleware(HostGuard, settings=settings)
-    app.add_middleware(AccessLog, edge_domain=settings.edge_domain)
+    app.state.chat = chat
     install_error_handlers(app)
 
     gated = [Depends(client_version_gate), Depends(refuse_unstorable_input)]

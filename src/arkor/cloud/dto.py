@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from arkor.sdk import models as m
+from arkor.contract import models as m
+from arkor.contract.deployments import ADAPTER_CHECKPOINT, TARGET_BASE_MODEL
 from arkor.store import tables
 
 
@@ -29,9 +30,9 @@ def project_dto(project: tables.Project) -> m.Project:
 
 
 def target_dto(row: tables.Deployment) -> m.AdapterTarget | m.BaseModelTarget:
-    if row.target_kind == "base_model":
+    if row.target_kind == TARGET_BASE_MODEL:
         return m.BaseModelTarget(base_model=row.base_model or "")
-    if row.adapter_kind == "checkpoint":
+    if row.adapter_kind == ADAPTER_CHECKPOINT:
         adapter: m.FinalAdapter | m.CheckpointAdapter = m.CheckpointAdapter(
             job_id=row.job_id or "", step=row.checkpoint_step or 0
         )

@@ -4,6 +4,7 @@
     RequestValidationError  -> 400 with the field named
     HTTPException (404/405) -> same status, same shape (a body too deep to parse: 400)
     SlugTaken               -> 409
+    targets.NotFound        -> 404, targets.NotServable -> 400
     ClientTooOld            -> 426 with the supported range and the upgrade command
     anything else           -> 500 "Internal server error" (details only in the log)
 """
@@ -23,6 +24,7 @@ from arkor.cloud.deps import get_settings
 from arkor.cloud.version_gate import CLIENT_HEADER, ClientTooOld, check_client_version
 from arkor.json_input import TOO_DEEP
 from arkor.store.errors import SlugTaken
+from arkor.targets import NotFound, TargetError
 
 log = logging.getLogger("arkor.cloud")
 
@@ -91,6 +93,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SlugTaken)
     async def _slug_taken(_request: Request, exc: SlugTaken) -> JSONResponse:
         return error_response(409, f"{exc.what} slug is already taken")
+
+    @app.exception_handler(TargetError)
+    async def _target(_request: Request, exc: TargetError) -> JSONResponse:
+        return error_response(404 if isinstance(exc, NotFound) else 400, exc.message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

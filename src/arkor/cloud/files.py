@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from sqlalchemy.engine import make_url
 
@@ -33,7 +33,7 @@ def private_dir(path: Path) -> Path:
 def open_private(path: Path, mode: str = "wb") -> BinaryIO:
     """Open ``path`` for writing (``"wb"`` or ``"ab"``), created 0600 if it is new."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
-    return os.fdopen(os.open(path, flags, FILE_MODE), mode)
+    return cast(BinaryIO, os.fdopen(os.open(path, flags, FILE_MODE), mode))
 
 
 def prepare_data_dir(settings: Settings) -> None:

@@ -5,8 +5,8 @@ uvicorn bounds idle keep-alive connections (``timeout_keep_alive``), open connec
 (``timeout_graceful_shutdown``: after it, requests still running are cancelled), but not the
 time a client may take to send its request headers. :class:`HeaderTimeoutProtocol` adds that,
 so a client that opens connections and trickles bytes into them (slowloris) cannot hold them.
-Body size and pauses in a body are the app's (:mod:`arkor.cloud.guards`); request lines are
-:mod:`arkor.cloud.access_log`'s, not uvicorn's access log.
+Body size and pauses in a body are the app's (:mod:`arkor.middleware.guards`); request lines are
+:mod:`arkor.middleware.access_log`'s, not uvicorn's access log.
 """
 
 from __future__ import annotations

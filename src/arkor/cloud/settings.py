@@ -34,6 +34,7 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_MAX_TOKENS_CAP = 4096
+DEFAULT_MAX_N = 8
 DEFAULT_SLUG_GRACE_DAYS = 7
 
 
@@ -145,6 +146,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_tokens_cap", str(DEFAULT_MAX_TOKENS_CAP),
             "Most tokens one request may ask for; a larger max_tokens is refused with a 400.",
             int),
+    Setting("max_n", str(DEFAULT_MAX_N),
+            "Most choices (n) one request may ask for; each decodes as its own batch row, and "
+            "a larger n is refused with a 400.", int),
     Setting("dataset_roots", "(none: only uploaded datasets)",
             'Comma-separated directories whose datasets jobs may name ({"type": "local"} or '
             '"huggingface"); never the data directory.',
@@ -186,6 +190,7 @@ class Settings:
     log_level: str = "INFO"
     default_max_tokens: int = DEFAULT_MAX_TOKENS
     max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
+    max_n: int = DEFAULT_MAX_N
     dataset_roots: tuple[Path, ...] = ()
     slug_grace_days: int = DEFAULT_SLUG_GRACE_DAYS
     registry: BaseModelRegistry = field(init=False, compare=False)
@@ -195,6 +200,8 @@ class Settings:
             raise ValueError("max_concurrent_jobs must be at least 1")
         if not 1 <= self.default_max_tokens <= self.max_tokens_cap:
             raise ValueError("default_max_tokens must be at least 1 and at most max_tokens_cap")
+        if self.max_n < 1:
+            raise ValueError("max_n must be at least 1")
         if self.max_upload_mb < 1:
             raise ValueError("max_upload_mb must be at least 1")
         if self.slug_grace_days < 0:

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkor.artifacts import checkpoint_dir
 from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.settings import Settings
+from arkor.contract.artifacts import checkpoint_dir
+from arkor.contract.events import CHECKPOINT, COMPLETED, FAILED, RUNNER_TERMINAL
 from arkor.store import datasets, jobs
 from arkor.store.db import Database
 from arkor.store.tables import Job
@@ -162,8 +163,8 @@ class JobSupervisor:
 
     def _spec(self, job_id: str) -> RunSpec | None:
         from arkor.cloud.dataset_roots import dataset_path_check
+        from arkor.contract.job_config import parse_job_config
         from arkor.engine.embedded import ensure_embedded_model
-        from arkor.training.config import parse_job_config
         from arkor.training.dataset import dataset_location
 
         with self.db.session() as session:
@@ -206,7 +207,7 @@ class JobSupervisor:
                 event = events.parse_event_line(line)
                 if event is None:
                     continue
-                if event["type"] in events.TERMINAL_TYPES:
+                if event["type"] in RUNNER_TERMINAL:
                     terminal = event
                     break
                 self._record(run, spec, event)
@@ -221,13 +222,13 @@ class JobSupervisor:
         if run.cancelled.is_set():
             self._wake.set()
             return
-        if self._stopping.is_set() and (terminal is None or terminal["type"] != events.COMPLETED):
+        if self._stopping.is_set() and (terminal is None or terminal["type"] != COMPLETED):
             self._finish(run.job_id, "failed", events.failed(run.job_id, error=RESTART_MESSAGE))
             return
-        if terminal is not None and terminal["type"] == events.COMPLETED and returncode == 0:
+        if terminal is not None and terminal["type"] == COMPLETED and returncode == 0:
             self._finish(run.job_id, "completed", terminal)
         else:
-            if terminal is None or terminal["type"] != events.FAILED:
+            if terminal is None or terminal["type"] != FAILED:
                 reason = exit_reason(returncode) or "the training process ended without a result"
                 terminal = events.failed(run.job_id, error=reason)
             self._finish(run.job_id, "failed", terminal)
@@ -238,7 +239,7 @@ class JobSupervisor:
             job = session.get(Job, run.job_id)
             if job is None or job.status != "running":
                 return
-            if event["type"] == events.CHECKPOINT and isinstance(event.get("step"), int):
+            if event["type"] == CHECKPOINT and isinstance(event.get("step"), int):
                 step = event["step"]
                 if jobs.get_checkpoint(session, job.id, step) is None:
                     jobs.add_checkpoint(session, job_id=job.id, step=step,

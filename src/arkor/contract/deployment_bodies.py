@@ -1,4 +1,4 @@
-"""Request bodies of the endpoints (deployments) routes, with the contract's messages."""
+"""Request bodies of the deployments routes: strict models that carry the contract's messages."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from arkor.cloud.slugs import check_deployment_slug
-
-MAX_RETENTION_DAYS = 3650
-DAYS_ONLY_WITH_DAYS_MODE = 'runRetentionDays is only valid when runRetentionMode is "days".'
-DAYS_MODE_NEEDS_DAYS = 'runRetentionMode "days" requires a positive integer runRetentionDays.'
+from arkor.contract.deployments import (
+    DAYS_MODE_NEEDS_DAYS,
+    DAYS_ONLY_WITH_DAYS_MODE,
+    DEFAULT_AUTH_MODE,
+    DEFAULT_RETENTION,
+    KEY_LABEL_MAX,
+    KEY_LABEL_MESSAGE,
+    MAX_RETENTION_DAYS,
+    RETENTION_DAYS,
+    AuthMode,
+    RunRetentionMode,
+    check_deployment_slug,
+)
 
 
 class Body(BaseModel):
@@ -42,15 +50,13 @@ class BaseModelTargetIn(Body):
 
 
 TargetIn = Annotated[AdapterTargetIn | BaseModelTargetIn, Field(discriminator="kind")]
-AuthModeIn = Literal["none", "fixed_api_key"]
-RetentionModeIn = Literal["unlimited", "disabled", "days"]
 
 
 class CreateDeploymentBody(Body):
     slug: str = Field(description="2-50 chars of [a-z0-9-]; not a reserved label")
     target: TargetIn
-    auth_mode: AuthModeIn = "fixed_api_key"
-    run_retention_mode: RetentionModeIn | None = None
+    auth_mode: AuthMode = DEFAULT_AUTH_MODE
+    run_retention_mode: RunRetentionMode | None = None
     run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
 
     @field_validator("slug")
@@ -61,15 +67,15 @@ class CreateDeploymentBody(Body):
     @model_validator(mode="after")
     def _retention(self) -> CreateDeploymentBody:
         mode, days = self.run_retention_mode, self.run_retention_days
-        if (mode is None and days is not None) or (mode not in (None, "days") and days is not None):
+        if days is not None and mode != RETENTION_DAYS:
             raise ValueError(DAYS_ONLY_WITH_DAYS_MODE)
-        if mode == "days" and days is None:
+        if mode == RETENTION_DAYS and days is None:
             raise ValueError(DAYS_MODE_NEEDS_DAYS)
         return self
 
     def retention(self) -> tuple[str, int | None]:
         if self.run_retention_mode is None:
-            return "days", 7
+            return DEFAULT_RETENTION
         return self.run_retention_mode, self.run_retention_days
 
 
@@ -77,9 +83,9 @@ class UpdateDeploymentBody(Body):
     """Partial update: omitted fields stay as they are; ``slug`` cannot change."""
 
     target: TargetIn | None = None
-    auth_mode: AuthModeIn | None = None
+    auth_mode: AuthMode | None = None
     enabled: bool | None = None
-    run_retention_mode: RetentionModeIn | None = None
+    run_retention_mode: RunRetentionMode | None = None
     run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
 
     @model_validator(mode="before")
@@ -108,8 +114,8 @@ class UpdateDeploymentBody(Body):
             return None
         mode = self.run_retention_mode or current_mode
         days = self.run_retention_days if days_set else None
-        if mode == "days":
-            if days is None and not days_set and current_mode == "days":
+        if mode == RETENTION_DAYS:
+            if days is None and not days_set and current_mode == RETENTION_DAYS:
                 days = current_days
             if days is None:
                 raise ValueError(DAYS_MODE_NEEDS_DAYS)
@@ -120,12 +126,12 @@ class UpdateDeploymentBody(Body):
 
 
 class CreateKeyBody(Body):
-    label: str = Field(description="1-80 characters after trimming")
+    label: str = Field(description=f"1-{KEY_LABEL_MAX} characters after trimming")
 
     @field_validator("label")
     @classmethod
     def _label(cls, value: str) -> str:
         value = value.strip()
-        if not 1 <= len(value) <= 80:
-            raise ValueError("label must be 1-80 characters (after trimming spaces)")
+        if not 1 <= len(value) <= KEY_LABEL_MAX:
+            raise ValueError(KEY_LABEL_MESSAGE)
         return value

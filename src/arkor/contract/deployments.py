@@ -1,8 +1,42 @@
-"""Slug rules for deployments (a subdomain label) and projects."""
+"""The deployment rules every layer shares: slugs, auth modes, targets, run retention, key labels.
+
+The server's request models, the Studio's early checks, the SDK's models and the CLI read their
+names and messages here, so a rule and its message are spelled once.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Final, Literal, get_args
+
+AuthMode = Literal["none", "fixed_api_key"]
+AUTH_MODES: Final[tuple[AuthMode, ...]] = get_args(AuthMode)
+AUTH_NONE: Final = "none"
+AUTH_FIXED_KEY: Final = "fixed_api_key"
+DEFAULT_AUTH_MODE: Final[AuthMode] = AUTH_FIXED_KEY
+
+# Target kinds: a deployment serves an adapter (a job's final one or a checkpoint) or a base model.
+TargetKind = Literal["adapter", "base_model"]
+AdapterKind = Literal["final", "checkpoint"]
+TARGET_ADAPTER: Final = "adapter"
+TARGET_BASE_MODEL: Final = "base_model"
+ADAPTER_FINAL: Final = "final"
+ADAPTER_CHECKPOINT: Final = "checkpoint"
+
+RunRetentionMode = Literal["unlimited", "disabled", "days"]
+RETENTION_MODES: Final[tuple[RunRetentionMode, ...]] = get_args(RunRetentionMode)
+RETENTION_DAYS: Final = "days"
+DEFAULT_RETENTION: Final[tuple[RunRetentionMode, int]] = ("days", 7)
+MAX_RETENTION_DAYS: Final = 3650
+DAYS_ONLY_WITH_DAYS_MODE: Final = (
+    'runRetentionDays is only valid when runRetentionMode is "days".'
+)
+DAYS_MODE_NEEDS_DAYS: Final = (
+    'runRetentionMode "days" requires a positive integer runRetentionDays.'
+)
+
+KEY_LABEL_MAX: Final = 80
+KEY_LABEL_MESSAGE: Final = f"label must be 1-{KEY_LABEL_MAX} characters (after trimming spaces)"
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 SLUG_MIN, SLUG_MAX = 2, 50

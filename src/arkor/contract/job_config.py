@@ -15,9 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from arkor.training.errors import JobConfigError
+from typing import Any, TypedDict, get_type_hints
 
 DEFAULT_TARGET_MODULES = ("q_proj", "v_proj")
 LR_SCHEDULERS = ("linear", "constant", "cosine")
@@ -27,6 +25,15 @@ DATASET_FORMATS = ("chatml", "messages")
 DRY_RUN_MAX_EXAMPLES = 16
 DRY_RUN_MAX_STEPS = 2
 MAX_SEQUENCE_LENGTH = 32768
+
+
+class JobConfigError(ValueError):
+    """A JobConfig field is missing or invalid; ``str()`` names the field first."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field} {message}")
 
 
 @dataclass(frozen=True)
@@ -182,14 +189,14 @@ def _max_length(name: str, value: Any) -> int:
 def _scheduler(name: str, value: Any) -> str:
     if value not in LR_SCHEDULERS:
         raise JobConfigError(name, f"must be one of {', '.join(LR_SCHEDULERS)}")
-    return value
+    return str(value)
 
 
 def _optim(name: str, value: Any) -> str:
     if value not in ADAMW_NAMES:
         raise JobConfigError(name, "must be an AdamW optimizer name such as adamw_torch "
                                    "(the local trainer always uses torch AdamW)")
-    return value
+    return str(value)
 
 
 def _load_in_4bit(name: str, value: Any) -> bool:
@@ -207,7 +214,7 @@ def _dataset_format(name: str, value: Any) -> Any:
 
 def _target_modules(name: str, value: Any) -> tuple[str, ...] | str:
     if value == "all-linear":
-        return value
+        return "all-linear"
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",")]
     if (not isinstance(value, list) or not value
@@ -300,6 +307,53 @@ FIELDS: tuple[ConfigField, ...] = (
                 'Optional; {"type": "chatml"} is the only format.'),
 )
 _BY_WIRE = {spec.wire: spec for spec in FIELDS}
+_BY_ATTR = {spec.attr: spec for spec in FIELDS}
+
+
+class TrainerOptions(TypedDict, total=False):
+    """Every optional JobConfig field as a snake_case keyword of the SDK's trainer factories
+    (``model`` and ``datasetSource`` are their own arguments). Values are wire values; the
+    server checks them. A test keeps these keys equal to :data:`FIELDS`."""
+
+    eval_dataset_source: Mapping[str, Any]
+    eval_fraction: float
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    target_modules: list[str] | str
+    max_length: int
+    max_steps: int
+    num_train_epochs: float
+    learning_rate: float
+    batch_size: int
+    warmup_steps: int
+    lr_scheduler_type: str
+    weight_decay: float
+    max_grad_norm: float
+    optim: str
+    logging_steps: int
+    save_steps: int
+    eval_steps: int
+    dry_run: bool
+    seed: int
+    train_on_responses_only: bool
+    load_in_4bit: bool
+    dataset_format: Mapping[str, Any]
+
+
+def wire_name(attr: str) -> str:
+    """The camelCase JobConfig name of a snake_case field (``lora_r`` → ``loraR``)."""
+    return _BY_ATTR[attr].wire
+
+
+def field_help(wire: str) -> str:
+    return _BY_WIRE[wire].help
+
+
+def numeric_fields() -> tuple[str, ...]:
+    """The wire names of the options that take a plain number (the Studio's settings form)."""
+    hints = get_type_hints(TrainerOptions)
+    return tuple(wire_name(name) for name, hint in hints.items() if hint in (int, float))
 
 
 def field_default(wire_name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Typed models for every DTO of the cloud API.
+"""Typed models for every DTO of the cloud API: the server answers with them, the SDK parses them.
 
 camelCase on the wire, snake_case in Python. Responses are parsed loosely: unknown extra
 fields are kept (``model_extra``), so a newer server never breaks an older SDK.
@@ -11,8 +11,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-AuthMode = Literal["none", "fixed_api_key"]
-RunRetentionMode = Literal["unlimited", "disabled", "days"]
+from arkor.contract.deployments import (
+    ADAPTER_CHECKPOINT,
+    ADAPTER_FINAL,
+    TARGET_ADAPTER,
+    TARGET_BASE_MODEL,
+    AuthMode,
+)
+
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 
 
@@ -74,12 +80,12 @@ class ProjectList(WireModel):
 
 
 class FinalAdapter(WireModel):
-    kind: Literal["final"] = "final"
+    kind: Literal["final"] = ADAPTER_FINAL
     job_id: str
 
 
 class CheckpointAdapter(WireModel):
-    kind: Literal["checkpoint"] = "checkpoint"
+    kind: Literal["checkpoint"] = ADAPTER_CHECKPOINT
     job_id: str
     step: int
 
@@ -88,12 +94,12 @@ AdapterSpec = Annotated[FinalAdapter | CheckpointAdapter, Field(discriminator="k
 
 
 class AdapterTarget(WireModel):
-    kind: Literal["adapter"] = "adapter"
+    kind: Literal["adapter"] = TARGET_ADAPTER
     adapter: AdapterSpec
 
 
 class BaseModelTarget(WireModel):
-    kind: Literal["base_model"] = "base_model"
+    kind: Literal["base_model"] = TARGET_BASE_MODEL
     base_model: str
 
 

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from arkor.cloud.errors import ApiError
-from arkor.cloud.slugs import is_deployment_slug
-from arkor.cloud.targets import resolve
+from arkor.contract.deployments import is_deployment_slug
 from arkor.engine.base import AdapterRef
 from arkor.store.db import Database
 from arkor.store.deployments import deployment_by_slug
 from arkor.store.tables import DeploymentKey
+from arkor.targets import TargetError, resolve
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,7 @@ class DeploymentDirectory:
             ).all()
             try:
                 base_model, adapter = resolve(session, row.project_id, row)
-            except ApiError:
+            except TargetError:
                 return None
             return ServedDeployment(
                 id=row.id, slug=row.slug, enabled=row.enabled, auth_mode=row.auth_mode,

@@ -49,7 +49,8 @@ def request_slug(scope: Scope, edge_domain: str) -> str | None:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         split = split_path(scope["path"])
         scope[_REQUEST_SLUG] = slug_from_host(host, edge_domain) or (split[0] if split else None)
-    return scope[_REQUEST_SLUG]
+    slug: str | None = scope[_REQUEST_SLUG]
+    return slug
 
 
 class EdgeRouter:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from arkor.contract.models import AnonymousSession, Project
 from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
 from arkor.sdk._credentials import (
     AnonymousCredentials,
@@ -19,7 +20,6 @@ from arkor.sdk._credentials import (
 )
 from arkor.sdk._errors import ConflictError
 from arkor.sdk._state import ProjectState, check_bootstrap, project_slug_for, write_state
-from arkor.sdk.models import AnonymousSession, Project
 
 Creds = AnonymousCredentials | OAuthCredentials
 

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, TypeAdapter, ValidationError
 
+from arkor.contract.models import WireModel
 from arkor.sdk._files import DEFAULT_CLOUD_API_URL, arkor_home, write_private_file
-from arkor.sdk.models import WireModel
 
 
 class AnonymousCredentials(WireModel):

@@ -137,7 +137,7 @@ class ReconnectPolicy:
     def backoff(self, attempt: int) -> float:
         base = self.initial_delay * 2 ** min(attempt, 32)
         spread = 1 + self.jitter * (2 * self.random() - 1)
-        return min(self.max_delay, base * spread)
+        return float(min(self.max_delay, base * spread))
 
 
 class EventFollower:

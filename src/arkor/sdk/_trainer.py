@@ -14,8 +14,14 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Required
 
+from typing_extensions import Unpack
+
+from arkor.contract.deployments import ADAPTER_CHECKPOINT
+from arkor.contract.events import CHECKPOINT, COMPLETED, LOG, STARTED, TERMINAL_EVENTS
+from arkor.contract.job_config import TrainerOptions, wire_name
+from arkor.contract.models import TrainingJob
 from arkor.sdk._base import ProjectScope, ScopeLike, as_scope
 from arkor.sdk._bootstrap import (
     aensure_credentials,
@@ -30,26 +36,9 @@ from arkor.sdk._credentials import (
     default_arkor_cloud_api_url,
 )
 from arkor.sdk._events import JobEvent, ReconnectPolicy
-from arkor.sdk.models import TrainingJob
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-STARTED = "training.started"
-LOG = "training.log"
-CHECKPOINT = "checkpoint.saved"
-COMPLETED = "training.completed"
-FAILED = "training.failed"
-CANCELLED = "training.cancelled"
-TERMINAL_EVENTS = (COMPLETED, FAILED, CANCELLED)
-
-CONFIG_NAMES = {
-    "lora_r": "loraR", "lora_alpha": "loraAlpha", "lora_dropout": "loraDropout",
-    "target_modules": "targetModules", "max_length": "maxLength", "max_steps": "maxSteps",
-    "num_train_epochs": "numTrainEpochs", "learning_rate": "learningRate",
-    "batch_size": "batchSize", "warmup_steps": "warmupSteps",
-    "lr_scheduler_type": "lrSchedulerType", "weight_decay": "weightDecay",
-    "logging_steps": "loggingSteps", "save_steps": "saveSteps", "eval_steps": "evalSteps",
-    "dry_run": "dryRun", "seed": "seed",
-}
+OPTION_NAMES = frozenset(TrainerOptions.__annotations__)
 
 Creds = AnonymousCredentials | OAuthCredentials
 DatasetArg = str | os.PathLike[str] | Mapping[str, Any]
@@ -119,7 +108,7 @@ class TrainerSpec:
         config: dict[str, Any] = {"model": self.model, "datasetSource": dict(dataset_source)}
         for option, value in self.options.items():
             if value is not None:
-                config[CONFIG_NAMES[option]] = value
+                config[wire_name(option)] = value
         config.update(self.extra_config)
         return config
 
@@ -168,7 +157,7 @@ class _TrainerCore:
                 learning_rate=_number(data, "learningRate"), epoch=_number(data, "epoch"),
                 samples_per_second=_number(data, "samplesPerSecond"), job=self._job)
         if event.type == CHECKPOINT and isinstance(data.get("step"), int):
-            adapter = {"kind": "checkpoint", "jobId": self._job.id, "step": data["step"]}
+            adapter = {"kind": ADAPTER_CHECKPOINT, "jobId": self._job.id, "step": data["step"]}
             return callbacks.get("on_checkpoint"), CheckpointInfo(
                 step=data["step"], adapter=adapter, job=self._job,
                 artifacts=list(data.get("artifacts") or []))
@@ -359,100 +348,60 @@ class AsyncTrainer(_TrainerCore):
         return await client.cancel_job(self._job.id, scope)
 
 
-OPTION_NAMES = (
-    "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length", "max_steps",
-    "num_train_epochs", "learning_rate", "batch_size", "warmup_steps", "lr_scheduler_type",
-    "weight_decay", "logging_steps", "save_steps", "eval_steps", "dry_run", "seed",
-)
+class TrainerArguments(TrainerOptions, total=False):
+    """What both factories take besides ``client``: the job, its callbacks, the connection,
+    and every JobConfig option of :class:`TrainerOptions` (snake_case; only those given are
+    sent, so the server's defaults apply to the rest)."""
+
+    name: Required[str]
+    dataset: Required[DatasetArg]
+    model: str
+    extra_config: Mapping[str, Any] | None
+    on_started: Callable[[StartedInfo], Any] | None
+    on_log: Callable[[LogInfo], Any] | None
+    on_checkpoint: Callable[[CheckpointInfo], Any] | None
+    on_completed: Callable[[CompletedInfo], Any] | None
+    on_failed: Callable[[FailedInfo], Any] | None
+    credentials: Creds | None
+    cwd: Path | None
+    scope: ScopeLike | None
+    policy: ReconnectPolicy | None
+
+
 CALLBACK_NAMES = ("on_started", "on_log", "on_checkpoint", "on_completed", "on_failed")
+CONNECTION_NAMES = ("credentials", "cwd", "scope", "policy")
+JOB_NAMES = ("name", "dataset", "model", "extra_config")
 
 
-def _spec_from(arguments: Mapping[str, Any]) -> TrainerSpec:
-    """The spec from a factory's arguments (both factories take the same keywords)."""
-    return TrainerSpec(
-        name=arguments["name"], dataset=arguments["dataset"], model=arguments["model"],
-        options={name: arguments[name] for name in OPTION_NAMES},
-        extra_config=dict(arguments["extra_config"] or {}),
-        callbacks={name: arguments[name] for name in CALLBACK_NAMES},
+def _split(arguments: Mapping[str, Any]) -> tuple[TrainerSpec, dict[str, Any]]:
+    """A factory's keywords as the spec and the connection (both factories take the same)."""
+    options = {key: value for key, value in arguments.items()
+               if key not in (*CALLBACK_NAMES, *CONNECTION_NAMES, *JOB_NAMES)}
+    unknown = sorted(set(options) - OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"unknown trainer option(s) {', '.join(unknown)}; the options are the "
+                        f"JobConfig fields: {', '.join(sorted(OPTION_NAMES))}")
+    spec = TrainerSpec(
+        name=arguments["name"], dataset=arguments["dataset"],
+        model=arguments.get("model") or DEFAULT_MODEL, options=options,
+        extra_config=dict(arguments.get("extra_config") or {}),
+        callbacks={name: arguments.get(name) for name in CALLBACK_NAMES},
     )
+    return spec, {name: arguments.get(name) for name in CONNECTION_NAMES}
 
 
-def create_trainer(
-    *,
-    name: str,
-    dataset: DatasetArg,
-    model: str = DEFAULT_MODEL,
-    lora_r: int | None = None,
-    lora_alpha: float | None = None,
-    lora_dropout: float | None = None,
-    target_modules: list[str] | str | None = None,
-    max_length: int | None = None,
-    max_steps: int | None = None,
-    num_train_epochs: float | None = None,
-    learning_rate: float | None = None,
-    batch_size: int | None = None,
-    warmup_steps: int | None = None,
-    lr_scheduler_type: str | None = None,
-    weight_decay: float | None = None,
-    logging_steps: int | None = None,
-    save_steps: int | None = None,
-    eval_steps: int | None = None,
-    dry_run: bool | None = None,
-    seed: int | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    on_started: Callable[[StartedInfo], Any] | None = None,
-    on_log: Callable[[LogInfo], Any] | None = None,
-    on_checkpoint: Callable[[CheckpointInfo], Any] | None = None,
-    on_completed: Callable[[CompletedInfo], Any] | None = None,
-    on_failed: Callable[[FailedInfo], Any] | None = None,
-    client: CloudApiClient | None = None,
-    credentials: Creds | None = None,
-    cwd: Path | None = None,
-    scope: ScopeLike | None = None,
-    policy: ReconnectPolicy | None = None,
-) -> Trainer:
-    """A :class:`Trainer` for one job. ``dataset`` is a local JSONL file (uploaded on
-    ``start()``) or a ``datasetSource`` dict sent as is. Without ``client``/``credentials``
-    it signs in like the CLI; without ``scope`` it uses (or creates) ``.arkor/state.json``
-    in ``cwd``."""
-    return Trainer(_spec_from(locals()), client=client, credentials=credentials, cwd=cwd,
-                   scope=scope, policy=policy)
+def create_trainer(*, client: CloudApiClient | None = None,
+                   **arguments: Unpack[TrainerArguments]) -> Trainer:
+    """A :class:`Trainer` for one job (its keywords: :class:`TrainerArguments`). ``dataset`` is
+    a local JSONL file (uploaded on ``start()``) or a ``datasetSource`` dict sent as is.
+    Without ``client``/``credentials`` it signs in like the CLI; without ``scope`` it uses (or
+    creates) ``.arkor/state.json`` in ``cwd``."""
+    spec, connection = _split(arguments)
+    return Trainer(spec, client=client, **connection)
 
 
-def create_async_trainer(
-    *,
-    name: str,
-    dataset: DatasetArg,
-    model: str = DEFAULT_MODEL,
-    lora_r: int | None = None,
-    lora_alpha: float | None = None,
-    lora_dropout: float | None = None,
-    target_modules: list[str] | str | None = None,
-    max_length: int | None = None,
-    max_steps: int | None = None,
-    num_train_epochs: float | None = None,
-    learning_rate: float | None = None,
-    batch_size: int | None = None,
-    warmup_steps: int | None = None,
-    lr_scheduler_type: str | None = None,
-    weight_decay: float | None = None,
-    logging_steps: int | None = None,
-    save_steps: int | None = None,
-    eval_steps: int | None = None,
-    dry_run: bool | None = None,
-    seed: int | None = None,
-    extra_config: Mapping[str, Any] | None = None,
-    on_started: Callable[[StartedInfo], Any] | None = None,
-    on_log: Callable[[LogInfo], Any] | None = None,
-    on_checkpoint: Callable[[CheckpointInfo], Any] | None = None,
-    on_completed: Callable[[CompletedInfo], Any] | None = None,
-    on_failed: Callable[[FailedInfo], Any] | None = None,
-    client: AsyncCloudApiClient | None = None,
-    credentials: Creds | None = None,
-    cwd: Path | None = None,
-    scope: ScopeLike | None = None,
-    policy: ReconnectPolicy | None = None,
-) -> AsyncTrainer:
-    """:func:`create_trainer` for asyncio: the same options; callbacks may be ``async``."""
-    return AsyncTrainer(_spec_from(locals()), client=client, credentials=credentials, cwd=cwd,
-                        scope=scope, policy=policy)
+def create_async_trainer(*, client: AsyncCloudApiClient | None = None,
+                         **arguments: Unpack[TrainerArguments]) -> AsyncTrainer:
+    """:func:`create_trainer` for asyncio: the same keywords; callbacks may be ``async``."""
+    spec, connection = _split(arguments)
+    return AsyncTrainer(spec, client=client, **connection)

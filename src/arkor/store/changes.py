@@ -64,6 +64,8 @@ class ChangeFeed:
 
         @event.listens_for(sessions, "after_commit")
         def _publish(session: Session) -> None:
+            if session.in_nested_transaction():  # a savepoint was released; the commit is to come
+                return
             if session.info.pop(_PENDING, False):
                 self.publish()
 

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from arkor.contract.deployments import DEFAULT_AUTH_MODE
 from arkor.sdk import (
     ANON_STATE_MISMATCH_MESSAGE,
     AsyncCloudApiClient,
@@ -67,7 +68,7 @@ async def create_deployment(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         deployment = await client.create_deployment(
             scope, slug=body["slug"], target=body["target"],
-            auth_mode=body.get("authMode", "fixed_api_key"),
+            auth_mode=body.get("authMode", DEFAULT_AUTH_MODE),
             run_retention_mode=body.get("runRetentionMode"),
             run_retention_days=body.get("runRetentionDays"),
         )

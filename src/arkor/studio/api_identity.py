@@ -18,8 +18,8 @@ async def get_credentials(request: Request) -> Response:
     upstream = upstream_of(request)
     credentials = await upstream.ensure_credentials()
     state = upstream.usable_state(credentials)
-    anon = isinstance(credentials, AnonymousCredentials)
-    org_slug = state.org_slug if state else (credentials.org_slug if anon else None)
+    org_slug = state.org_slug if state else (
+        credentials.org_slug if isinstance(credentials, AnonymousCredentials) else None)
     # Never the bearer token: the page does not need it, and a script running in the page
     # (an extension, an XSS) could take it off the machine.
     return JSONResponse({

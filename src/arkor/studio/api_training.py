@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from arkor.contract.job_config import numeric_fields
 from arkor.sdk import DEFAULT_MODEL
 from arkor.studio.api_identity import upstream_of
 from arkor.studio.errors import InvalidBody
@@ -21,8 +22,7 @@ from arkor.studio.upstream import wire
 
 DEMO_JOB_NAME = "support-triage"
 DEFAULT_JOB_NAME = "studio-run"
-SETTINGS = ("maxSteps", "numTrainEpochs", "learningRate", "loraR", "loraAlpha", "batchSize",
-            "maxLength", "saveSteps", "evalSteps", "warmupSteps", "loggingSteps", "seed")
+SETTINGS = numeric_fields()
 
 
 def parse_train_body(raw: bytes) -> dict[str, Any] | str:

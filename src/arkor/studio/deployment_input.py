@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from arkor.contract import deployments as rules
 from arkor.studio.errors import InvalidBody
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
-SLUG_MESSAGE = ("slug must be 2-50 chars, lowercase letters / digits / hyphens, starting and "
-                "ending with a letter or digit (e.g. \"my-model\")")
-DAYS_ONLY_WITH_DAYS = 'runRetentionDays is only valid when runRetentionMode is "days".'
-DAYS_NEEDS_DAYS = 'runRetentionMode "days" requires a positive integer runRetentionDays.'
-RETENTION_MODES = ("unlimited", "disabled", "days")
-AUTH_MODES = ("fixed_api_key", "none")
 INVALID_JSON = "Invalid JSON body"
 UPDATE_NOT_OBJECT = "Deployment update body must be a JSON object."
-KEY_LABEL = "Key create body must include a non-empty `label` string (1-80 chars)"
+KEY_LABEL = (f"Key create body must include a non-empty `label` string "
+             f"(1-{rules.KEY_LABEL_MAX} chars)")
 
 
 def parse_json(raw: bytes) -> Any:
@@ -27,31 +21,28 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidBody(INVALID_JSON) from None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _target_issues(target: Any) -> list[str]:
     if not isinstance(target, dict):
         return ["target: Expected object"]
     kind = target.get("kind")
-    if kind == "base_model":
+    if kind == rules.TARGET_BASE_MODEL:
         model = target.get("baseModel")
         return [] if isinstance(model, str) and model.strip() else [
             "target.baseModel: Expected a non-empty string"]
-    if kind != "adapter":
+    if kind != rules.TARGET_ADAPTER:
         return ['target.kind: Expected "adapter" or "base_model"']
     adapter = target.get("adapter")
     if not isinstance(adapter, dict):
         return ["target.adapter: Expected object"]
     issues = []
-    if adapter.get("kind") not in ("final", "checkpoint"):
+    if adapter.get("kind") not in (rules.ADAPTER_FINAL, rules.ADAPTER_CHECKPOINT):
         issues.append('target.adapter.kind: Expected "final" or "checkpoint"')
     job_id = adapter.get("jobId")
     if not isinstance(job_id, str) or not job_id.strip():
         issues.append("target.adapter.jobId: Expected a non-empty string")
     step = adapter.get("step")
-    if adapter.get("kind") == "checkpoint" and not (_is_int(step) and step >= 0):
+    if adapter.get("kind") == rules.ADAPTER_CHECKPOINT and not (
+            isinstance(step, int) and not isinstance(step, bool) and step >= 0):
         issues.append("target.adapter.step: Expected an integer >= 0")
     return issues
 
@@ -61,12 +52,13 @@ def retention_issues(body: dict[str, Any]) -> list[str]:
     days = body.get("runRetentionDays")
     if mode is None and days is None:
         return []
-    if mode not in RETENTION_MODES:
+    if mode not in rules.RETENTION_MODES:
         return ["runRetentionMode: Expected \"unlimited\", \"disabled\" or \"days\""]
-    if mode != "days" and days is not None:
-        return [f"runRetentionDays: {DAYS_ONLY_WITH_DAYS}"]
-    if mode == "days" and not (_is_int(days) and days >= 1):
-        return [f"runRetentionMode: {DAYS_NEEDS_DAYS}"]
+    if mode != rules.RETENTION_DAYS and days is not None:
+        return [f"runRetentionDays: {rules.DAYS_ONLY_WITH_DAYS_MODE}"]
+    if mode == rules.RETENTION_DAYS and not (
+            isinstance(days, int) and not isinstance(days, bool) and days >= 1):
+        return [f"runRetentionMode: {rules.DAYS_MODE_NEEDS_DAYS}"]
     return []
 
 
@@ -77,11 +69,10 @@ def create_body(raw: bytes) -> dict[str, Any]:
         raise InvalidBody("Invalid deployment create body: (root): Expected object")
     issues = []
     slug = body.get("slug")
-    if not isinstance(slug, str) or not (2 <= len(slug.strip()) <= 50) or not SLUG.match(
-            slug.strip()):
-        issues.append(f"slug: {SLUG_MESSAGE}")
+    if not isinstance(slug, str) or not rules.is_deployment_slug(slug.strip()):
+        issues.append(f"slug: {rules.SLUG_FORMAT_MESSAGE}")
     issues += _target_issues(body.get("target"))
-    if "authMode" in body and body["authMode"] not in AUTH_MODES:
+    if "authMode" in body and body["authMode"] not in rules.AUTH_MODES:
         issues.append('authMode: Expected "fixed_api_key" or "none"')
     issues += retention_issues(body)
     if issues:
@@ -103,8 +94,8 @@ def key_label(raw: bytes) -> str:
         issue = "label: Expected string"
     elif not label.strip():
         issue = "label: String must contain at least 1 character(s)"
-    elif len(label.strip()) > 80:
-        issue = "label: String must contain at most 80 character(s)"
+    elif len(label.strip()) > rules.KEY_LABEL_MAX:
+        issue = f"label: String must contain at most {rules.KEY_LABEL_MAX} character(s)"
     else:
         return label.strip()
     raise InvalidBody(f"{KEY_LABEL}: {issue}")

@@ -21,15 +21,16 @@ def is_arkor_cloud(url: str) -> bool:
     """Whether an Arkor control plane already answers at ``url`` (then ``arkor dev`` reuses it)."""
     try:
         response = httpx.get(url + "/openapi.json", timeout=3.0)
-        return response.json().get("info", {}).get("title") == "Arkor control plane"
+        title = response.json().get("info", {}).get("title")
+        return bool(title == "Arkor control plane")
     except (httpx.HTTPError, ValueError, AttributeError):
         return False
 
 
 class EmbeddedCloud:
     def __init__(self, settings: Settings, port: int) -> None:
-        from arkor.cloud.app import create_app
         from arkor.cloud.serving import server_config
+        from arkor.server import create_app
 
         self.url = f"http://127.0.0.1:{port}"
         config = server_config(create_app(settings), settings, host="127.0.0.1", port=port)

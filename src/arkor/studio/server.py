@@ -11,7 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.studio import api_deployments, api_identity, api_inference, api_jobs, api_training
+from arkor.studio import (
+    api_deployments,
+    api_identity,
+    api_inference,
+    api_jobs,
+    api_training,
+    contract_js,
+)
 from arkor.studio.config import StudioConfig
 from arkor.studio.errors import EXCEPTION_HANDLERS
 from arkor.studio.guards import StudioGuard
@@ -44,6 +51,7 @@ def create_studio_app(config: StudioConfig) -> Starlette:
         *api_deployments.routes,
         Route("/api/{rest:path}", unknown_api_route,
               methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+        Route(contract_js.PATH, contract_js.serve, methods=["GET", "HEAD"]),
         Route("/{path:path}", static.serve, methods=["GET", "HEAD"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,

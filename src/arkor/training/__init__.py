@@ -1,6 +1,6 @@
 """Local LoRA fine-tuning jobs: config, datasets, the out-of-process runner, adapter import."""
 
-from arkor.training.config import DatasetSource, TrainingConfig, parse_job_config
+from arkor.contract.job_config import DatasetSource, TrainingConfig, parse_job_config
 from arkor.training.dataset import DatasetSummary, validate_dataset
 from arkor.training.errors import (
     AdapterIncompatible,

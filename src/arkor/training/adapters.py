@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from arkor.training.errors import AdapterIncompatible
 
 PEFT_PREFIX = "base_model.model."

@@ -1,4 +1,4 @@
-"""Adapters written atomically into a job's output directory (layout: :mod:`arkor.artifacts`).
+"""Adapters written atomically into a job's output directory (:mod:`arkor.contract.artifacts`).
 
 An adapter is saved into a hidden staging directory next to its target and renamed into
 place, so a ``step-<N>`` or ``final`` directory is always complete, even after a SIGKILL.
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, CHECKPOINTS_DIR
+from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, CHECKPOINTS_DIR
 
 STAGING_MARK = ".staging-"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkor.training.config import DatasetSource
+from arkor.contract.job_config import DatasetSource
 from arkor.training.errors import DatasetError, DatasetProblem, JobConfigError
 
 ROLES = ("system", "user", "assistant")

@@ -31,8 +31,8 @@ class EncodedExample:
 
 
 def _render(tokenizer: Any, messages: Conversation, *, generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False,
-                                         add_generation_prompt=generation_prompt)
+    return str(tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=generation_prompt))
 
 
 def assistant_spans(tokenizer: Any, messages: Conversation) -> list[tuple[int, int]]:

@@ -3,11 +3,13 @@
 ::
 
     TrainingError                 catch-all base
-    ├── JobConfigError            a JobConfig field is missing or invalid (names the field)
     ├── DatasetError              dataset rows that cannot be trained on (lists line numbers)
     ├── AdapterIncompatible       an imported adapter does not fit the base model
     ├── TrainingCancelled         SIGTERM/SIGINT arrived while training
     └── RunSpecError              the runner's SPEC.json is malformed
+
+``JobConfigError`` (a JobConfig field is missing or invalid; names the field) is a
+``ValueError`` defined with the field table in :mod:`arkor.contract.job_config`.
 
 The runner turns every one of these (and any other exception) into a ``training.failed``
 event whose ``error`` is ``str(exc)``, so each message is written for the person who
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+# Defined with the JobConfig table it reports on; re-exported for the training code.
+from arkor.contract.job_config import JobConfigError as JobConfigError
+
 MAX_LISTED_PROBLEMS = 20
 
 
@@ -25,11 +30,6 @@ class TrainingError(Exception):
     """Base class of every error the training package raises on purpose."""
 
 
-class JobConfigError(TrainingError, ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"{field} {message}")
 
 
 class DatasetProblem(NamedTuple):

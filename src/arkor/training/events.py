@@ -1,4 +1,4 @@
-"""The job events of the contract (§3.3), built as plain dicts and written as JSON lines.
+"""The job events (names: :mod:`arkor.contract.events`), built as dicts, written as JSON lines.
 
 The runner writes one JSON object per line on its stdout and nothing else; the control plane
 reads the lines with :func:`parse_event_line`, stores them and streams them as SSE.
@@ -11,13 +11,14 @@ import math
 from datetime import UTC, datetime
 from typing import IO, Any
 
-STARTED = "training.started"
-LOG = "training.log"
-CHECKPOINT = "checkpoint.saved"
-COMPLETED = "training.completed"
-FAILED = "training.failed"
-EVENT_TYPES = (STARTED, LOG, CHECKPOINT, COMPLETED, FAILED)
-TERMINAL_TYPES = (COMPLETED, FAILED)
+from arkor.contract.events import (
+    CHECKPOINT,
+    COMPLETED,
+    FAILED,
+    LOG,
+    RUNNER_EVENTS,
+    STARTED,
+)
 
 Event = dict[str, Any]
 
@@ -81,6 +82,6 @@ def parse_event_line(line: str | bytes) -> Event | None:
         event = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(event, dict) or event.get("type") not in EVENT_TYPES:
+    if not isinstance(event, dict) or event.get("type") not in RUNNER_EVENTS:
         return None
     return event

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from arkor.artifacts import checkpoint_dir, final_dir
+from arkor.contract.artifacts import checkpoint_dir, final_dir
+from arkor.contract.job_config import DRY_RUN_MAX_EXAMPLES, DRY_RUN_MAX_STEPS, TrainingConfig
 from arkor.training import checkpoints, events
 from arkor.training.cancellation import CancelToken
-from arkor.training.config import DRY_RUN_MAX_EXAMPLES, DRY_RUN_MAX_STEPS, TrainingConfig
 from arkor.training.dataset import Conversation
 from arkor.training.encoding import EncodedExample, collate, encode_conversation
 from arkor.training.errors import DatasetError, DatasetProblem, JobConfigError
@@ -70,7 +70,7 @@ def load_base_model(base_model_dir: Path, device: torch.device) -> tuple[Any, An
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
+    model: Any = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
     model.config.use_cache = False
     return model.to(device), tokenizer
 
@@ -88,7 +88,8 @@ def add_lora(model: Any, config: TrainingConfig) -> Any:
             raise JobConfigError("targetModules", f"names modules the base model does not have: "
                                                   f"{', '.join(missing)} (its linear layers: "
                                                   f"{', '.join(linear)})")
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+    # peft annotates lora_alpha as int; it is a scale and takes any positive number.
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,  # type: ignore[arg-type]
                       lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
                       target_modules=targets if isinstance(targets, str) else list(targets))
     torch.manual_seed(config.seed)
@@ -250,7 +251,7 @@ class LoraRun:
         for step in range(1, plan.total_steps + 1):
             rows = next(batches)
             batch = self._to_device(collate(rows, self.tokenizer.pad_token_id))
-            learning_rate = scheduler.get_last_lr()[0]
+            learning_rate = float(scheduler.get_last_lr()[0])
             step_start = time.perf_counter()
             with self.cancel.interruptible():
                 loss = self.model(**batch).loss

@@ -16,12 +16,17 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from arkor.contract.job_config import DatasetSource
 from arkor.training import events
 from arkor.training.cancellation import CancelToken
-from arkor.training.config import DatasetSource
-from arkor.training.errors import DatasetError, TrainingCancelled, TrainingError
+from arkor.training.errors import (
+    DatasetError,
+    JobConfigError,
+    TrainingCancelled,
+    TrainingError,
+)
 from arkor.training.spec import EXIT_FAILED, EXIT_USAGE, RunSpec, load_spec
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -39,7 +44,7 @@ def take_stdout() -> IO[str]:
 
 
 def describe_error(exc: BaseException, step: int | None) -> str:
-    if isinstance(exc, TrainingError):
+    if isinstance(exc, TrainingError | JobConfigError):
         return str(exc)
     text = str(exc)
     if (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
@@ -49,7 +54,7 @@ def describe_error(exc: BaseException, step: int | None) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _read_rows(path: Path, source: DatasetSource | None) -> list:
+def _read_rows(path: Path, source: DatasetSource | None) -> list[Any]:
     """The rows; problems in a file on the server's disk are reported without its content."""
     from arkor.training.dataset import validate_dataset
 
@@ -63,14 +68,14 @@ def _read_rows(path: Path, source: DatasetSource | None) -> list:
 
 
 def run_job(spec: RunSpec, writer: events.EventWriter, cancel: CancelToken) -> int:
+    from arkor.contract.job_config import parse_job_config
     from arkor.training.checkpoints import remove_stale_staging
-    from arkor.training.config import parse_job_config
     from arkor.training.dataset import hold_out
 
     config = parse_job_config(spec.config)
     source, eval_source = config.dataset_source, config.eval_dataset_source
     train_rows = _read_rows(spec.dataset_path, source)
-    eval_rows: list = []
+    eval_rows: list[Any] = []
     if spec.eval_dataset_path is not None:
         eval_rows = _read_rows(spec.eval_dataset_path, eval_source)
     elif config.eval_steps is not None:

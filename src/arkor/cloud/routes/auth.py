@@ -11,7 +11,7 @@ from arkor.cloud.auth import CallerDep
 from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.dto import org_dto
 from arkor.cloud.errors import error_responses
-from arkor.sdk import models as m
+from arkor.contract import models as m
 from arkor.store import identities
 from arkor.store.tables import User
 

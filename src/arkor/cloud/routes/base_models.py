@@ -9,7 +9,7 @@ from pydantic.alias_generators import to_camel
 from arkor.cloud.auth import CallerDep
 from arkor.cloud.deps import SettingsDep
 from arkor.cloud.errors import error_responses
-from arkor.sdk import models as m
+from arkor.contract import models as m
 
 router = APIRouter(tags=["base models"])
 

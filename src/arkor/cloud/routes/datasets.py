@@ -19,7 +19,7 @@ from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import dataset_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.files import open_private, private_dir
-from arkor.sdk import models as m
+from arkor.contract import models as m
 from arkor.store import datasets
 from arkor.store.tables import Dataset
 from arkor.training.errors import DatasetError
@@ -58,7 +58,7 @@ async def upload_dataset(
     size = 0
     try:
         with open_private(path) as handle:
-            # The body guard bounds the upload at ARKOR_MAX_UPLOAD_MB (arkor.cloud.guards).
+            # The body guard bounds the upload at ARKOR_MAX_UPLOAD_MB (arkor.middleware.guards).
             async for chunk in request.stream():
                 size += len(chunk)
                 handle.write(chunk)

@@ -8,21 +8,22 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from arkor.cloud import targets
+from arkor import targets
 from arkor.cloud.auth import ProjectScope, ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep, get_settings
 from arkor.cloud.dto import created_key_dto, deployment_dto, key_dto
 from arkor.cloud.errors import ApiError, error_responses
-from arkor.cloud.routes.endpoints_wire import (
+from arkor.cloud.settings import edge_base_url
+from arkor.contract import models as m
+from arkor.contract.deployment_bodies import (
     AdapterTargetIn,
     BaseModelTargetIn,
     CreateDeploymentBody,
     CreateKeyBody,
     UpdateDeploymentBody,
 )
-from arkor.cloud.settings import edge_base_url
+from arkor.contract.deployments import TARGET_ADAPTER, TARGET_BASE_MODEL
 from arkor.engine.registry import BaseModelRegistry
-from arkor.sdk import models as m
 from arkor.store import deployment_keys, deployments
 from arkor.store.deployments import TargetColumns
 from arkor.store.errors import SlugHeld, SlugTaken
@@ -57,9 +58,9 @@ def resolve_target(
 ) -> TargetColumns:
     """Check that the target exists in this project and flatten it into columns."""
     if isinstance(target, BaseModelTargetIn):
-        columns = TargetColumns(target_kind="base_model", base_model=target.base_model)
+        columns = TargetColumns(target_kind=TARGET_BASE_MODEL, base_model=target.base_model)
     else:
-        columns = TargetColumns(target_kind="adapter", adapter_kind=target.adapter.kind,
+        columns = TargetColumns(target_kind=TARGET_ADAPTER, adapter_kind=target.adapter.kind,
                                 job_id=target.adapter.job_id,
                                 checkpoint_step=getattr(target.adapter, "step", None))
     targets.resolve(session, scope.project_id, columns, registry=registry)

@@ -21,16 +21,16 @@ from starlette.concurrency import run_in_threadpool
 from arkor.cloud.auth import ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.errors import ApiError, error_responses
-from arkor.cloud.targets import job_or_404
+from arkor.contract.events import TERMINAL_EVENTS
 from arkor.store import jobs
 from arkor.store.db import Database
 from arkor.store.tables import Job
+from arkor.targets import job_or_404
 
 router = APIRouter(tags=["jobs"])
 
 POLL_SECONDS = 0.3
 PING_SECONDS = 15.0
-TERMINAL_EVENTS = ("training.completed", "training.failed", "training.cancelled")
 
 
 def frame(event_id: int, kind: str, data: dict[str, Any]) -> bytes:
@@ -46,7 +46,8 @@ def parse_last_event_id(value: str | None) -> int:
         raise ApiError(400, "Last-Event-ID must be the id of an event from this stream") from None
 
 
-def _poll(db: Database, job_id: str, after: int) -> tuple[list[tuple[int, str, dict]], str]:
+def _poll(db: Database, job_id: str, after: int
+          ) -> tuple[list[tuple[int, str, dict[str, Any]]], str]:
     with db.session() as session:
         rows = jobs.events_after(session, job_id, after)
         job = session.get(Job, job_id)

@@ -17,7 +17,6 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, final_dir
 from arkor.cloud.auth import ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import job_dto
@@ -25,6 +24,7 @@ from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.files import open_private, private_dir
 from arkor.cloud.routes.jobs import JobEnvelope
 from arkor.cloud.settings import Settings
+from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_FILES, final_dir
 from arkor.store import jobs
 from arkor.store.tables import utcnow
 from arkor.training.errors import AdapterIncompatible
@@ -76,7 +76,7 @@ async def import_adapter(
     private_dir(artifacts)
     final.mkdir(mode=0o700)
     try:
-        for upload in files:  # bounded by ARKOR_MAX_UPLOAD_MB (arkor.cloud.guards)
+        for upload in files:  # bounded by ARKOR_MAX_UPLOAD_MB (arkor.middleware.guards)
             with open_private(final / str(upload.filename)) as handle:
                 while chunk := await upload.read(1024 * 1024):
                     handle.write(chunk)

@@ -14,16 +14,16 @@ from arkor.cloud.deps import DatabaseDep, SettingsDep, SupervisorDep
 from arkor.cloud.dto import job_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.settings import Settings
-from arkor.cloud.targets import job_or_404
-from arkor.sdk import models as m
+from arkor.contract import models as m
+from arkor.contract.events import CANCELLED
 from arkor.store import datasets, jobs
+from arkor.targets import job_or_404
 from arkor.training.errors import DatasetError, JobConfigError
 from arkor.training.events import utc_timestamp
 
 router = APIRouter(tags=["jobs"])
 
 SCOPED = error_responses(400, 401, 403, 404, 426)
-CANCELLED_EVENT = "training.cancelled"
 
 
 class CreateJobBody(BaseModel):
@@ -60,7 +60,7 @@ def check_job_config(
     problems are reported without its content (the caller did not send that file).
     """
     from arkor.cloud.dataset_roots import dataset_path_check
-    from arkor.training.config import parse_job_config
+    from arkor.contract.job_config import parse_job_config
     from arkor.training.dataset import dataset_location, validate_dataset
 
     try:
@@ -137,7 +137,7 @@ def cancel_job(job_id: str, db: DatabaseDep, scope: ProjectScopeDep,
         if job.status in jobs.TERMINAL_STATUSES:
             raise ApiError(409, f"Job is already {job.status}")
         jobs.set_status(session, job, "cancelled")
-        jobs.add_event(session, job.id, {"type": CANCELLED_EVENT, "jobId": job.id,
+        jobs.add_event(session, job.id, {"type": CANCELLED, "jobId": job.id,
                                          "timestamp": utc_timestamp()})
     supervisor.cancel(job_id)
     with db.session() as session:

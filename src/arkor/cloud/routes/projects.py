@@ -9,8 +9,8 @@ from arkor.cloud.auth import OrgScopeDep
 from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.dto import project_dto
 from arkor.cloud.errors import ApiError, error_responses
-from arkor.cloud.slugs import check_project_slug
-from arkor.sdk import models as m
+from arkor.contract import models as m
+from arkor.contract.deployments import check_project_slug
 from arkor.store import projects
 from arkor.store.errors import SlugTaken
 from arkor.store.tables import Org

@@ -1,4 +1,5 @@
 // Display helpers shared by the pages.
+import { ADAPTER, TARGET } from "./contract.js";
 export function shortId(id, head = 6, tail = 4) {
   if (!id) return "";
   return id.length <= head + tail + 1 ? id : `${id.slice(0, head)}…${id.slice(-tail)}`;
@@ -46,10 +47,10 @@ export function clock(iso) {
 
 export function targetSummary(target) {
   if (!target) return "";
-  if (target.kind === "base_model") return `Base model: ${target.baseModel}`;
+  if (target.kind === TARGET.BASE_MODEL) return `Base model: ${target.baseModel}`;
   const a = target.adapter || {};
   const job = (a.jobId || "").slice(0, 8);
-  return a.kind === "checkpoint" ? `Checkpoint step ${a.step} (job ${job})` : `Final adapter (job ${job})`;
+  return a.kind === ADAPTER.CHECKPOINT ? `Checkpoint step ${a.step} (job ${job})` : `Final adapter (job ${job})`;
 }
 
 export function hostOf(url) {

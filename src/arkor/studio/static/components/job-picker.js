@@ -3,6 +3,7 @@
 import { api } from "../api.js";
 import { h, replace } from "../dom.js";
 import { relativeTime, shortId } from "../format.js";
+import { ADAPTER, TARGET } from "../contract.js";
 
 const PASTE = "__paste__";
 
@@ -11,7 +12,7 @@ class TargetPicker extends HTMLElement {
     super();
     this.jobs = [];
     this.baseModels = [];
-    this.kind = "final";
+    this.kind = ADAPTER.FINAL;
     this.uid = Math.random().toString(36).slice(2, 8);
   }
 
@@ -56,14 +57,14 @@ class TargetPicker extends HTMLElement {
     this.modelRow = h("div", { class: "field" }, h("label", { for: this.modelInput.id }, "Base model name"), this.modelInput, this.modelList);
     replace(this,
       h("fieldset", { class: "radios" }, h("legend", {}, "Target"),
-        radio("final", "Job's final adapter"), radio("checkpoint", "Specific checkpoint"),
-        radio("base_model", "Base model only (no LoRA)")),
+        radio(ADAPTER.FINAL, "Job's final adapter"), radio(ADAPTER.CHECKPOINT, "Specific checkpoint"),
+        radio(TARGET.BASE_MODEL, "Base model only (no LoRA)")),
       this.jobRow, this.uuidRow, this.stepRow, this.stepNRow, this.modelRow, this.note);
     this.fillJobs();
   }
 
   candidates() {
-    return this.kind === "final"
+    return this.kind === ADAPTER.FINAL
       ? this.jobs.filter((j) => j.status === "completed" && j.hasFinalAdapter !== false)
       : this.jobs.filter((j) => (j.checkpoints || []).length);
   }
@@ -82,12 +83,12 @@ class TargetPicker extends HTMLElement {
 
   sync() {
     const pasted = this.jobSelect.value === PASTE;
-    const adapter = this.kind !== "base_model";
+    const adapter = this.kind !== TARGET.BASE_MODEL;
     this.jobRow.hidden = !adapter;
     this.uuidRow.hidden = !adapter || !pasted;
     this.modelRow.hidden = adapter;
-    this.stepNRow.hidden = this.kind !== "checkpoint" || !pasted;
-    this.stepRow.hidden = this.kind !== "checkpoint" || pasted;
+    this.stepNRow.hidden = this.kind !== ADAPTER.CHECKPOINT || !pasted;
+    this.stepRow.hidden = this.kind !== ADAPTER.CHECKPOINT || pasted;
     for (const radio of this.querySelectorAll("input[type=radio]")) radio.checked = radio.value === this.kind;
     if (this.lastKind !== this.kind) { this.lastKind = this.kind; this.fillJobs(); return; }
     const job = this.jobs.find((j) => j.id === this.jobSelect.value);
@@ -99,18 +100,18 @@ class TargetPicker extends HTMLElement {
 
   // The deployment target, or null with a message in `error`.
   get value() {
-    if (this.kind === "base_model") {
+    if (this.kind === TARGET.BASE_MODEL) {
       const model = this.modelInput.value.trim();
-      return model ? { kind: "base_model", baseModel: model } : null;
+      return model ? { kind: TARGET.BASE_MODEL, baseModel: model } : null;
     }
     const pasted = this.jobSelect.value === PASTE;
     const jobId = pasted ? this.jobInput.value.trim() : this.jobSelect.value;
     if (!jobId) return null;
-    if (this.kind === "final") return { kind: "adapter", adapter: { kind: "final", jobId } };
+    if (this.kind === ADAPTER.FINAL) return { kind: TARGET.ADAPTER, adapter: { kind: ADAPTER.FINAL, jobId } };
     const raw = pasted ? this.stepInput.value : this.stepSelect.value;
     const step = Number(raw);
     if (raw === "" || !Number.isInteger(step) || step < 0) return null;
-    return { kind: "adapter", adapter: { kind: "checkpoint", jobId, step } };
+    return { kind: TARGET.ADAPTER, adapter: { kind: ADAPTER.CHECKPOINT, jobId, step } };
   }
 
   set target(target) {
@@ -119,16 +120,16 @@ class TargetPicker extends HTMLElement {
   }
 
   apply(target) {
-    this.kind = target.kind === "base_model" ? "base_model" : target.adapter.kind;
+    this.kind = target.kind === TARGET.BASE_MODEL ? TARGET.BASE_MODEL : target.adapter.kind;
     this.lastKind = null;
     this.sync();
-    if (target.kind === "base_model") { this.modelInput.value = target.baseModel; return; }
+    if (target.kind === TARGET.BASE_MODEL) { this.modelInput.value = target.baseModel; return; }
     const known = [...this.jobSelect.options].some((o) => o.value === target.adapter.jobId);
     this.jobSelect.value = known ? target.adapter.jobId : PASTE;
     this.pasting = !known;
     if (!known) this.jobInput.value = target.adapter.jobId;
     this.sync();
-    if (target.adapter.kind === "checkpoint") {
+    if (target.adapter.kind === ADAPTER.CHECKPOINT) {
       this.stepSelect.value = String(target.adapter.step);
       this.stepInput.value = String(target.adapter.step);
     }

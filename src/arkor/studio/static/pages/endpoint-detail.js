@@ -4,6 +4,7 @@ import { api } from "../api.js";
 import { card, errorBox, field, h, replace } from "../dom.js";
 import { relativeTime, targetSummary } from "../format.js";
 import { copyButton, statusBadge } from "../components/widgets.js";
+import { AUTH } from "../contract.js";
 
 const LEAVE_ISSUING = "An API key is being issued. Leaving now will lose the one-time secret. Continue anyway?";
 const LEAVE_UNSAVED = "The just-issued API key is shown on screen but you haven't confirmed you saved it. Leaving now will discard the only copy. Continue anyway?";
@@ -94,7 +95,7 @@ export function mount(main, { param: id }) {
             key.enabled ? h("button", { type: "button", class: "button small danger", onclick: () => revoke(key) }, "Revoke") : statusBadge("revoked"))));
     const valid = label.value.trim().length >= 1 && label.value.trim().length <= 80;
     replace(keysBox,
-      deployment?.authMode === "none" ? h("p", { class: "note" }, "Auth is set to none; keys are not enforced.") : null,
+      deployment?.authMode === AUTH.NONE ? h("p", { class: "note" }, "Auth is set to none; keys are not enforced.") : null,
       h("form", { class: "row", onsubmit: issue }, label,
         h("button", { type: "submit", class: "button primary", disabled: issuing || !valid || Boolean(plaintext) }, issuing ? "Issuing…" : "Issue key")),
       callout, list);
@@ -103,7 +104,7 @@ export function mount(main, { param: id }) {
   function renderSettings() {
     const d = deployment;
     const auth = h("select", { id: "ep-auth-mode", onchange: () => patch({ authMode: auth.value }) },
-      h("option", { value: "fixed_api_key" }, "Fixed API key"), h("option", { value: "none" }, "No auth (public)"));
+      h("option", { value: AUTH.FIXED_KEY }, "Fixed API key"), h("option", { value: AUTH.NONE }, "No auth (public)"));
     auth.value = d.authMode;
     retention.value = { runRetentionMode: d.runRetentionMode, runRetentionDays: d.runRetentionDays };
     const saveRetention = async () => {

@@ -4,6 +4,7 @@ import { api, poll } from "../api.js";
 import { card, emptyState, errorBox, field, h, replace } from "../dom.js";
 import { hostOf, targetSummary } from "../format.js";
 import { statusBadge } from "../components/widgets.js";
+import { ADAPTER, AUTH, TARGET } from "../contract.js";
 
 const SLUG_PATTERN = "[a-z0-9][a-z0-9\\-]*[a-z0-9]";
 
@@ -17,7 +18,7 @@ function createForm({ onCreated, onCancel, prefill }) {
     oninput: () => { const at = slug.selectionStart; slug.value = slug.value.toLowerCase(); slug.setSelectionRange(at, at); } });
   const picker = h("target-picker");
   if (prefill) picker.target = prefill;
-  const auth = h("select", { id: "ep-auth" }, h("option", { value: "fixed_api_key" }, "Fixed API key"), h("option", { value: "none" }, "No auth (public)"));
+  const auth = h("select", { id: "ep-auth" }, h("option", { value: AUTH.FIXED_KEY }, "Fixed API key"), h("option", { value: AUTH.NONE }, "No auth (public)"));
   const retention = h("retention-fields", { "allow-default": true });
   const error = h("div");
   const submit = h("button", { type: "submit", class: "button primary" }, "Create endpoint");
@@ -63,7 +64,7 @@ export function mount(main, { query }) {
     const job = query.get("job");
     if (!job) return null;
     const step = query.get("step");
-    return { kind: "adapter", adapter: step !== null ? { kind: "checkpoint", jobId: job, step: Number(step) } : { kind: "final", jobId: job } };
+    return { kind: TARGET.ADAPTER, adapter: step !== null ? { kind: ADAPTER.CHECKPOINT, jobId: job, step: Number(step) } : { kind: ADAPTER.FINAL, jobId: job } };
   }
 
   function setForm(open, prefill) {

@@ -4,10 +4,11 @@ import { api, eventsUrl, poll } from "../api.js";
 import { card, errorBox, h, replace } from "../dom.js";
 import { clock, dateTime, duration, shortId } from "../format.js";
 import { copyButton, statusBadge } from "../components/widgets.js";
+import { EVENT, TERMINAL_STATUS } from "../contract.js";
 
 const MAX_ROWS = 500;
-const TERMINAL = { "training.completed": "completed", "training.failed": "failed", "training.cancelled": "cancelled" };
-const EVENTS = ["training.started", "training.log", "checkpoint.saved", ...Object.keys(TERMINAL), "end"];
+const TERMINAL = TERMINAL_STATUS;
+const EVENTS = [EVENT.STARTED, EVENT.LOG, EVENT.CHECKPOINT, ...Object.keys(TERMINAL), "end"];
 
 function datasetLabel(source) {
   if (!source) return "—";
@@ -17,19 +18,19 @@ function datasetLabel(source) {
 }
 
 function describe(type, data) {
-  if (type === "training.log") {
+  if (type === EVENT.LOG) {
     const parts = [`step=${data.step}`];
     if (Number.isFinite(data.loss)) parts.push(`loss=${data.loss.toFixed(4)}`);
     if (Number.isFinite(data.evalLoss)) parts.push(`evalLoss=${data.evalLoss.toFixed(4)}`);
     return parts.join(" ");
   }
-  if (type === "checkpoint.saved") return `step=${data.step}`;
-  if (type === "training.completed") {
+  if (type === EVENT.CHECKPOINT) return `step=${data.step}`;
+  if (type === EVENT.COMPLETED) {
     const n = (data.artifacts || []).length;
     return `${n} artifact${n === 1 ? "" : "s"}`;
   }
-  if (type === "training.failed") return data.error || "failed";
-  if (type === "training.started") {
+  if (type === EVENT.FAILED) return data.error || "failed";
+  if (type === EVENT.STARTED) {
     const m = data.metadata || {};
     const parts = ["examples", "totalSteps", "trainableParameters", "device"].filter((k) => m[k] !== undefined).map((k) => `${k}=${m[k]}`);
     return parts.join(" ") || "started";
@@ -125,12 +126,12 @@ export function mount(main, { param: jobId }) {
       try { data = JSON.parse(event.data || "{}"); } catch { /* keep-alives and odd frames */ }
       streamBroken = false;
       if (type === "end") { source.close(); render(); return; }
-      if (type === "training.started") { sseStatus = "running"; liveStartedAt = data.timestamp; }
-      if (type === "training.log") chart.addPoint({ step: data.step, loss: data.loss, evalLoss: data.evalLoss });
-      if (type === "checkpoint.saved") checkpoints.add(data.step);
+      if (type === EVENT.STARTED) { sseStatus = "running"; liveStartedAt = data.timestamp; }
+      if (type === EVENT.LOG) chart.addPoint({ step: data.step, loss: data.loss, evalLoss: data.evalLoss });
+      if (type === EVENT.CHECKPOINT) checkpoints.add(data.step);
       if (TERMINAL[type]) { sseStatus = TERMINAL[type]; liveCompletedAt = data.timestamp; }
-      if (type === "training.completed") artifacts = (data.artifacts || []).length;
-      if (type === "training.failed") failure = data.error || "failed";
+      if (type === EVENT.COMPLETED) artifacts = (data.artifacts || []).length;
+      if (type === EVENT.FAILED) failure = data.error || "failed";
       addRow(data.timestamp, type, describe(type, data));
       render();
     });

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from arkor._version import SDK_VERSION
-from arkor.cloud.app import create_app
-from arkor.cloud.guards import UPLOAD_ROUTES, host_allowed, host_name
 from arkor.cloud.settings import Settings
+from arkor.middleware.guards import UPLOAD_ROUTES, host_allowed, host_name
+from arkor.server import create_app
 from tests.servers import LiveServer, database_url
 from tests.workspace import Workspace, new_workspace
 

@@ -6,37 +6,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from arkor._version import SDK_VERSION
-from arkor.cloud.access_log import FIELDS, TEXT_FORMAT, JsonFormatter
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
-from arkor.engine.base import Finished, GenerationEvent, GenerationRequest, TextDelta
+from arkor.middleware.access_log import FIELDS, TEXT_FORMAT, JsonFormatter
+from arkor.server import create_app
+from tests.doubles.engine import Reply, ScriptedEngine
 from tests.servers import LiveServer, database_url
 
 CLIENT = {"X-Arkor-Client": f"arkor/{SDK_VERSION}"}
 SECRET_TEXT = "the vault code is purple-elephant-4471"
 EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-class ScriptedEngine:
-    """An :class:`~arkor.engine.base.Engine` that answers every request with the same words."""
-
-    async def start(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        for word in ("Noted", "."):
-            yield TextDelta(word)
-        yield Finished("stop", prompt_tokens=7, completion_tokens=2)
 
 
 @dataclass
@@ -69,7 +54,7 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     data_dir = tmp_path_factory.mktemp(f"access-{backend}")
     with database_url(backend, data_dir) as url:
         settings = Settings(data_dir=data_dir, database_url=url)
-        app = create_app(settings, engine=ScriptedEngine())  # type: ignore[arg-type]
+        app = create_app(settings, engine=ScriptedEngine(default=Reply(("Noted", "."))))
         with LiveServer(app, settings=settings) as base:
             yield base
 

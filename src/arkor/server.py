@@ -1,0 +1,107 @@
+"""The composition root: the control plane and the edge, side by side on one ASGI app.
+
+``create_app(settings)`` builds each part once: the data directory, the database (migrated),
+the job supervisor, the engine provider, key usage, the edge app and the control plane. It
+owns their lifespan and puts the ASGI middleware around both apps: ``AccessLog`` →
+``HostGuard`` → ``BodyGuard`` → ``EdgeRouter``. ``arkor.cloud`` and ``arkor.edge`` never
+import each other; only this module imports both, and it hands the control plane the edge's
+serving for ``/v1/inference/chat`` (:class:`EngineChat`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from arkor.cloud.app import create_control_plane
+from arkor.cloud.errors import ApiError
+from arkor.cloud.files import prepare_data_dir
+from arkor.cloud.settings import Settings
+from arkor.cloud.supervisor import JobSupervisor
+from arkor.edge import chat
+from arkor.edge.app import EdgeApp
+from arkor.edge.directory import DeploymentDirectory
+from arkor.edge.errors import WireError
+from arkor.edge.keys import KeyUsage
+from arkor.edge.routing import EdgeRouter
+from arkor.edge.serving import EngineProvider, OutputLimits
+from arkor.engine.base import AdapterRef, Engine
+from arkor.middleware.access_log import AccessLog
+from arkor.middleware.guards import BodyGuard, HostGuard
+from arkor.store.db import Database, migrate
+
+
+def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
+    def build() -> Engine:
+        from arkor.engine.local import LocalEngine
+
+        return LocalEngine(
+            settings.registry, models_dir=settings.models_dir,
+            max_batch_size=settings.engine_max_batch, max_queue=settings.engine_max_queue,
+            max_loaded_adapters=settings.engine_max_adapters,
+        )
+
+    return build
+
+
+class EngineChat:
+    """The control plane's :class:`~arkor.cloud.deps.ChatAnswerer`: a chat answered by the
+    edge's serving, as a deployment answers it, with the edge's refusals as ``ApiError``."""
+
+    def __init__(self, engines: EngineProvider) -> None:
+        self.engines = engines
+
+    async def __call__(self, request: Request, body: dict[str, Any], *, base_model: str,
+                       adapter: AdapterRef | None, model: str) -> Response:
+        try:
+            return await chat.serve(request.receive, self.engines, body,
+                                    base_model=base_model, adapter=adapter, model=model)
+        except WireError as exc:
+            raise ApiError(exc.status, exc.message, headers=exc.headers or None) from exc
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The control plane with the edge in front of it, on one ASGI app.
+
+    ``engine`` replaces the local engine (made on first use otherwise).
+    """
+    prepare_data_dir(settings)
+    db = Database(settings.db_url)
+    migrate(db.engine)
+    supervisor = JobSupervisor(db, settings)
+    engines = EngineProvider(
+        None if engine else local_engine_factory(settings), engine,
+        limits=OutputLimits(settings.default_max_tokens, settings.max_tokens_cap,
+                            settings.max_n),
+    )
+    usage = KeyUsage(db)
+    edge = EdgeApp(DeploymentDirectory(db), usage, engines)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        db.listen_for_changes()
+        supervisor.start()
+        usage.start()
+        try:
+            yield
+        finally:
+            usage.stop()
+            supervisor.stop()
+            await engines.close()
+            db.dispose()
+
+    app = create_control_plane(settings, db=db, supervisor=supervisor,
+                               chat=EngineChat(engines), lifespan=lifespan)
+    app.state.engines = engines
+    app.state.edge = edge
+    # The last added runs first: log, check the Host, bound the body, then route.
+    app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
+    app.add_middleware(BodyGuard, settings=settings)
+    app.add_middleware(HostGuard, settings=settings)
+    app.add_middleware(AccessLog, edge_domain=settings.edge_domain)
+    return app

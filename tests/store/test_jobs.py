@@ -1,0 +1,87 @@
+"""Jobs, their checkpoints and their events: scoped by project, checkpoints in step order,
+status times set once, and events read back in the order they were written, after any id."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from arkor.store import jobs
+from arkor.store.db import Database
+from arkor.store.tables import Job
+from tests.store.conftest import Tenant, new_tenant
+
+
+def new_job(db: Database, tenant: Tenant, name: str = "run") -> Job:
+    with db.session() as session:
+        return jobs.create_job(session, org_id=tenant.org_id, project_id=tenant.project_id,
+                               name=name, config={"model": "m"})
+
+
+def test_a_job_is_found_only_in_its_own_project(db: Database, tenant: Tenant) -> None:
+    job, stranger = new_job(db, tenant), new_tenant(db)
+    with db.session() as session:
+        assert jobs.get_job(session, tenant.project_id, job.id).config == {"model": "m"}
+        assert jobs.get_job(session, stranger.project_id, job.id) is None
+        assert jobs.list_jobs(session, stranger.project_id) == []
+
+
+def test_jobs_are_listed_newest_first(db: Database, tenant: Tenant) -> None:
+    names = ["first", "second", "third"]
+    for name in names:
+        new_job(db, tenant, name)
+    with db.session() as session:
+        assert [j.name for j in jobs.list_jobs(session, tenant.project_id)] == names[::-1]
+
+
+def test_checkpoints_come_back_in_step_order_and_a_step_is_kept_once(
+        db: Database, tenant: Tenant) -> None:
+    job = new_job(db, tenant)
+    with db.session() as session:
+        for step in (20, 5, 10):
+            jobs.add_checkpoint(session, job_id=job.id, step=step, path=f"/ckpt/{step}")
+    with db.session() as session:
+        assert [c.step for c in jobs.list_checkpoints(session, job.id)] == [5, 10, 20]
+        assert jobs.get_checkpoint(session, job.id, 10).path == "/ckpt/10"
+        assert jobs.get_checkpoint(session, job.id, 11) is None
+    with pytest.raises(IntegrityError), db.session() as session:
+        jobs.add_checkpoint(session, job_id=job.id, step=10, path="/elsewhere")
+
+
+def test_status_times_are_set_once_and_errors_kept_on_the_terminal_status(
+        db: Database, tenant: Tenant) -> None:
+    job = new_job(db, tenant)
+    with db.session() as session:
+        row = jobs.get_job(session, tenant.project_id, job.id)
+        jobs.set_status(session, row, "running")
+        started = row.started_at
+        jobs.set_status(session, row, "running")
+        assert row.started_at == started is not None and row.completed_at is None
+        jobs.set_status(session, row, "failed", error="out of memory")
+    with db.session() as session:
+        row = jobs.get_job(session, tenant.project_id, job.id)
+        assert (row.status, row.error) == ("failed", "out of memory")
+        assert row.completed_at is not None and row.completed_at >= row.started_at
+        assert row.id in {j.id for j in jobs.jobs_with_status(session, jobs.TERMINAL_STATUSES)}
+        assert row.id not in {j.id for j in jobs.jobs_with_status(session, ("running",))}
+
+
+def test_events_are_read_in_write_order_after_an_id_and_per_job(
+        db: Database, tenant: Tenant) -> None:
+    job, other = new_job(db, tenant), new_job(db, tenant, "other")
+    written = []
+    for step in range(6):
+        with db.session() as session:
+            jobs.add_event(session, other.id, {"type": "training.log", "step": -step})
+            written.append(jobs.add_event(session, job.id,
+                                          {"type": "training.log", "step": step}).id)
+    assert written == sorted(written)
+    with db.session() as session:
+        events = jobs.events_after(session, job.id, 0)
+        assert [e.payload["step"] for e in events] == list(range(6))
+        assert [e.type for e in events] == ["training.log"] * 6
+        later = jobs.events_after(session, job.id, written[2])
+        assert [e.id for e in later] == written[3:]
+        assert [e.id for e in jobs.events_after(session, job.id, written[2], limit=2)] == (
+            written[3:5])
+        assert jobs.events_after(session, job.id, written[-1]) == []
