@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from arkor.cloud.app import create_app
 from arkor.cloud.settings import Settings
 from arkor.engine.registry import parse_base_model_option
+from arkor.server import create_app
 from tests.conftest import link_cached_models
 from tests.edge.conftest import EMBEDDED
 from tests.servers import LiveServer
@@ -145,5 +145,5 @@ def test_invalid_requests_are_refused_before_the_engine(tiny_capacity) -> None:
     base, _ = tiny_capacity
     with httpx.stream("POST", base.url, json=LONG, timeout=120) as streaming:
         next(streaming.iter_lines())  # the long request holds the only slot
-        response = httpx.post(base.url, json={**SHORT, "n": 3}, timeout=10)
+        response = httpx.post(base.url, json={**SHORT, "n": 99}, timeout=10)
     assert response.status_code == 400

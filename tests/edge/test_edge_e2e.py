@@ -200,7 +200,7 @@ def test_inference_route_uses_the_same_engine(edge_world, reference) -> None:
             {**body, "adapter": {"kind": "final", "jobId": "nope"}}, 404),
             ({**body, "baseModel": EMBEDDED}, 400),
             ({"messages": [], "baseModel": EMBEDDED}, 400),
-            ({**body, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400)):
+            ({**body, "tools": [{"type": "function", "function": {"name": "f g"}}]}, 400)):
         response = httpx.post(f"{edge_world.url}/v1/inference/chat", params=edge_world.params,
                               headers=edge_world.headers, json=bad, timeout=60)
         assert response.status_code == status, response.text

@@ -1,8 +1,10 @@
 """The edge: one deployment's OpenAI-compatible API, found by slug.
 
-``POST /v1/chat/completions`` and ``GET /v1/models``. The deployment's target decides the
-model; the request's ``model`` field is ignored. Unknown, disabled and deleted deployments
-look the same: 404. Every answer carries ``x-request-id`` (the caller's, if it sent one).
+``POST /v1/chat/completions`` (:mod:`arkor.edge.chat`), ``POST /v1/completions``
+(:mod:`arkor.edge.completions`), ``POST /v1/responses`` (:mod:`arkor.edge.responses`),
+``GET /v1/models`` and ``GET /v1/models/{id}``. The deployment's target decides the model;
+the request's ``model`` field is ignored. Unknown, disabled and deleted deployments look the
+same: 404. Every answer carries ``x-request-id`` (the caller's, if it sent one).
 """
 
 from __future__ import annotations
@@ -13,26 +15,22 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from arkor.edge import chat, completions, responses
 from arkor.edge import openai_wire as wire
 from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
 from arkor.edge.openai_wire import WireError
-from arkor.edge.serving import (
-    CLIENT_CLOSED_REQUEST,
-    ClientGone,
-    EngineProvider,
-    complete_while_connected,
-    generation_request,
-    stream,
-)
+from arkor.edge.serving import EngineProvider
 
 log = logging.getLogger("arkor.edge")
 PARSE_ON_LOOP_BYTES = 64 * 1024
 SLUG_SCOPE_KEY = "arkor.slug"
-ROUTES = "POST /v1/chat/completions and GET /v1/models"
+MODELS = "/v1/models"
+ROUTES = ("POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, "
+          "GET /v1/models and GET /v1/models/{id}")
 
 
 def not_found(slug: str) -> WireError:
@@ -71,48 +69,44 @@ class EdgeApp:
 
     async def handle(self, request: Request, slug: str) -> Response:
         path, method = request.scope["path"], request.method
-        if path not in ("/v1/chat/completions", "/v1/models"):
+        answer = POST_ROUTES.get(path)
+        if answer is None and path != MODELS and not path.startswith(MODELS + "/"):
             raise WireError(404, f"Unknown route {method} {path}; a deployment serves {ROUTES}",
                             code="unknown_route")
         served = await self.deployment(slug)
         key_id = authenticate(served, request.headers)
         if key_id is not None:
             self.usage.touch(key_id)
-        if path == "/v1/models":
+        if answer is None:
             if method != "GET":
                 raise WireError(405, f"Use GET {path}", code="method_not_allowed")
-            return JSONResponse(models_body(served))
+            return JSONResponse(models_body(served, path.removeprefix(MODELS + "/")
+                                            if path != MODELS else None))
         if method != "POST":
             raise WireError(405, f"Use POST {path}", code="method_not_allowed")
-        return await self.chat(request, served)
-
-    async def chat(self, request: Request, served: ServedDeployment) -> Response:
-        body = await request.body()  # bounded by ARKOR_MAX_BODY_KB (arkor.cloud.guards)
-        if len(body) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
-            chat = await run_in_threadpool(parse_chat_body, body)
+        raw = await request.body()  # bounded by ARKOR_MAX_BODY_KB (arkor.middleware.guards)
+        if len(raw) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
+            body = await run_in_threadpool(wire.parse_body, raw)
         else:
-            chat = parse_chat_body(body)
-        engine = await self.engines.get()
-        generation = generation_request(chat, served.base_model, served.adapter,
-                                        self.engines.limits)
-        if not chat.stream:
-            try:
-                answer = await complete_while_connected(request.receive, engine, generation,
-                                                        model=served.slug)
-            except ClientGone:
-                return Response(status_code=CLIENT_CLOSED_REQUEST)
-            return JSONResponse(answer)
-        frames = await stream(engine, generation, model=served.slug,
-                              include_usage=chat.include_usage)
-        return StreamingResponse(frames, media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+            body = wire.parse_body(raw)
+        return await answer(request.receive, self.engines, body, base_model=served.base_model,
+                            adapter=served.adapter, model=served.slug)
 
 
-def parse_chat_body(body: bytes) -> wire.ChatRequest:
-    return wire.parse_chat_request(wire.parse_body(body))
+POST_ROUTES = {"/v1/chat/completions": chat.serve, "/v1/completions": completions.serve,
+               "/v1/responses": responses.serve}
 
 
-def models_body(served: ServedDeployment) -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": served.slug, "object": "model", "created": 0, "owned_by": "arkor"}]}
+def model_object(served: ServedDeployment) -> dict[str, Any]:
+    return {"id": served.slug, "object": "model", "created": 0, "owned_by": "arkor"}
+
+
+def models_body(served: ServedDeployment, model_id: str | None) -> dict[str, Any]:
+    """``GET /v1/models`` (``model_id`` None) or ``GET /v1/models/{model_id}``."""
+    if model_id is None:
+        return {"object": "list", "data": [model_object(served)]}
+    if model_id != served.slug:
+        raise WireError(404, f"The model {model_id[:100]!r} does not exist here; this "
+                             f"deployment serves {served.slug!r}", param="model",
+                        code="model_not_found")
+    return model_object(served)

@@ -1,29 +1,27 @@
-"""Turning a parsed chat request into an engine call and an OpenAI-shaped answer.
+"""Running engine requests for the edge's routes: the engine provider, the operator's limits,
+engine errors as HTTP errors, and :class:`Rows` (one request's ``n`` choices decoding side by
+side).
 
-Shared by the edge (``/v1/chat/completions``) and the control plane's
-``/v1/inference/chat``. Errors the engine raises before the first token become HTTP errors
-(429 with ``Retry-After``, 503, 400 for a prompt too long); an error after streaming began
-ends the stream with an ``error`` frame. Closing the stream closes the engine iterator, which
-frees the request's slot at once.
+Shared by every route of the edge and, through :mod:`arkor.server`, the control plane's
+``/v1/inference/chat``. Errors the engine raises before a row's first event become HTTP
+errors (429 with ``Retry-After``, 503, 400 for a prompt too long or a grammar the engine
+refuses); an error after streaming began is the route's to report in its stream. Closing
+:class:`Rows` closes every engine iterator, which frees their slots at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypeVar
 
 from starlette.types import Receive
 
-from arkor.edge import openai_wire as wire
-from arkor.edge.openai_wire import ChatRequest, WireError
+from arkor.edge.errors import WireError
 from arkor.engine.base import (
     AdapterLoadError,
-    AdapterRef,
     Engine,
     EngineError,
     EngineOverloaded,
@@ -31,22 +29,30 @@ from arkor.engine.base import (
     Finished,
     GenerationEvent,
     GenerationRequest,
+    GrammarError,
     PromptTooLong,
-    TextDelta,
+    SamplingParams,
     UnknownBaseModel,
 )
 
-log = logging.getLogger("arkor.edge")
+DEFAULT_MAX_N = 8
+LOGIT_BIAS_REFUSAL = "logit_bias "
+"""How the local engine's refusal of a token id outside the vocabulary begins (a plain
+``EngineError`` until the protocol has a typed request error)."""
+_SEED_SPAN = 2**64
+_SEED_LOW = -(2**63)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class OutputLimits:
-    """The operator's bounds on generated tokens: a request without ``max_tokens`` gets
-    ``default_max_tokens``; one asking for more than ``max_tokens_cap`` is refused (400), as
-    OpenAI refuses a ``max_tokens`` beyond a model's limit."""
+    """The operator's bounds: a request without ``max_tokens`` gets ``default_max_tokens``;
+    one asking for more than ``max_tokens_cap`` is refused (400), as OpenAI refuses a
+    ``max_tokens`` beyond a model's limit; ``n`` (choices per request) is at most ``max_n``."""
 
     default_max_tokens: int = 1024
     max_tokens_cap: int = 4096
+    max_n: int = DEFAULT_MAX_N
 
 
 class EngineProvider:
@@ -80,16 +86,21 @@ class EngineProvider:
             self._started = False
 
 
-def engine_error(exc: EngineError) -> WireError:
+def engine_error(exc: EngineError, *, grammar_param: str | None = None,
+                 prompt_param: str = "messages") -> WireError:
     if isinstance(exc, EngineOverloaded):
         retry = max(1, math.ceil(exc.retry_after))
         return WireError(429, str(exc), kind="rate_limit_error", code="engine_overloaded",
                          headers={"Retry-After": str(retry)})
     if isinstance(exc, PromptTooLong):
-        return WireError(400, str(exc), param="messages", code="context_length_exceeded")
+        return WireError(400, str(exc), param=prompt_param, code="context_length_exceeded")
+    if isinstance(exc, GrammarError):
+        return WireError(400, str(exc), param=grammar_param, code="invalid_grammar")
     if isinstance(exc, AdapterLoadError | UnknownBaseModel):
         return WireError(503, f"This deployment's model could not be loaded: {exc}",
                          kind="server_error", code="model_unavailable")
+    if str(exc).startswith(LOGIT_BIAS_REFUSAL):
+        return WireError(400, str(exc), param="logit_bias", code="invalid_value")
     if isinstance(exc, EngineUnavailable):
         return WireError(503, f"The inference engine is unavailable: {exc}",
                          kind="server_error", code="engine_unavailable")
@@ -97,17 +108,32 @@ def engine_error(exc: EngineError) -> WireError:
                      code="engine_error")
 
 
-def generation_request(chat: ChatRequest, base_model: str, adapter: AdapterRef | None,
-                       limits: OutputLimits) -> GenerationRequest:
-    sampling = chat.sampling
+def bounded(sampling: SamplingParams, limits: OutputLimits, *, param: str = "max_tokens",
+            default: int | None = None) -> SamplingParams:
+    """``sampling`` with the operator's default ``max_tokens``, or refused beyond the cap."""
     if sampling.max_tokens is None:
-        sampling = replace(sampling, max_tokens=limits.default_max_tokens)
-    elif sampling.max_tokens > limits.max_tokens_cap:
-        raise WireError(400, f"max_tokens is {sampling.max_tokens}; this server generates at "
+        return replace(sampling, max_tokens=default or limits.default_max_tokens)
+    if sampling.max_tokens > limits.max_tokens_cap:
+        raise WireError(400, f"{param} is {sampling.max_tokens}; this server generates at "
                              f"most {limits.max_tokens_cap} tokens per request",
-                        param="max_tokens", code="max_tokens_too_large")
-    return GenerationRequest(base_model=base_model, messages=chat.messages,
-                             sampling=sampling, adapter=adapter)
+                        param=param, code="max_tokens_too_large")
+    return sampling
+
+
+def choice_seeds(seed: int | None, n: int) -> list[int | None]:
+    """One seed per choice: ``seed``, ``seed + 1``, ... (wrapping in the signed 64-bit
+    range), so a seeded request is reproducible and its choices still differ."""
+    if seed is None:
+        return [None] * n
+    return [(seed + i - _SEED_LOW) % _SEED_SPAN + _SEED_LOW for i in range(n)]
+
+
+def fan_out(request: GenerationRequest, n: int) -> list[GenerationRequest]:
+    """``request`` once per choice, each with its own seed."""
+    if n == 1:
+        return [request]
+    return [replace(request, sampling=replace(request.sampling, seed=seed))
+            for seed in choice_seeds(request.sampling.seed, n)]
 
 
 CLIENT_CLOSED_REQUEST = 499
@@ -118,14 +144,13 @@ class ClientGone(Exception):
     """The caller disconnected before the answer was ready; nothing is left to send."""
 
 
-async def complete_while_connected(receive: Receive, engine: Engine,
-                                   request: GenerationRequest, *, model: str) -> dict[str, Any]:
-    """:func:`complete`, stopped the moment the client goes away (its slot freed at once).
+async def while_connected(receive: Receive, work: Awaitable[T]) -> T:
+    """``work``, stopped the moment the client goes away (raising :class:`ClientGone`).
 
     Call it after the request body has been read: ``receive`` then yields only
     ``http.disconnect``.
     """
-    answer = asyncio.ensure_future(complete(engine, request, model=model))
+    answer = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -144,77 +169,107 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _first(events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
+async def _first(events: AsyncIterator[GenerationEvent], grammar_param: str | None,
+                 prompt_param: str) -> GenerationEvent:
     try:
         return await anext(events)
     except EngineError as exc:
-        raise engine_error(exc) from exc
+        raise engine_error(exc, grammar_param=grammar_param,
+                           prompt_param=prompt_param) from exc
     except StopAsyncIteration:
         raise WireError(503, "The engine ended the request without an answer",
                         kind="server_error", code="engine_error") from None
 
 
-async def complete(engine: Engine, request: GenerationRequest, *, model: str
-                   ) -> dict[str, Any]:
-    events = engine.generate(request)
-    parts: list[str] = []
-    try:
-        event = await _first(events)
-        while True:
-            if isinstance(event, Finished):
-                return wire.completion(
-                    id=wire.completion_id(), model=model, created=wire.now(),
-                    text="".join(parts), finish_reason=event.finish_reason,
-                    prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens)
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
+class Rows:
+    """Engine requests decoding side by side (a request's choices; they share batches).
+
+    :meth:`start` waits for every row's first event, so an early refusal is an HTTP error
+    and no row is left running; iterating yields ``(row, event)`` as they come, each row
+    ending with its ``Finished``. Errors after the start are raised as :class:`EngineError`.
+    Always :meth:`aclose` (or exhaust) it.
+    """
+
+    def __init__(self, iterators: list[AsyncIterator[GenerationEvent]],
+                 firsts: list[GenerationEvent]) -> None:
+        self._iterators = iterators
+        self._firsts = firsts
+        self._pumps: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(cls, engine: Engine, requests: Sequence[GenerationRequest], *,
+                    grammar_param: str | None = None, prompt_param: str = "messages") -> Rows:
+        iterators = [engine.generate(request) for request in requests]
+        if len(iterators) == 1:  # the common case: no tasks
             try:
-                event = await anext(events)
-            except EngineError as exc:
-                raise engine_error(exc) from exc
-    finally:
-        await events.aclose()
+                return cls(iterators, [await _first(iterators[0], grammar_param, prompt_param)])
+            except BaseException:
+                await _close_all(iterators)
+                raise
+        firsts = [asyncio.ensure_future(_first(it, grammar_param, prompt_param))
+                  for it in iterators]
+        try:
+            await asyncio.wait(firsts, return_when=asyncio.FIRST_EXCEPTION)
+            for task in firsts:
+                error = task.exception() if task.done() else None
+                if error is not None:
+                    raise error
+        except BaseException:
+            for task in firsts:
+                task.cancel()
+            await asyncio.gather(*firsts, return_exceptions=True)
+            await _close_all(iterators)
+            raise
+        return cls(iterators, [task.result() for task in firsts])
 
+    def __len__(self) -> int:
+        return len(self._iterators)
 
-async def stream(engine: Engine, request: GenerationRequest, *, model: str,
-                 include_usage: bool) -> AsyncIterator[bytes]:
-    """Start generating now (so early errors are HTTP errors), then return the SSE bytes."""
-    events = engine.generate(request)
-    try:
-        first = await _first(events)
-    except BaseException:
-        await events.aclose()
-        raise
-    return _frames(events, first, model=model, include_usage=include_usage)
-
-
-async def _frames(events: AsyncIterator[GenerationEvent], first: GenerationEvent, *,
-                  model: str, include_usage: bool) -> AsyncIterator[bytes]:
-    cid, created = wire.completion_id(), wire.now()
-    yield wire.chunk(id=cid, model=model, created=created,
-                     delta={"role": "assistant", "content": ""})
-    event: GenerationEvent | None = first
-    try:
-        while event is not None:
-            if isinstance(event, TextDelta):
-                if event.text:
-                    yield wire.chunk(id=cid, model=model, created=created,
-                                     delta={"content": event.text})
-            elif isinstance(event, Finished):
-                yield wire.chunk(id=cid, model=model, created=created, delta={},
-                                 finish_reason=event.finish_reason)
-                if include_usage:
-                    yield wire.chunk(id=cid, model=model, created=created, delta=None,
-                                     usage_block=wire.usage(event.prompt_tokens,
-                                                            event.completion_tokens))
-                yield wire.DONE
+    async def __aiter__(self) -> AsyncIterator[tuple[int, GenerationEvent]]:
+        try:
+            for row, event in enumerate(self._firsts):
+                yield row, event
+            running = [row for row, event in enumerate(self._firsts)
+                       if not isinstance(event, Finished)]
+            if len(running) == 1:
+                row = running[0]
+                async for event in self._iterators[row]:
+                    yield row, event
                 return
-            event = await anext(events, None)
-        yield b"data: " + json.dumps(WireError(
-            503, "The engine ended the request early", kind="server_error",
-            code="engine_error").body()).encode() + b"\n\n"
-    except EngineError as exc:
-        log.warning("engine failed mid-stream: %s", exc)
-        yield b"data: " + json.dumps(engine_error(exc).body()).encode() + b"\n\n"
-    finally:
-        await events.aclose()
+            queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]] = (
+                asyncio.Queue())
+            self._pumps = [asyncio.create_task(self._pump(row, queue)) for row in running]
+            left = len(running)
+            while left:
+                row, item = await queue.get()
+                if item is None:
+                    left -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield row, item
+        finally:
+            await self.aclose()
+
+    async def _pump(self, row: int,
+                    queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]]
+                    ) -> None:
+        try:
+            async for event in self._iterators[row]:
+                queue.put_nowait((row, event))
+        except Exception as exc:
+            queue.put_nowait((row, exc))
+        queue.put_nowait((row, None))
+
+    async def aclose(self) -> None:
+        pumps, self._pumps = self._pumps, []
+        for pump in pumps:
+            pump.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+        await _close_all(self._iterators)
+
+
+async def _close_all(iterators: list[AsyncIterator[GenerationEvent]]) -> None:
+    """Close the engine iterators (async generators), freeing their slots."""
+    closers = [close() for it in iterators if (close := getattr(it, "aclose", None))]
+    await asyncio.gather(*closers, return_exceptions=True)

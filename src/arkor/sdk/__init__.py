@@ -1,3 +1,22 @@
+from arkor.contract.models import (
+    AdapterTarget,
+    AnonymousSession,
+    BaseModelInfo,
+    BaseModelTarget,
+    CheckpointAdapter,
+    CreatedDeploymentKey,
+    Deployment,
+    DeploymentKey,
+    FinalAdapter,
+    JobCheckpoint,
+    Me,
+    Org,
+    Project,
+    ProjectList,
+    TrainingJob,
+    UploadedDataset,
+    User,
+)
 from arkor.sdk._base import UNSET, ProjectScope
 from arkor.sdk._bootstrap import (
     aensure_credentials,
@@ -52,25 +71,6 @@ from arkor.sdk._trainer import (
     TrainingResult,
     create_async_trainer,
     create_trainer,
-)
-from arkor.sdk.models import (
-    AdapterTarget,
-    AnonymousSession,
-    BaseModelInfo,
-    BaseModelTarget,
-    CheckpointAdapter,
-    CreatedDeploymentKey,
-    Deployment,
-    DeploymentKey,
-    FinalAdapter,
-    JobCheckpoint,
-    Me,
-    Org,
-    Project,
-    ProjectList,
-    TrainingJob,
-    UploadedDataset,
-    User,
 )
 
 __all__ = [

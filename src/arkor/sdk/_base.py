@@ -7,18 +7,18 @@ parse the answer); :class:`CloudApiClient` and :class:`AsyncCloudApiClient` only
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
 
 from arkor._version import SDK_VERSION
-from arkor.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from arkor.sdk import models as m
+from arkor.contract import models as m
+from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials, check_token_origin
 from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
 
@@ -106,6 +106,38 @@ def _nothing(_response: httpx.Response) -> None:
     return None
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    if not isinstance(body, dict):
+        raise CloudApiError(response.status_code, "The server answered JSON that is not an "
+                            "object")
+    return body
+
+
+class InferenceOptions(TypedDict, total=False):
+    """The optional fields of ``infer`` (None is left out of the request): sampling, and
+    upstream Arkor's tools and output constraints, in OpenAI's shapes (``tools``,
+    ``tool_choice``, ``response_format``) and vLLM's (``structured_outputs``: exactly one of
+    ``json``, ``regex``, ``choice``, ``grammar``)."""
+
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    tools: Sequence[Mapping[str, Any]] | None
+    tool_choice: str | Mapping[str, Any] | None
+    parallel_tool_calls: bool | None
+    response_format: Mapping[str, Any] | None
+    structured_outputs: Mapping[str, Any] | None
+
+
+INFERENCE_FIELDS = {"temperature": "temperature", "top_p": "topP", "max_tokens": "maxTokens",
+                    "tools": "tools", "tool_choice": "toolChoice",
+                    "parallel_tool_calls": "parallelToolCalls",
+                    "response_format": "responseFormat",
+                    "structured_outputs": "structuredOutputs"}
+"""``infer``'s option names → the camelCase body of ``POST /v1/inference/chat``."""
+
+
 def read_dataset(path_or_bytes: str | os.PathLike[str] | bytes) -> tuple[bytes, str | None]:
     """The upload body, and the file name to show when it came from a file."""
     if isinstance(path_or_bytes, bytes):
@@ -156,8 +188,9 @@ def error_message(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"]:
-        return body["error"]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and error:
+        return error
     text = response.text.strip()
     return text[:500] if text else f"cloud-api {response.status_code}"
 
@@ -346,6 +379,21 @@ class BaseCloudApiClient:
         form = {"name": name} if model is None else {"name": name, "model": model}
         return Call("POST", "/v1/jobs/import", _field("job", m.TrainingJob),
                     params=as_scope(scope).params(), files=parts, data=form)
+
+    def _infer(self, scope: ScopeLike, messages: Sequence[Mapping[str, Any]],
+               adapter: Any, base_model: str | None, options: InferenceOptions
+               ) -> Call[dict[str, Any]]:
+        body: dict[str, Any] = {"messages": [dict(message) for message in messages],
+                                "stream": False}
+        if adapter is not None:
+            body["adapter"] = _wire(adapter)
+        if base_model is not None:
+            body["baseModel"] = base_model
+        for name, value in options.items():
+            if value is not None:
+                body[INFERENCE_FIELDS[name]] = _wire(value)
+        return Call("POST", "/v1/inference/chat", _json_object,
+                    params=as_scope(scope).params(), json=body)
 
     def _stream_job_events(self, job_id: str, scope: ScopeLike,
                            headers: Mapping[str, str]) -> Call[None]:

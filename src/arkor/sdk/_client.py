@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
-from arkor.sdk import models as m
+from arkor.contract import models as m
+from arkor.contract.deployments import DEFAULT_AUTH_MODE
 from arkor.sdk._base import (
     DEFAULT_TIMEOUT,
     UNSET,
     BaseCloudApiClient,
     Call,
+    InferenceOptions,
     ScopeLike,
     map_transport_error,
     raise_for_response,
@@ -31,6 +33,7 @@ from arkor.sdk._events import EventFollower, JobEvent, ReconnectPolicy
 T = TypeVar("T")
 Creds = AnonymousCredentials | OAuthCredentials
 PathOrBytes = str | os.PathLike[str] | bytes
+AdapterLike = m.FinalAdapter | m.CheckpointAdapter | Mapping[str, Any]
 
 
 class CloudApiClient(BaseCloudApiClient):
@@ -112,7 +115,7 @@ class CloudApiClient(BaseCloudApiClient):
         *,
         slug: str,
         target: m.AdapterTarget | m.BaseModelTarget | dict[str, Any],
-        auth_mode: str = "fixed_api_key",
+        auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
     ) -> m.Deployment:
@@ -192,6 +195,21 @@ class CloudApiClient(BaseCloudApiClient):
         """Register a PEFT LoRA adapter directory as a completed job with a final adapter."""
         return self._send(self._import_adapter(scope, read_adapter(adapter_dir), name, model))
 
+    def infer(
+        self,
+        scope: ScopeLike,
+        *,
+        messages: Sequence[Mapping[str, Any]],
+        adapter: AdapterLike | None = None,
+        base_model: str | None = None,
+        **options: Unpack[InferenceOptions],
+    ) -> dict[str, Any]:
+        """Chat with a job's adapter or a base model (``POST /v1/inference/chat``, not
+        streamed); answers the OpenAI ``chat.completion``. Give ``adapter`` or ``base_model``.
+        E.g. ``client.infer(scope, messages=[...], base_model=name,
+        response_format={"type": "json_object"})``."""
+        return self._send(self._infer(scope, messages, adapter, base_model, options))
+
     def stream_events(
         self,
         job_id: str,
@@ -200,7 +218,7 @@ class CloudApiClient(BaseCloudApiClient):
         last_event_id: str | int | None = None,
         reconnect: bool = True,
         policy: ReconnectPolicy | None = None,
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
         """The job's events (``ping`` left out) up to and including ``end``, resuming after
         ``last_event_id`` and reconnecting as :mod:`arkor.sdk._events` describes."""
         follower = EventFollower(last_event_id=last_event_id, reconnect=reconnect, policy=policy)
@@ -308,7 +326,7 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         *,
         slug: str,
         target: m.AdapterTarget | m.BaseModelTarget | dict[str, Any],
-        auth_mode: str = "fixed_api_key",
+        auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
     ) -> m.Deployment:
@@ -392,6 +410,19 @@ class AsyncCloudApiClient(BaseCloudApiClient):
             self._import_adapter(scope, read_adapter(adapter_dir), name, model)
         )
 
+    async def infer(
+        self,
+        scope: ScopeLike,
+        *,
+        messages: Sequence[Mapping[str, Any]],
+        adapter: AdapterLike | None = None,
+        base_model: str | None = None,
+        **options: Unpack[InferenceOptions],
+    ) -> dict[str, Any]:
+        """Chat with a job's adapter or a base model (``POST /v1/inference/chat``, not
+        streamed); answers the OpenAI ``chat.completion``. Give ``adapter`` or ``base_model``."""
+        return await self._send(self._infer(scope, messages, adapter, base_model, options))
+
     async def stream_events(
         self,
         job_id: str,
@@ -400,7 +431,7 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         last_event_id: str | int | None = None,
         reconnect: bool = True,
         policy: ReconnectPolicy | None = None,
-    ) -> AsyncIterator[JobEvent]:
+    ) -> AsyncGenerator[JobEvent, None]:
         """The job's events (``ping`` left out) up to and including ``end``, resuming after
         ``last_event_id`` and reconnecting as :mod:`arkor.sdk._events` describes."""
         follower = EventFollower(last_event_id=last_event_id, reconnect=reconnect, policy=policy)

@@ -5,6 +5,8 @@ import "./components/loss-chart.js";
 import "./components/job-picker.js";
 import "./components/quick-start.js";
 import "./components/retention-fields.js";
+import "./components/response-format.js";
+import "./components/tools-editor.js";
 import * as overview from "./pages/overview.js";
 import * as jobs from "./pages/jobs.js";
 import * as jobDetail from "./pages/job-detail.js";

@@ -1,9 +1,10 @@
 // Patterns (#/patterns): every component on one page, for checking both themes at a glance.
 import { card, emptyState, errorBox, field, h } from "../dom.js";
 import { copyButton, statusBadge } from "../components/widgets.js";
+import { AUTH } from "../contract.js";
 
 const SAMPLE = {
-  slug: "support-bot", authMode: "fixed_api_key",
+  slug: "support-bot", authMode: AUTH.FIXED_KEY,
   url: "http://127.0.0.1:8787/d/support-bot/v1/chat/completions", baseUrl: "http://127.0.0.1:8787/d/support-bot/v1",
 };
 
@@ -16,7 +17,7 @@ export function mount(main) {
   const keyed = h("quick-start");
   keyed.deployment = SAMPLE;
   const open = h("quick-start");
-  open.deployment = { ...SAMPLE, authMode: "none" };
+  open.deployment = { ...SAMPLE, authMode: AUTH.NONE };
   main.append(
     h("div", { class: "page-head" }, h("h1", {}, "Patterns"), h("p", { class: "muted" }, "Every Studio component, as the pages use them.")),
     card("Buttons",
@@ -32,6 +33,7 @@ export function mount(main) {
         field("Select", h("select", {}, h("option", {}, "One"), h("option", {}, "Two")))),
       h("retention-fields", { "allow-default": true })),
     card("Target picker", h("target-picker")),
+    card("Response format and tools", h("div", { class: "grid-2" }, h("response-format"), h("tools-editor"))),
     card("Loss chart", chart, emptyChart),
     card("Messages", h("div", { class: "stack" }, errorBox("Deployment slug is already taken"),
       h("div", { class: "warn-box" }, "Event stream interrupted."),

@@ -1,25 +1,57 @@
 // Playground (#/playground[?adapter=<jobId>[&step=<n>]]): chat with a base model or a
-// trained adapter (final or a checkpoint); the reply streams in as it is generated.
+// trained adapter (final or a checkpoint); the reply streams in as it is generated. The reply
+// can be held to a response format (JSON, a JSON schema, a choice of labels), and the model
+// can be given tools: its calls are shown, and the next message answers them.
 import { api, request } from "../api.js";
 import { errorBox, field, h, replace } from "../dom.js";
 import { shortId } from "../format.js";
+import { ADAPTER } from "../contract.js";
 
 const DEMO_PROMPT = "You triage customer support tickets. Reply with exactly one line: LABEL: billing, LABEL: bug or LABEL: other.";
+const MESSAGE_HINT = "Type a message. Enter sends, Shift+Enter adds a line.";
 
-// Text carried by one SSE `data:` payload (OpenAI chunk, or the looser shapes some servers send).
-export function deltaText(payload) {
+// What one SSE `data:` payload adds (an OpenAI chunk or completion, or the looser shapes some
+// servers send): text, and tool-call fragments keyed by `index`.
+export function chunkDelta(payload) {
   let data;
-  try { data = JSON.parse(payload); } catch { return payload; }
-  if (typeof data === "string") return data;
+  try { data = JSON.parse(payload); } catch { return { text: payload, toolCalls: [] }; }
+  if (typeof data === "string") return { text: data, toolCalls: [] };
   const choice = data?.choices?.[0];
-  if (choice) return choice.delta?.content ?? choice.message?.content ?? "";
-  return data?.content ?? data?.text ?? "";
+  if (!choice) return { text: data?.content ?? data?.text ?? "", toolCalls: [] };
+  const part = choice.delta ?? choice.message ?? {};
+  return { text: part.content ?? "", toolCalls: (part.tool_calls || []).map((call, i) => ({ index: i, ...call })) };
+}
+
+// The tool calls so far with one chunk's fragments added: a call's id and name come once,
+// its arguments in pieces.
+export function mergeToolCalls(calls, fragments) {
+  const merged = calls.map((call) => call && { ...call, function: { ...call.function } });
+  for (const { index, id, type, function: fn = {} } of fragments) {
+    const call = merged[index] ??= { id: "", type: "function", function: { name: "", arguments: "" } };
+    if (id) call.id = id;
+    if (type) call.type = type;
+    if (fn.name) call.function.name = fn.name;
+    if (fn.arguments) call.function.arguments += fn.arguments;
+  }
+  return merged;
+}
+
+export function prettyJson(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch { return null; }
+}
+
+function toolCallView(call) {
+  return h("div", { class: "tool-call", dataset: { name: call.function.name } },
+    h("span", { class: "strong" }, `Tool call: ${call.function.name}`),
+    call.id ? h("span", { class: "muted mono" }, ` ${call.id}`) : null,
+    h("pre", { class: "code" }, prettyJson(call.function.arguments) ?? call.function.arguments));
 }
 
 export function mount(main, { query }) {
   let mode = query.get("adapter") ? "adapter" : "base";
   let jobs = [];
   let history = [];
+  let pending = [];
   let controller = null;
   let nextId = 1;
   let loaded = false;
@@ -29,8 +61,10 @@ export function mount(main, { query }) {
   const system = h("textarea", { id: "pg-system", rows: 3, placeholder: "Optional instructions sent before the conversation." });
   const temperature = h("input", { id: "pg-temperature", type: "number", min: "0", max: "2", step: "0.1", value: "0.7" });
   const maxTokens = h("input", { id: "pg-max-tokens", type: "number", min: "1", max: "4096", value: "256" });
+  const format = h("response-format", { prefix: "pg" });
+  const tools = h("tools-editor", { prefix: "pg" });
   const log = h("div", { class: "chat-log", "aria-live": "polite" });
-  const input = h("textarea", { id: "pg-message", rows: 2, placeholder: "Type a message. Enter sends, Shift+Enter adds a line.",
+  const input = h("textarea", { id: "pg-message", rows: 2, placeholder: MESSAGE_HINT,
     onkeydown: (e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); } } });
   const sendButton = h("button", { type: "submit", class: "button primary" }, "Send message");
   const stopButton = h("button", { type: "button", class: "button", hidden: true, onclick: () => controller?.abort() }, "Stop");
@@ -60,21 +94,81 @@ export function mount(main, { query }) {
   function clear() {
     controller?.abort();
     history = [];
+    setPending([]);
     replace(log, h("p", { class: "muted empty-chat" }, "Say something to start."));
+  }
+
+  // The tool calls still waiting for a result; the next messages answer them, in order.
+  function setPending(calls) {
+    pending = calls;
+    const call = pending[0];
+    input.placeholder = call ? `Result of ${call.function.name} (${call.id}), as the tool would return it.` : MESSAGE_HINT;
   }
 
   function target() {
     if (mode === "base") return { baseModel: baseSelect.value };
     const step = stepSelect.value;
-    return { adapter: step === "" ? { kind: "final", jobId: adapterSelect.value } : { kind: "checkpoint", jobId: adapterSelect.value, step: Number(step) } };
+    return { adapter: step === "" ? { kind: ADAPTER.FINAL, jobId: adapterSelect.value } : { kind: ADAPTER.CHECKPOINT, jobId: adapterSelect.value, step: Number(step) } };
   }
 
-  function bubble(role, text) {
-    const el = h("div", { class: `bubble ${role}` }, h("span", { class: "who" }, role === "user" ? "You" : "Model"), h("div", { class: "text" }, text));
+  function bubble(role, text, who = role === "user" ? "You" : "Model") {
+    const el = h("div", { class: `bubble ${role}` }, h("span", { class: "who" }, who), h("div", { class: "text" }, text));
     if (log.querySelector(".empty-chat")) replace(log);
     log.append(el);
     log.scrollTop = log.scrollHeight;
     return el.querySelector(".text");
+  }
+
+  function showToolCalls(out, calls) {
+    const box = out.parentElement.querySelector(".tool-calls") ?? out.parentElement.appendChild(h("div", { class: "tool-calls stack" }));
+    replace(box, calls.filter(Boolean).map(toolCallView));
+  }
+
+  function showJson(out, text) {
+    const pretty = prettyJson(text);
+    out.dataset.json = pretty === null ? "invalid" : "valid";
+    if (pretty !== null) out.textContent = pretty;
+    else out.after(h("p", { class: "hint error-text" }, "The reply is not valid JSON (cut short by Max tokens?)."));
+  }
+
+  // This turn's message: the user's, or the result of the first tool call still waiting.
+  function addMessage(content) {
+    const call = pending[0];
+    if (!call) {
+      history.push({ id: nextId++, role: "user", content });
+      bubble("user", content);
+      return;
+    }
+    history.push({ id: nextId++, role: "tool", tool_call_id: call.id, content });
+    bubble("tool", content, `Tool result · ${call.function.name}`);
+    setPending(pending.slice(1));
+  }
+
+  function undoMessage() {
+    const message = history.pop();
+    if (message?.role !== "tool") return;
+    const call = history.findLast((m) => m.tool_calls)?.tool_calls.find((c) => c.id === message.tool_call_id);
+    if (call) setPending([call, ...pending]);
+  }
+
+  // The response-format and tools fields, or null (the control to fix focused).
+  function outputFields() {
+    for (const control of [format, tools]) {
+      if (control.check().error) {
+        control.focusProblem();
+        return null;
+      }
+    }
+    return { ...format.fields().fields, ...tools.fields().fields };
+  }
+
+  function requestBody(output) {
+    const messages = [...(system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []),
+      ...history.map(({ id: _id, ...message }) => message)];
+    const body = { ...target(), messages, stream: true, ...output };
+    if (temperature.value !== "") body.temperature = Number(temperature.value);
+    if (maxTokens.value !== "") body.maxTokens = Number(maxTokens.value);
+    return body;
   }
 
   async function send(event) {
@@ -82,20 +176,20 @@ export function mount(main, { query }) {
     const content = input.value.trim();
     if (!content || controller) return;
     if (mode === "base" && !baseSelect.value) return;
+    const output = outputFields();
+    if (!output) return;
     input.value = "";
-    history.push({ id: nextId++, role: "user", content });
-    bubble("user", content);
+    addMessage(content);
+    if (pending.length) return;
+    const body = requestBody(output);
+    const asJson = format.json;
     const out = bubble("assistant", "");
     out.classList.add("streaming");
-    const messages = [...(system.value.trim() ? [{ role: "system", content: system.value.trim() }] : []),
-      ...history.map(({ role, content: c }) => ({ role, content: c }))];
-    const body = { ...target(), messages, stream: true };
-    if (temperature.value !== "") body.temperature = Number(temperature.value);
-    if (maxTokens.value !== "") body.maxTokens = Number(maxTokens.value);
     controller = new AbortController();
     sendButton.disabled = true;
     stopButton.hidden = false;
     let text = "";
+    let calls = [];
     try {
       const response = await request("POST", "/api/inference/chat", body, { signal: controller.signal, raw: true });
       if (!response.ok) {
@@ -104,7 +198,7 @@ export function mount(main, { query }) {
         try { message = JSON.parse(raw).error?.message ?? JSON.parse(raw).error ?? message; } catch { /* plain text */ }
         out.textContent = `[error] ${message}`;
         out.classList.add("error-text");
-        history.pop();
+        undoMessage();
         return;
       }
       const reader = response.body.getReader();
@@ -121,13 +215,18 @@ export function mount(main, { query }) {
             if (!line.startsWith("data:")) continue;
             const payload = line.slice(5).trim();
             if (payload === "[DONE]") continue;
-            text += deltaText(payload);
+            const delta = chunkDelta(payload);
+            text += delta.text;
             out.textContent = text;
+            if (delta.toolCalls.length) showToolCalls(out, calls = mergeToolCalls(calls, delta.toolCalls));
             log.scrollTop = log.scrollHeight;
           }
         }
       }
-      history.push({ id: nextId++, role: "assistant", content: text });
+      calls = calls.filter(Boolean);
+      history.push({ id: nextId++, role: "assistant", content: text || (calls.length ? null : ""), ...(calls.length ? { tool_calls: calls } : {}) });
+      setPending(calls);
+      if (asJson && !calls.length) showJson(out, text);
     } catch (err) {
       if (err.name === "AbortError") {
         out.textContent = `${text} [stopped]`;
@@ -175,10 +274,12 @@ export function mount(main, { query }) {
           h("label", { for: input.id, class: "visually-hidden" }, "Message"), input,
           h("div", { class: "row" }, h("button", { type: "button", class: "button ghost", onclick: clear }, "Clear chat"),
             h("span", { class: "grow" }), stopButton, sendButton))),
-      h("section", { class: "card stack" }, h("h2", { class: "card-title" }, "Model"), modeBox, baseRow, adapterRow,
-        field("System prompt", system),
-        h("button", { type: "button", class: "link-button", onclick: () => { system.value = DEMO_PROMPT; } }, "Use the support-triage demo prompt"),
-        h("div", { class: "grid-2" }, field("Temperature", temperature, "0 is greedy."), field("Max tokens", maxTokens)))));
+      h("div", { class: "stack" },
+        h("section", { class: "card stack" }, h("h2", { class: "card-title" }, "Model"), modeBox, baseRow, adapterRow,
+          field("System prompt", system),
+          h("button", { type: "button", class: "link-button", onclick: () => { system.value = DEMO_PROMPT; } }, "Use the support-triage demo prompt"),
+          h("div", { class: "grid-2" }, field("Temperature", temperature, "0 is greedy."), field("Max tokens", maxTokens))),
+        h("section", { class: "card stack" }, h("h2", { class: "card-title" }, "Output"), format, tools))));
   load();
   return { destroy() { controller?.abort(); } };
 }
