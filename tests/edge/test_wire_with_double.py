@@ -18,6 +18,7 @@ from arkor.engine.base import (
     ChatMessage,
     EngineError,
     EngineUnavailable,
+    InvalidRequest,
     PromptTooLong,
     TextDelta,
     TokenLogprob,
@@ -165,6 +166,15 @@ def test_a_prompt_too_long_is_400_on_messages(served: Served, engine: ScriptedEn
     assert "8192" in raised.value.message
 
 
+def test_an_invalid_request_from_the_engine_is_a_400_naming_its_field(
+        served: Served, engine: ScriptedEngine) -> None:
+    engine.script(refused(InvalidRequest("logit_bias names token id 99999", "logit_bias")))
+    with pytest.raises(openai.BadRequestError) as raised:
+        served.client().chat.completions.create(model="ignored", messages=HI,
+                                                logit_bias={"99999": 1})
+    assert (raised.value.param, raised.value.code) == ("logit_bias", "invalid_value")
+
+
 @pytest.mark.parametrize(("error", "code"), [
     (EngineUnavailable("the engine was closed"), "engine_unavailable"),
     (AdapterLoadError("job:1:final", "no adapter_config.json"), "model_unavailable"),
@@ -228,13 +238,12 @@ def test_an_early_end_before_any_token_is_503(served: Served, engine: ScriptedEn
         assert openai_error(response, 503)["code"] == "engine_error"
 
 
-def test_an_early_end_after_tokens_without_streaming_is_a_500_today(
+def test_an_early_end_after_tokens_without_streaming_is_503(
         served: Served, engine: ScriptedEngine) -> None:
-    """What the edge does now (reported, not designed): the choice has no ``Finished`` to
-    answer with, the request fails inside serving and is logged as an internal error. The
-    body says nothing of the failure; streaming answers an ``engine_error`` frame instead."""
+    """An engine that stops without its ``Finished`` fails the request as an engine error,
+    as the stream does (it was a 500 with a logged traceback before)."""
     engine.script(ends_early(("Hel",)))
     response = httpx.post(served.url, headers=served.headers, json={"messages": HI}, timeout=30)
-    error = openai_error(response, 500)
-    assert (error["type"], error["code"], error["message"]) == (
-        "server_error", "internal_error", "Internal error")
+    error = openai_error(response, 503)
+    assert (error["type"], error["code"]) == ("server_error", "engine_error")
+    assert "ended the request early" in error["message"]

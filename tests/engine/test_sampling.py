@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import torch
 
-from arkor.engine.base import SamplingParams
+from arkor.engine.base import InvalidRequest, SamplingParams
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.penalties import Penalties, apply_penalties
 from arkor.engine.local.sampling import RowSampler, next_tokens
@@ -37,6 +37,12 @@ def test_a_positive_bias_forces_a_token(engine: LocalEngine, reference: Referenc
     token = 35
     outcome = run(collect(engine, ask(STORY, max_tokens=4, logit_bias=((token, 100.0),))))
     assert outcome.text == reference.decode([token] * 4)
+
+
+def test_a_token_id_outside_the_vocabulary_is_an_invalid_request(engine: LocalEngine) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        run(collect(engine, ask(STORY, max_tokens=4, logit_bias=((10**9, 1.0),))))
+    assert refused.value.param == "logit_bias" and "token id 1000000000" in str(refused.value)
 
 
 def test_ignore_eos_generates_exactly_max_tokens(engine: LocalEngine, reference: Reference) -> None:

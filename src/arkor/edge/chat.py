@@ -180,7 +180,6 @@ async def _frames(rows: Rows, chat: ChatRequest, model: str) -> AsyncIterator[by
     for choice in choices:
         yield frame([wire.chunk_choice(index=choice.index,
                                        delta={"role": "assistant", "content": ""})])
-    left = len(choices)
     try:
         async for row, event in rows:
             out: list[dict[str, Any]] = []
@@ -188,12 +187,8 @@ async def _frames(rows: Rows, chat: ChatRequest, model: str) -> AsyncIterator[by
                 out = choices[row].add(event)
             elif isinstance(event, Finished):
                 out = choices[row].finish(event)
-                left -= 1
             for chunk_choice in out:
                 yield frame([chunk_choice])
-        if left:
-            yield sse.error_frame(None)
-            return
         if chat.include_usage:
             yield sse.data(wire.chunk(id=cid, model=model, created=created, choices=[],
                                  usage_block=_usage(choices)))

@@ -214,7 +214,6 @@ async def _frames(running: Rows, request: CompletionRequest, model: str
     if request.echo:
         for choice in choices:
             yield frame(choice.index, choice.prompt)
-    left = len(choices)
     try:
         async for row, event in running:
             choice = choices[row]
@@ -225,11 +224,7 @@ async def _frames(running: Rows, request: CompletionRequest, model: str
                 yield frame(choice.index, event.text, logprobs=lp)
             elif isinstance(event, Finished):
                 choice.finished = event
-                left -= 1
                 yield frame(choice.index, "", finish_reason=event.finish_reason)
-        if left:
-            yield sse.error_frame(None)
-            return
         if request.include_usage:
             yield sse.data({**_envelope(cid, model, created, []),
                        "usage": _usage(choices, request.n)})

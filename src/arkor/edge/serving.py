@@ -30,15 +30,14 @@ from arkor.engine.base import (
     GenerationEvent,
     GenerationRequest,
     GrammarError,
+    InvalidRequest,
     PromptTooLong,
     SamplingParams,
     UnknownBaseModel,
 )
 
 DEFAULT_MAX_N = 8
-LOGIT_BIAS_REFUSAL = "logit_bias "
-"""How the local engine's refusal of a token id outside the vocabulary begins (a plain
-``EngineError`` until the protocol has a typed request error)."""
+
 _SEED_SPAN = 2**64
 _SEED_LOW = -(2**63)
 T = TypeVar("T")
@@ -86,6 +85,14 @@ class EngineProvider:
             self._started = False
 
 
+class EndedEarly(EngineError):
+    """An engine iterator stopped without its ``Finished`` (a broken engine): the request
+    fails like any engine error (503), streamed or not."""
+
+    def __init__(self) -> None:
+        super().__init__("The engine ended the request early")
+
+
 def engine_error(exc: EngineError, *, grammar_param: str | None = None,
                  prompt_param: str = "messages") -> WireError:
     if isinstance(exc, EngineOverloaded):
@@ -99,8 +106,8 @@ def engine_error(exc: EngineError, *, grammar_param: str | None = None,
     if isinstance(exc, AdapterLoadError | UnknownBaseModel):
         return WireError(503, f"This deployment's model could not be loaded: {exc}",
                          kind="server_error", code="model_unavailable")
-    if str(exc).startswith(LOGIT_BIAS_REFUSAL):
-        return WireError(400, str(exc), param="logit_bias", code="invalid_value")
+    if isinstance(exc, InvalidRequest):
+        return WireError(400, str(exc), param=exc.param, code="invalid_value")
     if isinstance(exc, EngineUnavailable):
         return WireError(503, f"The inference engine is unavailable: {exc}",
                          kind="server_error", code="engine_unavailable")
@@ -235,11 +242,15 @@ class Rows:
                 row = running[0]
                 async for event in self._iterators[row]:
                     yield row, event
+                    if isinstance(event, Finished):
+                        running = []
+                if running:
+                    raise EndedEarly()
                 return
             queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]] = (
                 asyncio.Queue())
             self._pumps = [asyncio.create_task(self._pump(row, queue)) for row in running]
-            left = len(running)
+            left, unfinished = len(running), set(running)
             while left:
                 row, item = await queue.get()
                 if item is None:
@@ -247,7 +258,11 @@ class Rows:
                 elif isinstance(item, BaseException):
                     raise item
                 else:
+                    if isinstance(item, Finished):
+                        unfinished.discard(row)
                     yield row, item
+            if unfinished:
+                raise EndedEarly()
         finally:
             await self.aclose()
 

@@ -9,8 +9,10 @@ A call is written in the default tool format (:mod:`arkor.engine.tool_format`):
   trigger ``<tool_call>`` is a lazy lexeme, so text is unconstrained until a call starts and
   the call is then constrained (a structural tag). With a ``response_format`` constraint
   the answer is that format or calls, no free text.
-- ``required`` / a named function: the output is one call (one or more with
-  ``parallel_tool_calls``) of an allowed function.
+- ``required``: the output is one call (one or more with ``parallel_tool_calls``) of an
+  offered function.
+- a named function: exactly one call of that function, as OpenAI answers a named choice
+  (``parallel_tool_calls`` does not apply).
 
 A call's ``name`` is one of the allowed names and its ``arguments`` satisfy that function's
 ``parameters`` schema (laid out as :mod:`arkor.edge.structured` lays out JSON).
@@ -150,7 +152,8 @@ def _call_rules(tools: tuple[Tool, ...]) -> str:
 def _tool_grammar(tools: tuple[Tool, ...], choice: ToolChoice, answer: Constraint | None
                   ) -> tuple[dict[str, Any], ...]:
     call = json.dumps(TOOL_CALL_OPEN)
-    more = f' ("\\n"? {call} body)*' if choice.parallel else ""
+    repeat = choice.parallel and choice.mode != "function"
+    more = f' ("\\n"? {call} body)*' if repeat else ""
     if choice.mode == "auto" and answer is None:
         start = (f"start: TEXT | call_trig body{more}\nTEXT: /(.|\\n)*/\n"
                  f"call_trig[lazy]: TEXT {call}")

@@ -14,6 +14,8 @@ Errors::
     ├── PromptTooLong            prompt leaves no room to generate within the context (400)
     ├── UnknownBaseModel         no base model registered under that name
     ├── GrammarError             a grammar the engine cannot compile or enforce (400)
+    ├── InvalidRequest           a field the engine cannot honour as given, e.g. a token id
+    │                            outside the vocabulary (400; ``param`` names the field)
     └── AdapterLoadError         the adapter directory could not be loaded (400/500, caller's call)
 """
 
@@ -207,6 +209,14 @@ class UnknownBaseModel(EngineError):
 
 class GrammarError(EngineError):
     """The request's grammar cannot be compiled or enforced; the message says why."""
+
+
+class InvalidRequest(EngineError):
+    """A request field the engine cannot honour as given; ``param`` is its wire name."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class AdapterLoadError(EngineError):

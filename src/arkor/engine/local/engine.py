@@ -17,6 +17,7 @@ from arkor.engine.base import (
     Finished,
     GenerationEvent,
     GenerationRequest,
+    InvalidRequest,
     PromptTooLong,
     UnknownBaseModel,
 )
@@ -210,7 +211,7 @@ class LocalEngine:
 def _check_logit_bias(request: GenerationRequest, vocab_width: int) -> None:
     for token_id, _ in request.sampling.logit_bias:
         if not 0 <= token_id < vocab_width:
-            raise EngineError(
+            raise InvalidRequest(
                 f"logit_bias names token id {token_id}, but {request.base_model}'s token ids "
-                f"run from 0 to {vocab_width - 1}"
+                f"run from 0 to {vocab_width - 1}", "logit_bias"
             )
