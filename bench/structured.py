@@ -27,31 +27,13 @@ from typing import Any
 
 import llguidance
 import torch
+from engine_throughput import PROMPTS  # the same 16 prompts as the throughput bench
 
 from arkor.engine.base import ChatMessage, GenerationRequest, SamplingParams
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.grammar import GrammarCache, check_grammar
 from arkor.engine.local import LocalEngine
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
-
-PROMPTS = [
-    "Write a short story about a lighthouse keeper.",
-    "Explain how a bicycle gear system works.",
-    "Describe a busy market in the morning.",
-    "Give advice to someone starting to learn the piano.",
-    "What should I pack for a week of hiking?",
-    "Summarise the water cycle for a child.",
-    "Write a polite email asking for a deadline extension.",
-    "Describe the taste of a ripe mango.",
-    "How do I keep basil alive on a windowsill?",
-    "Explain what a database index is.",
-    "Tell me about the history of tea.",
-    "Write a poem about autumn rain.",
-    "My invoice shows the wrong amount, what can I do?",
-    "The app crashes when I open the settings page.",
-    "Les enfants jouent dans le jardin.",
-    "Describe your ideal weekend.",
-]
 
 
 def ten_fields(tag: str = "") -> dict[str, Any]:

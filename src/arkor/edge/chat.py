@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive
 
 from arkor.edge import logprobs as logprob_shapes
@@ -23,14 +23,11 @@ from arkor.edge import openai_wire as wire
 from arkor.edge import sse, structured
 from arkor.edge.openai_wire import ChatRequest
 from arkor.edge.serving import (
-    CLIENT_CLOSED_REQUEST,
-    ClientGone,
     EngineProvider,
     Rows,
     bounded,
     engine_error,
     fan_out,
-    while_connected,
 )
 from arkor.edge.tool_calls import CallArguments, CallStarted, Content, ToolCallEvent, ToolCallParser
 from arkor.engine.base import (
@@ -205,14 +202,8 @@ async def answer(receive: Receive, engines: EngineProvider, chat: ChatRequest, *
     await structured.validate(chat.constraint)
     requests = requests_for(chat, base_model=base_model, adapter=adapter, engines=engines)
     if not chat.stream:
-        try:
-            body = await while_connected(receive, _complete(engines, chat, requests, model))
-        except ClientGone:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        return JSONResponse(body)
-    rows = await _start(engines, chat, requests)
-    return StreamingResponse(_frames(rows, chat, model), media_type="text/event-stream",
-                             headers=sse.HEADERS)
+        return await sse.json_answer(receive, _complete(engines, chat, requests, model))
+    return sse.stream(_frames(await _start(engines, chat, requests), chat, model))
 
 
 async def serve(receive: Receive, engines: EngineProvider, body: dict[str, Any], *,

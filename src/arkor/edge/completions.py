@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive
 
 from arkor.edge import logprobs as shapes
@@ -28,14 +28,11 @@ from arkor.edge import sse, structured
 from arkor.edge.errors import bad
 from arkor.edge.fields import boolean, integer
 from arkor.edge.serving import (
-    CLIENT_CLOSED_REQUEST,
-    ClientGone,
     EngineProvider,
     Rows,
     bounded,
     engine_error,
     fan_out,
-    while_connected,
 )
 from arkor.edge.structured import Constraint
 from arkor.engine.base import (
@@ -241,12 +238,5 @@ async def serve(receive: Receive, engines: EngineProvider, body: dict[str, Any],
     await structured.validate(request.constraint)
     rows = requests_for(request, base_model=base_model, adapter=adapter, engines=engines)
     if not request.stream:
-        try:
-            answer_body = await while_connected(receive, _complete(engines, request, rows,
-                                                                   model))
-        except ClientGone:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-        return JSONResponse(answer_body)
-    running = await _start(engines, request, rows)
-    return StreamingResponse(_frames(running, request, model), media_type="text/event-stream",
-                             headers=sse.HEADERS)
+        return await sse.json_answer(receive, _complete(engines, request, rows, model))
+    return sse.stream(_frames(await _start(engines, request, rows), request, model))

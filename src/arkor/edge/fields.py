@@ -57,14 +57,21 @@ def boolean(body: dict[str, Any], name: str, default: bool, *, param: str | None
     return value
 
 
+def _given(body: dict[str, Any], name: str, param: str | None, required: bool
+           ) -> tuple[Any, str]:
+    """``body[name]`` (None when absent or null) and the name a refusal gives; a required
+    field that is missing is refused here."""
+    value, where = body.get(name), param or name
+    if value is None and required:
+        raise bad(f"{where} is required", where, "missing_required_parameter")
+    return value, where
+
+
 def string(body: dict[str, Any], name: str, *, param: str | None = None,
            required: bool = False) -> str | None:
     """``body[name]`` as a string (required: present and non-empty)."""
-    value = body.get(name)
-    where = param or name
+    value, where = _given(body, name, param, required)
     if value is None:
-        if required:
-            raise bad(f"{where} is required", where, "missing_required_parameter")
         return None
     if not isinstance(value, str):
         raise bad(f"{where} must be a string", where, "invalid_type")
@@ -76,11 +83,8 @@ def string(body: dict[str, Any], name: str, *, param: str | None = None,
 def obj(body: dict[str, Any], name: str, *, param: str | None = None,
         required: bool = False) -> dict[str, Any] | None:
     """``body[name]`` as a JSON object."""
-    value = body.get(name)
-    where = param or name
+    value, where = _given(body, name, param, required)
     if value is None:
-        if required:
-            raise bad(f"{where} is required", where, "missing_required_parameter")
         return None
     if not isinstance(value, dict):
         raise bad(f"{where} must be an object", where, "invalid_type")

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import Receive
 
 from arkor.edge import logprobs as shapes
@@ -28,12 +28,9 @@ from arkor.edge import sse, structured
 from arkor.edge.chat import requests_for
 from arkor.edge.responses_input import ResponsesRequest, parse_responses_request
 from arkor.edge.serving import (
-    CLIENT_CLOSED_REQUEST,
-    ClientGone,
     EngineProvider,
     Rows,
     engine_error,
-    while_connected,
 )
 from arkor.edge.tool_calls import CallArguments, CallStarted, Content, ToolCallEvent, ToolCallParser
 from arkor.engine.base import AdapterRef, EngineError, Finished, TextDelta, TokenLogprob
@@ -267,10 +264,6 @@ async def serve(receive: Receive, engines: EngineProvider, body: dict[str, Any],
             running = await _start(engines, request, base_model=base_model, adapter=adapter)
             return await _complete(running, builder)
 
-        try:
-            return JSONResponse(await while_connected(receive, run()))
-        except ClientGone:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        return await sse.json_answer(receive, run())
     running = await _start(engines, request, base_model=base_model, adapter=adapter)
-    return StreamingResponse(_frames(running, builder), media_type="text/event-stream",
-                             headers=sse.HEADERS)
+    return sse.stream(_frames(running, builder))
