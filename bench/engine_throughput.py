@@ -1,6 +1,7 @@
 """LocalEngine throughput against plain transformers + PEFT ``generate`` one request at a time.
 
-Run: ``.venv/bin/python bench/engine_throughput.py`` (three to six minutes on two cores).
+Run: ``.venv/bin/python bench/engine_throughput.py`` (five to ten minutes on two cores). Each
+figure is the median of ``--repeat`` runs (default 5), and every run's figure is printed.
 
 Every request generates exactly ``--max-tokens`` tokens, so both sides do the same number of
 forward steps: the baseline passes ``min_new_tokens`` (EOS is masked out), the engine is told
@@ -179,9 +180,8 @@ async def cold_vs_warm(
     return statistics.median(cold), statistics.median(warm)
 
 
-def keep_best(figures: dict[str, float], name: str, tokens: int, seconds: float) -> None:
-    if seconds < figures.get(f"{name}_seconds", float("inf")):
-        figures[f"{name}_tokens"], figures[f"{name}_seconds"] = tokens, seconds
+def record(runs: dict[str, list[float]], name: str, tokens: int, seconds: float) -> None:
+    runs.setdefault(name, []).append(tokens / seconds)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -198,22 +198,25 @@ async def engine_figures(
     repeat: int,
     run_baseline: Callable[[], tuple[int, float]],
 ) -> dict[str, float]:
-    """Each repeat runs the baseline, then base-only and mixed three times each, back to back,
-    so load from other processes on the machine hits all of them alike; the fastest run of
-    each is kept."""
+    """Each repeat runs the baseline, then base-only and mixed, back to back, so load from
+    other processes on the machine hits all of them alike; the median tokens/s of the repeats
+    is reported (``<name>_rate``), and every run's (``<name>_runs``)."""
     engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
     async with engine:
         await engine.load(EMBEDDED_MODEL_NAME)
         # Every request runs to max_tokens, as the baseline does with min_new_tokens.
         engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
         await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
-        figures: dict[str, float] = {}
+        runs: dict[str, list[float]] = {}
         for _ in range(repeat):
-            keep_best(figures, "baseline", *run_baseline())
-            # The engine runs are short, so they get more tries at a quiet moment.
-            for _ in range(3):
-                keep_best(figures, "base", *await concurrent(engine, base_only))
-                keep_best(figures, "mixed", *await concurrent(engine, mixed))
+            record(runs, "baseline", *run_baseline())
+            record(runs, "base", *await concurrent(engine, base_only))
+            record(runs, "mixed", *await concurrent(engine, mixed))
+        figures: dict[str, float] = {}
+        for name, rates in runs.items():
+            figures[f"{name}_rate"] = statistics.median(rates)
+        run_lists = {name: ", ".join(f"{r:.0f}" for r in rates) for name, rates in runs.items()}
+        print("tokens/s of each run:", "; ".join(f"{k} {v}" for k, v in run_lists.items()))
         ttft = await staggered_ttft(engine, arrivals, mean_gap=0.5)
         figures["ttft_p50"], figures["ttft_p99"] = percentile(ttft, 0.5), percentile(ttft, 0.99)
         cold, warm = await cold_vs_warm(engine, fresh, PROMPTS[0])
@@ -226,7 +229,7 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument(
-        "--repeat", type=int, default=2, help="runs per throughput figure; the best is kept"
+        "--repeat", type=int, default=5, help="runs per throughput figure; the median is kept"
     )
     args = parser.parse_args()
 
@@ -249,23 +252,16 @@ def main() -> None:
                 args.models_dir, mixed, base_only, fresh, arrivals, args.repeat, run_baseline
             )
         )
-        base_tokens, base_seconds = figures["baseline_tokens"], figures["baseline_seconds"]
 
-    baseline_rate = base_tokens / base_seconds
-    mixed_rate = figures["mixed_tokens"] / figures["mixed_seconds"]
-    base_rate = figures["base_tokens"] / figures["base_seconds"]
+    baseline_rate = figures["baseline_rate"]
+    mixed_rate = figures["mixed_rate"]
+    base_rate = figures["base_rate"]
     print(
         f"torch threads: {torch.get_num_threads()}, max_tokens per request: {args.max_tokens}, "
-        f"best of {args.repeat}, load average at the end: {os.getloadavg()[0]:.1f}"
+        f"median of {args.repeat} runs, load average at the end: {os.getloadavg()[0]:.1f}"
     )
-    print(
-        f"baseline, one at a time (generate): {base_tokens:.0f} tokens in {base_seconds:.1f} s "
-        f"= {baseline_rate:.1f} tok/s"
-    )
-    print(
-        f"LocalEngine, 16 concurrent (4 adapters + base): {figures['mixed_tokens']:.0f} tokens "
-        f"in {figures['mixed_seconds']:.1f} s = {mixed_rate:.1f} tok/s"
-    )
+    print(f"baseline, one at a time (generate): {baseline_rate:.1f} tok/s")
+    print(f"LocalEngine, 16 concurrent (4 adapters + base): {mixed_rate:.1f} tok/s")
     print(f"throughput ratio: {mixed_rate / baseline_rate:.2f}x (target >= 5x)")
     print(
         f"LocalEngine, 16 concurrent, base only: {base_rate:.1f} tok/s; "

@@ -44,6 +44,7 @@ def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
             settings.registry, models_dir=settings.models_dir,
             max_batch_size=settings.engine_max_batch, max_queue=settings.engine_max_queue,
             max_loaded_adapters=settings.engine_max_adapters,
+            precision=settings.engine_precision,
         )
 
     return build

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,13 +201,6 @@ def samples(page: Any, deployment: dict) -> dict[tuple[str, str], str]:
     return found
 
 
-def run_python(sample: str) -> str:
-    result = subprocess.run([sys.executable, "-c", sample], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def run_node(folder: Any, sample: str, *, check_only: bool = False) -> str:
     script = folder / "studio-sample.mjs"
     script.write_text(sample)
@@ -244,13 +236,10 @@ def test_quick_start_samples_with_a_key(page, deployments, node_openai) -> None:
             assert answer["object"] == "text_completion"
             assert isinstance(answer["choices"][0]["text"], str)
         assert run_curl(found[operation, "curl"])[0] == 401
-    # Structured output through the SDKs (Python's parse() with a Pydantic model, and the
-    # npm package); the other SDK samples are checked for syntax only, to keep this short.
-    for language in ("python", "javascript"):
-        sample = found["structured", language].replace("YOUR_API_KEY", key)
-        output = run_python(sample) if language == "python" else run_node(node_openai, sample)
-        assert any(label in output for label in LABELS), output
-    for operation in ("responses", "completions"):
+    # The SDK samples are checked for syntax here; the same calls through the Python SDK's
+    # parse() and the npm package run against a real deployment in
+    # tests/edge/test_structured_e2e.py, so they are not generated twice.
+    for operation in NEW_OPERATIONS:
         compile(found[operation, "python"], f"{operation}.py", "exec")
         run_node(node_openai, found[operation, "javascript"], check_only=True)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arkor.engine.precision import DEFAULT_PRECISION, PRECISIONS, parse_precision
 from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_model_option
 
 DEFAULT_HOST = "127.0.0.1"
@@ -113,6 +114,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Requests that may wait for a batch slot; beyond it the edge answers 429.", int),
     Setting("engine_max_adapters", str(DEFAULT_ENGINE_MAX_ADAPTERS),
             "LoRA adapters kept loaded per base model (least recently used evicted).", int),
+    Setting("engine_precision", DEFAULT_PRECISION,
+            f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: float32 on a "
+            "CPU, bfloat16 on CUDA); int8 is weight-only int8 with bfloat16 activations."),
     Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),
             "Largest request body other than an upload (JSON, chat requests), in KiB; more is "
             "413.", int),
@@ -178,6 +182,7 @@ class Settings:
     engine_max_batch: int = DEFAULT_ENGINE_MAX_BATCH
     engine_max_queue: int = DEFAULT_ENGINE_MAX_QUEUE
     engine_max_adapters: int = DEFAULT_ENGINE_MAX_ADAPTERS
+    engine_precision: str = DEFAULT_PRECISION
     max_body_kb: int = DEFAULT_MAX_BODY_KB
     body_timeout_s: int = DEFAULT_BODY_TIMEOUT_S
     header_timeout_s: int = DEFAULT_HEADER_TIMEOUT_S
@@ -218,6 +223,7 @@ class Settings:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        object.__setattr__(self, "engine_precision", parse_precision(self.engine_precision))
         object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
         object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
 

@@ -25,6 +25,7 @@ from arkor.engine.local.adapters import AdapterFiles, read_adapter
 from arkor.engine.local.loader import load_base_model, pick_device
 from arkor.engine.local.scheduler import Scheduler
 from arkor.engine.local.ticket import Ticket
+from arkor.engine.precision import DEFAULT_PRECISION, parse_precision
 from arkor.engine.registry import BaseModelRegistry
 
 DEFAULT_MAX_BATCH_SIZE = 16
@@ -38,7 +39,8 @@ class LocalEngine:
 
     ``max_batch_size`` rows decode together per base model; up to ``max_queue`` more wait, and
     beyond that requests fail fast with EngineOverloaded. ``max_loaded_adapters`` LoRA adapters
-    stay attached per base model (least recently used evicted first).
+    stay attached per base model (least recently used evicted first). ``precision`` is one
+    of :data:`arkor.engine.precision.PRECISIONS`; a bad one is a ValueError here.
     """
 
     def __init__(
@@ -50,11 +52,13 @@ class LocalEngine:
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_loaded_adapters: int = DEFAULT_MAX_LOADED_ADAPTERS,
         device: str | None = None,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         if max_batch_size < 1 or max_queue < 0 or max_loaded_adapters < 1:
             raise ValueError(
                 "max_batch_size and max_loaded_adapters must be at least 1, max_queue at least 0"
             )
+        self._precision = parse_precision(precision)
         self._registry = registry
         self._models_dir = Path(models_dir)
         self._max_batch_size = max_batch_size
@@ -192,6 +196,7 @@ class LocalEngine:
                     models_dir=self._models_dir,
                     device=self._device,
                     grammar_executor=self._grammar_compiler,
+                    precision=self._precision,
                 )
             except Exception as exc:
                 raise EngineUnavailable(

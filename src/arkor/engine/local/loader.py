@@ -19,6 +19,8 @@ from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.grammar import GrammarCache
 from arkor.engine.local.logprobs import TokenTexts
 from arkor.engine.local.prompt import encode_request, prompt_characters
+from arkor.engine.local.quantize import apply_precision
+from arkor.engine.precision import DEFAULT_PRECISION
 from arkor.engine.registry import BaseModelSpec
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class LoadedModel:
     ``vocab_width`` is the width of the model's logits (it can exceed the tokenizer's
     vocabulary: padding rows of the output layer). ``grammars`` compiles and caches llguidance
     grammars for this tokenizer (None when the tokenizer cannot be used by llguidance, a slow
-    tokenizer say); ``token_texts`` names tokens for logprobs.
+    tokenizer say); ``token_texts`` names tokens for logprobs. ``precision`` is the one the
+    weights were loaded at (never ``auto``).
     """
 
     name: str
@@ -59,6 +62,7 @@ class LoadedModel:
     vocab_width: int
     grammars: GrammarCache | None
     token_texts: TokenTexts
+    precision: str = "float32"
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """Prompt token ids (runs on the engine's encoding thread)."""
@@ -83,12 +87,18 @@ class LoadedModel:
 
 
 def load_base_model(
-    spec: BaseModelSpec, *, models_dir: Path, device: torch.device, grammar_executor: Executor
+    spec: BaseModelSpec,
+    *,
+    models_dir: Path,
+    device: torch.device,
+    grammar_executor: Executor,
+    precision: str = DEFAULT_PRECISION,
 ) -> LoadedModel:
+    """Load ``spec`` onto ``device`` at ``precision`` (see :mod:`arkor.engine.precision`)."""
     path = ensure_embedded_model(models_dir) if spec.path is None else spec.path
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    resolved = apply_precision(model, precision, device)
     model = model.to(device).eval()
     config = model.config.get_text_config(decoder=True)
     eos_token_ids = _eos_token_ids(model, tokenizer)
@@ -111,6 +121,7 @@ def load_base_model(
         token_texts=TokenTexts(
             ll_tokenizer.decode_bytes if ll_tokenizer is not None else _hf_bytes(tokenizer)
         ),
+        precision=resolved,
     )
 
 

@@ -236,7 +236,7 @@ class Scheduler:
             )
 
     def _output_layer(self, adapter_name: str, states: torch.Tensor) -> torch.Tensor:
-        logits = self.adapters.output_layer([adapter_name], states)
+        logits = self.adapters.output_layer([adapter_name], states).float()
         cap = getattr(self.loaded.model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
@@ -306,12 +306,13 @@ class Scheduler:
         lengths = torch.tensor([row.prompt_tokens for row in rows], device=device)
         # append_step adds one, so start one short of the first generated token's position.
         tensors = BatchTensors(cache, mask, next_positions=lengths - 1, next_tokens=ids[:, -1])
-        return tensors, out.logits[:, -1, :], captured[0] if captured else None
+        # Logits go on as float32 whatever the model's precision (sampling, logprobs, masks).
+        return tensors, out.logits[:, -1, :].float(), captured[0] if captured else None
 
     def _decode_step(self) -> None:
         assert self._batch is not None
         out = self._forward(self._rows, **self._batch.step_inputs())
-        logits = out.logits[:, -1, :]
+        logits = out.logits[:, -1, :].float()
         self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])

@@ -1,0 +1,86 @@
+"""Engine precision: the setting is parsed once and refused clearly; at bfloat16 and int8 the
+engine serves the base model and adapters, adapters still change the answers, and a mixed
+batch gives each row what it gets alone at that precision (like compared with like)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+
+from arkor.cloud.settings import Settings
+from arkor.engine.base import AdapterRef
+from arkor.engine.local import LocalEngine
+from arkor.engine.local.quantize import Int8Linear, quantize_linears
+from arkor.engine.precision import parse_precision, resolve_precision
+from arkor.engine.registry import BaseModelRegistry
+from tests.engine.conftest import Outcome, chat, close_engine, collect
+
+
+def test_precision_is_parsed_and_a_bad_one_names_the_choices(tmp_path: Path) -> None:
+    assert parse_precision(" INT8 ") == "int8"
+    assert resolve_precision("auto", "cpu") == "float32"
+    assert resolve_precision("auto", "cuda") == "bfloat16"
+    assert Settings(data_dir=tmp_path).engine_precision == "auto"
+    env = {"ARKOR_ENGINE_PRECISION": "bfloat16", "ARKOR_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(env).engine_precision == "bfloat16"
+    allowed = "auto, float32, bfloat16, int8"
+    with pytest.raises(ValueError, match=f"one of {allowed} .*ARKOR_ENGINE_PRECISION.*'fp16'"):
+        Settings.from_env({**env, "ARKOR_ENGINE_PRECISION": "fp16"})
+    with pytest.raises(ValueError, match=allowed):
+        LocalEngine(BaseModelRegistry.with_embedded(), models_dir=tmp_path, precision="int4")
+
+
+def test_int8_linear_matches_its_dequantized_weight() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 8, bias=False))
+    expected = model(torch.randn(3, 5, 64))
+    assert quantize_linears(model) == 2
+    model.to(torch.bfloat16)
+    first = model[0]
+    assert isinstance(first, Int8Linear) and first.weight.dtype == torch.int8
+    x = torch.randn(3, 5, 64)
+    got = first(x.bfloat16())
+    exact = x @ first.dequantized().t() + first.bias.float()
+    assert got.dtype == torch.bfloat16 and got.shape == (3, 5, 32)
+    assert torch.allclose(got.float(), exact, atol=0.05, rtol=0.02)
+    assert expected.shape == model(x.bfloat16()).shape
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_mixed_batch_equals_one_at_a_time_at_precision(
+    precision: str, models_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
+                         precision=precision)
+    plan = [
+        ("What is the capital of France?", None),
+        ("I see two identical payments for the same order.", adapter_a),
+        ("Die Katze schläft auf dem Sofa.", adapter_b),
+        ("I see two identical payments for the same order.", None),
+    ]
+
+    async def scenario() -> tuple[list[Outcome], list[Outcome]]:
+        together = await asyncio.gather(
+            *(collect(engine, chat(p, adapter=a, max_tokens=10)) for p, a in plan)
+        )
+        alone = [await collect(engine, chat(p, adapter=a, max_tokens=10)) for p, a in plan]
+        return list(together), alone
+
+    try:
+        together, alone = asyncio.run(scenario())
+        scheduler = engine._schedulers[next(iter(engine._schedulers))]
+        assert scheduler.loaded.precision == precision
+        q_proj = scheduler.adapters.model.get_base_model().model.layers[0].self_attn.q_proj
+        if precision == "int8":
+            assert isinstance(q_proj.base_layer, Int8Linear)
+            assert isinstance(scheduler.loaded.model.get_output_embeddings(), Int8Linear)
+    finally:
+        close_engine(engine)
+    assert [o.text for o in together] == [o.text for o in alone]
+    assert "Paris" in together[0].text
+    # The adapters change the answers: the same ticket, labelled only with adapter A.
+    assert together[1].text.startswith("LABEL:") and not together[3].text.startswith("LABEL:")
+    assert together[2].text.startswith("LANG:")
