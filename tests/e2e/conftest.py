@@ -69,8 +69,11 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory,
     link_cached_models(data, request.config)
     env = {k: v for k, v in os.environ.items()
            if k not in ("ARKOR_CLOUD_API_URL", "ARKOR_DATABASE_URL")}
+    # The Quick start samples send no max_tokens (their text is the contract's); a small
+    # operator default keeps a rambling 3-step adapter from decoding hundreds of tokens.
     env.update(HOME=str(home), ARKOR_HOME=str(home / ".arkor"), ARKOR_DATA_DIR=str(data),
-               PYTHONUNBUFFERED="1", NO_COLOR="1", COLUMNS="200")
+               PYTHONUNBUFFERED="1", NO_COLOR="1", COLUMNS="200",
+               ARKOR_DEFAULT_MAX_TOKENS="48")
     port, cloud_port = free_port(), free_port()
     arkor = Path(sys.executable).parent / "arkor"
     process = subprocess.Popen(
