@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from engine_throughput import PROMPTS as THROUGHPUT_PROMPTS
 
 from arkor.engine.base import ChatMessage, GenerationRequest, SamplingParams, TextDelta
 from arkor.engine.embedded import ensure_embedded_model
@@ -42,20 +43,7 @@ PROMPTS = [
     "Who wrote Romeo and Juliet?",
     "List four planets of the solar system.",
     "How do I boil an egg?",
-    "Write a short story about a lighthouse keeper.",
-    "Explain how a bicycle gear system works.",
-    "Describe a busy market in the morning.",
-    "Give advice to someone starting to learn the piano.",
-    "What should I pack for a week of hiking?",
-    "Summarise the water cycle for a child.",
-    "Write a polite email asking for a deadline extension.",
-    "Describe the taste of a ripe mango.",
-    "How do I keep basil alive on a windowsill?",
-    "Explain what a database index is.",
-    "Tell me about the history of tea.",
-    "Write a poem about autumn rain.",
-    "My invoice shows the wrong amount, what can I do?",
-    "The app crashes when I open the settings page.",
+    *THROUGHPUT_PROMPTS[:14],  # the throughput bench's first 14, in its order
     "Les enfants jouent dans le jardin. What language is this?",
     "Describe your ideal weekend.",
     "What is the difference between a list and a tuple in Python?",
