@@ -26,6 +26,13 @@ TINY_FLAGS = ["--max-steps", "2", "--batch-size", "4", "--max-length", "64",
 
 
 @pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the CLI prints what the API answers, the same on either database; the job
+    and event routes run on PostgreSQL too in tests/cloud and tests/store."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
 def training_cloud(cloud, embedded_model_dir):
     share_embedded_model(cloud, embedded_model_dir)
     return cloud

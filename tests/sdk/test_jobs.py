@@ -1,5 +1,5 @@
 """Datasets, jobs, the event stream, the Trainer and adapter import against a real server
-that really trains. One small job per module (and backend) is shared by most tests."""
+that really trains. One small job per module is shared by most tests."""
 
 from __future__ import annotations
 
@@ -50,6 +50,14 @@ class TrainedJob:
     result: TrainingResult
     dataset_id: str
     streamed: list[JobEvent] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    """SQLite only: the SDK follows what the API answers, the same on either database; the job
+    and event routes run on PostgreSQL too in tests/cloud (the supervisor, the SSE route) and
+    tests/store (event order)."""
+    return "sqlite"
 
 
 @pytest.fixture(scope="module")
