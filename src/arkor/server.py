@@ -45,6 +45,7 @@ def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
             max_batch_size=settings.engine_max_batch, max_queue=settings.engine_max_queue,
             max_loaded_adapters=settings.engine_max_adapters,
             precision=settings.engine_precision,
+            prefix_cache_mb=settings.engine_prefix_cache_mb,
         )
 
     return build

@@ -200,7 +200,7 @@ def reference(embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: Adapte
     return Reference(embedded_model_dir, {"A": adapter_a, "B": adapter_b})
 
 
-def make_engine(models_dir: Path, **options: int) -> LocalEngine:
+def make_engine(models_dir: Path, **options: Any) -> LocalEngine:
     return LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir, **options)
 
 

@@ -101,16 +101,16 @@ def test_a_failing_prefill_fails_the_newcomers_only(
     async def scenario() -> tuple[object, object]:
         await engine.load(EMBEDDED_MODEL_NAME)
         scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
-        healthy_prefill = scheduler._prefill
+        healthy_prefill = scheduler._prefill_slice
         started = asyncio.Event()
         running = asyncio.create_task(collect(engine, chat(COLORS, max_tokens=24), started))
         await started.wait()
 
-        def broken_prefill(rows: list[object]) -> object:
-            scheduler._prefill = healthy_prefill
+        def broken_prefill(*_args: object) -> object:
+            scheduler._prefill_slice = healthy_prefill
             raise RuntimeError("simulated failure while starting a request")
 
-        scheduler._prefill = broken_prefill
+        scheduler._prefill_slice = broken_prefill
         newcomer = await asyncio.gather(collect(engine, chat("Say hello.", max_tokens=4)),
                                         return_exceptions=True)
         return await running, newcomer[0]

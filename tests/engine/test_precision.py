@@ -16,7 +16,32 @@ from arkor.engine.local import LocalEngine
 from arkor.engine.local.quantize import Int8Linear, quantize_linears
 from arkor.engine.precision import parse_precision, resolve_precision
 from arkor.engine.registry import BaseModelRegistry
-from tests.engine.conftest import Outcome, chat, close_engine, collect
+from tests.engine.conftest import Outcome, ask, close_engine, collect
+
+ROUNDING_TIE = 0.5
+"""Nats between the two most likely tokens within which bfloat16 rounding may swap them: the
+output layer's logits (magnitude 16-32) are held in bfloat16 to steps of 0.125, so this is
+four steps."""
+
+
+def assert_same_or_a_rounding_tie(batched: Outcome, single: Outcome) -> None:
+    """The same greedy tokens, or the same up to a step where the single run's two most likely
+    tokens were within rounding of each other and the batch took the other one.
+
+    In bfloat16 a matrix product's rounding depends on the kernel its shape selects, and the
+    kernels differ by CPU (an AVX-512 BF16 machine and one without gave different ties), so
+    "token for token" holds only where the model is not split between two tokens.
+    """
+    pairs = zip(batched.logprobs, single.logprobs, strict=False)
+    for step, (got, expected) in enumerate(pairs):
+        if got.token_id == expected.token_id:
+            continue
+        tops = {top.token_id: top.logprob for top in expected.top}
+        assert got.token_id in tops, (step, batched.text, single.text)
+        gap = expected.top[0].logprob - tops[got.token_id]
+        assert gap < ROUNDING_TIE, (step, gap, batched.text, single.text)
+        return
+    assert batched.text == single.text
 
 
 def test_precision_is_parsed_and_a_bad_one_names_the_choices(tmp_path: Path) -> None:
@@ -53,8 +78,10 @@ def test_int8_linear_matches_its_dequantized_weight() -> None:
 def test_mixed_batch_equals_one_at_a_time_at_precision(
     precision: str, models_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
 ) -> None:
+    # Without the prefix cache: "alone" would start from the keys and values the batch left;
+    # this test is about batching.
     engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
-                         precision=precision)
+                         precision=precision, prefix_cache_mb=0)
     plan = [
         ("What is the capital of France?", None),
         ("I see two identical payments for the same order.", adapter_a),
@@ -64,9 +91,10 @@ def test_mixed_batch_equals_one_at_a_time_at_precision(
 
     async def scenario() -> tuple[list[Outcome], list[Outcome]]:
         together = await asyncio.gather(
-            *(collect(engine, chat(p, adapter=a, max_tokens=10)) for p, a in plan)
+            *(collect(engine, ask(p, adapter=a, max_tokens=10, logprobs=2)) for p, a in plan)
         )
-        alone = [await collect(engine, chat(p, adapter=a, max_tokens=10)) for p, a in plan]
+        alone = [await collect(engine, ask(p, adapter=a, max_tokens=10, logprobs=2))
+                 for p, a in plan]
         return list(together), alone
 
     try:
@@ -79,7 +107,8 @@ def test_mixed_batch_equals_one_at_a_time_at_precision(
             assert isinstance(scheduler.loaded.model.get_output_embeddings(), Int8Linear)
     finally:
         close_engine(engine)
-    assert [o.text for o in together] == [o.text for o in alone]
+    for batched, single in zip(together, alone, strict=True):
+        assert_same_or_a_rounding_tie(batched, single)
     assert "Paris" in together[0].text
     # The adapters change the answers: the same ticket, labelled only with adapter A.
     assert together[1].text.startswith("LABEL:") and not together[3].text.startswith("LABEL:")

@@ -24,6 +24,7 @@ DEFAULT_EDGE_DOMAIN = "localhost"
 DEFAULT_ENGINE_MAX_BATCH = 16
 DEFAULT_ENGINE_MAX_QUEUE = 64
 DEFAULT_ENGINE_MAX_ADAPTERS = 8
+DEFAULT_ENGINE_PREFIX_CACHE_MB = 64
 DEFAULT_MAX_BODY_KB = 1024
 DEFAULT_BODY_TIMEOUT_S = 30
 DEFAULT_HEADER_TIMEOUT_S = 10
@@ -114,6 +115,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Requests that may wait for a batch slot; beyond it the edge answers 429.", int),
     Setting("engine_max_adapters", str(DEFAULT_ENGINE_MAX_ADAPTERS),
             "LoRA adapters kept loaded per base model (least recently used evicted).", int),
+    Setting("engine_prefix_cache_mb", str(DEFAULT_ENGINE_PREFIX_CACHE_MB),
+            "Memory for keys and values of prompts and answers seen before, per base model, in "
+            "megabytes: a request that starts the same way skips that part of its prefill (0 "
+            "turns it off).", int),
     Setting("engine_precision", DEFAULT_PRECISION,
             f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: float32 on a "
             "CPU, bfloat16 on CUDA); int8 is weight-only int8 with bfloat16 activations."),
@@ -182,6 +187,7 @@ class Settings:
     engine_max_batch: int = DEFAULT_ENGINE_MAX_BATCH
     engine_max_queue: int = DEFAULT_ENGINE_MAX_QUEUE
     engine_max_adapters: int = DEFAULT_ENGINE_MAX_ADAPTERS
+    engine_prefix_cache_mb: int = DEFAULT_ENGINE_PREFIX_CACHE_MB
     engine_precision: str = DEFAULT_PRECISION
     max_body_kb: int = DEFAULT_MAX_BODY_KB
     body_timeout_s: int = DEFAULT_BODY_TIMEOUT_S

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -66,10 +67,16 @@ def adapter_name_for(key: str) -> str:
     return "a" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+_attachments = itertools.count()
+
+
 @dataclass
 class _Slot:
     name: str
     users: int = 0
+    # Unique to this attachment: a key detached and attached again (perhaps from files that
+    # changed) gets a new one, so nothing computed with the old weights is taken for the new.
+    serial: int = field(default_factory=lambda: next(_attachments))
 
 
 @dataclass
@@ -121,6 +128,13 @@ class AdapterSet:
         self._slots.move_to_end(ref.key)
         slot.users += 1
         return slot.name
+
+    def instance(self, key: str | None) -> str:
+        """Names the weights a row of ``key`` runs with now (``None``: the base model)."""
+        if key is None:
+            return BASE_ADAPTER_NAME
+        slot = self._slots[key]
+        return f"{slot.name}.{slot.serial}"
 
     def forward(self, row_adapters: list[str], **inputs: object) -> object:
         """One forward pass where row ``i`` uses adapter ``row_adapters[i]`` (or ``__base__``).

@@ -11,6 +11,9 @@ the ones it would have alone. This is the technique of TGI's original HF path
 - leave: the kept rows are selected, and the columns that are padding for every kept row are
   trimmed from the left.
 
+A row may also have padding in the middle (a prompt that started from the prefix cache: see
+:mod:`prefill`); the mask hides it like any other padding.
+
 The cache layers keep spare columns at the end, so appending a token each step writes in
 place instead of copying the whole cache (``DynamicLayer`` concatenates every step).
 """
@@ -157,12 +160,14 @@ class BatchTensors:
         """Keep only ``rows`` (in that order) and trim the padding they all share."""
         index = torch.tensor(rows, dtype=torch.long, device=self.attention_mask.device)
         mask = self.attention_mask.index_select(0, index)
-        real = int(mask.sum(dim=1).max())
-        start = self.length - real
+        # A row may have holes (a prefix-cache hit leaves padding between its cached part and
+        # the rest), so the first column any kept row uses is found, not computed from counts.
+        used = mask.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else self.length
         self.attention_mask = mask[:, start:].contiguous()
         self.next_positions = self.next_positions.index_select(0, index)
         self.next_tokens = self.next_tokens.index_select(0, index)
-        for layer in _growing(self.cache):
+        for layer in growing_layers(self.cache):
             keys, values = layer.contents()
             layer.assign(
                 keys.index_select(0, index)[:, :, start:],
@@ -177,11 +182,12 @@ class BatchTensors:
         )
         self.next_positions = torch.cat([self.next_positions, other.next_positions])
         self.next_tokens = torch.cat([self.next_tokens, other.next_tokens])
-        for mine, theirs in zip(_growing(self.cache), _growing(other.cache), strict=True):
+        pairs = zip(growing_layers(self.cache), growing_layers(other.cache), strict=True)
+        for mine, theirs in pairs:
             mine.assign_stacked([mine.contents(), theirs.contents()], length)
 
 
-def _growing(cache: Cache) -> list[GrowingLayer]:
+def growing_layers(cache: Cache) -> list[GrowingLayer]:
     """The cache's layers: :func:`new_cache` makes every one a :class:`GrowingLayer`."""
     return cast(list[GrowingLayer], cache.layers)
 

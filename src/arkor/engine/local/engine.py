@@ -23,6 +23,7 @@ from arkor.engine.base import (
 )
 from arkor.engine.local.adapters import AdapterFiles, read_adapter
 from arkor.engine.local.loader import load_base_model, pick_device
+from arkor.engine.local.prefix_cache import PrefixCache
 from arkor.engine.local.scheduler import Scheduler
 from arkor.engine.local.ticket import Ticket
 from arkor.engine.precision import DEFAULT_PRECISION, parse_precision
@@ -31,6 +32,7 @@ from arkor.engine.registry import BaseModelRegistry
 DEFAULT_MAX_BATCH_SIZE = 16
 DEFAULT_MAX_QUEUE = 64
 DEFAULT_MAX_LOADED_ADAPTERS = 8
+DEFAULT_PREFIX_CACHE_MB = 64
 CLOSE_TIMEOUT_SECONDS = 30.0
 
 
@@ -41,6 +43,9 @@ class LocalEngine:
     beyond that requests fail fast with EngineOverloaded. ``max_loaded_adapters`` LoRA adapters
     stay attached per base model (least recently used evicted first). ``precision`` is one
     of :data:`arkor.engine.precision.PRECISIONS`; a bad one is a ValueError here.
+    ``prefix_cache_mb`` bounds the keys and values kept per base model for prompts and answers
+    seen before (0: no prefix cache). ``chunked_prefill`` feeds a prompt that arrives while
+    others decode a slice at a time, with their decode steps in between (off: all at once).
     """
 
     def __init__(
@@ -53,11 +58,16 @@ class LocalEngine:
         max_loaded_adapters: int = DEFAULT_MAX_LOADED_ADAPTERS,
         device: str | None = None,
         precision: str = DEFAULT_PRECISION,
+        prefix_cache_mb: int = DEFAULT_PREFIX_CACHE_MB,
+        chunked_prefill: bool = True,
     ) -> None:
-        if max_batch_size < 1 or max_queue < 0 or max_loaded_adapters < 1:
+        if max_batch_size < 1 or max_queue < 0 or max_loaded_adapters < 1 or prefix_cache_mb < 0:
             raise ValueError(
-                "max_batch_size and max_loaded_adapters must be at least 1, max_queue at least 0"
+                "max_batch_size and max_loaded_adapters must be at least 1, max_queue and "
+                "prefix_cache_mb at least 0"
             )
+        self._prefix_cache_bytes = prefix_cache_mb * 1024 * 1024
+        self._chunked_prefill = chunked_prefill
         self._precision = parse_precision(precision)
         self._registry = registry
         self._models_dir = Path(models_dir)
@@ -105,6 +115,11 @@ class LocalEngine:
         """Keys of the adapters attached to ``base_model``, least recently used first."""
         scheduler = self._schedulers.get(base_model)
         return scheduler.adapters.loaded_keys() if scheduler else []
+
+    def prefix_cache(self, base_model: str) -> PrefixCache | None:
+        """``base_model``'s prefix cache (its counters), once the model is loaded."""
+        scheduler = self._schedulers.get(base_model)
+        return scheduler.prefix if scheduler else None
 
     def grammar_compilations(self, base_model: str) -> int:
         """Grammars compiled so far for ``base_model`` (cache misses)."""
@@ -207,6 +222,8 @@ class LocalEngine:
                 max_batch_size=self._max_batch_size,
                 max_queue=self._max_queue,
                 max_loaded_adapters=self._max_loaded_adapters,
+                prefix_cache_bytes=self._prefix_cache_bytes,
+                chunked_prefill=self._chunked_prefill,
             )
             scheduler.start()
             self._schedulers[base_model] = scheduler

@@ -46,7 +46,11 @@ class Row:
         self.prompt_tokens = len(ticket.prompt_ids)
         self.completion_tokens = 0
         self.finished = False
+        self.failed = False
         self.last_token = 0
+        self.generated: list[int] = []
+        self.prefix_instance = ""
+        """The adapter instance whose keys and values this row's cache holds (prefix cache)."""
         self.max_new_tokens = max_new_tokens
         self.prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None
         self._eos_token_ids = frozenset() if params.ignore_eos else eos_token_ids
@@ -66,6 +70,7 @@ class Row:
     def accept(self, token_id: int, logprob: TokenLogprob | None = None) -> None:
         """Take the token chosen for this row, stream its text, and finish if it is time."""
         self.last_token = token_id
+        self.generated.append(token_id)
         self.completion_tokens += 1
         if logprob is not None:
             self._pending.append(logprob)
@@ -99,6 +104,7 @@ class Row:
         self.last_token = placeholder_token
         self.ticket.deliver(error)
         self.finished = True
+        self.failed = True
 
     def _deliver(self, text: str) -> None:
         logprobs, self._pending = tuple(self._pending), []

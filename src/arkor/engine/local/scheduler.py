@@ -3,18 +3,21 @@
 Each turn of the loop:
 
 1. takes waiting requests while the batch has room (and their padded prompts fit the prefill
-   budget), pins their adapters, prefills them as one batch, samples their first token and
-   merges the survivors into the running batch;
-2. drops rows whose consumer went away;
-3. runs ONE forward pass for every running row, whatever its adapter (PEFT mixed-adapter
-   batch: ``adapter_names`` per row, ``__base__`` for the base model), samples, streams text,
-   and removes finished rows at once.
+   budget), pins their adapters, looks their prompts up in the prefix cache, and starts them
+   as one prefill group (:mod:`prefill`) with a cache of their own;
+2. feeds the group's next slice of prompt columns: all of it when nothing else is running,
+   otherwise :data:`PREFILL_CHUNK_TOKENS` (chunked prefill). When the group is through, its
+   rows sample their first token and the survivors merge into the running batch;
+3. drops rows whose consumer went away;
+4. runs ONE forward pass for every running row, whatever its adapter (per-row adapter names,
+   ``__base__`` for the base model), samples, streams text, and removes finished rows at
+   once, keeping their keys and values in the prefix cache.
 
 All torch work happens on this thread. Results reach the asyncio side through each request's
 :class:`Ticket`. An exception in a step fails the rows it touched with EngineUnavailable and the
 loop carries on with an empty batch, so no request is ever left hanging. Failures that
-belong to one request stay with it: a newcomer's prefill runs on a cache of its own (only the
-newcomers fail), and a row whose logits are not finite or cannot be sampled fails alone.
+belong to one request stay with it: a prefill group has a cache of its own (only its rows
+fail), and a row whose logits are not finite or cannot be sampled fails alone.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from arkor.engine.base import (
     GrammarError,
 )
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
-from arkor.engine.local.batch import BatchTensors, new_cache
+from arkor.engine.local.batch import BatchTensors
 from arkor.engine.local.constraint import Constraint
 from arkor.engine.local.loader import LoadedModel
 from arkor.engine.local.logprobs import prompt_logprobs
+from arkor.engine.local.prefill import PrefillGroup, row_layers
+from arkor.engine.local.prefix_cache import PrefixCache, PrefixHit
 from arkor.engine.local.row import Row
 from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
 from arkor.engine.local.ticket import Ticket
@@ -47,7 +52,19 @@ from arkor.engine.local.ticket import Ticket
 logger = logging.getLogger(__name__)
 
 PREFILL_TOKEN_BUDGET = 4096
-"""Most padded prompt tokens prefilled in one go; a longer single prompt still goes alone."""
+"""Most padded prompt tokens in one prefill group; a longer single prompt still goes alone."""
+
+MIN_PREFIX_HIT = 8
+"""Fewer cached tokens than this are not worth a prefix-cache layout."""
+
+PREFILL_CHUNK_TOKENS = 128
+"""Padded prompt tokens fed between two decode steps while other rows are decoding.
+
+On the 2-core CPU a forward pass has a fixed cost of about one batch-1 decode step (65 ms)
+plus about 2 ms per prompt token, so a 128-token slice costs about three decode steps of a
+batch of 8: the running rows wait for one slice at a time instead of the whole prompt (a
+1,000-token prompt is about 2 s). A smaller slice would stall them less per turn but pay the
+fixed cost more often, delaying the newcomer's first token."""
 
 
 class Scheduler:
@@ -58,8 +75,13 @@ class Scheduler:
         max_batch_size: int,
         max_queue: int,
         max_loaded_adapters: int,
+        prefix_cache_bytes: int = 0,
+        chunked_prefill: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.prefix = PrefixCache(prefix_cache_bytes)
+        self._chunked_prefill = chunked_prefill
+        self._group: tuple[PrefillGroup, list[Row]] | None = None
         self.adapters = AdapterSet(loaded.model, max_loaded_adapters, loaded.device)
         self._max_batch_size = max_batch_size
         self._max_queue = max_queue
@@ -88,6 +110,10 @@ class Scheduler:
         return len(self._rows)
 
     @property
+    def prefilling(self) -> int:
+        return len(self._group[1]) if self._group else 0
+
+    @property
     def waiting(self) -> int:
         return len(self._waiting)
 
@@ -96,7 +122,7 @@ class Scheduler:
             if self._closed or not self._thread.is_alive():
                 raise EngineUnavailable("The engine is shut down")
             # Free batch slots take newcomers at the next step; only beyond them is it a queue.
-            free_slots = max(0, self._max_batch_size - len(self._rows))
+            free_slots = max(0, self._max_batch_size - len(self._rows) - self.prefilling)
             if len(self._waiting) >= self._max_queue + free_slots:
                 raise EngineOverloaded(retry_after=self._retry_after())
             self._waiting.append(ticket)
@@ -108,7 +134,8 @@ class Scheduler:
             self._waiting.remove(ticket)
 
     def _retry_after(self) -> float:
-        rounds = (len(self._waiting) + len(self._rows)) / max(self._max_batch_size, 1)
+        busy = len(self._waiting) + len(self._rows) + self.prefilling
+        rounds = busy / max(self._max_batch_size, 1)
         return max(1.0, round(rounds * self._seconds_per_request, 1))
 
     def _run(self) -> None:
@@ -124,6 +151,8 @@ class Scheduler:
                 self._closed = True
                 leftovers, self._waiting = list(self._waiting), deque()
             self._fail_rows(self._rows, "The engine is shut down")
+            if self._group is not None:
+                self._fail_rows(self._group[1], "The engine is shut down", running=False)
             for ticket in leftovers:
                 ticket.deliver(EngineUnavailable("The engine is shut down"))
 
@@ -131,6 +160,8 @@ class Scheduler:
         try:
             if newcomers:
                 self._admit(newcomers)
+            if self._group is not None:
+                self._advance_prefill()
             self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
             if self._rows:
                 self._decode_step()
@@ -141,11 +172,13 @@ class Scheduler:
     def _next_newcomers(self) -> list[Ticket] | None:
         """Block until there is work; None once closed."""
         with self._cond:
-            while not self._closed and not self._waiting and not self._rows:
+            while not self._closed and not self._waiting and not self._rows and not self._group:
                 self._cond.wait()
             if self._closed:
                 return None
             taken: list[Ticket] = []
+            if self._group is not None:
+                return taken  # one prefill group at a time; the next waits its turn
             width = 0
             while self._waiting and len(self._rows) + len(taken) < self._max_batch_size:
                 ticket = self._waiting[0]
@@ -184,16 +217,71 @@ class Scheduler:
         if not rows:
             return
         try:
-            self._join(rows)
+            hits = [self._prefix_hit(row) for row in rows]
+            group = PrefillGroup(
+                [row.ticket.prompt_ids for row in rows],
+                hits,
+                self.loaded.pad_token_id,
+                self.loaded.device,
+            )
         except Exception as exc:
-            # Newcomers prefill into a cache of their own, so the running batch is untouched:
-            # only they fail.
-            logger.exception("prefill failed for %s", self.loaded.name)
-            self._fail_rows(rows, f"The engine failed while starting this request: "
-                                  f"{type(exc).__name__}", running=False)
+            self._prefill_failed(rows, exc)
+            return
+        self._group = (group, rows)
 
-    def _join(self, rows: list[Row]) -> None:
-        tensors, logits, hidden = self._prefill(rows)
+    def _prefix_hit(self, row: Row) -> PrefixHit | None:
+        if not self.prefix.enabled or row.wants_prompt_logprobs:
+            return None  # prompt logprobs need every prompt position's hidden state
+        return self.prefix.lookup(
+            row.prefix_instance, row.ticket.prompt_ids, minimum=MIN_PREFIX_HIT
+        )
+
+    def _prefill_failed(self, rows: list[Row], exc: Exception) -> None:
+        # A prefill group has a cache of its own, so the running batch is untouched: only
+        # its rows fail.
+        logger.error("prefill failed for %s", self.loaded.name, exc_info=exc)
+        self._group = None
+        self._fail_rows(rows, f"The engine failed while starting this request: "
+                              f"{type(exc).__name__}", running=False)
+
+    def _advance_prefill(self) -> None:
+        """Feed the prefill group its next slice; join it to the batch once it is through."""
+        assert self._group is not None
+        group, rows = self._group
+        if all(row.ticket.cancelled for row in rows):
+            self._group = None
+            self._release(rows)
+            return
+        columns = group.remaining
+        if self._rows and self._chunked_prefill:
+            columns = max(1, PREFILL_CHUNK_TOKENS // group.size)
+        try:
+            out = self._prefill_slice(group, rows, columns)
+            if group.remaining:
+                return
+            self._group = None
+            self._join(group, rows, out.logits[:, -1, :].float())
+        except Exception as exc:
+            self._prefill_failed(rows, exc)
+
+    def _prefill_slice(self, group: PrefillGroup, rows: list[Row], columns: int) -> Any:
+        hook = None
+        if any(row.wants_prompt_logprobs for row in rows):
+            model: Any = self.loaded.model
+            decoder: torch.nn.Module = model.get_decoder()
+            hook = decoder.register_forward_hook(
+                lambda _module, _args, output: group.hidden.append(output[0])
+            )
+        try:
+            return self._forward(rows, **group.next_slice(columns))
+        finally:
+            if hook is not None:
+                hook.remove()
+
+    def _join(self, group: PrefillGroup, rows: list[Row], logits: torch.Tensor) -> None:
+        # Logits go on as float32 whatever the model's precision (sampling, logprobs, masks).
+        tensors = group.tensors()
+        hidden = group.prompt_hidden()
         if hidden is not None:
             self._prompt_logprobs(rows, hidden)
         generating = [i for i, row in enumerate(rows) if row.max_new_tokens > 0]
@@ -206,6 +294,12 @@ class Scheduler:
             picked = [rows[i] for i in generating]
             self._accept(picked, self._next_tokens(logits, picked))
         tensors.append_step([row.last_token for row in rows])
+        if self.prefix.enabled:
+            for index, row in enumerate(rows):
+                if not row.failed:  # its prompt's keys and values are sound, even if cancelled
+                    self.prefix.store(
+                        row.prefix_instance, row.ticket.prompt_ids, row_layers(tensors, index)
+                    )
         keep = [i for i, row in enumerate(rows) if not row.leaving]
         self._release([row for row in rows if row.leaving])
         if not keep:
@@ -260,7 +354,7 @@ class Scheduler:
         )
         room = self.loaded.max_context - len(ticket.prompt_ids)
         limit = request.sampling.max_tokens
-        return Row(
+        row = Row(
             ticket,
             adapter_name=name,
             sampler=sampler,
@@ -268,46 +362,11 @@ class Scheduler:
             eos_token_ids=self.loaded.eos_token_ids,
             max_new_tokens=room if limit is None else max(0, min(limit, room)),
         )
+        row.prefix_instance = self.adapters.instance(row.adapter_key)
+        return row
 
     def _decode_text(self, ids: list[int]) -> str:
         return str(self.loaded.tokenizer.decode(ids, skip_special_tokens=True))
-
-    def _prefill(
-        self, rows: list[Row]
-    ) -> tuple[BatchTensors, torch.Tensor, torch.Tensor | None]:
-        """Prefill the rows as their own batch: its tensors, the last position's logits and,
-        when a row wants prompt logprobs, every position's last hidden state."""
-        device = self.loaded.device
-        ids, mask, positions = BatchTensors.prompts(
-            [row.ticket.prompt_ids for row in rows], self.loaded.pad_token_id, device
-        )
-        cache = new_cache()
-        captured: list[torch.Tensor] = []
-        hook = None
-        if any(row.wants_prompt_logprobs for row in rows):
-            model: Any = self.loaded.model
-            decoder: torch.nn.Module = model.get_decoder()
-            hook = decoder.register_forward_hook(
-                lambda _module, _args, output: captured.append(output[0])
-            )
-        try:
-            out = self._forward(
-                rows,
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-        finally:
-            if hook is not None:
-                hook.remove()
-        lengths = torch.tensor([row.prompt_tokens for row in rows], device=device)
-        # append_step adds one, so start one short of the first generated token's position.
-        tensors = BatchTensors(cache, mask, next_positions=lengths - 1, next_tokens=ids[:, -1])
-        # Logits go on as float32 whatever the model's precision (sampling, logprobs, masks).
-        return tensors, out.logits[:, -1, :].float(), captured[0] if captured else None
 
     def _decode_step(self) -> None:
         assert self._batch is not None
@@ -343,6 +402,8 @@ class Scheduler:
         if len(keep) == len(self._rows):
             return
         kept = set(keep)
+        if self.prefix.enabled and self._batch is not None:
+            self._remember_answers([i for i in range(len(self._rows)) if i not in kept])
         self._release([row for i, row in enumerate(self._rows) if i not in kept])
         if not keep:
             self._rows, self._batch = [], None
@@ -350,6 +411,18 @@ class Scheduler:
         assert self._batch is not None
         self._batch.keep(keep)
         self._rows = [self._rows[i] for i in keep]
+
+    def _remember_answers(self, leaving: list[int]) -> None:
+        """Keep the keys and values of finished rows (prompt and answer) for the next turn."""
+        assert self._batch is not None
+        for index in leaving:
+            row = self._rows[index]
+            if not row.finished or row.failed:
+                continue
+            layers = row_layers(self._batch, index)
+            fed = layers[0][0].shape[1]
+            tokens = (row.ticket.prompt_ids + row.generated)[:fed]
+            self.prefix.store(row.prefix_instance, tokens, layers)
 
     def _release(self, rows: list[Row]) -> None:
         now = time.monotonic()

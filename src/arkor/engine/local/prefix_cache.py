@@ -1,0 +1,114 @@
+"""Prompt KV kept across requests, so a prefix seen before is not computed twice.
+
+Each entry is one token sequence that has been through the model (a prompt, or a finished
+conversation: prompt plus answer) with its keys and values for every layer, stored per
+adapter: the same tokens give other keys and values under another adapter. A new prompt
+takes the longest common prefix with any entry of its adapter and only its remainder is
+prefilled. Entries are evicted least recently used first once their bytes pass the budget;
+an entry whose tokens are a prefix of a newer entry's is replaced by it.
+
+Only the scheduler thread touches the cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per layer, keys and values of one sequence: ``[heads, tokens, head_dim]`` each."""
+
+
+@dataclass
+class _Entry:
+    adapter: str
+    tokens: np.ndarray
+    layers: Layers
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class PrefixHit:
+    """``length`` leading tokens of a prompt whose keys and values are in ``layers``."""
+
+    length: int
+    layers: Layers
+
+
+class PrefixCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._next_id = 0
+        self.bytes = 0
+        self.hits = 0
+        self.tokens_reused = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, adapter: str, tokens: list[int], *, minimum: int = 1) -> PrefixHit | None:
+        """The longest cached prefix of ``tokens`` under ``adapter``, leaving at least one token
+        of ``tokens`` to compute (its logits are needed); None below ``minimum`` tokens."""
+        if not self._entries or len(tokens) < 2:
+            return None
+        wanted = np.asarray(tokens, dtype=np.int64)
+        best_id, best = None, 0
+        for entry_id, entry in self._entries.items():
+            if entry.adapter != adapter:
+                continue
+            length = _common_prefix(entry.tokens, wanted)
+            if length > best:
+                best_id, best = entry_id, length
+        best = min(best, len(tokens) - 1)
+        if best_id is None or best < minimum:
+            return None
+        self._entries.move_to_end(best_id)
+        self.hits += 1
+        self.tokens_reused += best
+        layers = self._entries[best_id].layers
+        return PrefixHit(best, [(k[:, :best], v[:, :best]) for k, v in layers])
+
+    def store(self, adapter: str, tokens: list[int], layers: Layers) -> None:
+        """Keep ``layers`` (owned by the cache from now on) for ``tokens`` under ``adapter``."""
+        nbytes = sum(k.nbytes + v.nbytes for k, v in layers)
+        if not self.enabled or nbytes > self.max_bytes or not tokens:
+            return
+        array = np.asarray(tokens, dtype=np.int64)
+        for entry_id, entry in list(self._entries.items()):
+            if entry.adapter == adapter and len(entry.tokens) <= len(array) and (
+                _common_prefix(entry.tokens, array) == len(entry.tokens)
+            ):
+                self._remove(entry_id)  # the new entry covers it
+        self._entries[self._next_id] = _Entry(adapter, array, layers, nbytes)
+        self._next_id += 1
+        self.bytes += nbytes
+        while self.bytes > self.max_bytes:
+            self._remove(next(iter(self._entries)))
+
+    def drop_adapter(self, adapter: str) -> None:
+        for entry_id, entry in list(self._entries.items()):
+            if entry.adapter == adapter:
+                self._remove(entry_id)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+    def _remove(self, entry_id: int) -> None:
+        self.bytes -= self._entries.pop(entry_id).nbytes
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n

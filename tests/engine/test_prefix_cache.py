@@ -1,0 +1,180 @@
+"""The prefix cache and chunked prefill: less work, the same tokens.
+
+An engine with both (the default) is compared with one that has neither, token for token;
+the counters show the work that was skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from arkor.engine.base import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from arkor.engine.local import LocalEngine
+from arkor.engine.local.prefix_cache import PrefixCache
+from arkor.engine.registry import EMBEDDED_MODEL_NAME
+from tests.engine.conftest import Reference, chat, close_engine, collect, make_engine
+
+SYSTEM = "You are a support assistant for Arkor. Answer briefly and politely, in English."
+QUESTIONS = ["How do I reset my password?", "Where is my invoice?", "Can I change my plan?"]
+
+
+@pytest.fixture(scope="module")
+def cached(models_dir: Path, embedded_model_dir: Path) -> Iterator[LocalEngine]:
+    engine = make_engine(models_dir)
+    yield engine
+    close_engine(engine)
+
+
+@pytest.fixture(scope="module")
+def plain(models_dir: Path, embedded_model_dir: Path) -> Iterator[LocalEngine]:
+    engine = make_engine(models_dir, prefix_cache_mb=0, chunked_prefill=False)
+    yield engine
+    close_engine(engine)
+
+
+def conversation(*turns: str, adapter: AdapterRef | None = None,
+                 max_tokens: int = 12) -> GenerationRequest:
+    roles = ["user", "assistant"]
+    messages = [ChatMessage("system", SYSTEM)] + [
+        ChatMessage(roles[i % 2], text) for i, text in enumerate(turns)
+    ]
+    return GenerationRequest(
+        base_model=EMBEDDED_MODEL_NAME,
+        messages=tuple(messages),
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        adapter=adapter,
+    )
+
+
+def texts(engine: LocalEngine, requests: list[GenerationRequest]) -> list[str]:
+    async def scenario() -> list[str]:
+        outcomes = await asyncio.gather(*(collect(engine, r) for r in requests))
+        return [o.text for o in outcomes]
+
+    return asyncio.run(scenario())
+
+
+def prefix(engine: LocalEngine) -> PrefixCache:
+    cache = engine.prefix_cache(EMBEDDED_MODEL_NAME)
+    assert cache is not None
+    return cache
+
+
+# The cache itself.
+
+def kv(tokens: int, value: float = 0.0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.full((3, tokens, 4), value), torch.full((3, tokens, 4), value))] * 2
+
+
+def test_the_longest_prefix_of_the_same_adapter_is_found() -> None:
+    cache = PrefixCache(max_bytes=1 << 20)
+    cache.store("base", [1, 2, 3, 4, 5], kv(5, 1.0))
+    cache.store("base", [1, 2, 9], kv(3, 2.0))
+    cache.store("other", [1, 2, 3, 4, 5, 6], kv(6, 3.0))
+    hit = cache.lookup("base", [1, 2, 3, 4, 7, 8])
+    assert hit is not None and hit.length == 4
+    keys, _ = hit.layers[0]
+    assert keys.shape == (3, 4, 4) and float(keys[0, 0, 0]) == 1.0
+    assert cache.lookup("third", [1, 2, 3, 4, 7]) is None
+    # At least one token is always left to compute: its logits are the answer.
+    whole = cache.lookup("base", [1, 2, 3, 4, 5])
+    assert whole is not None and whole.length == 4
+    assert cache.lookup("base", [1, 2, 3], minimum=3) is None
+
+
+def test_entries_are_evicted_by_bytes_and_replaced_by_their_extensions() -> None:
+    one = sum(k.nbytes + v.nbytes for k, v in kv(4))
+    cache = PrefixCache(max_bytes=2 * one)
+    cache.store("base", [1, 2, 3, 4], kv(4))
+    cache.store("base", [5, 6, 7, 8], kv(4))
+    assert cache.lookup("base", [1, 2, 3, 4, 0]) is not None  # now the most recent
+    cache.store("base", [9, 9, 9, 9], kv(4))
+    assert len(cache) == 2 and cache.bytes <= 2 * one
+    assert cache.lookup("base", [5, 6, 7, 8, 0]) is None  # least recently used went
+    cache.store("base", [1, 2, 3, 4, 5, 6], kv(6))
+    assert len(cache) == 1  # it covers [1, 2, 3, 4]; [9, 9, 9, 9] made room
+    assert PrefixCache(0).enabled is False
+
+
+# Through the engine.
+
+def test_a_repeated_prefix_is_reused_and_changes_no_token(
+    cached: LocalEngine, plain: LocalEngine, reference: Reference, adapter_a: AdapterRef
+) -> None:
+    requests = [conversation(q) for q in QUESTIONS]
+    requests.append(conversation(QUESTIONS[0], adapter=adapter_a))
+    expected = texts(plain, requests)
+    first = texts(cached, requests[:1])
+    cache = prefix(cached)
+    before = cache.tokens_reused
+    # Together, sharing the system prompt with the first: each starts from the cache, with
+    # cached parts of different lengths in one prefill (padding in the middle of rows).
+    assert first + texts(cached, requests[1:]) == expected
+    assert cache.tokens_reused - before >= 2 * 20
+    # The adapter's row used no base-model entry: the same request again finds its own.
+    again = cache.tokens_reused
+    assert texts(cached, requests[-1:]) == expected[-1:]
+    assert cache.tokens_reused - again > 20
+    [alone] = texts(cached, [chat(QUESTIONS[1], max_tokens=12)])
+    assert alone == reference.text(QUESTIONS[1], None, 12)
+
+
+def test_the_next_turn_of_a_conversation_reuses_the_answer(
+    cached: LocalEngine, plain: LocalEngine
+) -> None:
+    turn1 = conversation("Tell me about your refund policy.", max_tokens=24)
+    [answer] = texts(cached, [turn1])
+    assert texts(plain, [turn1]) == [answer]
+    turn2 = conversation("Tell me about your refund policy.", answer, "And for annual plans?")
+    cache = prefix(cached)
+    before = cache.tokens_reused
+    prompt1 = cached._schedulers[EMBEDDED_MODEL_NAME].loaded.encode(turn1)
+    assert texts(cached, [turn2]) == texts(plain, [turn2])
+    # More than the first prompt: the answer's tokens came from the cache too.
+    assert cache.tokens_reused - before > len(prompt1) + 10
+
+
+def test_a_long_prompt_is_prefilled_between_decode_steps(
+    cached: LocalEngine, plain: LocalEngine
+) -> None:
+    long_text = " ".join(f"Line {i}: the parcel left the depot on time." for i in range(30))
+    long_request = conversation(f"Summarise these lines:\n{long_text}", max_tokens=8)
+    running = [conversation(q, max_tokens=32) for q in QUESTIONS[:2]]
+    asyncio.run(cached.load(EMBEDDED_MODEL_NAME))
+    scheduler: Any = cached._schedulers[EMBEDDED_MODEL_NAME]
+    events: list[tuple[str, int]] = []
+    real_slice, real_step = scheduler._prefill_slice, scheduler._decode_step
+
+    def record_slice(group: Any, rows: Any, columns: int) -> Any:
+        events.append(("slice", min(columns, group.remaining)))
+        return real_slice(group, rows, columns)
+
+    def record_step() -> None:
+        events.append(("step", len(scheduler._rows)))
+        real_step()
+
+    async def scenario() -> list[str]:
+        started = asyncio.Event()
+        tasks = [asyncio.create_task(collect(cached, r, started)) for r in running]
+        await started.wait()
+        events.clear()
+        tasks.append(asyncio.create_task(collect(cached, long_request)))
+        return [o.text for o in await asyncio.gather(*tasks)]
+
+    scheduler._prefill_slice, scheduler._decode_step = record_slice, record_step
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        scheduler._prefill_slice, scheduler._decode_step = real_slice, real_step
+    assert got == texts(plain, [*running, long_request])
+    slices = [i for i, (kind, _) in enumerate(events) if kind == "slice"]
+    assert len(slices) >= 3 and max(n for kind, n in events if kind == "slice") <= 128, events
+    # The running rows kept decoding while the long prompt went in.
+    between = [e for e in events[slices[0] : slices[-1]] if e[0] == "step" and e[1] >= 1]
+    assert len(between) >= len(slices) - 1, events
