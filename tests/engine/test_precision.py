@@ -14,8 +14,8 @@ from arkor.cloud.settings import Settings
 from arkor.engine.base import AdapterRef
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.quantize import Int8Linear, quantize_linears
-from arkor.engine.precision import parse_precision, resolve_precision
-from arkor.engine.registry import BaseModelRegistry
+from arkor.engine.precision import parse_precision, parse_precision_plan, resolve_precision
+from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 from tests.engine.conftest import Outcome, ask, close_engine, collect
 
 ROUNDING_TIE = 0.5
@@ -56,6 +56,31 @@ def test_precision_is_parsed_and_a_bad_one_names_the_choices(tmp_path: Path) -> 
         Settings.from_env({**env, "ARKOR_ENGINE_PRECISION": "fp16"})
     with pytest.raises(ValueError, match=allowed):
         LocalEngine(BaseModelRegistry.with_embedded(), models_dir=tmp_path, precision="int4")
+
+
+def test_a_base_model_may_have_its_own_precision(tmp_path: Path) -> None:
+    plan = parse_precision_plan(f" {EMBEDDED_MODEL_NAME}=INT8 , bfloat16")
+    assert plan.default == "bfloat16" and plan.for_model(EMBEDDED_MODEL_NAME) == "int8"
+    assert plan.for_model("other") == "bfloat16"
+    assert parse_precision_plan("x=int8").default == "auto"
+    env = {"ARKOR_DATA_DIR": str(tmp_path)}
+    settings = Settings.from_env({**env, "ARKOR_ENGINE_PRECISION": f"{EMBEDDED_MODEL_NAME}=int8"})
+    assert settings.engine_precision == f"auto,{EMBEDDED_MODEL_NAME}=int8"
+    for bad, message in [("int8,bfloat16", "two defaults"), ("=int8", "no base model name"),
+                         ("a=int8,a=int8", "twice"), ("a=int4", "one of"),
+                         ("nobody/model=int8", "not registered")]:
+        with pytest.raises(ValueError, match=message):
+            Settings.from_env({**env, "ARKOR_ENGINE_PRECISION": bad})
+
+
+def test_the_per_model_precision_is_the_one_loaded(models_dir: Path) -> None:
+    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
+                         precision=f"float32,{EMBEDDED_MODEL_NAME}=bfloat16")
+    try:
+        asyncio.run(engine.load(EMBEDDED_MODEL_NAME))
+        assert engine._schedulers[EMBEDDED_MODEL_NAME].loaded.precision == "bfloat16"
+    finally:
+        close_engine(engine)
 
 
 def test_int8_linear_matches_its_dequantized_weight() -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkor.engine.precision import DEFAULT_PRECISION, PRECISIONS, parse_precision
+from arkor.engine.precision import DEFAULT_PRECISION, PRECISIONS, parse_precision_plan
 from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_model_option
 
 DEFAULT_HOST = "127.0.0.1"
@@ -121,7 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
             "turns it off).", int),
     Setting("engine_precision", DEFAULT_PRECISION,
             f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: float32 on a "
-            "CPU, bfloat16 on CUDA); int8 is weight-only int8 with bfloat16 activations."),
+            "CPU, bfloat16 on CUDA); int8 is weight-only int8 with bfloat16 activations. "
+            "Base models that differ follow as NAME=PRECISION: auto,my-org/my-model=int8."),
     Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),
             "Largest request body other than an upload (JSON, chat requests), in KiB; more is "
             "413.", int),
@@ -229,9 +230,16 @@ class Settings:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
-        object.__setattr__(self, "engine_precision", parse_precision(self.engine_precision))
+        plan = parse_precision_plan(self.engine_precision)
+        object.__setattr__(self, "engine_precision", str(plan))
         object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
         object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
+        for name, _ in plan.per_model:
+            if self.registry.get(name) is None:
+                raise ValueError(
+                    f"engine precision names base model {name!r}, which is not registered "
+                    f"(registered: {', '.join(self.registry.names)})"
+                )
 
     @property
     def db_url(self) -> str:

@@ -26,7 +26,7 @@ from arkor.engine.local.loader import load_base_model, pick_device
 from arkor.engine.local.prefix_cache import PrefixCache
 from arkor.engine.local.scheduler import Scheduler
 from arkor.engine.local.ticket import Ticket
-from arkor.engine.precision import DEFAULT_PRECISION, parse_precision
+from arkor.engine.precision import DEFAULT_PRECISION, parse_precision_plan
 from arkor.engine.registry import BaseModelRegistry
 
 DEFAULT_MAX_BATCH_SIZE = 16
@@ -42,7 +42,9 @@ class LocalEngine:
     ``max_batch_size`` rows decode together per base model; up to ``max_queue`` more wait, and
     beyond that requests fail fast with EngineOverloaded. ``max_loaded_adapters`` LoRA adapters
     stay attached per base model (least recently used evicted first). ``precision`` is one
-    of :data:`arkor.engine.precision.PRECISIONS`; a bad one is a ValueError here.
+    of :data:`arkor.engine.precision.PRECISIONS`, optionally followed by ``NAME=PRECISION``
+    for base models that differ (``"auto,my-org/my-model=int8"``); a bad one is a ValueError
+    here.
     ``prefix_cache_mb`` bounds the keys and values kept per base model for prompts and answers
     seen before (0: no prefix cache). ``chunked_prefill`` feeds a prompt that arrives while
     others decode a slice at a time, with their decode steps in between (off: all at once).
@@ -68,7 +70,7 @@ class LocalEngine:
             )
         self._prefix_cache_bytes = prefix_cache_mb * 1024 * 1024
         self._chunked_prefill = chunked_prefill
-        self._precision = parse_precision(precision)
+        self._precision = parse_precision_plan(precision)
         self._registry = registry
         self._models_dir = Path(models_dir)
         self._max_batch_size = max_batch_size
@@ -211,7 +213,7 @@ class LocalEngine:
                     models_dir=self._models_dir,
                     device=self._device,
                     grammar_executor=self._grammar_compiler,
-                    precision=self._precision,
+                    precision=self._precision.for_model(base_model),
                 )
             except Exception as exc:
                 raise EngineUnavailable(
