@@ -85,6 +85,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("ARKOR_HOME", str(home / ".arkor"))
     monkeypatch.delenv("ARKOR_CLOUD_API_URL", raising=False)
+    monkeypatch.delenv("ARKOR_TOKEN", raising=False)
     monkeypatch.delenv("ARKOR_DATA_DIR", raising=False)
     monkeypatch.delenv("ARKOR_DATABASE_URL", raising=False)
     monkeypatch.chdir(workdir)
@@ -120,7 +121,9 @@ def cloud(
     data_dir = tmp_path_factory.mktemp(f"cloud-{backend}")
     link_cached_models(data_dir, request.config)
     with database_url(backend, data_dir) as url:
-        settings = Settings(data_dir=data_dir, database_url=url)
+        # Every test signs up from 127.0.0.1: the sign-up rate limit has its own tests
+        # (tests/cloud/test_team_auth.py), so it does not bound the fuzzer's attempts here.
+        settings = Settings(data_dir=data_dir, database_url=url, signup_per_hour=100_000)
         app = create_app(settings)
         with LiveServer(app) as base_url:
             yield CloudServer(url=base_url, settings=settings, app=app)

@@ -4,7 +4,8 @@ appears as a string anywhere else in the package (Python string constants, JavaS
 Docstrings, help texts and messages may mention a name inside longer text; what is caught is a
 string that *is* the literal, the thing code compares with or sends. Left out are literals that
 are also everyday words or other fields' names: ``"none"``, ``"adapter"`` (also the target's
-field), ``"checkpoints"`` (also a table). The JobConfig names are kept to one table another way:
+field), ``"checkpoints"`` (also a table), the sign-up policies ``"anonymous"`` and
+``"disabled"`` (also a retention mode). The JobConfig names are kept to one table another way:
 the SDK's options are :class:`~arkor.contract.job_config.TrainerOptions`, tested against
 ``FIELDS`` (tests/sdk/test_trainer.py).
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from arkor.contract import artifacts, deployments, events
+from arkor.contract import artifacts, deployments, events, models
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "arkor"
 CONTRACT = PACKAGE / "contract"
@@ -33,6 +34,8 @@ LITERALS = {
     deployments.DAYS_MODE_NEEDS_DAYS, deployments.DAYS_ONLY_WITH_DAYS_MODE,
     deployments.KEY_LABEL_MESSAGE,
     *artifacts.ADAPTER_FILES,
+    *models.ORG_ROLES,
+    models.SIGNUP_INVITE,
 }
 JS_LITERALS = {*events.EVENT_TYPES, deployments.AUTH_FIXED_KEY, deployments.TARGET_BASE_MODEL,
                deployments.ADAPTER_FINAL, deployments.ADAPTER_CHECKPOINT}

@@ -99,3 +99,26 @@ def test_forward_answers_the_raw_response_with_the_clients_headers(cloud) -> Non
                 await client.forward("GET", "/v1/me")
 
     asyncio.run(scenario())
+
+
+def test_async_access_tokens_and_invites(cloud) -> None:
+    from arkor.store import invites, users
+
+    with cloud.app.state.db.session() as session:
+        users.ensure_org(session, "parity")
+        code = invites.create_invite(session, org_slug="parity", role="member").code
+
+    async def scenario() -> None:
+        async with AsyncCloudApiClient(base_url=cloud.url) as anonymous:
+            joined = await anonymous.accept_invite(code, name="Async")
+        assert joined.org.slug == "parity" and joined.user.name == "Async"
+        async with AsyncCloudApiClient(base_url=cloud.url,
+                                       token=joined.token.plaintext) as client:
+            created = await client.create_access_token(name="async", expires_in_days=1)
+            assert created.id in [t.id for t in await client.list_access_tokens()]
+            await client.revoke_access_token(created.id)
+            assert created.id not in [t.id for t in await client.list_access_tokens()]
+            with pytest.raises(NotFoundError):
+                await client.revoke_access_token(created.id)
+
+    asyncio.run(scenario())

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from arkor.cli.output import console, fail
+from arkor.cli.output import console, fail, warn
 from arkor.cloud.settings import DEFAULT_HOST, DEFAULT_PORT, SETTINGS, Setting, Settings
 
 app = typer.Typer(help="Run your own Arkor cloud (control plane + edge) on this machine.",
@@ -36,9 +36,13 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     from arkor.cloud.serving import server_config
+    from arkor.cloud.signup import for_bind_address
     from arkor.middleware.access_log import configure_logging
     from arkor.server import create_app
 
+    settings, warning = for_bind_address(settings, host)
+    if warning:
+        warn(warning)
     try:
         app = create_app(settings)
     except Exception as exc:  # a bad database URL, an unreachable PostgreSQL...
@@ -49,6 +53,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     console.print(f"Deployments:      http://{shown}:{port}/d/<slug>/v1 (OpenAI base URL)")
     console.print(f"OpenAPI document: http://{shown}:{port}/openapi.json")
     console.print(f"Data directory:   {settings.data_dir}")
+    console.print(f"Sign-up:          {settings.signup} (ARKOR_SIGNUP)")
     uvicorn.Server(server_config(app, settings, host=host, port=port)).run()
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from arkor._version import SDK_VERSION
-from arkor.cli import auth, cloud, dev, endpoints, jobs, train
+from arkor.cli import auth, cloud, dev, endpoints, jobs, operator, tokens, train
 
 app = typer.Typer(
     name="arkor",
@@ -35,6 +35,9 @@ app.command()(dev.dev)
 app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
+app.add_typer(tokens.app, name="tokens")
+cloud.app.add_typer(operator.users_app, name="users")
+cloud.app.add_typer(operator.invites_app, name="invites")
 app.add_typer(cloud.app, name="cloud")
 app.command()(train.train)
 app.add_typer(jobs.app, name="jobs")

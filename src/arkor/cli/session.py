@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from arkor.cli.output import fail
 from arkor.sdk import (
-    AnonymousCredentials,
+    AnyCredentials,
     CloudApiClient,
-    OAuthCredentials,
     ProjectScope,
     default_arkor_cloud_api_url,
     ensure_credentials,
@@ -27,7 +26,7 @@ NO_SCOPE = (
 @dataclass
 class CloudSession:
     client: CloudApiClient
-    credentials: AnonymousCredentials | OAuthCredentials
+    credentials: AnyCredentials
 
     def close(self) -> None:
         self.client.close()

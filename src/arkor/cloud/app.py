@@ -19,6 +19,7 @@ from arkor.cloud.deps import ChatAnswerer
 from arkor.cloud.errors import install_error_handlers
 from arkor.cloud.input_guard import refuse_unstorable_input
 from arkor.cloud.routes import (
+    admin,
     auth,
     base_models,
     datasets,
@@ -28,8 +29,10 @@ from arkor.cloud.routes import (
     job_import,
     jobs,
     projects,
+    tokens,
 )
 from arkor.cloud.settings import Settings
+from arkor.cloud.signup import SignupLimiter
 from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database
@@ -58,11 +61,12 @@ def create_control_plane(
     app.state.db = db
     app.state.supervisor = supervisor
     app.state.chat = chat
+    app.state.signup_limiter = SignupLimiter(settings.signup_per_hour)
     install_error_handlers(app)
 
     gated = [Depends(client_version_gate), Depends(refuse_unstorable_input)]
-    for module in (auth, projects, endpoints, base_models, job_import, jobs, job_events,
-                   datasets, inference):
+    for module in (auth, tokens, admin, projects, endpoints, base_models, job_import, jobs,
+                   job_events, datasets, inference):
         app.include_router(module.router, dependencies=gated)
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.errors import ApiError
-from arkor.store import identities, projects
+from arkor.store import access_tokens, identities, projects
 
-_bearer = HTTPBearer(auto_error=False, description="Token from `arkor login --anonymous`")
+_bearer = HTTPBearer(auto_error=False, description=(
+    "Token from `arkor login` (anonymous sign-in, an invite, or a personal access token)"))
 
 ORG_QUERY = Query(alias="orgSlug", description="Slug of the org")
 PROJECT_QUERY = Query(alias="projectSlug", description="Slug of the project inside the org")
@@ -23,6 +24,8 @@ PROJECT_QUERY = Query(alias="projectSlug", description="Slug of the project insi
 class Caller:
     user_id: str
     anonymous: bool
+    token_id: str
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,26 @@ def current_caller(
             "Missing bearer token. Run `arkor login --anonymous` to create credentials.",
         )
     with db.session() as session:
-        user = identities.user_for_token(session, credentials.credentials)
-        if user is None:
-            raise ApiError(401, "Invalid or expired token. Run `arkor login` to sign in again.")
-        return Caller(user_id=user.id, anonymous=user.anonymous)
+        found = access_tokens.authenticate(session, credentials.credentials)
+        if found is None:
+            raise ApiError(401, "Invalid, expired or revoked token. Run `arkor login` to sign "
+                                "in again.")
+        user, token = found
+        return Caller(user_id=user.id, anonymous=user.anonymous, token_id=token.id,
+                      admin=user.admin)
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+def admin_caller(caller: CallerDep) -> Caller:
+    if not caller.admin:
+        raise ApiError(403, "Only the server's admins may use /v1/admin. The operator makes "
+                            "one with `arkor cloud users create EMAIL --admin`.")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(admin_caller)]
 
 
 def require_org(session: Session, caller: Caller, org_slug: str | None) -> tuple[str, str]:

@@ -109,3 +109,37 @@ def dataset_dto(row: tables.Dataset) -> m.UploadedDataset:
         size_bytes=row.size_bytes,
         created_at=iso(row.created_at) or "",
     )
+
+
+def role_dto(role: str) -> m.OrgRole:
+    for known in m.ORG_ROLES:
+        if role == known:
+            return known
+    raise ValueError(f"unknown role {role!r} in the database")
+
+
+def user_dto(user: tables.User) -> m.User:
+    return m.User(id=user.id, email=user.email, anonymous=user.anonymous, name=user.name,
+                  admin=user.admin)
+
+
+def admin_user_dto(user: tables.User) -> m.AdminUser:
+    return m.AdminUser(id=user.id, email=user.email, name=user.name, anonymous=user.anonymous,
+                       admin=user.admin, disabled=user.disabled,
+                       created_at=iso(user.created_at) or "")
+
+
+def token_dto(row: tables.AccessToken, *, current_id: str | None = None) -> m.AccessToken:
+    return m.AccessToken(
+        id=row.id, name=row.name or f"{row.kind} sign-in", kind=row.kind, prefix=row.prefix,
+        expires_at=iso(row.expires_at), created_at=iso(row.created_at) or "",
+        last_used_at=iso(row.last_used_at), current=row.id == current_id,
+    )
+
+
+def created_token_dto(row: tables.AccessToken, plaintext: str) -> m.CreatedAccessToken:
+    return m.CreatedAccessToken(
+        id=row.id, name=row.name or "", prefix=row.prefix or "", plaintext=plaintext,
+        expires_at=iso(row.expires_at), created_at=iso(row.created_at) or "",
+        last_used_at=iso(row.last_used_at),
+    )

@@ -3,7 +3,8 @@
     ApiError(status, message)      raised by routes and dependencies
     RequestValidationError  -> 400 with the field named
     HTTPException (404/405) -> same status, same shape (a body too deep to parse: 400)
-    SlugTaken               -> 409
+    SlugTaken, EmailTaken   -> 409
+    store Refused           -> its status (400, 403, 404)
     targets.NotFound        -> 404, targets.NotServable -> 400
     ClientTooOld            -> 426 with the supported range and the upgrade command
     anything else           -> 500 "Internal server error" (details only in the log)
@@ -23,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from arkor.cloud.deps import get_settings
 from arkor.cloud.version_gate import CLIENT_HEADER, ClientTooOld, check_client_version
 from arkor.json_input import TOO_DEEP
-from arkor.store.errors import SlugTaken
+from arkor.store.errors import EmailTaken, Refused, SlugTaken
 from arkor.targets import NotFound, TargetError
 
 log = logging.getLogger("arkor.cloud")
@@ -94,6 +95,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _slug_taken(_request: Request, exc: SlugTaken) -> JSONResponse:
         return error_response(409, f"{exc.what} slug is already taken")
 
+    @app.exception_handler(EmailTaken)
+    async def _email_taken(_request: Request, exc: EmailTaken) -> JSONResponse:
+        return error_response(409, str(exc))
+
+    @app.exception_handler(Refused)
+    async def _refused(_request: Request, exc: Refused) -> JSONResponse:
+        return error_response(exc.status, exc.message)
+
     @app.exception_handler(TargetError)
     async def _target(_request: Request, exc: TargetError) -> JSONResponse:
         return error_response(404 if isinstance(exc, NotFound) else 400, exc.message)
@@ -122,7 +131,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing or invalid bearer token",
         403: "Not a member of that org or project",
         404: "Not found in this scope",
-        409: "Conflict (slug taken)",
+        409: "Conflict (slug or email taken)",
+        429: "Too many attempts; wait the Retry-After seconds",
         426: "Client too old or X-Arkor-Client header missing/malformed",
     }.items()
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arkor.contract.models import SIGNUP_POLICIES
 from arkor.engine.precision import DEFAULT_PRECISION, PRECISIONS, parse_precision_plan
 from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_model_option
 
@@ -38,6 +39,7 @@ DEFAULT_MAX_TOKENS = 1024
 DEFAULT_MAX_TOKENS_CAP = 4096
 DEFAULT_MAX_N = 8
 DEFAULT_SLUG_GRACE_DAYS = 7
+DEFAULT_SIGNUP_PER_HOUR = 30
 
 
 def parse_path(raw: str) -> Path:
@@ -166,6 +168,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("slug_grace_days", str(DEFAULT_SLUG_GRACE_DAYS),
             "Days a deleted deployment's slug stays reserved to its project; 0 frees it at "
             "once.", int),
+    Setting("signup", "anonymous on a loopback --host, else invite",
+            "Who may create an identity: anonymous (anyone, POST /v1/auth/anonymous), invite "
+            "(only with an invite code from `arkor cloud invites create`) or disabled (only "
+            "users the operator creates)."),
+    Setting("signup_per_hour", str(DEFAULT_SIGNUP_PER_HOUR),
+            "Sign-up attempts (anonymous or with an invite) one client address may make per "
+            "hour, all at once or spread out; more are answered 429 with Retry-After.", int),
 )
 
 
@@ -205,6 +214,10 @@ class Settings:
     max_n: int = DEFAULT_MAX_N
     dataset_roots: tuple[Path, ...] = ()
     slug_grace_days: int = DEFAULT_SLUG_GRACE_DAYS
+    # None: by the bind address (see arkor.cloud.signup.for_bind_address); an app built
+    # without one (tests, `arkor dev`) is on loopback and allows anonymous sign-up.
+    signup: str | None = None
+    signup_per_hour: int = DEFAULT_SIGNUP_PER_HOUR
     registry: BaseModelRegistry = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -218,6 +231,13 @@ class Settings:
             raise ValueError("max_upload_mb must be at least 1")
         if self.slug_grace_days < 0:
             raise ValueError("slug_grace_days must be 0 or more")
+        if self.signup is not None:
+            object.__setattr__(self, "signup", self.signup.strip().lower())
+            if self.signup not in SIGNUP_POLICIES:
+                raise ValueError(f"signup must be one of {', '.join(SIGNUP_POLICIES)}, "
+                                 f"not {self.signup!r}")
+        if self.signup_per_hour < 1:
+            raise ValueError("signup_per_hour must be at least 1")
         if self.public_edge_url is not None and "{slug}" not in self.public_edge_url:
             raise ValueError("public_edge_url must contain {slug}, e.g. https://{slug}.example.com")
         for name in ("max_body_kb", "body_timeout_s", "header_timeout_s", "keep_alive_s",

@@ -6,9 +6,9 @@ fields are kept (``model_extra``), so a newer server never breaks an older SDK.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from arkor.contract.deployments import (
@@ -20,6 +20,27 @@ from arkor.contract.deployments import (
 )
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+
+# Who may create an identity on a server (``ARKOR_SIGNUP``).
+SignupPolicy = Literal["anonymous", "invite", "disabled"]
+SIGNUP_POLICIES: Final[tuple[SignupPolicy, ...]] = get_args(SignupPolicy)
+SIGNUP_ANONYMOUS, SIGNUP_INVITE, SIGNUP_DISABLED = SIGNUP_POLICIES
+
+# A member's role in an org.
+OrgRole = Literal["owner", "member", "viewer"]
+ORG_ROLES: Final[tuple[OrgRole, ...]] = get_args(OrgRole)
+ROLE_OWNER, ROLE_MEMBER, ROLE_VIEWER = ORG_ROLES
+
+TOKEN_NAME_MAX = 80
+MAX_TOKEN_DAYS = 3650
+TokenName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                             max_length=TOKEN_NAME_MAX)]
+ExpiryDays = Annotated[int, Field(ge=1, le=MAX_TOKEN_DAYS)]
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320,
+                                         pattern=EMAIL_PATTERN)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                               max_length=200)]
 
 
 class WireModel(BaseModel):
@@ -41,6 +62,8 @@ class User(WireModel):
     id: str
     email: str | None = None
     anonymous: bool = False
+    name: str | None = None
+    admin: bool = False
 
 
 class Me(WireModel):
@@ -60,10 +83,106 @@ class CliAuthConfig(WireModel):
     client_id: str | None = None
     audience: str | None = None
     callback_ports: list[int] = Field(default_factory=list)
+    # Open on read (a newer server may add policies); None from servers before sign-up control.
+    signup: str | None = None
 
     @property
     def oauth_available(self) -> bool:
         return bool(self.auth0_domain and self.client_id and self.audience)
+
+
+class AccessToken(WireModel):
+    """A bearer token of the calling user, as listed: never its plaintext."""
+
+    id: str
+    name: str
+    kind: str
+    prefix: str | None = None
+    expires_at: str | None = None
+    created_at: str
+    last_used_at: str | None = None
+    current: bool = False
+
+
+class CreatedAccessToken(WireModel):
+    """The result of creating a token: the only object that ever carries ``plaintext``."""
+
+    id: str
+    name: str
+    prefix: str
+    plaintext: str = Field(repr=False)
+    expires_at: str | None = None
+    created_at: str
+    last_used_at: str | None = None
+
+
+class InviteSession(WireModel):
+    """A new user created by accepting an invite, with their first token."""
+
+    token: CreatedAccessToken
+    user: User
+    org: Org
+    role: OrgRole
+
+
+class AdminUser(WireModel):
+    id: str
+    email: str | None = None
+    name: str | None = None
+    anonymous: bool = False
+    admin: bool = False
+    disabled: bool = False
+    created_at: str
+
+
+class CreatedUser(WireModel):
+    user: AdminUser
+    token: CreatedAccessToken
+    org: Org | None = None
+
+
+class CreatedInvite(WireModel):
+    """An invite: ``code`` is shown this once (only its digest is kept)."""
+
+    id: str
+    org: Org
+    role: OrgRole
+    code: str = Field(repr=False)
+    expires_at: str
+    created_at: str
+
+
+class _Body(BaseModel):
+    """A request body: camelCase on the wire, strict types, unknown fields ignored (like the
+    other routes' bodies)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow",
+                              strict=True, frozen=True)
+
+
+class CreateTokenBody(_Body):
+    name: TokenName
+    expires_in_days: ExpiryDays | None = None
+
+
+class AcceptInviteBody(_Body):
+    code: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(repr=False)
+    email: Email | None = None
+    name: DisplayName | None = None
+
+
+class CreateUserBody(_Body):
+    email: Email
+    name: DisplayName | None = None
+    admin: bool = False
+    org_slug: str | None = None
+    role: OrgRole = "member"
+
+
+class CreateInviteBody(_Body):
+    org_slug: str
+    role: OrgRole = "member"
+    expires_in_days: ExpiryDays | None = None
 
 
 class Project(WireModel):

@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from arkor._version import SDK_VERSION
 from arkor.contract import models as m
 from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials, check_token_origin
+from arkor.sdk._credentials import (
+    AnyCredentials,
+    check_token_origin,
+)
 from arkor.sdk._errors import ApiConnectionError, ApiTimeoutError, CloudApiError, error_for_status
 
 T = TypeVar("T")
@@ -218,7 +221,7 @@ class BaseCloudApiClient:
         self,
         *,
         base_url: str,
-        credentials: AnonymousCredentials | OAuthCredentials | None = None,
+        credentials: AnyCredentials | None = None,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
@@ -270,6 +273,25 @@ class BaseCloudApiClient:
 
     def _get_me(self) -> Call[m.Me]:
         return Call("GET", "/v1/me", _whole(m.Me))
+
+    def _accept_invite(self, code: str, email: str | None, name: str | None
+                       ) -> Call[m.InviteSession]:
+        body = {k: v for k, v in {"code": code, "email": email, "name": name}.items()
+                if v is not None}
+        return Call("POST", "/v1/auth/invite", _whole(m.InviteSession), json=body, auth=False)
+
+    def _create_access_token(self, name: str, expires_in_days: int | None
+                             ) -> Call[m.CreatedAccessToken]:
+        body: dict[str, Any] = {"name": name}
+        if expires_in_days is not None:
+            body["expiresInDays"] = expires_in_days
+        return Call("POST", "/v1/auth/tokens", _field("token", m.CreatedAccessToken), json=body)
+
+    def _list_access_tokens(self) -> Call[list[m.AccessToken]]:
+        return Call("GET", "/v1/auth/tokens", _list("tokens", m.AccessToken))
+
+    def _revoke_access_token(self, token_id: str) -> Call[None]:
+        return Call("DELETE", f"/v1/auth/tokens/{_segment(token_id)}", _nothing)
 
     def _list_projects(self, org_slug: str) -> Call[m.ProjectList]:
         return Call("GET", "/v1/projects", _whole(m.ProjectList), params={"orgSlug": org_slug})

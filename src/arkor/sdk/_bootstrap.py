@@ -10,7 +10,7 @@ from arkor.contract.models import AnonymousSession, Project
 from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
 from arkor.sdk._credentials import (
     AnonymousCredentials,
-    OAuthCredentials,
+    AnyCredentials,
     credentials_file_is_corrupt,
     credentials_path,
     default_arkor_cloud_api_url,
@@ -21,7 +21,7 @@ from arkor.sdk._credentials import (
 from arkor.sdk._errors import ConflictError
 from arkor.sdk._state import ProjectState, check_bootstrap, project_slug_for, write_state
 
-Creds = AnonymousCredentials | OAuthCredentials
+Creds = AnyCredentials
 
 
 def _anonymous_credentials(session: AnonymousSession, base_url: str) -> AnonymousCredentials:
@@ -95,12 +95,13 @@ def ensure_project_state(
     found = check_bootstrap(credentials, cwd)
     if isinstance(found, ProjectState):
         return found
+    org_slug = found
     name, slug = project_slug_for(cwd or Path.cwd())
     try:
-        project = client.create_project(found.org_slug, name=name, slug=slug)
+        project = client.create_project(org_slug, name=name, slug=slug)
     except ConflictError as exc:
-        project = _pick(client.list_projects(found.org_slug).projects, slug, exc)
-    return _record(project, found.org_slug, cwd)
+        project = _pick(client.list_projects(org_slug).projects, slug, exc)
+    return _record(project, org_slug, cwd)
 
 
 async def aensure_project_state(
@@ -109,9 +110,10 @@ async def aensure_project_state(
     found = check_bootstrap(credentials, cwd)
     if isinstance(found, ProjectState):
         return found
+    org_slug = found
     name, slug = project_slug_for(cwd or Path.cwd())
     try:
-        project = await client.create_project(found.org_slug, name=name, slug=slug)
+        project = await client.create_project(org_slug, name=name, slug=slug)
     except ConflictError as exc:
-        project = _pick((await client.list_projects(found.org_slug)).projects, slug, exc)
-    return _record(project, found.org_slug, cwd)
+        project = _pick((await client.list_projects(org_slug)).projects, slug, exc)
+    return _record(project, org_slug, cwd)

@@ -27,11 +27,11 @@ from arkor.sdk._base import (
     read_adapter,
     read_dataset,
 )
-from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials
+from arkor.sdk._credentials import AnyCredentials
 from arkor.sdk._events import EventFollower, JobEvent, ReconnectPolicy
 
 T = TypeVar("T")
-Creds = AnonymousCredentials | OAuthCredentials
+Creds = AnyCredentials
 PathOrBytes = str | os.PathLike[str] | bytes
 AdapterLike = m.FinalAdapter | m.CheckpointAdapter | Mapping[str, Any]
 
@@ -93,6 +93,25 @@ class CloudApiClient(BaseCloudApiClient):
 
     def get_me(self) -> m.Me:
         return self._send(self._get_me())
+
+    def accept_invite(self, code: str, *, email: str | None = None,
+                      name: str | None = None) -> m.InviteSession:
+        """Sign up with an invite code: a new user in the invite's org. The answer's
+        ``token.plaintext`` is the new user's token, shown this once."""
+        return self._send(self._accept_invite(code, email, name))
+
+    def create_access_token(self, *, name: str,
+                            expires_in_days: int | None = None) -> m.CreatedAccessToken:
+        """A personal access token for the caller. ``result.plaintext`` is shown this once."""
+        return self._send(self._create_access_token(name, expires_in_days))
+
+    def list_access_tokens(self) -> list[m.AccessToken]:
+        """The caller's tokens that still work (``current`` marks the one in use)."""
+        return self._send(self._list_access_tokens())
+
+    def revoke_access_token(self, token_id: str) -> None:
+        """Revoke one of the caller's tokens; it stops working on the next request."""
+        self._send(self._revoke_access_token(token_id))
 
     def list_projects(self, org_slug: str) -> m.ProjectList:
         return self._send(self._list_projects(org_slug))
@@ -304,6 +323,20 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def get_me(self) -> m.Me:
         return await self._send(self._get_me())
+
+    async def accept_invite(self, code: str, *, email: str | None = None,
+                            name: str | None = None) -> m.InviteSession:
+        return await self._send(self._accept_invite(code, email, name))
+
+    async def create_access_token(self, *, name: str,
+                                  expires_in_days: int | None = None) -> m.CreatedAccessToken:
+        return await self._send(self._create_access_token(name, expires_in_days))
+
+    async def list_access_tokens(self) -> list[m.AccessToken]:
+        return await self._send(self._list_access_tokens())
+
+    async def revoke_access_token(self, token_id: str) -> None:
+        await self._send(self._revoke_access_token(token_id))
 
     async def list_projects(self, org_slug: str) -> m.ProjectList:
         return await self._send(self._list_projects(org_slug))

@@ -52,15 +52,42 @@ class OAuthCredentials(WireModel):
         return self.access_token
 
 
-Credentials = Annotated[AnonymousCredentials | OAuthCredentials, Field(discriminator="mode")]
+class TokenCredentials(WireModel):
+    """A token given to ``arkor login --token`` or received through ``--invite``, or the one
+    in ``ARKOR_TOKEN`` (for CI: never written to a file). ``org_slug`` is the org a project
+    is set up in when a directory has none yet."""
+
+    mode: Literal["token"] = "token"
+    token: str = Field(repr=False)
+    arkor_cloud_api_url: str | None = None
+    org_slug: str | None = None
+    email: str | None = None
+
+    @property
+    def bearer(self) -> str:
+        return self.token
+
+
+AnyCredentials = AnonymousCredentials | OAuthCredentials | TokenCredentials
+Credentials = Annotated[AnyCredentials, Field(discriminator="mode")]
 _CREDENTIALS = TypeAdapter(Credentials)
+TOKEN_ENV = "ARKOR_TOKEN"
 
 
 def credentials_path() -> Path:
     return arkor_home() / "credentials.json"
 
 
-def read_credentials(path: Path | None = None) -> AnonymousCredentials | OAuthCredentials | None:
+def env_credentials() -> TokenCredentials | None:
+    """``ARKOR_TOKEN`` as credentials, when it is set and not empty."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    return TokenCredentials(token=token) if token else None
+
+
+def read_credentials(path: Path | None = None) -> AnyCredentials | None:
+    """``ARKOR_TOKEN`` when set (and no ``path`` is given), else the credentials file."""
+    if path is None and (from_env := env_credentials()) is not None:
+        return from_env
     path = path or credentials_path()
     try:
         text = path.read_text(encoding="utf-8")
@@ -77,9 +104,7 @@ def credentials_file_is_corrupt(path: Path | None = None) -> bool:
     return path.exists() and read_credentials(path) is None
 
 
-def write_credentials(
-    credentials: AnonymousCredentials | OAuthCredentials, path: Path | None = None
-) -> Path:
+def write_credentials(credentials: AnyCredentials, path: Path | None = None) -> Path:
     path = path or credentials_path()
     body = credentials.model_dump(mode="json", by_alias=True, exclude_none=True)
     write_private_file(path, json.dumps(body, indent=2))
@@ -107,9 +132,7 @@ def _strip(url: str) -> str:
     return url.rstrip("/")
 
 
-def default_arkor_cloud_api_url(
-    credentials: AnonymousCredentials | OAuthCredentials | None = None,
-) -> str:
+def default_arkor_cloud_api_url(credentials: AnyCredentials | None = None) -> str:
     """The control plane to talk to.
 
     1. ``ARKOR_CLOUD_API_URL`` when set (an empty value is honoured as empty);
@@ -145,7 +168,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def check_token_origin(
-    credentials: AnonymousCredentials | OAuthCredentials, base_url: str, *, stacklevel: int = 2
+    credentials: AnyCredentials, base_url: str, *, stacklevel: int = 2
 ) -> None:
     """Warn when ``base_url`` is not the origin that issued ``credentials``.
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from arkor.sdk._credentials import AnonymousCredentials, OAuthCredentials
+from arkor.sdk._credentials import AnonymousCredentials, AnyCredentials, OAuthCredentials
 from arkor.sdk._errors import ConflictError, CredentialsError
 from arkor.sdk._files import write_private_file
 
@@ -65,7 +65,7 @@ def write_state(state: ProjectState, cwd: Path | None = None) -> Path:
 
 
 def is_state_usable(
-    state: ProjectState, credentials: AnonymousCredentials | OAuthCredentials
+    state: ProjectState, credentials: AnyCredentials
 ) -> bool:
     """An anonymous session can only use state scoped to its own personal org."""
     return not (
@@ -74,7 +74,7 @@ def is_state_usable(
 
 
 def usable_state(
-    credentials: AnonymousCredentials | OAuthCredentials, cwd: Path | None = None
+    credentials: AnyCredentials, cwd: Path | None = None
 ) -> ProjectState | None:
     state = read_state(cwd)
     return state if state is not None and is_state_usable(state, credentials) else None
@@ -87,10 +87,9 @@ def project_slug_for(cwd: Path) -> tuple[str, str]:
     return name, slug or "project"
 
 
-def check_bootstrap(
-    credentials: AnonymousCredentials | OAuthCredentials, cwd: Path | None
-) -> ProjectState | AnonymousCredentials:
-    """The usable state, or the anonymous credentials to bootstrap one with; else raise."""
+def check_bootstrap(credentials: AnyCredentials, cwd: Path | None) -> ProjectState | str:
+    """The usable state, or the org slug to bootstrap one in (an anonymous session's, or a
+    token's org from sign-in); else raise."""
     state = read_state(cwd)
     if state is not None:
         if is_state_usable(state, credentials):
@@ -98,4 +97,6 @@ def check_bootstrap(
         raise ConflictError(409, ANON_STATE_MISMATCH_MESSAGE)
     if isinstance(credentials, OAuthCredentials):
         raise CredentialsError(OAUTH_MISSING_STATE_MESSAGE)
-    return credentials
+    if credentials.org_slug is None:
+        raise CredentialsError(OAUTH_MISSING_STATE_MESSAGE)
+    return credentials.org_slug

@@ -31,8 +31,7 @@ from arkor.sdk._bootstrap import (
 )
 from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
 from arkor.sdk._credentials import (
-    AnonymousCredentials,
-    OAuthCredentials,
+    AnyCredentials,
     default_arkor_cloud_api_url,
 )
 from arkor.sdk._events import JobEvent, ReconnectPolicy
@@ -40,7 +39,7 @@ from arkor.sdk._events import JobEvent, ReconnectPolicy
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 OPTION_NAMES = frozenset(TrainerOptions.__annotations__)
 
-Creds = AnonymousCredentials | OAuthCredentials
+Creds = AnyCredentials
 DatasetArg = str | os.PathLike[str] | Mapping[str, Any]
 
 

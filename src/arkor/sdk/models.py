@@ -5,6 +5,7 @@ Their one definition is :mod:`arkor.contract.models`.
 
 from arkor.contract.deployments import AuthMode, RunRetentionMode
 from arkor.contract.models import (
+    AccessToken,
     AdapterSpec,
     AdapterTarget,
     AnonymousSession,
@@ -12,11 +13,13 @@ from arkor.contract.models import (
     BaseModelTarget,
     CheckpointAdapter,
     CliAuthConfig,
+    CreatedAccessToken,
     CreatedDeploymentKey,
     Deployment,
     DeploymentKey,
     DeploymentTarget,
     FinalAdapter,
+    InviteSession,
     JobCheckpoint,
     JobStatus,
     Me,
@@ -31,6 +34,7 @@ from arkor.contract.models import (
 )
 
 __all__ = [
+    "AccessToken",
     "AdapterSpec",
     "AdapterTarget",
     "AnonymousSession",
@@ -39,11 +43,13 @@ __all__ = [
     "BaseModelTarget",
     "CheckpointAdapter",
     "CliAuthConfig",
+    "CreatedAccessToken",
     "CreatedDeploymentKey",
     "Deployment",
     "DeploymentKey",
     "DeploymentTarget",
     "FinalAdapter",
+    "InviteSession",
     "JobCheckpoint",
     "JobStatus",
     "Me",

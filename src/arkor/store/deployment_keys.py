@@ -7,51 +7,32 @@ database lookup, and lets secret scanners recognise a real key.
 
 from __future__ import annotations
 
-import secrets
 import uuid
-import zlib
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from arkor.store.secrets import digest
+from arkor.store.secrets import (
+    CHECKSUM_CHARS,
+    RANDOM_CHARS,
+    digest,
+    is_checksummed,
+    new_checksummed,
+)
 from arkor.store.tables import DeploymentKey, utcnow
 
 KEY_PREFIX = "ark_live_"
-RANDOM_CHARS = 32
-CHECKSUM_CHARS = 6
 DISPLAY_PREFIX_CHARS = 17
 KEY_LENGTH = len(KEY_PREFIX) + RANDOM_CHARS + CHECKSUM_CHARS
 
-_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-def _base62(number: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        number, rest = divmod(number, 62)
-        chars.append(_BASE62[rest])
-    return "".join(reversed(chars))
-
-
-def _checksum(random_part: str) -> str:
-    return _base62(zlib.crc32(random_part.encode("ascii")), CHECKSUM_CHARS)
-
 
 def new_key_plaintext() -> str:
-    random_part = "".join(secrets.choice(_BASE62) for _ in range(RANDOM_CHARS))
-    return KEY_PREFIX + random_part + _checksum(random_part)
+    return new_checksummed(KEY_PREFIX)
 
 
 def is_well_formed(plaintext: str) -> bool:
     """True if ``plaintext`` has the key format and a valid checksum."""
-    if len(plaintext) != KEY_LENGTH or not plaintext.startswith(KEY_PREFIX):
-        return False
-    body = plaintext[len(KEY_PREFIX) :]
-    random_part, checksum = body[:RANDOM_CHARS], body[RANDOM_CHARS:]
-    if any(c not in _BASE62 for c in body):
-        return False
-    return secrets.compare_digest(_checksum(random_part), checksum)
+    return is_checksummed(plaintext, KEY_PREFIX)
 
 
 def create_key(session: Session, *, deployment_id: str, label: str) -> tuple[DeploymentKey, str]:

@@ -1,4 +1,4 @@
-"""Users, their orgs, memberships and access tokens."""
+"""Anonymous identities, and the orgs a user belongs to."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arkor.store.secrets import digest, new_access_token
-from arkor.store.tables import AccessToken, Membership, Org, User
+from arkor.contract.models import ROLE_OWNER
+from arkor.store import access_tokens
+from arkor.store.tables import Membership, Org, User
 
 
 @dataclass(frozen=True)
@@ -25,26 +26,17 @@ def create_anonymous_identity(session: Session, *, kind: str) -> AnonymousIdenti
     user = User(id=str(uuid.uuid4()), anonymous=True)
     suffix = secrets.token_hex(5)
     org = Org(id=str(uuid.uuid4()), slug=f"anon-{suffix}", name=f"Anonymous {suffix}")
-    token = new_access_token()
     session.add_all([user, org])
     session.flush()
-    session.add_all(
-        [
-            Membership(user_id=user.id, org_id=org.id, role="owner"),
-            AccessToken(id=str(uuid.uuid4()), user_id=user.id, digest=digest(token), kind=kind),
-        ]
-    )
-    session.flush()
-    return AnonymousIdentity(user=user, org=org, token=token)
+    session.add(Membership(user_id=user.id, org_id=org.id, role=ROLE_OWNER))
+    issued = access_tokens.issue_token(session, user_id=user.id, kind=kind,
+                                       name=f"anonymous sign-in ({kind})")
+    return AnonymousIdentity(user=user, org=org, token=issued.plaintext)
 
 
 def user_for_token(session: Session, token: str) -> User | None:
-    row = session.execute(
-        select(User).join(AccessToken, AccessToken.user_id == User.id).where(
-            AccessToken.digest == digest(token)
-        )
-    ).scalar_one_or_none()
-    return row
+    found = access_tokens.authenticate(session, token)
+    return found[0] if found else None
 
 
 def orgs_for_user(session: Session, user_id: str) -> list[Org]:

@@ -20,8 +20,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from arkor.contract.models import ROLE_OWNER
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -59,10 +62,16 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
+    """A person (or an anonymous sign-in). A disabled user's tokens stop working at once;
+    ``admin`` may use ``/v1/admin/*``. Emails are unique (compared as given, lower-cased)."""
+
     __tablename__ = "users"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -80,17 +89,41 @@ class Membership(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), primary_key=True)
-    role: Mapped[str] = mapped_column(String(20), default="owner")
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_OWNER)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AccessToken(Base):
+    """A bearer token: an anonymous sign-in's (``kind`` cli/web) or a personal access token
+    (``pat``). Valid while not revoked, not past ``expires_at`` and its user not disabled;
+    checked in the database on every request, so every process sees a revocation at once."""
+
     __tablename__ = "access_tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str | None] = mapped_column(String(80))
+    prefix: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Invite(Base):
+    """A one-time code that creates a user in ``org_id`` with ``role``; only its digest is
+    kept. Spent by setting ``used_at`` (once: the update checks it is still unset)."""
+
+    __tablename__ = "invites"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class Project(Base):

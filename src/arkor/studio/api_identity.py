@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.sdk import AnonymousCredentials
+from arkor.sdk import AnonymousCredentials, TokenCredentials
 from arkor.studio.upstream import Upstream
 
 
@@ -19,7 +19,8 @@ async def get_credentials(request: Request) -> Response:
     credentials = await upstream.ensure_credentials()
     state = upstream.usable_state(credentials)
     org_slug = state.org_slug if state else (
-        credentials.org_slug if isinstance(credentials, AnonymousCredentials) else None)
+        credentials.org_slug if isinstance(credentials, AnonymousCredentials | TokenCredentials)
+        else None)
     # Never the bearer token: the page does not need it, and a script running in the page
     # (an extension, an XSS) could take it off the machine.
     return JSONResponse({

@@ -15,9 +15,8 @@ import httpx
 from starlette.responses import Response, StreamingResponse
 
 from arkor.sdk import (
-    AnonymousCredentials,
+    AnyCredentials,
     AsyncCloudApiClient,
-    OAuthCredentials,
     ProjectScope,
     ProjectState,
     aensure_credentials,
@@ -29,7 +28,7 @@ from arkor.sdk import (
 )
 from arkor.studio.config import StudioConfig
 
-Creds = AnonymousCredentials | OAuthCredentials
+Creds = AnyCredentials
 DEPRECATION_HEADERS = ("deprecation", "warning", "sunset")
 
 

@@ -1,4 +1,4 @@
-"""Identity routes: anonymous sign-up, the CLI's auth config, and who am I."""
+"""Identity routes: sign-up (anonymous, or with an invite), the CLI's auth config, who am I."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict
 
+from arkor.cloud import signup
 from arkor.cloud.auth import CallerDep
-from arkor.cloud.deps import DatabaseDep
-from arkor.cloud.dto import org_dto
+from arkor.cloud.deps import DatabaseDep, SettingsDep
+from arkor.cloud.dto import created_token_dto, org_dto, role_dto, user_dto
 from arkor.cloud.errors import error_responses
 from arkor.contract import models as m
-from arkor.store import identities
+from arkor.store import identities, invites
 from arkor.store.tables import User
 
 router = APIRouter(tags=["auth"])
@@ -26,8 +27,9 @@ class AnonymousBody(BaseModel):
 @router.post(
     "/v1/auth/anonymous",
     response_model=m.AnonymousSession,
-    responses=error_responses(400, 426),
-    summary="Create an anonymous identity with a personal org",
+    responses=error_responses(400, 403, 426, 429),
+    dependencies=signup.AnonymousSignup,
+    summary="Create an anonymous identity with a personal org (when ARKOR_SIGNUP=anonymous)",
 )
 def create_anonymous(
     db: DatabaseDep,
@@ -44,14 +46,33 @@ def create_anonymous(
         )
 
 
+@router.post(
+    "/v1/auth/invite",
+    status_code=201,
+    response_model=m.InviteSession,
+    responses=error_responses(400, 403, 409, 426, 429),
+    dependencies=signup.InviteSignup,
+    summary="Accept an invite code: a new user in the invite's org, and their first token",
+)
+def accept_invite(db: DatabaseDep, body: m.AcceptInviteBody) -> m.InviteSession:
+    with db.session() as session:
+        accepted = invites.accept_invite(session, body.code, email=body.email, name=body.name)
+        return m.InviteSession(
+            token=created_token_dto(accepted.token.row, accepted.token.plaintext),
+            user=user_dto(accepted.user), org=org_dto(accepted.org),
+            role=role_dto(accepted.role),
+        )
+
+
 @router.get(
     "/v1/auth/cli/config",
     response_model=m.CliAuthConfig,
     responses=error_responses(426),
-    summary="OAuth settings for `arkor login` (this server offers anonymous sign-in only)",
+    summary="How `arkor login` may sign in here: the sign-up policy (no OAuth on this server)",
 )
-def cli_config() -> m.CliAuthConfig:
-    return m.CliAuthConfig(auth0_domain=None, client_id=None, audience=None, callback_ports=[])
+def cli_config(settings: SettingsDep) -> m.CliAuthConfig:
+    return m.CliAuthConfig(auth0_domain=None, client_id=None, audience=None, callback_ports=[],
+                           signup=signup.policy(settings))
 
 
 @router.get(
@@ -65,7 +86,4 @@ def me(db: DatabaseDep, caller: CallerDep) -> m.Me:
         user = session.get(User, caller.user_id)
         assert user is not None
         orgs = identities.orgs_for_user(session, caller.user_id)
-        return m.Me(
-            user=m.User(id=user.id, email=user.email, anonymous=user.anonymous),
-            orgs=[org_dto(o) for o in orgs],
-        )
+        return m.Me(user=user_dto(user), orgs=[org_dto(o) for o in orgs])
