@@ -7,6 +7,7 @@ the counters show the work that was skipped.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from typing import Any
 import pytest
 import torch
 
-from arkor.engine.base import AdapterRef, ChatMessage, GenerationRequest, SamplingParams
+from arkor.engine.base import (
+    AdapterRef,
+    ChatMessage,
+    EngineOverloaded,
+    GenerationRequest,
+    SamplingParams,
+)
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.prefix_cache import PrefixCache
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
@@ -178,3 +185,34 @@ def test_a_long_prompt_is_prefilled_between_decode_steps(
     # The running rows kept decoding while the long prompt went in.
     between = [e for e in events[slices[0] : slices[-1]] if e[0] == "step" and e[1] >= 1]
     assert len(between) >= len(slices) - 1, events
+
+
+def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_dir: Path) -> None:
+    """Regression: between a newcomer's first token and its joining the running batch (when
+    its prompt goes to the prefix cache), its slot looked free, so with one slot and no queue
+    a second request was queued instead of refused, and waited for the whole first answer."""
+    engine = make_engine(models_dir, max_batch_size=1, max_queue=0)
+
+    async def scenario() -> object:
+        await engine.load(EMBEDDED_MODEL_NAME)
+        scheduler: Any = engine._schedulers[EMBEDDED_MODEL_NAME]
+        real_store = scheduler.prefix.store
+
+        def slow_store(*args: Any) -> None:
+            time.sleep(1.0)  # widen the window the race needs
+            real_store(*args)
+
+        scheduler.prefix.store = slow_store
+        started = asyncio.Event()
+        first = asyncio.create_task(collect(engine, chat(QUESTIONS[0], max_tokens=24), started))
+        await started.wait()
+        second = await asyncio.gather(collect(engine, chat(QUESTIONS[1], max_tokens=2)),
+                                      return_exceptions=True)
+        await first
+        return second[0]
+
+    try:
+        outcome = asyncio.run(scenario())
+    finally:
+        close_engine(engine)
+    assert isinstance(outcome, EngineOverloaded), outcome

@@ -82,6 +82,10 @@ class Scheduler:
         self.prefix = PrefixCache(prefix_cache_bytes)
         self._chunked_prefill = chunked_prefill
         self._group: tuple[PrefillGroup, list[Row]] | None = None
+        # Batch slots held by requests taken from the queue that are not running rows yet
+        # (being admitted, prefilled or joined): counted as busy, or a request arriving in
+        # between would be queued past max_queue. Written under the lock.
+        self._joining = 0
         self.adapters = AdapterSet(loaded.model, max_loaded_adapters, loaded.device)
         self._max_batch_size = max_batch_size
         self._max_queue = max_queue
@@ -111,7 +115,7 @@ class Scheduler:
 
     @property
     def prefilling(self) -> int:
-        return len(self._group[1]) if self._group else 0
+        return self._joining
 
     @property
     def waiting(self) -> int:
@@ -190,6 +194,7 @@ class Scheduler:
                     break
                 taken.append(self._waiting.popleft())
                 width = new_width
+            self._joining = len(taken)
             return taken
 
     def _admit(self, tickets: list[Ticket]) -> None:
@@ -211,9 +216,9 @@ class Scheduler:
                 deferred.append(ticket)
             else:
                 rows.append(row)
-        if deferred:
-            with self._cond:
-                self._waiting.extendleft(reversed(deferred))
+        with self._cond:
+            self._waiting.extendleft(reversed(deferred))
+            self._joining = len(rows)
         if not rows:
             return
         try:
@@ -243,6 +248,7 @@ class Scheduler:
         self._group = None
         self._fail_rows(rows, f"The engine failed while starting this request: "
                               f"{type(exc).__name__}", running=False)
+        self._set_joining(0)
 
     def _advance_prefill(self) -> None:
         """Feed the prefill group its next slice; join it to the batch once it is through."""
@@ -251,6 +257,7 @@ class Scheduler:
         if all(row.ticket.cancelled for row in rows):
             self._group = None
             self._release(rows)
+            self._set_joining(0)
             return
         columns = group.remaining
         if self._rows and self._chunked_prefill:
@@ -261,8 +268,13 @@ class Scheduler:
                 return
             self._group = None
             self._join(group, rows, out.logits[:, -1, :].float())
+            self._set_joining(0)  # they are running rows now, or finished
         except Exception as exc:
             self._prefill_failed(rows, exc)
+
+    def _set_joining(self, count: int) -> None:
+        with self._cond:
+            self._joining = count
 
     def _prefill_slice(self, group: PrefillGroup, rows: list[Row], columns: int) -> Any:
         hook = None
