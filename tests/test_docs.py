@@ -37,6 +37,16 @@ def test_every_route_is_documented(cloud) -> None:
             assert f"{method.upper()} {documented}" in doc, (method, path)
 
 
+def test_the_role_matrix_is_documented_row_by_row() -> None:
+    from arkor.cloud.roles import ROUTE_ROLES
+
+    doc = read("docs/api.md")
+    for (method, path), role in ROUTE_ROLES.items():
+        documented = re.sub(r"\{[a-z_]+\}", "{id}", path).replace("{id}/keys/{id}",
+                                                                 "{id}/keys/{keyId}")
+        assert f"| `{method} {documented}` | {role} |" in doc, (method, path, role)
+
+
 def test_cli_reference_is_current() -> None:
     assert read("docs/cli.md") == render_cli_reference(), (
         "docs/cli.md is stale: run `python -m arkor.cli.reference > docs/cli.md`"

@@ -22,8 +22,8 @@ def test_shell_token_identity_and_theme(page, dev_server) -> None:
     assert token_file.read_text() == token
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     assert page.get_by_role("heading", name="Overview").is_visible()
-    page.locator("identity-chip").filter(has_text=re.compile(r"anonymous · 127\.0\.0\.1:\d+")
-                                         ).wait_for()
+    page.locator("identity-chip").filter(
+        has_text=re.compile(r"anonymous · 127\.0\.0\.1:\d+ · owner")).wait_for()
 
     creds = httpx.get(dev_server.url + "/api/credentials",
                       headers={"X-Arkor-Studio-Token": token}).json()

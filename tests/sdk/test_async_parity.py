@@ -122,3 +122,32 @@ def test_async_access_tokens_and_invites(cloud) -> None:
                 await client.revoke_access_token(created.id)
 
     asyncio.run(scenario())
+
+
+def test_async_members(cloud) -> None:
+    from arkor.contract.models import ROLE_MEMBER, ROLE_OWNER, ROLE_VIEWER
+    from arkor.store import users
+
+    with cloud.app.state.db.session() as session:
+        owner = users.create_user(session, email="parity-owner@example.com",
+                                  org_slug="parity-members", role=ROLE_OWNER)
+        other = users.create_user(session, email="parity-other@example.com")
+
+    async def scenario() -> None:
+        async with AsyncCloudApiClient(base_url=cloud.url,
+                                       token=owner.token.plaintext) as client:
+            added = await client.add_member("parity-members", email=other.user.email or "",
+                                            role=ROLE_VIEWER)
+            assert added.role == ROLE_VIEWER
+            changed = await client.set_member_role("parity-members", added.user_id,
+                                                   role=ROLE_MEMBER)
+            assert changed.role == ROLE_MEMBER
+            listed = await client.list_members("parity-members")
+            assert {m.user_id for m in listed.members} == {owner.user.id, added.user_id}
+            await client.remove_member("parity-members", added.user_id)
+            with pytest.raises(NotFoundError):
+                await client.remove_member("parity-members", added.user_id)
+            with pytest.raises(ConflictError):
+                await client.remove_member("parity-members", owner.user.id)
+
+    asyncio.run(scenario())

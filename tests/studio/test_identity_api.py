@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+from arkor.contract.models import ROLE_OWNER
 from arkor.sdk import credentials_path, read_credentials
 
 
@@ -38,6 +39,7 @@ def test_me_is_passed_through(studio) -> None:
     body = response.json()
     assert body["user"]["anonymous"] is True
     assert [org["slug"] for org in body["orgs"]] == [read_credentials().org_slug]
+    assert [org["role"] for org in body["orgs"]] == [ROLE_OWNER]
 
 
 def test_me_with_a_revoked_token_passes_the_401_through(studio, cloud) -> None:

@@ -191,7 +191,8 @@ def whoami(
     kind = "anonymous" if me.user.anonymous else (me.user.email or "signed in")
     console.print(f"User:  {me.user.id} ({kind})")
     console.print(f"Cloud: {session.client.base_url}")
-    console.print(f"Orgs:  {', '.join(o.slug for o in me.orgs) or '(none)'}")
+    orgs = [f"{o.slug} ({o.role})" if o.role else o.slug for o in me.orgs]
+    console.print(f"Orgs:  {', '.join(orgs) or '(none)'}")
 
 
 def _describe(credentials: object) -> str:

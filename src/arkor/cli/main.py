@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from arkor._version import SDK_VERSION
-from arkor.cli import auth, cloud, dev, endpoints, jobs, operator, tokens, train
+from arkor.cli import auth, cloud, dev, endpoints, jobs, operator, orgs, tokens, train
 
 app = typer.Typer(
     name="arkor",
@@ -36,6 +36,7 @@ app.command()(auth.login)
 app.command()(auth.logout)
 app.command()(auth.whoami)
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(orgs.app, name="orgs")
 cloud.app.add_typer(operator.users_app, name="users")
 cloud.app.add_typer(operator.invites_app, name="invites")
 app.add_typer(cloud.app, name="cloud")

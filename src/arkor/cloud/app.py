@@ -13,8 +13,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import BaseRoute
 
 from arkor._version import SDK_VERSION
+from arkor.cloud import roles
+from arkor.cloud.auth import SCOPES
 from arkor.cloud.deps import ChatAnswerer
 from arkor.cloud.errors import install_error_handlers
 from arkor.cloud.input_guard import refuse_unstorable_input
@@ -28,6 +31,7 @@ from arkor.cloud.routes import (
     job_events,
     job_import,
     jobs,
+    members,
     projects,
     tokens,
 )
@@ -36,6 +40,14 @@ from arkor.cloud.signup import SignupLimiter
 from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database
+
+ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, base_models, job_import,
+                 jobs, job_events, datasets, inference)
+
+
+def api_routes() -> list[BaseRoute]:
+    """Every ``/v1`` route, as its module declares it."""
+    return [route for module in ROUTE_MODULES for route in module.router.routes]
 
 
 def create_control_plane(
@@ -65,9 +77,9 @@ def create_control_plane(
     install_error_handlers(app)
 
     gated = [Depends(client_version_gate), Depends(refuse_unstorable_input)]
-    for module in (auth, tokens, admin, projects, endpoints, base_models, job_import, jobs,
-                   job_events, datasets, inference):
+    for module in ROUTE_MODULES:
         app.include_router(module.router, dependencies=gated)
+    roles.check_matrix(api_routes(), SCOPES)
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")
     async def healthz() -> dict[str, str]:

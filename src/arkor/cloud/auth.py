@@ -1,17 +1,20 @@
-"""Who is calling: the bearer token resolves to a user, and the scope to an org and project."""
+"""Who is calling: the bearer token resolves to a user, and the scope to an org (with the
+caller's role there, checked against the route's row of the role matrix) and project."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from arkor.cloud import roles
 from arkor.cloud.deps import DatabaseDep
 from arkor.cloud.errors import ApiError
-from arkor.store import access_tokens, identities, projects
+from arkor.contract.models import ROLE_VIEWER
+from arkor.store import access_tokens, members, projects
 
 _bearer = HTTPBearer(auto_error=False, description=(
     "Token from `arkor login` (anonymous sign-in, an invite, or a personal access token)"))
@@ -29,12 +32,21 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class OrgScope:
+    user_id: str
+    org_id: str
+    org_slug: str
+    role: str
+
+
+@dataclass(frozen=True)
 class ProjectScope:
     user_id: str
     org_id: str
     org_slug: str
     project_id: str
     project_slug: str
+    role: str
 
 
 def current_caller(
@@ -69,26 +81,34 @@ def admin_caller(caller: CallerDep) -> Caller:
 AdminDep = Annotated[Caller, Depends(admin_caller)]
 
 
-def require_org(session: Session, caller: Caller, org_slug: str | None) -> tuple[str, str]:
+def require_org(session: Session, caller: Caller, org_slug: str | None,
+                needs: str = ROLE_VIEWER) -> OrgScope:
+    """The caller's org ``org_slug`` if their role there is at least ``needs``."""
     if not org_slug:
         raise ApiError(400, "orgSlug query parameter is required")
-    org = identities.member_org(session, caller.user_id, org_slug)
-    if org is None:
+    found = members.membership(session, caller.user_id, org_slug)
+    if found is None:
         # Unknown orgs and orgs the caller is not in look the same: nothing leaks.
         raise ApiError(403, f"You are not a member of org {org_slug!r}")
-    return org.id, org.slug
+    org, role = found
+    if not roles.allows(role, needs):
+        raise ApiError(403, roles.refusal(needs, org.slug, role))
+    return OrgScope(user_id=caller.user_id, org_id=org.id, org_slug=org.slug, role=role)
 
 
 def org_scope(
+    request: Request,
     db: DatabaseDep,
     caller: CallerDep,
     org_slug: Annotated[str | None, ORG_QUERY] = None,
-) -> tuple[str, str]:
+) -> OrgScope:
+    needs = roles.needed_role(request.scope.get("route"), request.method)
     with db.session() as session:
-        return require_org(session, caller, org_slug)
+        return require_org(session, caller, org_slug, needs)
 
 
 def project_scope(
+    request: Request,
     db: DatabaseDep,
     caller: CallerDep,
     org_slug: Annotated[str | None, ORG_QUERY] = None,
@@ -98,19 +118,23 @@ def project_scope(
         raise ApiError(
             400, "orgSlug and projectSlug query parameters are required (the project scope)"
         )
+    needs = roles.needed_role(request.scope.get("route"), request.method)
     with db.session() as session:
-        org_id, _ = require_org(session, caller, org_slug)
-        project = projects.project_by_slug(session, org_id, project_slug)
+        org = require_org(session, caller, org_slug, needs)
+        project = projects.project_by_slug(session, org.org_id, project_slug)
         if project is None:
             raise ApiError(404, f"Project {project_slug!r} not found in org {org_slug!r}")
         return ProjectScope(
             user_id=caller.user_id,
-            org_id=org_id,
-            org_slug=org_slug,
+            org_id=org.org_id,
+            org_slug=org.org_slug,
             project_id=project.id,
             project_slug=project.slug,
+            role=org.role,
         )
 
 
-OrgScopeDep = Annotated[tuple[str, str], Depends(org_scope)]
+# Both scopes take the least role a route needs from the one matrix, arkor.cloud.roles.
+OrgScopeDep = Annotated[OrgScope, Depends(org_scope)]
 ProjectScopeDep = Annotated[ProjectScope, Depends(project_scope)]
+SCOPES = (org_scope, project_scope)

@@ -4,7 +4,7 @@
     RequestValidationError  -> 400 with the field named
     HTTPException (404/405) -> same status, same shape (a body too deep to parse: 400)
     SlugTaken, EmailTaken   -> 409
-    store Refused           -> its status (400, 403, 404)
+    store Refused           -> its status (400, 403, 404, 409)
     targets.NotFound        -> 404, targets.NotServable -> 400
     ClientTooOld            -> 426 with the supported range and the upgrade command
     anything else           -> 500 "Internal server error" (details only in the log)
@@ -129,7 +129,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "Invalid request; the message names the field",
         401: "Missing or invalid bearer token",
-        403: "Not a member of that org or project",
+        403: "Not a member of that org, or a role below the one this route needs",
         404: "Not found in this scope",
         409: "Conflict (slug or email taken)",
         429: "Too many attempts; wait the Retry-After seconds",

@@ -66,9 +66,15 @@ class User(WireModel):
     admin: bool = False
 
 
+class MemberOrg(Org):
+    """An org in ``GET /v1/me``: the caller's ``role`` in it (None from servers before roles)."""
+
+    role: OrgRole | None = None
+
+
 class Me(WireModel):
     user: User
-    orgs: list[Org]
+    orgs: list[MemberOrg]
 
 
 class AnonymousSession(WireModel):
@@ -183,6 +189,35 @@ class CreateInviteBody(_Body):
     org_slug: str
     role: OrgRole = "member"
     expires_in_days: ExpiryDays | None = None
+
+
+class OrgMember(WireModel):
+    """A member of an org and their role."""
+
+    user_id: str
+    email: str | None = None
+    name: str | None = None
+    anonymous: bool = False
+    role: OrgRole
+    created_at: str
+
+
+class MemberEnvelope(WireModel):
+    member: OrgMember
+
+
+class MemberList(WireModel):
+    org: Org
+    members: list[OrgMember]
+
+
+class AddMemberBody(_Body):
+    email: Email
+    role: OrgRole = "member"
+
+
+class SetRoleBody(_Body):
+    role: OrgRole
 
 
 class Project(WireModel):

@@ -105,6 +105,10 @@ def _whole(model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
     return lambda response: model.model_validate(response.json())
 
 
+def _member(response: httpx.Response) -> m.OrgMember:
+    return m.MemberEnvelope.model_validate(response.json()).member
+
+
 def _nothing(_response: httpx.Response) -> None:
     return None
 
@@ -299,6 +303,21 @@ class BaseCloudApiClient:
     def _create_project(self, org_slug: str, name: str, slug: str) -> Call[m.Project]:
         return Call("POST", "/v1/projects", _field("project", m.Project),
                     params={"orgSlug": org_slug}, json={"name": name, "slug": slug})
+
+    def _list_members(self, org_slug: str) -> Call[m.MemberList]:
+        return Call("GET", "/v1/members", _whole(m.MemberList), params={"orgSlug": org_slug})
+
+    def _add_member(self, org_slug: str, email: str, role: str) -> Call[m.OrgMember]:
+        return Call("POST", "/v1/members", _member,
+                    params={"orgSlug": org_slug}, json={"email": email, "role": role})
+
+    def _set_member_role(self, org_slug: str, user_id: str, role: str) -> Call[m.OrgMember]:
+        return Call("PATCH", f"/v1/members/{_segment(user_id)}", _member,
+                    params={"orgSlug": org_slug}, json={"role": role})
+
+    def _remove_member(self, org_slug: str, user_id: str) -> Call[None]:
+        return Call("DELETE", f"/v1/members/{_segment(user_id)}", _nothing,
+                    params={"orgSlug": org_slug})
 
     def _list_base_models(self) -> Call[list[m.BaseModelInfo]]:
         return Call("GET", "/v1/base-models", _list("baseModels", m.BaseModelInfo))

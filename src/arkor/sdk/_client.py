@@ -15,6 +15,7 @@ import httpx
 
 from arkor.contract import models as m
 from arkor.contract.deployments import DEFAULT_AUTH_MODE
+from arkor.contract.models import ROLE_MEMBER
 from arkor.sdk._base import (
     DEFAULT_TIMEOUT,
     UNSET,
@@ -118,6 +119,22 @@ class CloudApiClient(BaseCloudApiClient):
 
     def create_project(self, org_slug: str, *, name: str, slug: str) -> m.Project:
         return self._send(self._create_project(org_slug, name, slug))
+
+    def list_members(self, org_slug: str) -> m.MemberList:
+        """The org's members and their roles (any member may list them)."""
+        return self._send(self._list_members(org_slug))
+
+    def add_member(self, org_slug: str, *, email: str, role: str = ROLE_MEMBER) -> m.OrgMember:
+        """Add an existing user to the org by email (owners only)."""
+        return self._send(self._add_member(org_slug, email, role))
+
+    def set_member_role(self, org_slug: str, user_id: str, *, role: str) -> m.OrgMember:
+        """Change a member's role (owners only; the org keeps at least one owner)."""
+        return self._send(self._set_member_role(org_slug, user_id, role))
+
+    def remove_member(self, org_slug: str, user_id: str) -> None:
+        """Remove a member from the org (owners only; the org keeps at least one owner)."""
+        self._send(self._remove_member(org_slug, user_id))
 
     def list_base_models(self) -> list[m.BaseModelInfo]:
         return self._send(self._list_base_models())
@@ -343,6 +360,19 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def create_project(self, org_slug: str, *, name: str, slug: str) -> m.Project:
         return await self._send(self._create_project(org_slug, name, slug))
+
+    async def list_members(self, org_slug: str) -> m.MemberList:
+        return await self._send(self._list_members(org_slug))
+
+    async def add_member(self, org_slug: str, *, email: str,
+                         role: str = ROLE_MEMBER) -> m.OrgMember:
+        return await self._send(self._add_member(org_slug, email, role))
+
+    async def set_member_role(self, org_slug: str, user_id: str, *, role: str) -> m.OrgMember:
+        return await self._send(self._set_member_role(org_slug, user_id, role))
+
+    async def remove_member(self, org_slug: str, user_id: str) -> None:
+        await self._send(self._remove_member(org_slug, user_id))
 
     async def list_base_models(self) -> list[m.BaseModelInfo]:
         return await self._send(self._list_base_models())

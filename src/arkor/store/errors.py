@@ -4,7 +4,7 @@
     ├── SlugTaken    a unique slug (deployment, project) already exists (-> 409)
     ├── SlugHeld     a deleted deployment's slug is still reserved to its project (-> 409)
     ├── EmailTaken   a user with that email exists (-> 409)
-    └── Refused      a request the store will not carry out, with the reason (-> 400/403/404)
+    └── Refused      a request the store will not carry out, with the reason (-> 400/403/404/409)
 """
 
 from __future__ import annotations

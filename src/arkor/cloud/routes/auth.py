@@ -13,7 +13,7 @@ from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import created_token_dto, org_dto, role_dto, user_dto
 from arkor.cloud.errors import error_responses
 from arkor.contract import models as m
-from arkor.store import identities, invites
+from arkor.store import identities, invites, members
 from arkor.store.tables import User
 
 router = APIRouter(tags=["auth"])
@@ -79,11 +79,13 @@ def cli_config(settings: SettingsDep) -> m.CliAuthConfig:
     "/v1/me",
     response_model=m.Me,
     responses=error_responses(401, 426),
-    summary="The calling user and the orgs they belong to",
+    summary="The calling user and the orgs they belong to, with their role in each",
 )
 def me(db: DatabaseDep, caller: CallerDep) -> m.Me:
     with db.session() as session:
         user = session.get(User, caller.user_id)
         assert user is not None
-        orgs = identities.orgs_for_user(session, caller.user_id)
-        return m.Me(user=user_dto(user), orgs=[org_dto(o) for o in orgs])
+        orgs = members.orgs_with_roles(session, caller.user_id)
+        return m.Me(user=user_dto(user), orgs=[
+            m.MemberOrg(id=o.id, slug=o.slug, name=o.name, role=role_dto(role))
+            for o, role in orgs])

@@ -47,13 +47,12 @@ class ProjectEnvelope(BaseModel):
     summary="List the org's projects",
 )
 def list_projects(db: DatabaseDep, org: OrgScopeDep) -> m.ProjectList:
-    org_id, _ = org
     with db.session() as session:
-        org_row = session.get(Org, org_id)
+        org_row = session.get(Org, org.org_id)
         assert org_row is not None
         return m.ProjectList(
             org=m.Org(id=org_row.id, slug=org_row.slug, name=org_row.name),
-            projects=[project_dto(p) for p in projects.list_projects(session, org_id)],
+            projects=[project_dto(p) for p in projects.list_projects(session, org.org_id)],
         )
 
 
@@ -65,14 +64,13 @@ def list_projects(db: DatabaseDep, org: OrgScopeDep) -> m.ProjectList:
     summary="Create a project in the org",
 )
 def create_project(body: CreateProjectBody, db: DatabaseDep, org: OrgScopeDep) -> ProjectEnvelope:
-    org_id, org_slug = org
     try:
         with db.session() as session:
             project = projects.create_project(
-                session, org_id=org_id, slug=body.slug, name=body.name
+                session, org_id=org.org_id, slug=body.slug, name=body.name
             )
             return ProjectEnvelope(project=project_dto(project))
     except SlugTaken as exc:
         raise ApiError(
-            409, f"Project slug {body.slug!r} is already taken in org {org_slug!r}"
+            409, f"Project slug {body.slug!r} is already taken in org {org.org_slug!r}"
         ) from exc

@@ -39,10 +39,15 @@ class IdentityChip extends HTMLElement {
   async load() {
     try {
       const creds = await api.get("/api/credentials");
-      const mode = creds.mode === "oauth" ? "oauth" : "anonymous";
+      const me = await api.get("/api/me").catch(() => null);
+      const who = me ? (me.user.anonymous ? "anonymous" : me.user.email || me.user.name || "signed in")
+        : creds.mode === "oauth" ? "oauth" : "anonymous";
+      const role = me?.orgs.find((org) => org.slug === creds.orgSlug)?.role;
       const scope = creds.projectSlug ? `${creds.orgSlug} / ${creds.projectSlug}` : creds.orgSlug;
-      replace(this, h("span", { class: "dot ok", "aria-hidden": "true" }), `${mode} · ${hostOf(creds.baseUrl)}`);
-      this.title = `Signed in (${mode}) to ${creds.baseUrl}${scope ? `, scope ${scope}` : ""}`;
+      replace(this, h("span", { class: "dot ok", "aria-hidden": "true" }),
+        `${who} · ${hostOf(creds.baseUrl)}${role ? ` · ${role}` : ""}`);
+      this.title = `Signed in as ${who} to ${creds.baseUrl}${scope ? `, scope ${scope}` : ""}`
+        + (role ? `; your role in org ${creds.orgSlug}: ${role}` : "");
     } catch (err) {
       replace(this, h("span", { class: "dot bad", "aria-hidden": "true" }), "error");
       this.title = err.message;
