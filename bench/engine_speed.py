@@ -153,14 +153,14 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, max_tokens {args.max_tokens}, median of "
           f"{args.repeat} runs; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
-    single_ref = statistics.median(figures["float32"]["single"])
-    mixed_ref = statistics.median(figures["float32"]["mixed"])
+    medians = {p: {k: statistics.median(v) for k, v in runs.items()}
+               for p, runs in figures.items()}
+    single_ref, mixed_ref = medians["float32"]["single"], medians["float32"]["mixed"]
     print("| precision | single stream + adapter, decode tok/s | vs float32 "
           "| 16 concurrent, 4 adapters + base, tok/s | vs float32 | runs (16 concurrent) |")
     print("|---|---|---|---|---|---|")
     for precision in precisions:
-        single = statistics.median(figures[precision]["single"])
-        mixed = statistics.median(figures[precision]["mixed"])
+        single, mixed = medians[precision]["single"], medians[precision]["mixed"]
         runs = ", ".join(f"{v:.0f}" for v in figures[precision]["mixed"])
         print(f"| {precision} | {single:.1f} | {single / single_ref:.2f}x | {mixed:.1f} "
               f"| {mixed / mixed_ref:.2f}x | {runs} |")
@@ -179,8 +179,7 @@ def main() -> None:
           "| 16 concurrent vs llama.cpp (target >= 3x) |")
     print("|---|---|---|")
     for precision in precisions:
-        single = statistics.median(figures[precision]["single"])
-        mixed = statistics.median(figures[precision]["mixed"])
+        single, mixed = medians[precision]["single"], medians[precision]["mixed"]
         print(f"| {precision} | {single / single_l:.2f}x | {mixed / mixed_l:.2f}x |")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import stat
 
-import pytest
 from typer.testing import CliRunner
 
 from arkor.cli.main import app
@@ -14,20 +13,6 @@ from arkor.store import jobs
 from arkor.store.tables import utcnow
 
 EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-@pytest.fixture
-def arkor(cloud, monkeypatch):
-    monkeypatch.setenv("ARKOR_CLOUD_API_URL", cloud.url)
-    monkeypatch.setenv("COLUMNS", "220")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return run
 
 
 def completed_job(cloud) -> str:

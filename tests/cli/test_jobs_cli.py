@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from arkor.cli.main import app
 from arkor.sdk import read_state
+from tests.cli.conftest import cli_runner
 from tests.sdk.training_support import (
     EMBEDDED,
     break_target_modules,
@@ -67,14 +68,7 @@ def arkor(trained, monkeypatch):
     for key in ("ARKOR_HOME", "ARKOR_CLOUD_API_URL", "COLUMNS"):
         monkeypatch.setenv(key, trained[key])
     monkeypatch.chdir(trained["work"])
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return run
+    return cli_runner()
 
 
 def test_train_prints_progress_job_id_and_checkpoints(trained) -> None:

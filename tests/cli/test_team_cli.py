@@ -19,19 +19,11 @@ from tests.servers import LiveServer
 
 
 @pytest.fixture
-def arkor(cloud, monkeypatch):
-    monkeypatch.setenv("ARKOR_CLOUD_API_URL", cloud.url)
+def arkor(arkor, cloud, monkeypatch):
+    """The CLI, also as the operator on the server's database (``arkor cloud users``)."""
     monkeypatch.setenv("ARKOR_DATABASE_URL", cloud.settings.db_url)
     monkeypatch.setenv("ARKOR_DATA_DIR", str(cloud.settings.data_dir))
-    monkeypatch.setenv("COLUMNS", "220")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
-    return run
+    return arkor
 
 
 def works(cloud, token: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from arkor.store import identities
+from arkor.store import access_tokens, identities
 from arkor.store.db import Database
 from arkor.store.secrets import ACCESS_TOKEN_PREFIX, digest
 from arkor.store.tables import AccessToken, Membership
@@ -20,10 +20,11 @@ def test_the_token_is_stored_as_its_digest_and_found_by_its_plaintext(
                               ).scalar_one()
         assert row.digest == digest(tenant.token) != tenant.token
         assert tenant.token not in {str(getattr(row, c.key)) for c in AccessToken.__table__.c}
-        found = identities.user_for_token(session, tenant.token)
-        assert found is not None and found.id == tenant.user_id and found.anonymous
-        assert identities.user_for_token(session, digest(tenant.token)) is None
-        assert identities.user_for_token(session, tenant.token + "x") is None
+        found = access_tokens.authenticate(session, tenant.token)
+        assert found is not None
+        assert found[0].id == tenant.user_id and found[0].anonymous
+        assert access_tokens.authenticate(session, digest(tenant.token)) is None
+        assert access_tokens.authenticate(session, tenant.token + "x") is None
 
 
 def test_each_identity_owns_a_new_personal_org(db: Database) -> None:

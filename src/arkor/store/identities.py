@@ -34,11 +34,6 @@ def create_anonymous_identity(session: Session, *, kind: str) -> AnonymousIdenti
     return AnonymousIdentity(user=user, org=org, token=issued.plaintext)
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    found = access_tokens.authenticate(session, token)
-    return found[0] if found else None
-
-
 def orgs_for_user(session: Session, user_id: str) -> list[Org]:
     return list(
         session.execute(

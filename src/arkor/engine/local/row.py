@@ -44,11 +44,11 @@ class Row:
         self.pinned = self.adapter_key is not None
         self.sampler = sampler
         self.prompt_tokens = len(ticket.prompt_ids)
-        self.completion_tokens = 0
         self.finished = False
         self.failed = False
         self.last_token = 0
         self.generated: list[int] = []
+        """Every token chosen for this row, EOS included."""
         self.prefix_instance = ""
         """The adapter instance whose keys and values this row's cache holds (prefix cache)."""
         self.max_new_tokens = max_new_tokens
@@ -58,6 +58,10 @@ class Row:
         self._detokenizer = IncrementalDetokenizer(decode)
         self._stops = StopStringFilter(params.stop)
         self._pending: list[TokenLogprob] = []
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.generated)
 
     @property
     def leaving(self) -> bool:
@@ -71,7 +75,6 @@ class Row:
         """Take the token chosen for this row, stream its text, and finish if it is time."""
         self.last_token = token_id
         self.generated.append(token_id)
-        self.completion_tokens += 1
         if logprob is not None:
             self._pending.append(logprob)
         refused = self.sampler.observe(token_id)

@@ -114,7 +114,8 @@ class Scheduler:
         return len(self._rows)
 
     @property
-    def prefilling(self) -> int:
+    def joining(self) -> int:
+        """Requests taken from the queue that are not running rows yet."""
         return self._joining
 
     @property
@@ -126,7 +127,7 @@ class Scheduler:
             if self._closed or not self._thread.is_alive():
                 raise EngineUnavailable("The engine is shut down")
             # Free batch slots take newcomers at the next step; only beyond them is it a queue.
-            free_slots = max(0, self._max_batch_size - len(self._rows) - self.prefilling)
+            free_slots = max(0, self._max_batch_size - len(self._rows) - self._joining)
             if len(self._waiting) >= self._max_queue + free_slots:
                 raise EngineOverloaded(retry_after=self._retry_after())
             self._waiting.append(ticket)
@@ -138,7 +139,7 @@ class Scheduler:
             self._waiting.remove(ticket)
 
     def _retry_after(self) -> float:
-        busy = len(self._waiting) + len(self._rows) + self.prefilling
+        busy = len(self._waiting) + len(self._rows) + self._joining
         rounds = busy / max(self._max_batch_size, 1)
         return max(1.0, round(rounds * self._seconds_per_request, 1))
 
@@ -157,6 +158,7 @@ class Scheduler:
             self._fail_rows(self._rows, "The engine is shut down")
             if self._group is not None:
                 self._fail_rows(self._group[1], "The engine is shut down", running=False)
+                self._group = None
             for ticket in leftovers:
                 ticket.deliver(EngineUnavailable("The engine is shut down"))
 
