@@ -85,3 +85,43 @@ def test_events_are_read_in_write_order_after_an_id_and_per_job(
         assert [e.id for e in jobs.events_after(session, job.id, written[2], limit=2)] == (
             written[3:5])
         assert jobs.events_after(session, job.id, written[-1]) == []
+
+
+def test_a_follower_never_ends_before_the_terminal_event(
+        db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the stream read a job's events, then its status; a job that finished in
+    between (status and terminal event are one commit) looked ended with its last event
+    unread, and the follower got `end` without `training.completed`."""
+    import asyncio
+
+    from arkor.cloud.routes import job_events
+
+    job = new_job(db, tenant)
+    with db.session() as session:
+        jobs.set_status(session, session.get(Job, job.id), "running")
+        jobs.add_event(session, job.id, {"type": "training.started"})
+    real_events_after = jobs.events_after
+    finished = False
+
+    def events_then_finish(session, job_id, after, limit=500):  # type: ignore[no-untyped-def]
+        nonlocal finished
+        found = real_events_after(session, job_id, after, limit)
+        if not found and not finished:  # the runner finishes right after this empty read
+            finished = True
+            with db.session() as other:
+                jobs.set_status(other, other.get(Job, job_id), "completed")
+                jobs.add_event(other, job_id, {"type": "training.completed"})
+        return found
+
+    monkeypatch.setattr(jobs, "events_after", events_then_finish)
+    monkeypatch.setattr(job_events, "POLL_SECONDS", 0.01)
+
+    class Connected:
+        async def is_disconnected(self) -> bool:
+            return False
+
+    async def follow() -> list[bytes]:
+        return [frame async for frame in job_events.event_stream(Connected(), db, job.id, 0)]
+
+    frames = b"".join(asyncio.run(follow())).decode()
+    assert frames.index("training.completed") < frames.index("event: end")

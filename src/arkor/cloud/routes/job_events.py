@@ -48,10 +48,14 @@ def parse_last_event_id(value: str | None) -> int:
 
 def _poll(db: Database, job_id: str, after: int
           ) -> tuple[list[tuple[int, str, dict[str, Any]]], str]:
+    # The status first: a job's terminal status and its terminal event are committed
+    # together, so events read after a terminal status include that event. Read the other
+    # way round (SQLite gives the two reads no common snapshot), a job that finished between
+    # them looked ended with its last event unread, and the stream said `end` without it.
     with db.session() as session:
-        rows = jobs.events_after(session, job_id, after)
         job = session.get(Job, job_id)
         status = job.status if job else "failed"
+        rows = jobs.events_after(session, job_id, after)
         return [(r.id, r.type, r.payload) for r in rows], status
 
 
