@@ -101,6 +101,22 @@ def test_a_declared_50_mb_body_is_413_before_it_is_read(server: str) -> None:
     assert control_error(body) == TOO_LARGE
 
 
+def test_a_413_reaches_a_client_that_goes_on_sending_its_body(server: str) -> None:
+    """The refused body's bytes that come after the answer are read and dropped until the
+    client is done (a lingering close): closing with them unread would reset the connection,
+    and a client can lose the answer it had not read yet."""
+    with connect(server) as sock:
+        sock.sendall(head("POST", "/v1/auth/anonymous", {
+            "Content-Type": "application/json", "Content-Length": str(50 * 1024 * 1024)}))
+        ready, _, _ = select.select([sock], [], [], PROMPT)
+        assert ready, "no answer before the body"
+        time.sleep(0.2)  # the answer is sent and the connection half-closed by now
+        sock.sendall(b'{"kind": "' + b"x" * (256 * 1024))
+        sock.shutdown(socket.SHUT_WR)
+        status, body, _ = answer(sock)
+    assert status == 413 and control_error(body) == TOO_LARGE
+
+
 def test_a_declared_large_body_to_the_edge_is_413_in_openai_shape(server: str) -> None:
     with connect(server) as sock:
         sock.sendall(head("POST", CHAT, {"Content-Type": "application/json",
