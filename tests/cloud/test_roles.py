@@ -144,6 +144,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Team], Request]] = {
     ("POST", "/v1/datasets"): lambda t: Request("/v1/datasets", 201, {
         "content": CHAT_LINE.encode(), "params": {"name": "d.jsonl"},
         "headers": {"content-type": "application/octet-stream"}}),
+    ("DELETE", "/v1/datasets/{dataset_id}"): lambda t: Request(
+        f"/v1/datasets/{t.owner.upload_dataset(t.scope, CHAT_LINE.encode()).id}", 204),
     ("GET", "/v1/jobs"): lambda t: Request("/v1/jobs", 200),
     ("POST", "/v1/jobs"): lambda t: Request("/v1/jobs", 400, {"json": {
         "name": "j", "config": {"model": "no-such-model"}}}),

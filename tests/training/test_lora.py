@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from arkor.contract.job_config import parse_job_config
+from arkor.contract.job_config import parse_job_config, plan_steps
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 from arkor.training.dataset import validate_dataset
 from arkor.training.demo import DEMO_CONFIG, demo_dataset_path, demo_eval_path
 from arkor.training.errors import JobConfigError
-from arkor.training.lora import LoraRun, lr_multiplier, plan_steps
+from arkor.training.lora import LoraRun, lr_multiplier
 
 
 def test_linear_schedule_with_warmup() -> None:

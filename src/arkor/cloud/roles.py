@@ -37,6 +37,7 @@ ROUTE_ROLES: Final[dict[tuple[str, str], OrgRole]] = {
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
     ("GET", "/v1/datasets"): ROLE_VIEWER,
     ("POST", "/v1/datasets"): ROLE_MEMBER,
+    ("DELETE", "/v1/datasets/{dataset_id}"): ROLE_MEMBER,
     ("GET", "/v1/jobs"): ROLE_VIEWER,
     ("POST", "/v1/jobs"): ROLE_MEMBER,
     ("GET", "/v1/jobs/{job_id}"): ROLE_VIEWER,

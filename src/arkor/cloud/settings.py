@@ -40,6 +40,19 @@ DEFAULT_MAX_TOKENS_CAP = 4096
 DEFAULT_MAX_N = 8
 DEFAULT_SLUG_GRACE_DAYS = 7
 DEFAULT_SIGNUP_PER_HOUR = 30
+# Quotas per org; 0 is no limit (arkor.cloud.quotas).
+DEFAULT_QUOTAS = {
+    "quota_deployments": 50,
+    "quota_keys_per_deployment": 20,
+    "quota_datasets": 100,
+    "quota_dataset_mb": 2048,
+    "quota_queued_jobs": 10,
+    "quota_running_jobs": 0,
+    "quota_job_steps": 10_000,
+    "quota_job_epochs": 20,
+    "quota_job_batch_size": 64,
+    "quota_job_wall_s": 86_400,
+}
 
 
 def parse_path(raw: str) -> Path:
@@ -175,6 +188,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signup_per_hour", str(DEFAULT_SIGNUP_PER_HOUR),
             "Sign-up attempts (anonymous or with an invite) one client address may make per "
             "hour, all at once or spread out; more are answered 429 with Retry-After.", int),
+    *(Setting(name, str(DEFAULT_QUOTAS[name]), text, int) for name, text in (
+        ("quota_deployments", "Deployments one org may have (0: no limit); one more is 403."),
+        ("quota_keys_per_deployment",
+         "Unrevoked API keys one deployment may have (0: no limit); one more is 403."),
+        ("quota_datasets", "Uploaded datasets one org may keep (0: no limit); one more is 403."),
+        ("quota_dataset_mb",
+         "Megabytes of uploaded datasets one org may keep (0: no limit); an upload past it is "
+         "403 and nothing of it is kept."),
+        ("quota_queued_jobs",
+         "Jobs one org may have waiting to start (0: no limit); one more is 429."),
+        ("quota_running_jobs",
+         "Jobs of one org that run at once (0: only ARKOR_MAX_CONCURRENT_JOBS bounds them); "
+         "the others wait in the queue."),
+        ("quota_job_steps",
+         "Most optimizer steps one job may run: its maxSteps, or its epochs of the dataset at "
+         "its batch size (0: no limit); a job over it is 403."),
+        ("quota_job_epochs", "Largest numTrainEpochs a job may ask for (0: no limit)."),
+        ("quota_job_batch_size", "Largest batchSize a job may ask for (0: no limit)."),
+        ("quota_job_wall_s",
+         "Seconds a job may run; past it the runner is stopped and the job fails with that "
+         "reason (0: no limit)."),
+    )),
 )
 
 
@@ -218,6 +253,16 @@ class Settings:
     # without one (tests, `arkor dev`) is on loopback and allows anonymous sign-up.
     signup: str | None = None
     signup_per_hour: int = DEFAULT_SIGNUP_PER_HOUR
+    quota_deployments: int = DEFAULT_QUOTAS["quota_deployments"]
+    quota_keys_per_deployment: int = DEFAULT_QUOTAS["quota_keys_per_deployment"]
+    quota_datasets: int = DEFAULT_QUOTAS["quota_datasets"]
+    quota_dataset_mb: int = DEFAULT_QUOTAS["quota_dataset_mb"]
+    quota_queued_jobs: int = DEFAULT_QUOTAS["quota_queued_jobs"]
+    quota_running_jobs: int = DEFAULT_QUOTAS["quota_running_jobs"]
+    quota_job_steps: int = DEFAULT_QUOTAS["quota_job_steps"]
+    quota_job_epochs: int = DEFAULT_QUOTAS["quota_job_epochs"]
+    quota_job_batch_size: int = DEFAULT_QUOTAS["quota_job_batch_size"]
+    quota_job_wall_s: int = DEFAULT_QUOTAS["quota_job_wall_s"]
     registry: BaseModelRegistry = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -238,6 +283,9 @@ class Settings:
                                  f"not {self.signup!r}")
         if self.signup_per_hour < 1:
             raise ValueError("signup_per_hour must be at least 1")
+        for name in DEFAULT_QUOTAS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more")
         if self.public_edge_url is not None and "{slug}" not in self.public_edge_url:
             raise ValueError("public_edge_url must contain {slug}, e.g. https://{slug}.example.com")
         for name in ("max_body_kb", "body_timeout_s", "header_timeout_s", "keep_alive_s",

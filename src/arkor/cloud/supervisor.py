@@ -7,6 +7,11 @@ through its statuses. A crash, OOM kill or bad exit of the runner fails the job 
 reason; the server itself is never affected. Cancel sends SIGTERM, then SIGKILL after a
 grace period. On start, jobs left ``running`` by a previous server are marked failed.
 
+Quotas (:mod:`arkor.cloud.quotas`): an org never has more than ``quota_running_jobs`` jobs
+running (its others wait while other orgs' jobs start), and a runner still going
+``quota_job_wall_s`` after it started is stopped as a cancel is, and its job fails with that
+reason.
+
 The runner gets an allow-listed environment (:func:`~arkor.training.spec.runner_environment`),
 never the server's secrets; its spec, log and artifacts are private (0600 files, 0700
 directories).
@@ -20,6 +25,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +52,19 @@ CANCEL_GRACE_SECONDS = 5.0
 RESTART_MESSAGE = "the server stopped while this job was running; start the job again"
 
 
+def wall_time_message(seconds: int) -> str:
+    return (f"the job ran past its wall time of {seconds} s (quota ARKOR_QUOTA_JOB_WALL_S="
+            f"{seconds}) and was stopped; checkpoints saved before then are kept")
+
+
 @dataclass
 class _Running:
     job_id: str
     process: subprocess.Popen[str]
     cancelled: threading.Event = field(default_factory=threading.Event)
+    over_wall_time: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
+    wall_timer: threading.Timer | None = None
 
 
 class JobSupervisor:
@@ -133,9 +146,18 @@ class JobSupervisor:
             free = self.settings.max_concurrent_jobs - len(self._running)
         if free <= 0:
             return
+        per_org = self.settings.quota_running_jobs
         with self.db.session() as session:
-            queued = [j.id for j in jobs.jobs_with_status(session, ("queued",))][:free]
-        for job_id in queued:
+            running = Counter(j.org_id for j in jobs.jobs_with_status(session, ("running",)))
+            chosen: list[str] = []
+            for job in jobs.jobs_with_status(session, ("queued",)):
+                if len(chosen) == free:
+                    break
+                if per_org and running[job.org_id] >= per_org:
+                    continue  # this org's jobs wait; another org's may start
+                running[job.org_id] += 1
+                chosen.append(job.id)
+        for job_id in chosen:
             self._launch(job_id)
 
     def _launch(self, job_id: str) -> None:
@@ -157,9 +179,25 @@ class JobSupervisor:
         run = _Running(job_id=job_id, process=process)
         run.follower = threading.Thread(target=self._follow, args=(run, spec),
                                         name=f"arkor-job-{job_id[:8]}", daemon=True)
+        if wall := self.settings.quota_job_wall_s:
+            run.wall_timer = threading.Timer(wall, self._stop_over_wall_time, args=(run,))
+            run.wall_timer.daemon = True
         with self._lock:
             self._running[job_id] = run
         run.follower.start()
+        if run.wall_timer is not None:
+            run.wall_timer.start()
+
+    def _stop_over_wall_time(self, run: _Running) -> None:
+        if run.process.poll() is not None:
+            return
+        log.info("job %s ran past its wall time of %d s; stopping it", run.job_id,
+                 self.settings.quota_job_wall_s)
+        run.over_wall_time.set()
+        self._signal(run, signal.SIGTERM)
+        timer = threading.Timer(CANCEL_GRACE_SECONDS, self._kill_if_alive, args=(run,))
+        timer.daemon = True
+        timer.start()
 
     def _spec(self, job_id: str) -> RunSpec | None:
         from arkor.cloud.dataset_roots import dataset_path_check
@@ -217,15 +255,24 @@ class JobSupervisor:
             log.exception("lost track of job %s", run.job_id)
             returncode = run.process.poll() or 1
         finally:
+            if run.wall_timer is not None:
+                run.wall_timer.cancel()
             with self._lock:
                 self._running.pop(run.job_id, None)
         if run.cancelled.is_set():
             self._wake.set()
             return
+        completed = terminal is not None and terminal["type"] == COMPLETED and returncode == 0
+        if run.over_wall_time.is_set() and not completed:
+            self._finish(run.job_id, "failed", events.failed(
+                run.job_id, error=wall_time_message(self.settings.quota_job_wall_s)))
+            self._wake.set()
+            return
         if self._stopping.is_set() and (terminal is None or terminal["type"] != COMPLETED):
             self._finish(run.job_id, "failed", events.failed(run.job_id, error=RESTART_MESSAGE))
             return
-        if terminal is not None and terminal["type"] == COMPLETED and returncode == 0:
+        if completed:
+            assert terminal is not None
             self._finish(run.job_id, "completed", terminal)
         else:
             if terminal is None or terminal["type"] != FAILED:

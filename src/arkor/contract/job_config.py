@@ -107,6 +107,22 @@ class TrainingConfig:
         return wire
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    total_steps: int
+    steps_per_epoch: int
+
+
+def plan_steps(config: TrainingConfig, num_examples: int) -> StepPlan:
+    """The optimizer steps a job runs on ``num_examples`` training rows: ``maxSteps``, else
+    ``numTrainEpochs`` epochs of ``batchSize`` rows; a dry run stops at two."""
+    per_epoch = math.ceil(num_examples / config.batch_size)
+    total = config.max_steps or math.ceil(config.num_train_epochs * per_epoch)
+    if config.dry_run:
+        total = min(total, DRY_RUN_MAX_STEPS)
+    return StepPlan(total_steps=max(1, total), steps_per_epoch=per_epoch)
+
+
 # --- validators: each takes (field name, raw value) and returns the parsed value ---------
 
 Validator = Callable[[str, Any], Any]

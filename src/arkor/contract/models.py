@@ -66,15 +66,43 @@ class User(WireModel):
     admin: bool = False
 
 
+class OrgUsage(WireModel):
+    """What an org holds now, against the server's :class:`Quotas`."""
+
+    deployments: int
+    datasets: int
+    dataset_bytes: int
+    queued_jobs: int
+    running_jobs: int
+
+
 class MemberOrg(Org):
-    """An org in ``GET /v1/me``: the caller's ``role`` in it (None from servers before roles)."""
+    """An org in ``GET /v1/me``: the caller's ``role`` in it (None from servers before roles)
+    and its ``usage`` (None from servers before quotas)."""
 
     role: OrgRole | None = None
+    usage: OrgUsage | None = None
+
+
+class Quotas(WireModel):
+    """The server's limits per org (``ARKOR_QUOTA_*``); None is no limit."""
+
+    deployments: int | None
+    keys_per_deployment: int | None
+    datasets: int | None
+    dataset_bytes: int | None
+    queued_jobs: int | None
+    running_jobs: int | None
+    job_steps: int | None
+    job_epochs: int | None
+    job_batch_size: int | None
+    job_wall_seconds: int | None
 
 
 class Me(WireModel):
     user: User
     orgs: list[MemberOrg]
+    quotas: Quotas | None = None
 
 
 class AnonymousSession(WireModel):

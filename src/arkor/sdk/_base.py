@@ -395,6 +395,10 @@ class BaseCloudApiClient:
         return Call("GET", "/v1/datasets", _list("datasets", m.UploadedDataset),
                     params=as_scope(scope).params())
 
+    def _delete_dataset(self, dataset_id: str, scope: ScopeLike) -> Call[None]:
+        return Call("DELETE", f"/v1/datasets/{_segment(dataset_id)}", _nothing,
+                    params=as_scope(scope).params())
+
     def _create_job(self, scope: ScopeLike, name: str, config: Mapping[str, Any]
                     ) -> Call[m.TrainingJob]:
         return Call("POST", "/v1/jobs", _field("job", m.TrainingJob),

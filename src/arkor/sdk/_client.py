@@ -205,6 +205,11 @@ class CloudApiClient(BaseCloudApiClient):
     def list_datasets(self, scope: ScopeLike) -> list[m.UploadedDataset]:
         return self._send(self._list_datasets(scope))
 
+    def delete_dataset(self, dataset_id: str, scope: ScopeLike) -> None:
+        """Delete an uploaded dataset (``ConflictError`` while a job that has not ended uses
+        it)."""
+        self._send(self._delete_dataset(dataset_id, scope))
+
     def create_job(
         self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]
     ) -> m.TrainingJob:
@@ -444,6 +449,9 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def list_datasets(self, scope: ScopeLike) -> list[m.UploadedDataset]:
         return await self._send(self._list_datasets(scope))
+
+    async def delete_dataset(self, dataset_id: str, scope: ScopeLike) -> None:
+        await self._send(self._delete_dataset(dataset_id, scope))
 
     async def create_job(
         self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]

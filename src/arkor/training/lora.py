@@ -22,7 +22,11 @@ from typing import Any
 import torch
 
 from arkor.contract.artifacts import checkpoint_dir, final_dir
-from arkor.contract.job_config import DRY_RUN_MAX_EXAMPLES, DRY_RUN_MAX_STEPS, TrainingConfig
+from arkor.contract.job_config import (
+    DRY_RUN_MAX_EXAMPLES,
+    TrainingConfig,
+    plan_steps,
+)
 from arkor.training import checkpoints, events
 from arkor.training.cancellation import CancelToken
 from arkor.training.dataset import Conversation
@@ -30,20 +34,6 @@ from arkor.training.encoding import EncodedExample, collate, encode_conversation
 from arkor.training.errors import DatasetError, DatasetProblem, JobConfigError
 
 Emit = Callable[[events.Event], None]
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    total_steps: int
-    steps_per_epoch: int
-
-
-def plan_steps(config: TrainingConfig, num_examples: int) -> StepPlan:
-    per_epoch = math.ceil(num_examples / config.batch_size)
-    total = config.max_steps or math.ceil(config.num_train_epochs * per_epoch)
-    if config.dry_run:
-        total = min(total, DRY_RUN_MAX_STEPS)
-    return StepPlan(total_steps=max(1, total), steps_per_epoch=per_epoch)
 
 
 def lr_multiplier(kind: str, warmup: int, total: int) -> Callable[[int], float]:

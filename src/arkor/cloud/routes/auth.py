@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict
 
-from arkor.cloud import signup
+from arkor.cloud import quotas, signup
 from arkor.cloud.auth import CallerDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep
 from arkor.cloud.dto import created_token_dto, org_dto, role_dto, user_dto
@@ -79,13 +79,15 @@ def cli_config(settings: SettingsDep) -> m.CliAuthConfig:
     "/v1/me",
     response_model=m.Me,
     responses=error_responses(401, 426),
-    summary="The calling user and the orgs they belong to, with their role in each",
+    summary="The calling user, the orgs they belong to with their role and usage in each, and "
+            "the server's quotas per org",
 )
-def me(db: DatabaseDep, caller: CallerDep) -> m.Me:
+def me(db: DatabaseDep, caller: CallerDep, settings: SettingsDep) -> m.Me:
     with db.session() as session:
         user = session.get(User, caller.user_id)
         assert user is not None
         orgs = members.orgs_with_roles(session, caller.user_id)
-        return m.Me(user=user_dto(user), orgs=[
-            m.MemberOrg(id=o.id, slug=o.slug, name=o.name, role=role_dto(role))
+        return m.Me(user=user_dto(user), quotas=quotas.quotas(settings), orgs=[
+            m.MemberOrg(id=o.id, slug=o.slug, name=o.name, role=role_dto(role),
+                        usage=quotas.usage(session, o.id))
             for o, role in orgs])

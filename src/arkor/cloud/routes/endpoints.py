@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from arkor import targets
+from arkor.cloud import quotas
 from arkor.cloud.auth import ProjectScope, ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep, get_settings
 from arkor.cloud.dto import created_key_dto, deployment_dto, key_dto
@@ -100,6 +101,7 @@ def create_endpoint(body: CreateDeploymentBody, request: Request, db: DatabaseDe
     grace_days = settings.slug_grace_days
     with db.session() as session:
         target = resolve_target(session, settings.registry, scope, body.target)
+        quotas.check_new_deployment(session, settings, scope.org_id)
         try:
             row = deployments.create_deployment(
                 session, org_id=scope.org_id, project_id=scope.project_id, slug=body.slug,
@@ -189,9 +191,10 @@ def list_endpoint_keys(deployment_id: str, db: DatabaseDep, scope: ProjectScopeD
     responses=SCOPED, summary="Issue an API key; its plaintext is returned this once",
 )
 def create_endpoint_key(deployment_id: str, body: CreateKeyBody, db: DatabaseDep,
-                        scope: ProjectScopeDep) -> KeyEnvelope:
+                        scope: ProjectScopeDep, settings: SettingsDep) -> KeyEnvelope:
     with db.session() as session:
         row = _get_or_404(session, scope, deployment_id)
+        quotas.check_new_key(session, settings, scope.org_id, row.id)
         key, plaintext = deployment_keys.create_key(session, deployment_id=row.id, label=body.label)
         return KeyEnvelope(key=created_key_dto(key, plaintext))
 

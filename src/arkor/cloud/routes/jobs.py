@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from arkor.cloud import quotas
 from arkor.cloud.auth import ProjectScope, ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep, SupervisorDep
 from arkor.cloud.dto import job_dto
@@ -16,6 +17,7 @@ from arkor.cloud.errors import ApiError, error_responses
 from arkor.cloud.settings import Settings
 from arkor.contract import models as m
 from arkor.contract.events import CANCELLED
+from arkor.contract.job_config import TrainingConfig
 from arkor.store import datasets, jobs
 from arkor.targets import job_or_404
 from arkor.training.errors import DatasetError, JobConfigError
@@ -53,8 +55,9 @@ class JobList(BaseModel):
 
 def check_job_config(
     session: Any, settings: Settings, scope: ProjectScope, raw: dict[str, Any]
-) -> None:
-    """Everything that would make the job fail before its first step, as a 400/404 now.
+) -> tuple[TrainingConfig, int]:
+    """Everything that would make the job fail before its first step, as a 400/404 now; the
+    config parsed, and the rows of its training dataset.
 
     A dataset on the server's disk is only read inside ``ARKOR_DATASET_ROOTS``, and its
     problems are reported without its content (the caller did not send that file).
@@ -79,6 +82,7 @@ def check_job_config(
         return Path(found.path)
 
     check_path = dataset_path_check(settings)
+    rows: dict[str, int] = {}
     for field, source in (("datasetSource", config.dataset_source),
                           ("evalDatasetSource", config.eval_dataset_source)):
         if source is None:
@@ -86,12 +90,13 @@ def check_job_config(
         try:
             path, split = dataset_location(source, resolve_upload=resolve_upload,
                                            check_path=check_path)
-            validate_dataset(path, split=split)
+            rows[field] = validate_dataset(path, split=split).num_examples
         except DatasetError as exc:
             shown = exc if source.type == "upload" else exc.without_details()
             raise ApiError(400, f"config.{field}: {shown}") from exc
         except JobConfigError as exc:
             raise ApiError(400, f"config.{field}: {exc}") from exc
+    return config, rows["datasetSource"]
 
 
 def _load(session: Any, scope: ProjectScope, job_id: str) -> m.TrainingJob:
@@ -107,12 +112,15 @@ def list_jobs(db: DatabaseDep, scope: ProjectScopeDep) -> JobList:
         return JobList(jobs=[job_dto(j, jobs.list_checkpoints(session, j.id)) for j in rows])
 
 
-@router.post("/v1/jobs", status_code=201, response_model=JobEnvelope, responses=SCOPED,
-             summary="Queue a LoRA fine-tuning job (the dataset is checked line by line first)")
+@router.post("/v1/jobs", status_code=201, response_model=JobEnvelope,
+             responses=error_responses(400, 401, 403, 404, 426, 429),
+             summary="Queue a LoRA fine-tuning job (the dataset is checked line by line first; "
+                     "403/429 over a quota)")
 def create_job(body: CreateJobBody, db: DatabaseDep, scope: ProjectScopeDep, settings: SettingsDep,
                supervisor: SupervisorDep) -> JobEnvelope:
     with db.session() as session:
-        check_job_config(session, settings, scope, body.config)
+        config, num_examples = check_job_config(session, settings, scope, body.config)
+        quotas.check_new_job(session, settings, scope.org_id, config, num_examples)
         job = jobs.create_job(session, org_id=scope.org_id, project_id=scope.project_id,
                               name=body.name, config=body.config)
         created = job_dto(job, [])
