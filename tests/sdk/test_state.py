@@ -1,4 +1,5 @@
-"""``.arkor/state.json`` and the anonymous project bootstrap (contract §2.5)."""
+"""``.arkor/state.json`` and the project bootstrap: anonymous sessions (contract §2.5), and
+tokens of real users (their first org when none is recorded; a viewer adopts or is told)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete
 
 from arkor import (
     ANON_STATE_MISMATCH_MESSAGE,
@@ -15,14 +17,21 @@ from arkor import (
     ConflictError,
     CredentialsError,
     OAuthCredentials,
+    PermissionDeniedError,
     ProjectState,
+    TokenCredentials,
+    credentials_path,
     ensure_credentials,
     ensure_project_state,
     read_state,
     usable_state,
     write_state,
 )
+from arkor.contract.models import ROLE_OWNER, ROLE_VIEWER
+from arkor.sdk._bootstrap import NO_ORG_MESSAGE
 from arkor.sdk._state import project_slug_for, state_path
+from arkor.store import users
+from arkor.store.tables import Membership
 
 
 def test_write_format_and_read(tmp_path: Path) -> None:
@@ -106,3 +115,59 @@ def test_anonymous_credentials_state_must_match_org(tmp_path: Path) -> None:
     creds = AnonymousCredentials(token="t", anonymous_id="a", org_slug="mine")
     write_state(ProjectState("mine", "p", "1"), tmp_path)
     assert usable_state(creds, tmp_path) is not None
+
+
+def operator_user(cloud, email: str, **options) -> users.CreatedUser:
+    """A user as `arkor cloud users create` makes one (the same store call)."""
+    with cloud.app.state.db.session() as session:
+        return users.create_user(session, email=email, **options)
+
+
+def test_ensure_credentials_takes_arkor_token_and_writes_nothing(monkeypatch) -> None:
+    monkeypatch.setenv("ARKOR_TOKEN", "arkor_pat_from-ci")
+    found = ensure_credentials(base_url="http://127.0.0.1:9")  # nothing is called
+    assert found == TokenCredentials(token="arkor_pat_from-ci")
+    assert not credentials_path().exists()
+
+
+def test_a_token_without_an_org_sets_up_its_project_in_its_first_org(cloud,
+                                                                     tmp_path: Path) -> None:
+    created = operator_user(cloud, "env-token@example.com")
+    token = TokenCredentials(token=created.token.plaintext)  # as ARKOR_TOKEN reads it
+    workdir = tmp_path / "support-bot"
+    workdir.mkdir()
+    with CloudApiClient(base_url=cloud.url, credentials=token) as client:
+        state = ensure_project_state(client, token, workdir)
+        assert (state.org_slug, state.project_slug) == (created.org.slug, "support-bot")
+        assert [p.id for p in client.list_projects(created.org.slug).projects] == [
+            state.project_id]
+
+
+def test_a_viewer_adopts_the_directory_s_project_or_is_told_what_to_use(cloud,
+                                                                        tmp_path: Path) -> None:
+    owner = operator_user(cloud, "owner@example.com", org_slug="studio", role=ROLE_OWNER)
+    viewer = operator_user(cloud, "viewer@example.com", org_slug="studio", role=ROLE_VIEWER)
+    with CloudApiClient(base_url=cloud.url, token=owner.token.plaintext) as client:
+        shared = client.create_project("studio", name="shared", slug="shared")
+    token = TokenCredentials(token=viewer.token.plaintext, org_slug="studio")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "other").mkdir()
+    with CloudApiClient(base_url=cloud.url, credentials=token) as client:
+        state = ensure_project_state(client, token, tmp_path / "shared")
+        assert state == ProjectState("studio", "shared", shared.id)
+        with pytest.raises(PermissionDeniedError) as err:
+            ensure_project_state(client, token, tmp_path / "other")
+    assert "creating one ('other' in org 'studio') was refused" in err.value.message
+    assert "needs the member role" in err.value.message and "(shared)" in err.value.message
+    assert read_state(tmp_path / "other") is None
+
+
+def test_a_token_in_no_org_is_told_to_ask_for_one(cloud, tmp_path: Path) -> None:
+    created = operator_user(cloud, "orphan@example.com")
+    with cloud.app.state.db.session() as session:
+        session.execute(delete(Membership).where(Membership.user_id == created.user.id))
+    token = TokenCredentials(token=created.token.plaintext)
+    with CloudApiClient(base_url=cloud.url, credentials=token) as client, \
+            pytest.raises(CredentialsError) as err:
+        ensure_project_state(client, token, tmp_path)
+    assert err.value.message == NO_ORG_MESSAGE.format(url=cloud.url)

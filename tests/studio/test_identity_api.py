@@ -42,14 +42,17 @@ def test_me_is_passed_through(studio) -> None:
     assert [org["role"] for org in body["orgs"]] == [ROLE_OWNER]
 
 
-def test_me_with_a_revoked_token_passes_the_401_through(studio, cloud) -> None:
+def test_me_with_a_revoked_token_is_a_401_saying_sign_in_again(studio, cloud) -> None:
     from arkor.sdk import AnonymousCredentials, write_credentials
+    from arkor.studio.sign_in import FILE_TOKEN_REFUSED
 
     write_credentials(AnonymousCredentials(token="not-a-real-token", anonymous_id="x",
                                            arkor_cloud_api_url=cloud.url, org_slug="nobody"))
     response = studio.get("/api/me")
     assert response.status_code == 401
-    assert response.json()["error"]
+    assert response.json() == {
+        "error": FILE_TOKEN_REFUSED.format(url=cloud.url, path=credentials_path())}
+    assert read_credentials().token == "not-a-real-token"  # never replaced
 
 
 def test_base_models_list_the_embedded_model(studio) -> None:

@@ -1,4 +1,12 @@
-"""Sign-in and project bootstrap: anonymous credentials and ``.arkor/state.json`` on demand."""
+"""Sign-in and project bootstrap: anonymous credentials and ``.arkor/state.json`` on demand.
+
+Credentials that exist (the file, or ``ARKOR_TOKEN``) are always used as they are: a new
+anonymous identity is made only when there are none, never over a signed-in user's.
+A project is set up in the org of the credentials (a token without one recorded, as
+``ARKOR_TOKEN``, takes its first org from ``GET /v1/me``, as ``arkor login --token`` does).
+A role that may not create projects (viewer) adopts the project named for the directory
+when it exists; otherwise the refusal says which projects it could use instead.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from arkor.contract.models import AnonymousSession, Project
+from arkor.contract.models import AnonymousSession, Me, Project
 from arkor.sdk._client import AsyncCloudApiClient, CloudApiClient
 from arkor.sdk._credentials import (
     AnonymousCredentials,
@@ -18,10 +26,22 @@ from arkor.sdk._credentials import (
     warn_replacing_corrupt,
     write_credentials,
 )
-from arkor.sdk._errors import ConflictError
+from arkor.sdk._errors import ConflictError, CredentialsError, PermissionDeniedError
 from arkor.sdk._state import ProjectState, check_bootstrap, project_slug_for, write_state
 
 Creds = AnyCredentials
+
+NO_ORG_MESSAGE = (
+    "Your user is in no org on {url}, so there is nowhere to set up a project for this "
+    "directory. Ask an owner of an org to add you (`arkor orgs members add EMAIL --org ORG`)."
+)
+PROJECT_REFUSED_MESSAGE = (
+    "This directory has no project yet, and creating one ({slug!r} in org {org!r}) was "
+    "refused: {refusal} {instead}"
+)
+USE_EXISTING = ("To use one of the org's projects instead ({projects}), write "
+                ".arkor/state.json here with its orgSlug, projectSlug and projectId.")
+NO_EXISTING = "The org has no project you could use instead yet."
 
 
 def _anonymous_credentials(session: AnonymousSession, base_url: str) -> AnonymousCredentials:
@@ -47,15 +67,15 @@ def ensure_credentials(
     path: Path | None = None,
     transport: httpx.BaseTransport | None = None,
 ) -> Creds:
-    """The credentials on file, or a new anonymous identity written to the file."""
-    path = path or credentials_path()
-    existing = read_credentials(path)
+    """``ARKOR_TOKEN`` or the credentials on file, or a new anonymous identity written to the
+    file when there are none."""
+    existing = read_credentials(path)  # ARKOR_TOKEN first, unless a path is given
     if existing is not None:
         return existing
     url = base_url if base_url is not None else default_arkor_cloud_api_url()
     with CloudApiClient(base_url=url, transport=transport) as client:
         session = client.create_anonymous_session(kind="cli")
-    return _save(session, url, path)
+    return _save(session, url, path or credentials_path())
 
 
 async def aensure_credentials(
@@ -64,21 +84,36 @@ async def aensure_credentials(
     path: Path | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Creds:
-    path = path or credentials_path()
     existing = read_credentials(path)
     if existing is not None:
         return existing
     url = base_url if base_url is not None else default_arkor_cloud_api_url()
     async with AsyncCloudApiClient(base_url=url, transport=transport) as client:
         session = await client.create_anonymous_session(kind="cli")
-    return _save(session, url, path)
+    return _save(session, url, path or credentials_path())
 
 
-def _pick(projects: list[Project], slug: str, error: ConflictError) -> Project:
+def default_org(me: Me, base_url: str) -> str:
+    """The org a token without a recorded one sets projects up in: its first, the one
+    ``arkor login --token`` records."""
+    if not me.orgs:
+        raise CredentialsError(NO_ORG_MESSAGE.format(url=base_url))
+    return me.orgs[0].slug
+
+
+def _pick(projects: list[Project], slug: str, org_slug: str, error: ConflictError |
+          PermissionDeniedError) -> Project:
+    """The project ``slug`` when it exists: a 409 lost to a concurrent create, or a role that
+    may not create projects. Else the 409 as is, or the 403 saying what to use instead."""
     for project in projects:
         if project.slug == slug:
             return project
-    raise error
+    if isinstance(error, ConflictError):
+        raise error
+    names = ", ".join(p.slug for p in projects)
+    instead = USE_EXISTING.format(projects=names) if names else NO_EXISTING
+    raise PermissionDeniedError(403, PROJECT_REFUSED_MESSAGE.format(
+        slug=slug, org=org_slug, refusal=error.message, instead=instead)) from error
 
 
 def _record(project: Project, org_slug: str, cwd: Path | None) -> ProjectState:
@@ -90,17 +125,18 @@ def _record(project: Project, org_slug: str, cwd: Path | None) -> ProjectState:
 def ensure_project_state(
     client: CloudApiClient, credentials: Creds, cwd: Path | None = None
 ) -> ProjectState:
-    """Usable state as is; for an anonymous session without one, create the project for
-    this directory (or adopt it when the slug exists) and write ``.arkor/state.json``."""
+    """Usable state as is; without one (anonymous, or a token), create the project for this
+    directory in the credentials' org, or adopt it when the slug exists (after a 409, or a
+    403 for a viewer), and write ``.arkor/state.json``."""
     found = check_bootstrap(credentials, cwd)
     if isinstance(found, ProjectState):
         return found
-    org_slug = found
+    org_slug = found or default_org(client.get_me(), client.base_url)
     name, slug = project_slug_for(cwd or Path.cwd())
     try:
         project = client.create_project(org_slug, name=name, slug=slug)
-    except ConflictError as exc:
-        project = _pick(client.list_projects(org_slug).projects, slug, exc)
+    except (ConflictError, PermissionDeniedError) as exc:
+        project = _pick(client.list_projects(org_slug).projects, slug, org_slug, exc)
     return _record(project, org_slug, cwd)
 
 
@@ -110,10 +146,10 @@ async def aensure_project_state(
     found = check_bootstrap(credentials, cwd)
     if isinstance(found, ProjectState):
         return found
-    org_slug = found
+    org_slug = found or default_org(await client.get_me(), client.base_url)
     name, slug = project_slug_for(cwd or Path.cwd())
     try:
         project = await client.create_project(org_slug, name=name, slug=slug)
-    except ConflictError as exc:
-        project = _pick((await client.list_projects(org_slug)).projects, slug, exc)
+    except (ConflictError, PermissionDeniedError) as exc:
+        project = _pick((await client.list_projects(org_slug)).projects, slug, org_slug, exc)
     return _record(project, org_slug, cwd)

@@ -1,8 +1,9 @@
 """``.arkor/state.json``: which org and project this working directory is scoped to.
 
 Read paths ignore a missing, corrupt or unusable state file. Write paths (create a
-deployment, start training, run inference) bootstrap one for anonymous users with
-:func:`ensure_project_state`, and fail with a message that says what to do otherwise.
+deployment, start training, run inference) bootstrap one for anonymous users and token
+users with :func:`ensure_project_state`, and fail with a message that says what to do
+otherwise.
 """
 
 from __future__ import annotations
@@ -87,16 +88,15 @@ def project_slug_for(cwd: Path) -> tuple[str, str]:
     return name, slug or "project"
 
 
-def check_bootstrap(credentials: AnyCredentials, cwd: Path | None) -> ProjectState | str:
+def check_bootstrap(credentials: AnyCredentials, cwd: Path | None) -> ProjectState | str | None:
     """The usable state, or the org slug to bootstrap one in (an anonymous session's, or a
-    token's org from sign-in); else raise."""
+    token's org from sign-in), or ``None`` for a token with no org recorded (``ARKOR_TOKEN``):
+    the caller asks the server which orgs it is in. OAuth without state raises."""
     state = read_state(cwd)
     if state is not None:
         if is_state_usable(state, credentials):
             return state
         raise ConflictError(409, ANON_STATE_MISMATCH_MESSAGE)
     if isinstance(credentials, OAuthCredentials):
-        raise CredentialsError(OAUTH_MISSING_STATE_MESSAGE)
-    if credentials.org_slug is None:
         raise CredentialsError(OAUTH_MISSING_STATE_MESSAGE)
     return credentials.org_slug

@@ -32,8 +32,9 @@ Handler = Callable[[AsyncCloudApiClient, ProjectScope], Awaitable[Any]]
 
 NO_USABLE_STATE = (
     "No usable .arkor/state.json for this workspace (missing or invalid). Create your first "
-    "deployment to bootstrap one (anonymous), restore the file by hand (OAuth), or regenerate "
-    "it with the correct { orgSlug, projectSlug, projectId } if it's currently corrupt."
+    "deployment to bootstrap one (anonymous, or signed in with a token), restore the file by "
+    "hand (OAuth), or regenerate it with the correct { orgSlug, projectSlug, projectId } if "
+    "it's currently corrupt."
 )
 SCOPE_MISSING = {"deployments": [], "scopeMissing": True}
 

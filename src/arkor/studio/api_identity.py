@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from arkor.sdk import AnonymousCredentials, TokenCredentials
-from arkor.studio.upstream import Upstream
+from arkor.sdk import OAuthCredentials
+from arkor.studio.upstream import Creds, Upstream
 
 
 def upstream_of(request: Request) -> Upstream:
@@ -18,17 +18,27 @@ async def get_credentials(request: Request) -> Response:
     upstream = upstream_of(request)
     credentials = await upstream.ensure_credentials()
     state = upstream.usable_state(credentials)
-    org_slug = state.org_slug if state else (
-        credentials.org_slug if isinstance(credentials, AnonymousCredentials | TokenCredentials)
-        else None)
     # Never the bearer token: the page does not need it, and a script running in the page
     # (an extension, an XSS) could take it off the machine.
     return JSONResponse({
         "mode": credentials.mode,
         "baseUrl": upstream.base_url(credentials),
-        "orgSlug": org_slug,
+        "orgSlug": state.org_slug if state else await _home_org(upstream, credentials),
         "projectSlug": state.project_slug if state else None,
     })
+
+
+async def _home_org(upstream: Upstream, credentials: Creds) -> str | None:
+    """The org a project for this directory would be set up in: the one signed in to; for a
+    token without one recorded (``ARKOR_TOKEN``), its first org, as the SDK's bootstrap and
+    ``arkor login --token`` pick it."""
+    if isinstance(credentials, OAuthCredentials):
+        return None
+    if credentials.org_slug is not None:
+        return credentials.org_slug
+    async with upstream.client(credentials) as client:
+        me = await client.get_me()
+    return me.orgs[0].slug if me.orgs else None
 
 
 async def get_me(request: Request) -> Response:
@@ -38,7 +48,8 @@ async def get_me(request: Request) -> Response:
 
 async def get_base_models(request: Request) -> Response:
     upstream = upstream_of(request)
-    return await upstream.pass_through(upstream.credentials(), "GET", "/v1/base-models")
+    return await upstream.pass_through(await upstream.ensure_credentials(), "GET",
+                                       "/v1/base-models")
 
 
 routes = [

@@ -1,6 +1,9 @@
 """The Studio's one conversion of exceptions into the ``{"error": ...}`` the SPA shows.
 
     CloudApiError       the upstream status; CredentialsError 400, ApiConnectionError 502
+    ├── SignInRequired  401, nobody signed in where anonymous sign-up is off, or the token
+    │                   refused: the message says how to sign in (studio/sign_in.py)
+    └── AuthenticationError  401 from a typed call, answered as SignInRequired
     InvalidBody         400, a request body refused before any upstream call
     anything else       500 ``Studio backend unavailable`` (the server still logs it)
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from arkor.sdk import ApiConnectionError, CloudApiError, CredentialsError
+from arkor.sdk import ApiConnectionError, AuthenticationError, CloudApiError, CredentialsError
 from arkor.studio.guards import SECURITY_HEADERS
 
 
@@ -18,12 +21,25 @@ class InvalidBody(ValueError):
     """A request body the Studio refuses; the message says what to fix."""
 
 
+class SignInRequired(CloudApiError):
+    """The Studio cannot act for anyone until the user signs in (again) in a terminal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message)
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def cloud_api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def cloud_api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CloudApiError)
+    if isinstance(exc, AuthenticationError):
+        return _answer(request.app.state.upstream.refused(exc))
+    return _answer(exc)
+
+
+def _answer(exc: CloudApiError) -> JSONResponse:
     status = (400 if isinstance(exc, CredentialsError)
               else 502 if isinstance(exc, ApiConnectionError) else exc.status)
     return _error(500, "Studio backend error") if status is None else _error(status, exc.message)

@@ -4,6 +4,8 @@ request.
 Nothing is cached between requests: ``arkor login`` in another terminal, or a new
 ``.arkor/state.json``, takes effect on the next call. Every call is the SDK's own (its
 headers, token-origin check and error mapping); all of them share one :class:`SharedPool`.
+A 401 from the control plane becomes :class:`SignInRequired` saying how to sign in again;
+the credentials are left as they are (see studio/sign_in.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from starlette.responses import Response, StreamingResponse
 from arkor.sdk import (
     AnyCredentials,
     AsyncCloudApiClient,
+    AuthenticationError,
+    CloudApiError,
+    PermissionDeniedError,
     ProjectScope,
     ProjectState,
     aensure_credentials,
@@ -27,6 +32,8 @@ from arkor.sdk import (
     usable_state,
 )
 from arkor.studio.config import StudioConfig
+from arkor.studio.errors import SignInRequired
+from arkor.studio.sign_in import not_signed_in, token_refused
 
 Creds = AnyCredentials
 DEPRECATION_HEADERS = ("deprecation", "warning", "sunset")
@@ -59,8 +66,29 @@ class Upstream:
         return read_credentials()
 
     async def ensure_credentials(self) -> Creds:
-        """The credentials on file, or a fresh anonymous identity (saved) when there are none."""
-        return await aensure_credentials(base_url=self.base_url(None), transport=self.transport)
+        """``ARKOR_TOKEN`` or the credentials on file, or a fresh anonymous identity (saved)
+        when there are none; where the control plane signs nobody up anonymously,
+        :class:`SignInRequired` saying how to sign in instead."""
+        url = self.base_url(None)
+        try:
+            return await aensure_credentials(base_url=url, transport=self.transport)
+        except PermissionDeniedError as refused:
+            async with self.client(None) as client:
+                policy = (await client.get_cli_auth_config()).signup
+            message = not_signed_in(policy, url)
+            if message is None:
+                raise
+            raise SignInRequired(message) from refused
+
+    def sign_in_again(self, credentials: Creds) -> SignInRequired:
+        """The control plane refused ``credentials`` (401): how to replace them."""
+        return SignInRequired(token_refused(self.base_url(credentials)))
+
+    def refused(self, error: AuthenticationError) -> CloudApiError:
+        """A typed call's 401: :meth:`sign_in_again` for the credentials the Studio holds;
+        without credentials, the control plane's own message."""
+        credentials = self.credentials()
+        return error if credentials is None else self.sign_in_again(credentials)
 
     def state(self) -> ProjectState | None:
         return read_state(self.config.cwd)
@@ -84,6 +112,8 @@ class Upstream:
         """The upstream answer as is: status, body, content type and deprecation headers."""
         async with self.client(credentials) as client:
             response = await client.forward(method, path, **options)
+        if response.status_code == 401 and credentials is not None:
+            raise self.sign_in_again(credentials)
         out = _passthrough_headers(response, "application/json")
         return Response(response.content, status_code=response.status_code, headers=out)
 
@@ -92,6 +122,10 @@ class Upstream:
         """Like :meth:`pass_through`, but the body is relayed chunk by chunk as it arrives."""
         client = self.client(credentials)
         response = await client.forward(method, path, stream=True, **options)
+        if response.status_code == 401 and credentials is not None:
+            await response.aclose()
+            await client.aclose()
+            raise self.sign_in_again(credentials)
         out = _passthrough_headers(response, default_type)
         out["cache-control"] = "no-cache, no-transform"
         out["x-accel-buffering"] = "no"

@@ -89,7 +89,7 @@ export function mount(main, { query }) {
     }
     if (data.scopeMissing) {
       replace(listBox, emptyState("Workspace not scoped to a project yet",
-        "This directory has no usable .arkor/state.json. Creating your first endpoint (or starting a training run) sets one up for an anonymous session; signed-in (OAuth) users restore the file by hand, or run `arkor login` with the account that owns the project."));
+        "This directory has no usable .arkor/state.json. Creating your first endpoint (or starting a training run) sets one up: a project named after this directory in your org (anonymous, or signed in with a token). OAuth users restore the file by hand, or run `arkor login` with the account that owns the project."));
       return;
     }
     if (!data.deployments.length) {
