@@ -18,7 +18,13 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from arkor.contract.models import ROLE_MEMBER, ROLE_VIEWER, SIGNUP_ANONYMOUS, SIGNUP_INVITE
+from arkor.contract.models import (
+    ROLE_MEMBER,
+    ROLE_VIEWER,
+    SIGNUP_ANONYMOUS,
+    SIGNUP_DISABLED,
+    SIGNUP_INVITE,
+)
 from arkor.sdk import AuthenticationError, CloudApiClient, NotFoundError, PermissionDeniedError
 from arkor.server import create_app
 from arkor.store import users
@@ -122,6 +128,17 @@ def test_invite_only_refuses_anonymous_sign_up_and_limits_attempts(cloud, invite
     assert "Try again in" in answers[-1].json()["error"]
     with cloud.app.state.db.session() as session:
         assert users.count_anonymous(session) == anonymous
+
+
+def test_with_sign_up_disabled_both_refusals_point_at_the_operator(cloud) -> None:
+    settings = replace(cloud.settings, signup=SIGNUP_DISABLED)
+    with LiveServer(create_app(settings)) as url:
+        for path, body in (("/v1/auth/anonymous", {}), ("/v1/auth/invite",
+                                                         {"code": "arkor_inv_x"})):
+            refused = call(url, "POST", path, json=body)
+            assert refused.status_code == 403, refused.text
+            message = refused.json()["error"]
+            assert "arkor cloud users create EMAIL" in message and "--invite" not in message
 
 
 def test_a_token_works_until_revoked_or_expired_and_not_one_request_after(cloud) -> None:

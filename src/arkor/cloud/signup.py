@@ -124,6 +124,8 @@ def rate_limited(request: Request,
 
 def allow_anonymous(request: Request) -> None:
     current = policy(get_settings(request))
+    if current == SIGNUP_DISABLED:
+        raise ApiError(403, INVITES_REFUSED)  # an invite would be refused too
     if current != SIGNUP_ANONYMOUS:
         raise ApiError(403, ANONYMOUS_REFUSED.format(policy=current))
 
