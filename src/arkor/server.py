@@ -21,6 +21,7 @@ from starlette.responses import Response
 from arkor.cloud.app import create_control_plane
 from arkor.cloud.errors import ApiError
 from arkor.cloud.files import prepare_data_dir
+from arkor.cloud.retention import RunSweeper
 from arkor.cloud.settings import Settings
 from arkor.cloud.supervisor import JobSupervisor
 from arkor.edge import chat
@@ -29,6 +30,7 @@ from arkor.edge.directory import DeploymentDirectory
 from arkor.edge.errors import WireError
 from arkor.edge.keys import KeyUsage
 from arkor.edge.routing import EdgeRouter
+from arkor.edge.runs import Recorder
 from arkor.edge.serving import EngineProvider, OutputLimits
 from arkor.engine.base import AdapterRef, Engine
 from arkor.middleware.access_log import AccessLog
@@ -82,16 +84,22 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                             settings.max_n),
     )
     usage = KeyUsage(db)
-    edge = EdgeApp(DeploymentDirectory(db), usage, engines)
+    recorder = Recorder(db)
+    sweeper = RunSweeper(db)
+    edge = EdgeApp(DeploymentDirectory(db), usage, engines, recorder)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         db.listen_for_changes()
         supervisor.start()
         usage.start()
+        recorder.start()
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
+            recorder.stop()
             usage.stop()
             supervisor.stop()
             await engines.close()
@@ -101,6 +109,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                                chat=EngineChat(engines), lifespan=lifespan)
     app.state.engines = engines
     app.state.edge = edge
+    app.state.recorder = recorder
+    app.state.sweeper = sweeper
     # The last added runs first: log, check the Host, bound the body, then route.
     app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
     app.add_middleware(BodyGuard, settings=settings)

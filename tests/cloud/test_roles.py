@@ -23,8 +23,8 @@ from arkor.cloud.roles import ROUTE_ROLES, allows, scoped_operations
 from arkor.contract.models import ROLE_MEMBER, ROLE_OWNER, ROLE_VIEWER
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 from arkor.sdk import BaseModelTarget, CloudApiClient, ProjectScope
-from arkor.store import jobs, projects, users
-from arkor.store.tables import utcnow
+from arkor.store import jobs, projects, runs, users
+from arkor.store.tables import Run, utcnow
 
 HEADERS = {"X-Arkor-Client": "arkor/0.1.0"}
 ORG = "roles"
@@ -71,6 +71,20 @@ class Team:
         return self.owner.create_deployment(
             self.scope, slug=f"r-{uuid.uuid4().hex[:12]}",
             target=BaseModelTarget(base_model=EMBEDDED_MODEL_NAME)).id
+
+    def run(self) -> tuple[str, str]:
+        """A deployment with one stored run (as the edge's recorder writes it)."""
+        deployment = self.deployment()
+        run_id = f"run_{uuid.uuid4().hex}"
+        with self.cloud.app.state.db.session() as session:
+            runs.add_runs(session, [Run(
+                id=run_id, deployment_id=deployment, project_id=self.project_id,
+                route="chat.completions", status="completed", http_status=200,
+                request_id="req_1", base_model=EMBEDDED_MODEL_NAME, stream=False,
+                request_json=json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
+                response_json=None, prompt_tokens=1, completion_tokens=1, latency_ms=1,
+                stored=False)])
+        return deployment, run_id
 
     def job(self, status: str) -> str:
         artifacts = Path(self.cloud.settings.data_dir) / "artifacts" / str(uuid.uuid4())
@@ -140,6 +154,18 @@ REQUESTS: dict[tuple[str, str], Callable[[Team], Request]] = {
     ("POST", "/v1/endpoints/{deployment_id}/keys"): lambda t: Request(
         f"/v1/endpoints/{t.deployment()}/keys", 201, {"json": {"label": "ci"}}),
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): lambda t: _key_delete(t),
+    ("GET", "/v1/endpoints/{deployment_id}/runs"): lambda t: Request(
+        f"/v1/endpoints/{t.deployment()}/runs", 200),
+    ("DELETE", "/v1/endpoints/{deployment_id}/runs"): lambda t: Request(
+        f"/v1/endpoints/{t.run()[0]}/runs", 200),
+    ("GET", "/v1/endpoints/{deployment_id}/runs/export"): lambda t: Request(
+        f"/v1/endpoints/{t.deployment()}/runs/export", 200),
+    ("GET", "/v1/endpoints/{deployment_id}/runs/{run_id}"): lambda t: Request(
+        "/v1/endpoints/{}/runs/{}".format(*t.run()), 200),
+    ("PATCH", "/v1/endpoints/{deployment_id}/runs/{run_id}"): lambda t: Request(
+        "/v1/endpoints/{}/runs/{}".format(*t.run()), 200, {"json": {"mark": "good"}}),
+    ("DELETE", "/v1/endpoints/{deployment_id}/runs/{run_id}"): lambda t: Request(
+        "/v1/endpoints/{}/runs/{}".format(*t.run()), 204),
     ("GET", "/v1/datasets"): lambda t: Request("/v1/datasets", 200),
     ("POST", "/v1/datasets"): lambda t: Request("/v1/datasets", 201, {
         "content": CHAT_LINE.encode(), "params": {"name": "d.jsonl"},

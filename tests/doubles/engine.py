@@ -12,6 +12,7 @@ edge closed each one. What the real model generates is tested against the real m
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ class Reply:
     error: EngineError | None = None
     prompt_tokens: int = PROMPT_TOKENS
     prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None
+    pause: float = 0.0  # seconds before each delta: a slow answer a client can walk out of
 
 
 def overloaded(retry_after: float) -> Reply:
@@ -98,6 +100,8 @@ class ScriptedEngine:
             self._open += 1
         try:
             for delta in reply.deltas:
+                if reply.pause:
+                    await asyncio.sleep(reply.pause)
                 yield delta if isinstance(delta, TextDelta) else TextDelta(delta)
             if reply.error is not None:
                 raise reply.error

@@ -33,6 +33,7 @@ from arkor.cloud.routes import (
     jobs,
     members,
     projects,
+    runs,
     tokens,
 )
 from arkor.cloud.settings import Settings
@@ -41,8 +42,8 @@ from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database
 
-ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, base_models, job_import,
-                 jobs, job_events, datasets, inference)
+ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, runs, base_models,
+                 job_import, jobs, job_events, datasets, inference)
 
 
 def api_routes() -> list[BaseRoute]:

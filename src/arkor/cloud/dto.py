@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
+from arkor.cloud import run_export
 from arkor.contract import models as m
 from arkor.contract.deployments import ADAPTER_CHECKPOINT, TARGET_BASE_MODEL
 from arkor.store import tables
@@ -143,3 +146,24 @@ def created_token_dto(row: tables.AccessToken, plaintext: str) -> m.CreatedAcces
         expires_at=iso(row.expires_at), created_at=iso(row.created_at) or "",
         last_used_at=iso(row.last_used_at),
     )
+
+
+def run_dto(row: tables.Run, *, whole: bool = False) -> m.RunSummary:
+    """A stored run; with ``whole``, its request and answer too."""
+    request = json.loads(row.request_json)
+    response = json.loads(row.response_json) if row.response_json else None
+    fields: dict[str, Any] = dict(
+        id=row.id, deployment_id=row.deployment_id, route=row.route, status=row.status,
+        error=row.error, http_status=row.http_status, request_id=row.request_id,
+        key_id=row.key_id, key_prefix=row.key_prefix, base_model=row.base_model,
+        adapter=row.adapter, stream=row.stream,
+        usage=m.RunUsage(prompt_tokens=row.prompt_tokens,
+                         completion_tokens=row.completion_tokens),
+        ttft_ms=row.ttft_ms, latency_ms=row.latency_ms, mark=row.mark,
+        prompt_preview=run_export.prompt_preview(row.route, request),
+        answer_preview=run_export.answer_preview(row.route, response),
+        created_at=iso(row.created_at) or "",
+    )
+    if whole:
+        return m.Run(**fields, request=request, response=response)
+    return m.RunSummary(**fields)

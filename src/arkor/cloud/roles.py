@@ -35,6 +35,13 @@ ROUTE_ROLES: Final[dict[tuple[str, str], OrgRole]] = {
     ("GET", "/v1/endpoints/{deployment_id}/keys"): ROLE_VIEWER,
     ("POST", "/v1/endpoints/{deployment_id}/keys"): ROLE_MEMBER,
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
+    # Runs hold prompts and answers: members only.
+    ("GET", "/v1/endpoints/{deployment_id}/runs"): ROLE_MEMBER,
+    ("DELETE", "/v1/endpoints/{deployment_id}/runs"): ROLE_MEMBER,
+    ("GET", "/v1/endpoints/{deployment_id}/runs/export"): ROLE_MEMBER,
+    ("GET", "/v1/endpoints/{deployment_id}/runs/{run_id}"): ROLE_MEMBER,
+    ("PATCH", "/v1/endpoints/{deployment_id}/runs/{run_id}"): ROLE_MEMBER,
+    ("DELETE", "/v1/endpoints/{deployment_id}/runs/{run_id}"): ROLE_MEMBER,
     ("GET", "/v1/datasets"): ROLE_VIEWER,
     ("POST", "/v1/datasets"): ROLE_MEMBER,
     ("DELETE", "/v1/datasets/{dataset_id}"): ROLE_MEMBER,

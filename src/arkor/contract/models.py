@@ -316,6 +316,65 @@ class DeploymentKey(WireModel):
     last_used_at: str | None = None
 
 
+RunStatus = Literal["completed", "failed", "cancelled"]
+RunMark = Literal["good", "bad"]
+RUN_STATUSES: Final[tuple[str, ...]] = ("completed", "failed", "cancelled")
+RUN_MARKS: Final[tuple[str, ...]] = ("good", "bad")
+
+
+class RunUsage(WireModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RunSummary(WireModel):
+    """A stored run in a list: what happened, without the request's and answer's bodies."""
+
+    id: str
+    deployment_id: str
+    route: str
+    status: RunStatus
+    error: str | None
+    http_status: int
+    request_id: str
+    key_id: str | None
+    key_prefix: str | None
+    base_model: str
+    adapter: str | None
+    stream: bool
+    usage: RunUsage
+    ttft_ms: int | None
+    latency_ms: int
+    mark: RunMark | None
+    prompt_preview: str
+    answer_preview: str
+    created_at: str
+
+
+class Run(RunSummary):
+    """One call a deployment served, whole: ``request`` as sent (the key never is), and
+    ``response`` as answered (a stream's assembled), or None when there was none."""
+
+    request: dict[str, Any]
+    response: dict[str, Any] | None
+
+
+class RunPage(WireModel):
+    """A page of runs, newest first; ``next_cursor`` fetches the next (None: the last)."""
+
+    runs: list[RunSummary]
+    next_cursor: str | None
+
+
+class ExportedRuns(WireModel):
+    """Runs as a chat dataset: ``jsonl`` has ``exported`` lines; ``skipped`` matching runs
+    were not plain chat that completed."""
+
+    jsonl: str
+    exported: int
+    skipped: int
+
+
 class CreatedDeploymentKey(WireModel):
     """The result of issuing a key: the only object that ever carries ``plaintext``."""
 

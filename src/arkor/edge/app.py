@@ -15,10 +15,10 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from arkor.edge import chat, completions, responses
+from arkor.edge import chat, completions, responses, runs
 from arkor.edge import openai_wire as wire
 from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
@@ -40,24 +40,40 @@ def not_found(slug: str) -> WireError:
 
 class EdgeApp:
     def __init__(self, directory: DeploymentDirectory, usage: KeyUsage,
-                 engines: EngineProvider) -> None:
+                 engines: EngineProvider, recorder: runs.Recorder | None = None) -> None:
         self.directory = directory
         self.usage = usage
         self.engines = engines
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         request_id = request.headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+        token = runs.current.set(None)
+        status = 500  # unless an answer goes out
+        streamed = False
         try:
-            response = await self.handle(request, scope[SLUG_SCOPE_KEY])
-        except WireError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-        except Exception:
-            log.exception("edge request %s failed", request_id)
-            response = JSONResponse(WireError(500, "Internal error", kind="server_error",
-                                              code="internal_error").body(), status_code=500)
-        response.headers["x-request-id"] = request_id
-        await response(scope, receive, send)
+            try:
+                response = await self.handle(request, scope[SLUG_SCOPE_KEY], request_id)
+            except WireError as exc:
+                runs.failed(exc.message)
+                response = JSONResponse(exc.body(), status_code=exc.status,
+                                        headers=exc.headers)
+            except Exception:
+                log.exception("edge request %s failed", request_id)
+                runs.failed("Internal error")
+                response = JSONResponse(WireError(500, "Internal error", kind="server_error",
+                                                  code="internal_error").body(),
+                                        status_code=500)
+            response.headers["x-request-id"] = request_id
+            status, streamed = response.status_code, isinstance(response, StreamingResponse)
+            await response(scope, receive, send)
+        finally:
+            tap = runs.current.get()
+            runs.current.reset(token)
+            if tap is not None and self.recorder is not None:
+                tap.close(status, stream=streamed)
+                self.recorder.submit(tap)
 
     async def deployment(self, slug: str) -> ServedDeployment:
         hit, served = self.directory.cached(slug)
@@ -67,7 +83,21 @@ class EdgeApp:
             raise not_found(slug)
         return served
 
-    async def handle(self, request: Request, slug: str) -> Response:
+    def open_run(self, served: ServedDeployment, path: str, request_id: str,
+                 key_id: str | None) -> runs.RunTap | None:
+        """The tap for this call, unless runs are not kept (retention ``disabled``)."""
+        if self.recorder is None or served.run_retention_mode == "disabled":
+            return None
+        tap = runs.RunTap(
+            deployment_id=served.id, project_id=served.project_id, route=RUN_ROUTES[path],
+            request_id=request_id, key_id=key_id,
+            key_prefix=served.key_prefixes.get(key_id) if key_id else None,
+            base_model=served.base_model,
+            adapter=served.adapter.key if served.adapter else None)
+        runs.current.set(tap)
+        return tap
+
+    async def handle(self, request: Request, slug: str, request_id: str = "") -> Response:
         path, method = request.scope["path"], request.method
         answer = POST_ROUTES.get(path)
         if answer is None and path != MODELS and not path.startswith(MODELS + "/"):
@@ -84,17 +114,22 @@ class EdgeApp:
                                             if path != MODELS else None))
         if method != "POST":
             raise WireError(405, f"Use POST {path}", code="method_not_allowed")
+        tap = self.open_run(served, path, request_id, key_id)
         raw = await request.body()  # bounded by ARKOR_MAX_BODY_KB (arkor.middleware.guards)
         if len(raw) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
             body = await run_in_threadpool(wire.parse_body, raw)
         else:
             body = wire.parse_body(raw)
+        if tap is not None:
+            tap.request, tap.request_bytes = body, len(raw)
         return await answer(request.receive, self.engines, body, base_model=served.base_model,
                             adapter=served.adapter, model=served.slug)
 
 
 POST_ROUTES = {"/v1/chat/completions": chat.serve, "/v1/completions": completions.serve,
                "/v1/responses": responses.serve}
+RUN_ROUTES = {"/v1/chat/completions": "chat.completions", "/v1/completions": "completions",
+              "/v1/responses": "responses"}
 
 
 def model_object(served: ServedDeployment) -> dict[str, Any]:

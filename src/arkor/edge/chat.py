@@ -20,7 +20,7 @@ from starlette.types import Receive
 
 from arkor.edge import logprobs as logprob_shapes
 from arkor.edge import openai_wire as wire
-from arkor.edge import sse, structured
+from arkor.edge import runs, sse, structured
 from arkor.edge.openai_wire import ChatRequest
 from arkor.edge.serving import (
     EngineProvider,
@@ -156,9 +156,11 @@ async def _complete(engines: EngineProvider, chat: ChatRequest,
         raise engine_error(exc) from exc
     finally:
         await rows.aclose()
-    return wire.completion(id=wire.completion_id(), model=model, created=wire.now(),
+    body = wire.completion(id=wire.completion_id(), model=model, created=wire.now(),
                            choices=[c.message() for c in choices],
                            usage_block=_usage(choices))
+    runs.answered(body)
+    return body
 
 
 def _usage(choices: list[ChatChoice]) -> dict[str, int]:
@@ -189,6 +191,10 @@ async def _frames(rows: Rows, chat: ChatRequest, model: str) -> AsyncIterator[by
         if chat.include_usage:
             yield sse.data(wire.chunk(id=cid, model=model, created=created, choices=[],
                                  usage_block=_usage(choices)))
+        if runs.current.get() is not None:  # the assembled answer, for the stored run
+            runs.answered(wire.completion(id=cid, model=model, created=created,
+                                          choices=[c.message() for c in choices],
+                                          usage_block=_usage(choices)))
         yield sse.DONE
     except EngineError as exc:
         yield sse.error_frame(exc)

@@ -23,8 +23,8 @@ from starlette.types import Receive
 
 from arkor.edge import logprobs as shapes
 from arkor.edge import openai_wire as wire
+from arkor.edge import runs, sse, structured
 from arkor.edge import sampling as sampling_fields
-from arkor.edge import sse, structured
 from arkor.edge.errors import bad
 from arkor.edge.fields import boolean, integer
 from arkor.edge.serving import (
@@ -194,7 +194,9 @@ async def _complete(engines: EngineProvider, request: CompletionRequest,
         await running.aclose()
     body = _envelope(wire.completion_id("cmpl"), model, wire.now(),
                      [c.body(request) for c in choices])
-    return {**body, "usage": _usage(choices, request.n)}
+    body = {**body, "usage": _usage(choices, request.n)}
+    runs.answered(body)
+    return body
 
 
 async def _frames(running: Rows, request: CompletionRequest, model: str
@@ -225,6 +227,9 @@ async def _frames(running: Rows, request: CompletionRequest, model: str
         if request.include_usage:
             yield sse.data({**_envelope(cid, model, created, []),
                        "usage": _usage(choices, request.n)})
+        if runs.current.get() is not None:  # the assembled answer, for the stored run
+            runs.answered({**_envelope(cid, model, created, [c.body(request) for c in choices]),
+                           "usage": _usage(choices, request.n)})
         yield sse.DONE
     except EngineError as exc:
         yield sse.error_frame(exc)

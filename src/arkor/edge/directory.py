@@ -33,6 +33,9 @@ class ServedDeployment:
     base_model: str
     adapter: AdapterRef | None
     key_ids_by_digest: Mapping[str, str] = field(default_factory=dict)
+    project_id: str = ""
+    run_retention_mode: str = "days"
+    key_prefixes: Mapping[str, str] = field(default_factory=dict)  # key id -> display prefix
 
 
 MAX_NEGATIVE_ENTRIES = 1024
@@ -96,7 +99,7 @@ class DeploymentDirectory:
             if row is None:
                 return None
             keys = session.execute(
-                select(DeploymentKey.digest, DeploymentKey.id).where(
+                select(DeploymentKey.digest, DeploymentKey.id, DeploymentKey.prefix).where(
                     DeploymentKey.deployment_id == row.id, DeploymentKey.enabled.is_(True)
                 )
             ).all()
@@ -107,5 +110,7 @@ class DeploymentDirectory:
             return ServedDeployment(
                 id=row.id, slug=row.slug, enabled=row.enabled, auth_mode=row.auth_mode,
                 base_model=base_model, adapter=adapter,
-                key_ids_by_digest={digest: key_id for digest, key_id in keys},
+                key_ids_by_digest={digest: key_id for digest, key_id, _ in keys},
+                project_id=row.project_id, run_retention_mode=row.run_retention_mode,
+                key_prefixes={key_id: prefix for _, key_id, prefix in keys},
             )

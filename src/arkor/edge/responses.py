@@ -24,7 +24,7 @@ from starlette.types import Receive
 
 from arkor.edge import logprobs as shapes
 from arkor.edge import openai_wire as wire
-from arkor.edge import sse, structured
+from arkor.edge import runs, sse, structured
 from arkor.edge.chat import requests_for
 from arkor.edge.responses_input import ResponsesRequest, parse_responses_request
 from arkor.edge.serving import (
@@ -216,7 +216,9 @@ async def _complete(running: Rows, builder: ResponseBuilder) -> dict[str, Any]:
         raise engine_error(exc, prompt_param="input") from exc
     finally:
         await running.aclose()
-    return builder.response()
+    body = builder.response()
+    runs.answered(body)
+    return body
 
 
 async def _frames(running: Rows, builder: ResponseBuilder) -> AsyncIterator[bytes]:
@@ -247,6 +249,8 @@ async def _frames(running: Rows, builder: ResponseBuilder) -> AsyncIterator[byte
         failure = exc
     finally:
         await running.aclose()
+    if finished and runs.current.get() is not None:  # the answer, for the stored run
+        runs.answered(builder.response())
     if not finished:
         error = sse.broken_off(failure)
         for frame in frames([{"type": "error", "code": error.code, "message": error.message,

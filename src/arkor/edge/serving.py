@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from starlette.types import Receive
 
+from arkor.edge import runs
 from arkor.edge.errors import WireError
 from arkor.engine.base import (
     AdapterLoadError,
@@ -202,6 +203,7 @@ class Rows:
         self._iterators = iterators
         self._firsts = firsts
         self._pumps: list[asyncio.Task[None]] = []
+        self._tap = runs.current.get()  # the run being recorded, if one is
 
     @classmethod
     async def start(cls, engine: Engine, requests: Sequence[GenerationRequest], *,
@@ -233,14 +235,19 @@ class Rows:
         return len(self._iterators)
 
     async def __aiter__(self) -> AsyncIterator[tuple[int, GenerationEvent]]:
+        tap = self._tap
         try:
             for row, event in enumerate(self._firsts):
+                if tap is not None:
+                    tap.event(row, event)
                 yield row, event
             running = [row for row, event in enumerate(self._firsts)
                        if not isinstance(event, Finished)]
             if len(running) == 1:
                 row = running[0]
                 async for event in self._iterators[row]:
+                    if tap is not None:
+                        tap.event(row, event)
                     yield row, event
                     if isinstance(event, Finished):
                         running = []
@@ -260,9 +267,15 @@ class Rows:
                 else:
                     if isinstance(item, Finished):
                         unfinished.discard(row)
+                    if tap is not None:
+                        tap.event(row, item)
                     yield row, item
             if unfinished:
                 raise EndedEarly()
+        except Exception as exc:
+            if tap is not None:
+                tap.error = str(exc) or type(exc).__name__
+            raise
         finally:
             await self.aclose()
 

@@ -23,7 +23,7 @@ from arkor.contract.models import (
     UploadedDataset,
     User,
 )
-from arkor.sdk._base import UNSET, ProjectScope
+from arkor.sdk._base import UNSET, ProjectScope, RunFilters
 from arkor.sdk._bootstrap import (
     aensure_credentials,
     aensure_project_state,
@@ -133,6 +133,7 @@ __all__ = [
     "ProjectScope",
     "ProjectState",
     "ReconnectPolicy",
+    "RunFilters",
     "ServerError",
     "StartedInfo",
     "TokenCredentials",

@@ -74,6 +74,23 @@ def _wire(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class RunFilters:
+    """Which stored runs a list or an export takes (all of them by default)."""
+
+    status: str | None = None
+    key_id: str | None = None
+    since: str | None = None  # ISO time, inclusive
+    until: str | None = None  # ISO time, exclusive
+    q: str | None = None  # text in the request or the answer
+    mark: str | None = None  # good or bad
+
+    def params(self) -> dict[str, str]:
+        names = {"status": self.status, "keyId": self.key_id, "from": self.since,
+                 "to": self.until, "q": self.q, "mark": self.mark}
+        return {name: value for name, value in names.items() if value}
+
+
+@dataclass(frozen=True)
 class Call(Generic[T]):
     method: str
     path: str
@@ -394,6 +411,46 @@ class BaseCloudApiClient:
     def _list_datasets(self, scope: ScopeLike) -> Call[list[m.UploadedDataset]]:
         return Call("GET", "/v1/datasets", _list("datasets", m.UploadedDataset),
                     params=as_scope(scope).params())
+
+    def _runs_path(self, deployment_id: str, run_id: str | None = None) -> str:
+        path = f"/v1/endpoints/{_segment(deployment_id)}/runs"
+        return path + (f"/{_segment(run_id)}" if run_id else "")
+
+    def _list_runs(self, deployment_id: str, scope: ScopeLike, filters: RunFilters,
+                   limit: int | None, cursor: str | None) -> Call[m.RunPage]:
+        params = {**as_scope(scope).params(), **filters.params()}
+        if limit is not None:
+            params["limit"] = str(limit)
+        if cursor:
+            params["cursor"] = cursor
+        return Call("GET", self._runs_path(deployment_id), _whole(m.RunPage), params=params)
+
+    def _get_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> Call[m.Run]:
+        return Call("GET", self._runs_path(deployment_id, run_id), _field("run", m.Run),
+                    params=as_scope(scope).params())
+
+    def _mark_run(self, deployment_id: str, run_id: str, mark: str | None,
+                  scope: ScopeLike) -> Call[m.Run]:
+        return Call("PATCH", self._runs_path(deployment_id, run_id), _field("run", m.Run),
+                    params=as_scope(scope).params(), json={"mark": mark})
+
+    def _delete_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> Call[None]:
+        return Call("DELETE", self._runs_path(deployment_id, run_id), _nothing,
+                    params=as_scope(scope).params())
+
+    def _delete_runs(self, deployment_id: str, scope: ScopeLike) -> Call[int]:
+        return Call("DELETE", self._runs_path(deployment_id),
+                    lambda r: int(r.json()["deleted"]), params=as_scope(scope).params())
+
+    def _export_runs(self, deployment_id: str, scope: ScopeLike,
+                     filters: RunFilters) -> Call[m.ExportedRuns]:
+        def parse(response: httpx.Response) -> m.ExportedRuns:
+            return m.ExportedRuns(jsonl=response.text,
+                                  exported=int(response.headers.get("x-arkor-exported", 0)),
+                                  skipped=int(response.headers.get("x-arkor-skipped", 0)))
+
+        return Call("GET", self._runs_path(deployment_id) + "/export", parse,
+                    params={**as_scope(scope).params(), **filters.params()})
 
     def _delete_dataset(self, dataset_id: str, scope: ScopeLike) -> Call[None]:
         return Call("DELETE", f"/v1/datasets/{_segment(dataset_id)}", _nothing,

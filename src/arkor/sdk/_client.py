@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, Unpack
 
 import httpx
@@ -22,6 +22,7 @@ from arkor.sdk._base import (
     BaseCloudApiClient,
     Call,
     InferenceOptions,
+    RunFilters,
     ScopeLike,
     map_transport_error,
     raise_for_response,
@@ -209,6 +210,44 @@ class CloudApiClient(BaseCloudApiClient):
         """Delete an uploaded dataset (``ConflictError`` while a job that has not ended uses
         it)."""
         self._send(self._delete_dataset(dataset_id, scope))
+
+    def list_runs(self, deployment_id: str, scope: ScopeLike, *,
+                  filters: RunFilters | None = None, limit: int | None = None,
+                  cursor: str | None = None) -> m.RunPage:
+        """One page of a deployment's stored runs, newest first."""
+        return self._send(self._list_runs(deployment_id, scope, filters or RunFilters(),
+                                          limit, cursor))
+
+    def iter_runs(self, deployment_id: str, scope: ScopeLike, *,
+                  filters: RunFilters | None = None) -> Iterator[m.RunSummary]:
+        """Every matching run, newest first, page after page."""
+        cursor = None
+        while True:
+            page = self.list_runs(deployment_id, scope, filters=filters, cursor=cursor)
+            yield from page.runs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def get_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> m.Run:
+        return self._send(self._get_run(deployment_id, run_id, scope))
+
+    def mark_run(self, deployment_id: str, run_id: str, mark: str | None,
+                 scope: ScopeLike) -> m.Run:
+        """Mark a run ``"good"`` or ``"bad"`` (None clears it)."""
+        return self._send(self._mark_run(deployment_id, run_id, mark, scope))
+
+    def delete_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> None:
+        self._send(self._delete_run(deployment_id, run_id, scope))
+
+    def delete_runs(self, deployment_id: str, scope: ScopeLike) -> int:
+        """Delete every stored run of the deployment; how many there were."""
+        return self._send(self._delete_runs(deployment_id, scope))
+
+    def export_runs(self, deployment_id: str, scope: ScopeLike, *,
+                    filters: RunFilters | None = None) -> m.ExportedRuns:
+        """The completed plain-chat runs as a chat dataset (JSONL text)."""
+        return self._send(self._export_runs(deployment_id, scope, filters or RunFilters()))
 
     def create_job(
         self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]
@@ -452,6 +491,30 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def delete_dataset(self, dataset_id: str, scope: ScopeLike) -> None:
         await self._send(self._delete_dataset(dataset_id, scope))
+
+    async def list_runs(self, deployment_id: str, scope: ScopeLike, *,
+                        filters: RunFilters | None = None, limit: int | None = None,
+                        cursor: str | None = None) -> m.RunPage:
+        return await self._send(self._list_runs(deployment_id, scope,
+                                                filters or RunFilters(), limit, cursor))
+
+    async def get_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> m.Run:
+        return await self._send(self._get_run(deployment_id, run_id, scope))
+
+    async def mark_run(self, deployment_id: str, run_id: str, mark: str | None,
+                       scope: ScopeLike) -> m.Run:
+        return await self._send(self._mark_run(deployment_id, run_id, mark, scope))
+
+    async def delete_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> None:
+        await self._send(self._delete_run(deployment_id, run_id, scope))
+
+    async def delete_runs(self, deployment_id: str, scope: ScopeLike) -> int:
+        return await self._send(self._delete_runs(deployment_id, scope))
+
+    async def export_runs(self, deployment_id: str, scope: ScopeLike, *,
+                          filters: RunFilters | None = None) -> m.ExportedRuns:
+        return await self._send(self._export_runs(deployment_id, scope,
+                                                  filters or RunFilters()))
 
     async def create_job(
         self, scope: ScopeLike, *, name: str, config: Mapping[str, Any]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -216,6 +217,40 @@ class Deployment(Base):
     run_retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Run(Base):
+    """One call a deployment served (the edge's chat completions, completions or responses),
+    kept by the deployment's run retention: the request, the answer, the usage and timing,
+    which key (id and prefix, never the key) and which target. ``mark`` is a person's
+    good/bad; ``stored``/``metadata_json`` are OpenAI's stored-completion fields."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_deployment_created", "deployment_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(String(36))
+    route: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    http_status: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(200))
+    key_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(17))
+    base_model: Mapped[str] = mapped_column(String(200))
+    adapter: Mapped[str | None] = mapped_column(String(300))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_json: Mapped[str] = mapped_column(Text)
+    response_json: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    mark: Mapped[str | None] = mapped_column(String(10))
+    stored: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_json: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ReleasedSlug(Base):

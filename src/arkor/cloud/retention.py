@@ -1,0 +1,88 @@
+"""The run retention sweep: each deployment's runs older than its ``runRetentionDays`` (all of
+them once it is ``disabled``) are deleted, in batches, every ``SWEEP_SECONDS``.
+
+Retention is read from the deployments at each sweep, so a shortened one applies at the next.
+With several servers on one PostgreSQL, a session advisory lock lets one of them sweep at a
+time (the others skip that round); SQLite has one server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+from arkor.store import runs
+from arkor.store.db import Database
+from arkor.store.tables import utcnow
+
+log = logging.getLogger("arkor.runs")
+SWEEP_SECONDS = 300.0
+LOCK_KEY = 0x61726B6F72  # "arkor": the advisory lock of the run sweep
+
+
+class RunSweeper:
+    def __init__(self, db: Database, *, interval: float = SWEEP_SECONDS) -> None:
+        self.db = db
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="arkor-run-sweep", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def sweep(self, now: datetime | None = None) -> int | None:
+        """Delete what retention no longer keeps; the runs deleted, or None when another
+        server holds the sweep."""
+        now = now or utcnow()
+        with self._turn() as mine:
+            if not mine:
+                return None
+            with self.db.session() as session:
+                targets = runs.retention_targets(session)
+            deleted = 0
+            for deployment_id, days in targets:
+                cutoff = now - timedelta(days=days)
+                while not self._stop.is_set():
+                    with self.db.session() as session:
+                        batch = runs.delete_older(session, deployment_id, cutoff)
+                    deleted += batch
+                    if batch < runs.SWEEP_BATCH:
+                        break
+            if deleted:
+                log.info("run retention: deleted %d runs", deleted)
+            return deleted
+
+    @contextmanager
+    def _turn(self) -> Iterator[bool]:
+        if not self.db.is_postgres:
+            yield True
+            return
+        with self.db.engine.connect() as connection:
+            mine = bool(connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}).scalar())
+            connection.commit()
+            try:
+                yield mine
+            finally:
+                if mine:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                       {"key": LOCK_KEY})
+                    connection.commit()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("run retention sweep failed")

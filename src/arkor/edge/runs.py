@@ -1,0 +1,223 @@
+"""Recording the calls a deployment serves as runs, off the request path.
+
+:class:`RunTap` collects one call as it happens: the edge app opens it (request, key, target)
+and puts it in :data:`current`; the engine rows (:class:`arkor.edge.serving.Rows`) note the
+first token, each row's text and the engine's own token counts; the route notes the answer
+it built (:func:`answered`). When the response has been sent, the edge app closes it and hands
+it to the :class:`Recorder`: a bounded buffer that a thread writes to the database in
+batches. A request never waits for, or fails because of, the database; a full buffer drops
+the run, counts it (``dropped``) and logs a warning, at most one per ``WARN_EVERY_S``.
+
+A deployment whose retention is ``disabled`` opens no tap: its calls never reach the buffer.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from arkor.engine.base import Finished, TextDelta
+from arkor.store import runs as stored
+from arkor.store.db import Database
+from arkor.store.tables import Run, utcnow
+
+log = logging.getLogger("arkor.edge")
+MAX_BUFFERED = 10_000
+MAX_KEPT_REQUEST_BYTES = 256 * 1024
+"""A larger request body is not kept (a stub says its size): no prompt that fits a context
+is this long, so it is one the engine refused, and writing it would cost every other caller
+the time to copy it."""
+FLUSH_SECONDS = 0.5
+WARN_EVERY_S = 60.0
+STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = "completed", "failed", "cancelled"
+
+
+@dataclass
+class RunTap:
+    """One call, as the request is served."""
+
+    deployment_id: str
+    project_id: str
+    route: str
+    request_id: str
+    key_id: str | None
+    key_prefix: str | None
+    base_model: str
+    adapter: str | None
+    request: dict[str, Any] | None = None
+    request_bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+    texts: dict[int, list[str]] = field(default_factory=dict)
+    finished: dict[int, Finished] = field(default_factory=dict)
+    answer: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    ended: float = 0.0
+    http_status: int = 0
+    stream: bool = False
+
+    def event(self, row: int, event: TextDelta | Finished) -> None:
+        if isinstance(event, TextDelta):
+            if self.first_token_at is None and event.text:
+                self.first_token_at = time.monotonic()
+            self.texts.setdefault(row, []).append(event.text)
+        else:
+            self.finished[row] = event
+
+    def usage(self) -> tuple[int, int]:
+        """Prompt and completion tokens as the engine counted them: the route's ``usage``
+        when it answered (it knows which rows share a prompt), else the rows' own counts
+        (one prompt: a chat's ``n`` choices share it)."""
+        usage = (self.answer or {}).get("usage")
+        if isinstance(usage, dict):
+            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            if isinstance(prompt, int) and isinstance(completion, int):
+                return prompt, completion
+        done = list(self.finished.values())
+        return (max((f.prompt_tokens for f in done), default=0),
+                sum(f.completion_tokens for f in done))
+
+    def close(self, http_status: int, *, stream: bool) -> None:
+        """The call is over: note how it ended (cheap; :meth:`row` builds the record, on the
+        recorder's thread, since a request's body can be megabytes of JSON)."""
+        self.ended = time.monotonic()
+        self.http_status, self.stream = http_status, stream
+
+    def row(self) -> Run:
+        http_status = self.http_status
+        if http_status == 499 or (http_status < 400 and self.error is None
+                                  and self.answer is None and not self._all_finished()):
+            status = STATUS_CANCELLED
+        elif http_status >= 400 or self.error is not None:
+            status = STATUS_FAILED
+        else:
+            status = STATUS_COMPLETED
+        answer = self.answer if self.answer is not None else (
+            {"rows": [{"text": "".join(parts),
+                       "finishReason": (self.finished[row].finish_reason
+                                        if row in self.finished else None)}
+                      for row, parts in sorted(self.texts.items())]} if self.texts else None)
+        prompt_tokens, completion_tokens = self.usage()
+        request = self.request or {}
+        if self.request_bytes > MAX_KEPT_REQUEST_BYTES:
+            request = {"omitted": f"a request body of {self.request_bytes} bytes is not kept "
+                                  f"(over {MAX_KEPT_REQUEST_BYTES // 1024} KiB)"}
+        return Run(
+            id=f"run_{uuid.uuid4().hex}", deployment_id=self.deployment_id,
+            project_id=self.project_id, route=self.route, status=status, error=self.error,
+            http_status=http_status, request_id=self.request_id[:200], key_id=self.key_id,
+            key_prefix=self.key_prefix, base_model=self.base_model, adapter=self.adapter,
+            stream=self.stream, request_json=json.dumps(request),
+            response_json=json.dumps(answer) if answer is not None else None,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            ttft_ms=(round((self.first_token_at - self.started) * 1000)
+                     if self.first_token_at is not None else None),
+            latency_ms=round((self.ended - self.started) * 1000),
+            stored=bool(request.get("store")),
+            metadata_json=(json.dumps(request["metadata"])
+                           if isinstance(request.get("metadata"), dict) else None),
+            created_at=self.created_at,
+        )
+
+    def _all_finished(self) -> bool:
+        return bool(self.finished) and set(self.texts) <= set(self.finished)
+
+
+current: contextvars.ContextVar[RunTap | None] = contextvars.ContextVar(
+    "arkor_run_tap", default=None)
+
+
+def answered(body: dict[str, Any]) -> None:
+    """The route's answer for the run being recorded, if one is."""
+    tap = current.get()
+    if tap is not None:
+        tap.answer = body
+
+
+def failed(message: str) -> None:
+    tap = current.get()
+    if tap is not None:
+        tap.error = message
+
+
+class Recorder:
+    """Runs buffered in memory (at most ``max_buffered``) and written in batches."""
+
+    def __init__(self, db: Database, *, max_buffered: int = MAX_BUFFERED,
+                 interval: float = FLUSH_SECONDS) -> None:
+        self._db = db
+        self._interval = interval
+        self._buffer: deque[RunTap] = deque()
+        self._max = max_buffered
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned_at = 0.0
+        self.dropped = 0
+        self.written = 0
+
+    def submit(self, run: RunTap) -> None:
+        """A closed tap, kept until the next write (or dropped, counted, when full)."""
+        with self._lock:
+            if len(self._buffer) >= self._max:
+                self.dropped += 1
+                now = time.monotonic()
+                if now - self._warned_at >= WARN_EVERY_S:
+                    self._warned_at = now
+                    log.warning("run recording is behind: %d runs dropped so far (buffer of "
+                                "%d full)", self.dropped, self._max)
+                return
+            self._buffer.append(run)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="arkor-runs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered now (the recorder's thread does this every interval)."""
+        while True:
+            with self._lock:
+                taps = [self._buffer.popleft() for _ in range(min(500, len(self._buffer)))]
+            if not taps:
+                return
+            batch = []
+            for tap in taps:
+                try:
+                    batch.append(tap.row())
+                except Exception:
+                    self.dropped += 1
+                    log.exception("could not record a run of request %s", tap.request_id)
+            try:
+                with self._db.session() as session:
+                    stored.add_runs(session, batch)
+                self.written += len(batch)
+            except Exception:
+                # A deployment deleted since the call (its runs go with it), or the database
+                # away: these runs are lost, and said to be.
+                self.dropped += len(batch)
+                log.exception("could not write %d runs", len(batch))
+                return
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
