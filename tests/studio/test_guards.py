@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -38,9 +39,28 @@ def test_every_api_route_needs_the_token(studio) -> None:
                          ("POST", "/api/deployments/x/keys"), ("POST", "/api/train"),
                          ("POST", "/api/datasets"), ("POST", "/api/inference/chat"),
                          ("GET", "/api/base-models"), ("POST", "/api/jobs/x/cancel"),
-                         ("GET", "/api/nothing-here")]:
+                         ("GET", "/api/nothing-here"), ("POST", "/api/status"),
+                         ("GET", "/api/status/"), ("GET", "/api/status/x")]:
         response = studio.request(method, path, token=None)
         assert (response.status_code, response.json()) == (403, TOKEN_ERROR), (method, path)
+
+
+def test_status_is_the_one_api_route_open_without_a_token(studio, cloud) -> None:
+    response = studio.get("/api/status", token=None)
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"status": "ok", "version": body["version"], "mode": "interactive",
+                    "url": studio.url, "pid": os.getpid(), "cwd": str(studio.cwd),
+                    "endpoints": {"studio": studio.url, "cloud": cloud.url}}
+    assert studio.token not in response.text
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "127.0.0.1.evil.com", "[::1]:4000"])
+def test_status_still_needs_a_loopback_host(studio, host: str) -> None:
+    response = studio.get("/api/status", token=None, headers={"Host": host})
+    assert (response.status_code, response.json()) == (403,
+                                                       {"error": "Studio API is loopback-only"})
 
 
 def test_query_token_only_opens_the_event_stream(studio) -> None:

@@ -5,14 +5,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from arkor.studio import api_deployments, api_identity, api_inference, api_jobs, api_training
+from arkor.studio import (
+    api_deployments,
+    api_identity,
+    api_inference,
+    api_jobs,
+    api_status,
+    api_training,
+)
 from arkor.studio.config import STATIC_DIR
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "studio.md").read_text()
 
 
 def test_every_api_route_is_documented() -> None:
-    for module in (api_identity, api_jobs, api_training, api_inference, api_deployments):
+    for module in (api_status, api_identity, api_jobs, api_training, api_inference,
+                   api_deployments):
         for route in module.routes:
             path = re.sub(r"\{key_id\}", "{keyId}", route.path)
             path = re.sub(r"\{(deployment|job)_id\}", "{id}", path)

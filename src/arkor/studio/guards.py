@@ -3,6 +3,8 @@ one ASGI middleware.
 
 The Host check stops DNS-rebinding pages from reaching the server under a foreign name; the
 token (read from a meta tag that only a same-origin page can see) stops cross-site requests.
+Only :data:`OPEN_API_ROUTES` (``GET /api/status``, which answers no secret) skip the token;
+the Host check applies to every request.
 Every response, refusals included, carries :data:`SECURITY_HEADERS`: no framing (so no
 clickjacking), a Content-Security-Policy that runs only the Studio's own files, no MIME
 sniffing and no Referer.
@@ -21,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LOOPBACK_HOST = re.compile(r"^(?:127\.0\.0\.1|localhost)(?::\d+)?$")
 TOKEN_HEADER = b"x-arkor-studio-token"
 EVENTS_PATH = re.compile(r"^/api/jobs/[^/]+/events$")
+STATUS_PATH = "/api/status"
+OPEN_API_ROUTES = frozenset({("GET", STATUS_PATH)})
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -98,7 +102,8 @@ class StudioGuard:
                           message="Studio API is loopback-only" if api
                           else "Studio is loopback-only")
             return
-        if api and not token_matches(self._token_from(scope), self.token):
+        if api and (scope["method"], scope["path"]) not in OPEN_API_ROUTES \
+                and not token_matches(self._token_from(scope), self.token):
             await _refuse(send, api=True, message="Missing or invalid studio token")
             return
         await self.app(scope, receive, send)

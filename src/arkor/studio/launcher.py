@@ -1,4 +1,5 @@
-"""Serving the Studio: uvicorn on a bound loopback socket, the token file, the ready line."""
+"""Serving the Studio: uvicorn on a bound loopback socket, the token and session files, the
+ready line."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 import uvicorn
 
 from arkor.studio.config import StudioConfig
+from arkor.studio.ports import studio_url
 from arkor.studio.server import create_studio_app
+from arkor.studio.session_file import StudioSession, remove_session, write_session
 from arkor.studio.token_file import remove_studio_token, write_studio_token
 
 
@@ -36,19 +39,35 @@ class StudioServer(uvicorn.Server):
 
 
 def serve_studio(config: StudioConfig, sock: socket.socket, *,
-                 on_ready: Callable[[str], None], on_exit: Callable[[], Any]) -> None:
+                 on_ready: Callable[[str, StudioSession | None], None],
+                 on_exit: Callable[[], Any], session_file: bool = True) -> None:
+    """Serve until stopped. Once listening: the token file, then (with ``session_file``) this
+    launch's ``.arkor/agent`` session file, then ``on_ready(url, session)``. Both are removed
+    when the server shuts down (an exit, SIGINT or SIGTERM); the session file also when
+    serving fails."""
     port = sock.getsockname()[1]
-    url = f"http://localhost:{port}"
+    url = config.url or studio_url(port)
+    sessions: list[StudioSession] = []
 
     def ready() -> None:
         write_studio_token(config.token)
-        on_ready(url)
+        if session_file:
+            sessions.append(write_session(config.cwd, token=config.token, url=url, port=port))
+        on_ready(url, sessions[0] if sessions else None)
+
+    def forget_session() -> None:
+        for session in sessions:
+            remove_session(session)
 
     def done() -> None:
+        forget_session()
         remove_studio_token(config.token)
         on_exit()
 
     app = create_studio_app(config)
     server = StudioServer(uvicorn.Config(app, log_level="warning", lifespan="on"),
                           on_ready=ready, on_exit=done)
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        forget_session()

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import errno
+import re
 import socket
 from collections.abc import Callable
 
 from arkor.studio.config import DEFAULT_STUDIO_PORT, PORT_ATTEMPTS
 
 LOOPBACK = "127.0.0.1"
+MAX_PORT = 65535
+PLAIN_PORT = re.compile(r"[1-9][0-9]{0,4}")
+PORT_RULE = (f"give a port from 1 to {MAX_PORT} in plain decimal digits, without a sign, "
+             "spaces, leading zeros or 0x (e.g. 4100)")
+
+
+def parse_port(text: str) -> int:
+    """``text`` as a port number; anything but plain decimal digits 1-65535 is a ValueError
+    saying what a port looks like."""
+    if PLAIN_PORT.fullmatch(text) is None or int(text) > MAX_PORT:
+        raise ValueError(f"{text!r} is not a port number; {PORT_RULE}.")
+    return int(text)
+
+
+def studio_url(port: int) -> str:
+    """The address tools are given for a Studio on ``port``: the IP, so no resolver is asked
+    whether ``localhost`` is IPv6 first."""
+    return f"http://{LOOPBACK}:{port}"
 
 
 class PortInUseError(OSError):

@@ -16,6 +16,7 @@ from arkor.studio import (
     api_identity,
     api_inference,
     api_jobs,
+    api_status,
     api_training,
     contract_js,
 )
@@ -44,6 +45,7 @@ def create_studio_app(config: StudioConfig) -> Starlette:
             await pool.shutdown()
 
     routes = [
+        *api_status.routes,
         *api_identity.routes,
         *api_jobs.routes,
         *api_training.routes,
