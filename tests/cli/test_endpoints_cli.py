@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 
 from typer.testing import CliRunner
@@ -59,6 +60,11 @@ def test_endpoints_lifecycle(arkor, cloud) -> None:
     slug = f"cli-{read_credentials().org_slug[-6:]}"
     created = arkor("endpoints", "create", slug, "--base-model", EMBEDDED).stdout
     assert f"Created endpoint {slug}" in created and "Base model" in created
+    base_url = f"{cloud.url}/d/{slug}/v1"
+    assert re.search(rf"^ *URL +{re.escape(base_url)}/chat/completions *$", created, re.M)
+    assert re.search(rf"^ *Base URL +{re.escape(base_url)} *$", created, re.M)
+    shown = arkor("endpoints", "get", slug).stdout
+    assert f"{base_url}/chat/completions" in shown and "Base URL" in shown
     assert read_state() is not None  # the write path bootstrapped the project scope
     err = arkor("endpoints", "create", slug, "--base-model", EMBEDDED, code=1).stderr
     assert "Deployment slug is already taken" in err
@@ -73,6 +79,8 @@ def test_endpoints_lifecycle(arkor, cloud) -> None:
     final = json.loads(arkor("endpoints", "create", f"{slug}-ft", "--final", job_id,
                              "--retention", "days", "--retention-days", "30", "--json").stdout)
     assert final["target"] == {"kind": "adapter", "adapter": {"kind": "final", "jobId": job_id}}
+    assert final["baseUrl"] == f"{cloud.url}/d/{slug}-ft/v1"
+    assert final["url"] == f"{cloud.url}/d/{slug}-ft/v1/chat/completions"
     assert final["runRetentionDays"] == 30
 
     listed = arkor("endpoints", "list").stdout
@@ -103,6 +111,7 @@ def test_endpoints_lifecycle(arkor, cloud) -> None:
     assert "Nothing to change" in arkor("endpoints", "update", slug, code=1).stderr
     shown = arkor("endpoints", "get", final["id"]).stdout
     assert "Checkpoint step 20" in shown and "no" in shown
+    assert final["url"] in shown and final["baseUrl"] in shown
 
     assert "--yes" in arkor("endpoints", "delete", f"{slug}-ft", code=1).stderr
     arkor("endpoints", "delete", f"{slug}-ft", "--yes")

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from arkor.cli.main import app
 from arkor.sdk import read_state
+from arkor.training.gpus import gpu_types_refusal, host_gpu_names
 from tests.cli.conftest import cli_runner
 from tests.sdk.training_support import (
     EMBEDDED,
@@ -86,6 +87,20 @@ def test_train_refuses_a_bad_dataset_with_line_numbers(arkor, tmp_path: Path) ->
     bad = write_bad_dataset(tmp_path / "bad.jsonl")
     err = arkor("train", "--dataset", str(bad), code=1).stderr
     assert "line 2" in err and "line 4" in err and "nothing was saved" in err
+    assert json.loads(arkor("jobs", "list", "--json").stdout) == before
+
+
+def test_train_refuses_gpu_types_this_server_lacks(arkor, tmp_path: Path) -> None:
+    names = host_gpu_names()
+    if gpu_types_refusal(["A100", "H100"], names) is None:
+        pytest.skip(f"this host has an A100 or H100: {names}")
+    before = json.loads(arkor("jobs", "list", "--json").stdout)
+    data = write_chat_dataset(tmp_path / "d.jsonl", count=2)
+    err = arkor("train", "--dataset", str(data), "--gpu-type", "A100", "--gpu-type", "H100",
+                code=1).stderr
+    has = f"this server's GPUs are {', '.join(names)}" if names else "this server trains on CPU"
+    assert f"config.gpuTypes: asks for A100 or H100, but {has}" in err
+    assert "send [] (or leave gpuTypes out)" in err
     assert json.loads(arkor("jobs", "list", "--json").stdout) == before
 
 

@@ -16,7 +16,10 @@ import httpx
 import pytest
 
 from arkor.server import create_app
+from arkor.store import jobs
+from arkor.store.db import Database
 from arkor.training.demo import demo_dataset_path
+from arkor.training.gpus import gpu_types_refusal, host_gpu_names
 from tests.servers import LiveServer
 from tests.workspace import Workspace, new_workspace
 
@@ -27,6 +30,7 @@ class Api:
     def __init__(self, url: str, ws: Workspace) -> None:
         self.url = url
         self.params = {"orgSlug": ws.scope.org_slug, "projectSlug": ws.scope.project_slug}
+        self.org_id, self.project_id = ws.org_id, ws.project_id
         self.headers = {"X-Arkor-Client": "arkor/0.1.0",
                         "Authorization": f"Bearer {ws.credentials.token}"}
 
@@ -59,6 +63,15 @@ class Api:
                 return job
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} stayed {job['status']}")
+
+    def first(self, job_id: str, kind: str) -> dict:
+        """The job's first event of ``kind``, as soon as it is stored."""
+        with httpx.stream("GET", f"{self.url}/v1/jobs/{job_id}/events/stream",
+                          params=self.params, headers=self.headers, timeout=120) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: ") and (frame := json.loads(line[6:]))["type"] == kind:
+                    return frame
+        raise AssertionError(f"the stream of job {job_id} ended without {kind}")
 
     def events(self, job_id: str) -> list[dict]:
         with httpx.stream("GET", f"{self.url}/v1/jobs/{job_id}/events/stream",
@@ -124,15 +137,36 @@ def test_job_config_problems_are_400_before_any_job(api, tmp_path: Path) -> None
     assert api.request("GET", "/v1/jobs").json()["jobs"] == []
 
 
+def test_gpu_types_this_host_lacks_are_400_naming_both(api) -> None:
+    asked = ["A100", "H100"]
+    names = host_gpu_names()
+    if gpu_types_refusal(asked, names) is None:
+        pytest.skip(f"this host has one of {asked}: {names}")
+    source = {"type": "upload", "uploadId": demo_upload(api)}
+    response = api.request("POST", "/v1/jobs", json={"name": "x", "config": {
+        "model": EMBEDDED, "datasetSource": source, "gpuTypes": asked}})
+    assert response.status_code == 400
+    has = f"this server's GPUs are {', '.join(names)}" if names else (
+        "this server trains on CPU (torch sees no CUDA device)")
+    assert response.json()["error"] == (
+        f"config.gpuTypes: asks for A100 or H100, but {has}; send [] (or leave gpuTypes out) "
+        "to train on what this server has")
+    assert api.request("GET", "/v1/jobs").json()["jobs"] == []
+
+
 def test_killed_runner_fails_the_job_and_the_server_keeps_serving(api, cloud) -> None:
-    job = api.create_job(demo_upload(api), maxSteps=200)
+    job = api.create_job(demo_upload(api), maxSteps=200, gpuTypes=[])  # []: any device
+    assert job["config"]["gpuTypes"] == []
     pid = runner_pid(cloud, job["id"])
-    api.wait_for(job["id"], ("running",))
+    assert api.first(job["id"], "training.log")["step"] == 1
     os.killpg(pid, signal.SIGKILL)
     failed = api.wait_for(job["id"], ("failed",), timeout=30)
     assert "killed" in failed["error"] and "SIGKILL" in failed["error"]
     frames = api.events(job["id"])
     assert frames[-2]["type"] == "training.failed" and frames[-1]["type"] == "end"
+    # The runner said nothing more: the step is the last one stored for the job.
+    logged = [f["step"] for f in frames if f["type"] == "training.log"]
+    assert frames[-2]["step"] == logged[-1] >= 1
     assert api.request("GET", "/v1/jobs").status_code == 200
     assert httpx.get(cloud.url + "/healthz").json() == {"status": "ok"}
 
@@ -169,13 +203,26 @@ def test_restart_fails_the_job_it_left_running(cloud, embedded_model_dir, tmp_pa
     with LiveServer(create_app(settings)) as url:
         api = Api(url, new_workspace(url))
         job = api.create_job(demo_upload(api), maxSteps=200)
-        api.wait_for(job["id"], ("running",))
-    # The first server is gone (its runner was stopped with it); a new one takes over.
+        reached = api.first(job["id"], "training.log")["step"]
+    # The first server is gone (its runner was stopped with it). A job it left "running"
+    # with no one to finish it, as after a crash, is failed by the next one at its start.
+    db = Database(settings.db_url)
+    with db.session() as session:
+        orphan = jobs.create_job(session, org_id=api.org_id, project_id=api.project_id,
+                                 name="orphan", config=job["config"], status="running")
+        jobs.add_event(session, orphan.id, {"type": "training.log", "jobId": orphan.id,
+                                            "step": 7, "loss": 1.0})
+        orphan_id = orphan.id
+    db.dispose()
     with LiveServer(create_app(settings)) as url:
         api.url = url
         failed = api.wait_for(job["id"], ("failed",), timeout=10)
         assert "server stopped" in failed["error"]
-        assert api.events(job["id"])[-2]["type"] == "training.failed"
+        last = api.events(job["id"])[-2]
+        assert last["type"] == "training.failed" and last["step"] >= reached
+        assert "server stopped" in api.wait_for(orphan_id, ("failed",), timeout=10)["error"]
+        last = api.events(orphan_id)[-2]
+        assert (last["type"], last["step"]) == ("training.failed", 7)
 
 
 def test_completed_job_leaves_adapters_that_change_outputs(api, cloud, backend,

@@ -236,6 +236,11 @@ def test_running_and_queued_quotas_hold_one_org_back_not_the_others(
     failed = wait_for(other, started, ("failed", "completed", "cancelled"), timeout=60)
     assert failed["status"] == "failed"
     assert "wall time of 4 s" in failed["error"] and "ARKOR_QUOTA_JOB_WALL_S=4" in failed["error"]
+    stream = other("GET", f"/v1/jobs/{started}/events/stream").text
+    frames = [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+    logged = [f["step"] for f in frames if f["type"] == "training.log"]
+    assert frames[-2]["type"] == "training.failed"  # with the step the runner reached
+    assert frames[-2]["step"] >= logged[-1] if logged else frames[-2]["step"] in (None, 0)
     assert quota_cloud.app.state.supervisor.runner_pid(started) is None  # type: ignore[attr-defined]
     api("POST", f"/v1/jobs/{waiting.json()['job']['id']}/cancel")
 

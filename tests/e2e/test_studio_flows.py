@@ -220,3 +220,51 @@ def test_endpoint_detail_screenshots(page, theme: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"endpoint-detail-{theme}.png"), full_page=True)
     page.get_by_role("button", name="Delete").click()
     page.wait_for_url(re.compile(r"#/endpoints$"))
+
+
+def start_a_long_run(page) -> str:
+    """The demo with enough steps to still be going when a test stops it; its job id."""
+    page.goto("/")
+    page.get_by_text("Training settings").click()
+    page.get_by_label("Max steps").fill("500")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def test_cancel_a_running_job_from_its_page(page) -> None:
+    job = start_a_long_run(page)
+    expect_text(page, ".page-head status-badge", "^running$", timeout_s=120)
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: asked.append(dialog.message))  # the fixture accepts it
+    page.get_by_role("button", name="Cancel run").click()
+    expect_text(page, ".page-head status-badge", "^cancelled$")
+    assert asked == ["Cancel this training run? Its checkpoints so far are kept."]
+    assert page.get_by_role("button", name="Cancel run").count() == 0
+    assert page.get_by_role("link", name="Open in Playground").count() == 0
+    page.locator(".events li").filter(has_text="training.cancelled").wait_for()
+
+    page.goto("/#/jobs")
+    page.get_by_role("button", name="Cancelled").click()
+    row = page.locator("tbody tr").filter(has=page.locator(f'td[title="{job}"]'))
+    assert row.locator("status-badge").get_attribute("status") == "cancelled"
+
+
+def test_a_refused_cancel_is_shown_on_the_page(page, dev_server) -> None:
+    """The job is cancelled elsewhere just before the page's own request reaches the server,
+    which answers 409: the page says so, and drops the button once the job has ended."""
+    job = start_a_long_run(page)
+    token = page.locator('meta[name="arkor-studio-token"]').get_attribute("content")
+
+    def cancelled_elsewhere_first(route) -> None:
+        response = httpx.post(route.request.url, headers={"X-Arkor-Studio-Token": token})
+        assert response.status_code == 200, response.text
+        route.continue_()
+
+    page.route(f"**/api/jobs/{job}/cancel", cancelled_elsewhere_first)
+    page.get_by_role("button", name="Cancel run").click()
+    page.get_by_role("alert").filter(
+        has_text="Couldn't cancel: Job is already cancelled").wait_for()
+    expect_text(page, ".page-head status-badge", "^cancelled$")
+    assert page.get_by_role("button", name="Cancel run").count() == 0
+    page.console_errors[:] = [e for e in page.console_errors if "409" not in e]

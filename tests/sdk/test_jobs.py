@@ -4,6 +4,9 @@ that really trains. One small job per module is shared by most tests."""
 from __future__ import annotations
 
 import asyncio
+import math
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from arkor import (
     CloudApiClient,
     CompletedInfo,
     ConflictError,
+    FailedInfo,
     JobEvent,
     LogInfo,
     NotFoundError,
@@ -136,6 +140,10 @@ def test_trainer_callbacks_fire_in_order(trained: TrainedJob) -> None:
     completed = trained.calls[-1][1]
     assert isinstance(completed, CompletedInfo)
     assert completed.job.status == "completed" and completed.job.has_final_adapter
+    assert completed.metrics == trained.events[-2].data["metrics"]
+    assert completed.metrics["totalSteps"] == 4 and completed.metrics["totalTime"] > 0
+    assert math.isfinite(completed.metrics["finalLoss"])
+    assert completed.metrics["finalLoss"] == pytest.approx(logs[-1].loss, rel=1e-4)
     assert trained.result.job == completed.job
     assert "final/adapter_model.safetensors" in {a["pathname"]
                                                  for a in trained.result.artifacts}
@@ -261,6 +269,28 @@ def test_a_raising_callback_stops_wait_and_cancel_ends_the_job(trained: TrainedJ
         client.close()
 
 
+def test_on_failed_gets_the_step_the_job_reached(trained: TrainedJob, cloud) -> None:
+    """The runner is killed after its second step, so the server fails the job itself with the
+    last step it stored; ``on_failed`` gets that step."""
+    seen: list[Any] = []
+
+    def on_log(info: LogInfo) -> None:
+        seen.append(info)
+        if info.step == 2:
+            os.killpg(cloud.app.state.supervisor.runner_pid(info.job.id), signal.SIGKILL)
+
+    trainer = create_trainer(
+        name="killed", dataset={"type": "upload", "uploadId": trained.dataset_id},
+        max_steps=500, batch_size=2, max_length=64, save_steps=0, client=trained.ws.client,
+        scope=trained.ws.scope, on_log=on_log, on_failed=seen.append,
+        on_completed=seen.append)
+    result = trainer.wait()
+    *logs, failed = seen
+    assert isinstance(failed, FailedInfo) and "SIGKILL" in failed.error
+    assert failed.step == logs[-1].step >= 2
+    assert result.job.status == "failed" and result.artifacts == []
+
+
 def test_async_trainer_follows_a_job(trained: TrainedJob, cloud) -> None:
     """A dry run (at most 2 steps) through the async twin, with an async callback."""
     seen: list[str] = []
@@ -277,9 +307,10 @@ def test_async_trainer_follows_a_job(trained: TrainedJob, cloud) -> None:
                 dry_run=True, batch_size=2, max_length=64, save_steps=None,
                 client=client, scope=trained.ws.scope,
                 on_started=lambda info: seen.append("started"), on_log=on_log,
-                on_completed=lambda info: seen.append("completed"))
+                on_completed=lambda info: seen.append(
+                    f"completed {info.metrics['totalSteps']}"))
             return await trainer.wait()
 
     result = asyncio.run(scenario())
-    assert seen == ["started", "log 1", "log 2", "completed"]
+    assert seen == ["started", "log 1", "log 2", "completed 2"]
     assert result.job.status == "completed" and result.job.checkpoints == []

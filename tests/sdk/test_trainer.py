@@ -7,9 +7,18 @@ from typing import get_type_hints
 
 import pytest
 
-from arkor import create_async_trainer, create_trainer
+from arkor import (
+    CompletedInfo,
+    FailedInfo,
+    JobEvent,
+    Trainer,
+    TrainingJob,
+    create_async_trainer,
+    create_trainer,
+)
+from arkor.contract.events import COMPLETED, FAILED
 from arkor.contract.job_config import FIELDS, TrainerOptions, TrainingConfig
-from arkor.sdk._trainer import TrainerArguments
+from arkor.sdk._trainer import TrainerArguments, TrainerSpec
 
 
 def test_only_given_options_are_sent_in_camel_case(tmp_path) -> None:
@@ -57,3 +66,26 @@ def test_an_unknown_option_is_a_type_error_listing_the_known_ones() -> None:
 
 def test_cancel_before_start_is_a_no_op() -> None:
     assert create_trainer(name="t", dataset={"type": "upload", "uploadId": "x"}).cancel() is None
+
+
+def _job(status: str) -> TrainingJob:
+    return TrainingJob(id="j", org_id="o", project_id="p", name="t", status=status, config={},
+                       error="boom" if status == "failed" else None, created_at="now")
+
+
+def test_terminal_callbacks_get_metrics_and_step_or_their_defaults() -> None:
+    """What a server says is passed on; an older server's events, without ``metrics`` or
+    ``step``, give ``{}`` and ``None``, and the dataclasses still build from two arguments."""
+    spec = TrainerSpec(name="t", dataset={}, callbacks={"on_completed": print,
+                                                        "on_failed": print})
+    metrics = {"finalLoss": 0.5, "totalSteps": 4, "totalTime": 1.5}
+    for data in ({"metrics": metrics}, {}):
+        fired = Trainer(spec)._finish(_job("completed"), JobEvent("1", COMPLETED, data))
+        assert fired == (print, CompletedInfo(_job("completed"), [],
+                                              metrics=data.get("metrics", {})))
+    for data, step in (({"error": "x", "step": 3}, 3), ({"error": "x"}, None),
+                       ({"error": "x", "step": True}, None)):
+        fired = Trainer(spec)._finish(_job("failed"), JobEvent("2", FAILED, data))
+        assert fired == (print, FailedInfo(_job("failed"), "x", step=step))
+    assert CompletedInfo(_job("completed"), []).metrics == {}
+    assert FailedInfo(_job("failed"), "x").step is None

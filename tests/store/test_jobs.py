@@ -87,6 +87,22 @@ def test_events_are_read_in_write_order_after_an_id_and_per_job(
         assert jobs.events_after(session, job.id, written[-1]) == []
 
 
+def test_last_step_is_the_latest_stored_log_or_checkpoint_step(
+        db: Database, tenant: Tenant) -> None:
+    job, other = new_job(db, tenant), new_job(db, tenant, "other")
+    with db.session() as session:
+        assert jobs.last_step(session, job.id) is None
+        jobs.add_event(session, job.id, {"type": "training.started", "metadata": {}})
+        assert jobs.last_step(session, job.id) is None
+        jobs.add_event(session, job.id, {"type": "training.log", "step": 3})
+        jobs.add_event(session, job.id, {"type": "checkpoint.saved", "step": 4})
+        jobs.add_event(session, other.id, {"type": "training.log", "step": 9})
+        jobs.add_event(session, job.id, {"type": "training.cancelled"})
+    with db.session() as session:
+        assert jobs.last_step(session, job.id) == 4
+        assert jobs.last_step(session, other.id) == 9
+
+
 def test_a_follower_never_ends_before_the_terminal_event(
         db: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
     """Regression: the stream read a job's events, then its status; a job that finished in

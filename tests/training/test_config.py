@@ -110,12 +110,23 @@ def test_dataset_source_shapes(source: dict[str, Any], expected: DatasetSource) 
     ("optim", "sgd", "optim must be an AdamW optimizer name"),
     ("datasetFormat", {"type": "alpaca"}, "datasetFormat must be"),
     ("maxGradNorm", 0, "maxGradNorm must be a positive number"),
+    ("gpuTypes", "A100", "gpuTypes must be a list of GPU type names"),
+    ("gpuTypes", ["A100", ""], "gpuTypes must be a list of GPU type names"),
+    ("gpuTypes", [100], "gpuTypes must be a list of GPU type names"),
 ])
 def test_each_bad_field_is_named(field: str, value: Any, message: str) -> None:
     with pytest.raises(JobConfigError) as caught:
         parse_job_config({**MINIMAL, field: value})
     assert caught.value.field == field
     assert str(caught.value).startswith(message)
+
+
+def test_gpu_types_are_a_list_of_names_and_none_by_default() -> None:
+    assert parse_job_config(MINIMAL).gpu_types == ()
+    assert parse_job_config({**MINIMAL, "gpuTypes": []}).gpu_types == ()
+    config = parse_job_config({**MINIMAL, "gpuTypes": ["A100", " H100 "]})
+    assert config.gpu_types == ("A100", "H100")
+    assert config.to_wire()["gpuTypes"] == ["A100", "H100"]
 
 
 @pytest.mark.parametrize("field", ["model", "datasetSource"])

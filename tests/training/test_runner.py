@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import signal
 import subprocess
@@ -87,9 +88,11 @@ def test_event_payloads(fast_run: tuple[RunnerResult, Path]) -> None:
     assert [a["pathname"] for a in completed["artifacts"]] == [
         "final/adapter_config.json", "final/adapter_model.safetensors"]
     metrics = completed["metrics"]
-    assert metrics["steps"] == 4
+    assert metrics["steps"] == metrics["totalSteps"] == 4
     assert metrics["evalLoss"] == pytest.approx(logs[-1]["evalLoss"], rel=1e-4)
+    assert math.isfinite(metrics["finalLoss"]) and metrics["finalLoss"] > 0
     assert metrics["finalLoss"] == pytest.approx(logs[-1]["loss"], rel=1e-4)
+    assert metrics["totalTime"] >= metrics["trainRuntimeSeconds"] > 0
     assert metrics["tokensPerSecond"] > 0 and metrics["peakRssMb"] > 100
 
 
@@ -145,7 +148,7 @@ def test_bad_dataset_fails_before_the_job_starts(tmp_path: Path, embedded_model_
     assert result.returncode == 1
     [failed] = result.events
     assert failed["type"] == "training.failed"
-    assert "step" not in failed
+    assert failed["step"] is None  # it never began training
     assert failed["error"].splitlines() == [
         "Invalid dataset: 2 problems found",
         "  line 2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
@@ -198,7 +201,8 @@ def test_signal_cancels_within_seconds(tmp_path: Path, embedded_model_dir: Path,
     assert elapsed < 5, f"took {elapsed:.1f}s to stop"
     last = seen[-1]
     assert (last["type"], last["error"]) == ("training.failed", "cancelled")
-    assert last["step"] >= 1
+    logged = [e["step"] for e in seen if e["type"] == "training.log"]
+    assert last["step"] >= max(logged) >= 1  # a step can end before its log row is out
     assert not (tmp_path / "out" / "final").exists()
 
 

@@ -108,16 +108,17 @@ def find(session: CloudSession, scope: ProjectScope, ref: str) -> Deployment:
 
 def show(deployment: Deployment) -> None:
     table = Table(show_header=False, box=None)
+    table.add_column()
+    table.add_column(overflow="fold")  # a long URL breaks across lines, never cut short
     for label, value in [
         ("Slug", deployment.slug), ("Id", deployment.id), ("Target", describe_target(deployment)),
         ("Auth", deployment.auth_mode), ("Enabled", "yes" if deployment.enabled else "no"),
         ("Retention", describe_retention(deployment)), ("Created", deployment.created_at),
-        ("Updated", deployment.updated_at),
+        ("Updated", deployment.updated_at), ("URL", deployment.url),
+        ("Base URL", deployment.base_url),
     ]:
-        table.add_row(f"[bold]{label}[/bold]", value)
-    for name in ("url", "baseUrl"):
-        if deployment.model_extra and deployment.model_extra.get(name):
-            table.add_row(f"[bold]{name}[/bold]", str(deployment.model_extra[name]))
+        if value is not None:
+            table.add_row(f"[bold]{label}[/bold]", value)
     console.print(table)
 
 

@@ -94,6 +94,10 @@ def train(
         "--save-steps", help=field_help("saveSteps"))] = None,
     eval_steps: Annotated[int | None, typer.Option(
         "--eval-steps", help=field_help("evalSteps"))] = None,
+    gpu_types: Annotated[list[str] | None, typer.Option(
+        "--gpu-type", metavar="TYPE",
+        help="A GPU type the job may train on (repeat for several, e.g. --gpu-type A100 "
+             "--gpu-type H100); the server refuses the job if it has none of them.")] = None,
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="Start the job and return; follow it with `arkor jobs events`.")
     ] = False,
@@ -122,6 +126,8 @@ def train(
              "batch_size": batch_size, "max_length": max_length, "save_steps": save_steps,
              "eval_steps": eval_steps}
     options.update({wire_name(k): v for k, v in flags.items() if v is not None})
+    if gpu_types:
+        options[wire_name("gpu_types")] = list(gpu_types)
     assert dataset is not None
     job_name = name or (DEMO_NAME if demo else dataset.stem)
     with cloud_errors():

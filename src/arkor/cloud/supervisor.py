@@ -6,6 +6,8 @@ stores every JSON-line event, registers checkpoints and the final adapter, and m
 through its statuses. A crash, OOM kill or bad exit of the runner fails the job with a
 reason; the server itself is never affected. Cancel sends SIGTERM, then SIGKILL after a
 grace period. On start, jobs left ``running`` by a previous server are marked failed.
+Every ``training.failed`` the supervisor writes itself carries ``step``: the runner's last
+step when it said one, else the last step stored for the job, else null.
 
 Quotas (:mod:`arkor.cloud.quotas`): an org never has more than ``quota_running_jobs`` jobs
 running (its others wait while other orgs' jobs start), and a runner still going
@@ -65,6 +67,12 @@ class _Running:
     over_wall_time: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
     wall_timer: threading.Timer | None = None
+
+
+def _runner_step(terminal: dict[str, Any] | None) -> int | None:
+    """The step the runner's last event reported, if it reported one."""
+    step = terminal.get("step") if terminal is not None else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 class JobSupervisor:
@@ -130,7 +138,8 @@ class JobSupervisor:
         with self.db.session() as session:
             for job in jobs.jobs_with_status(session, ("running",)):
                 jobs.set_status(session, job, "failed", error=RESTART_MESSAGE)
-                jobs.add_event(session, job.id, events.failed(job.id, error=RESTART_MESSAGE))
+                jobs.add_event(session, job.id, events.failed(
+                    job.id, error=RESTART_MESSAGE, step=jobs.last_step(session, job.id)))
 
     def _dispatch_loop(self) -> None:
         while not self._stopping.is_set():
@@ -263,13 +272,15 @@ class JobSupervisor:
             self._wake.set()
             return
         completed = terminal is not None and terminal["type"] == COMPLETED and returncode == 0
+        step = _runner_step(terminal)
         if run.over_wall_time.is_set() and not completed:
             self._finish(run.job_id, "failed", events.failed(
-                run.job_id, error=wall_time_message(self.settings.quota_job_wall_s)))
+                run.job_id, error=wall_time_message(self.settings.quota_job_wall_s), step=step))
             self._wake.set()
             return
         if self._stopping.is_set() and (terminal is None or terminal["type"] != COMPLETED):
-            self._finish(run.job_id, "failed", events.failed(run.job_id, error=RESTART_MESSAGE))
+            self._finish(run.job_id, "failed",
+                         events.failed(run.job_id, error=RESTART_MESSAGE, step=step))
             return
         if completed:
             assert terminal is not None
@@ -302,6 +313,8 @@ class JobSupervisor:
             job = session.get(Job, job_id)
             if job is None or job.status in jobs.TERMINAL_STATUSES:
                 return
+            if event["type"] == FAILED and event.get("step") is None:
+                event = {**event, "step": jobs.last_step(session, job_id)}
             jobs.set_status(session, job, status,
                             error=event.get("error") if status == "failed" else None)
             jobs.add_event(session, job_id, event)

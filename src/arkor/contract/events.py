@@ -25,3 +25,8 @@ TERMINAL_EVENTS: Final = (COMPLETED, FAILED, CANCELLED)
 """After one of these a job's event stream ends."""
 TERMINAL_STATUS: Final = {COMPLETED: "completed", FAILED: "failed", CANCELLED: "cancelled"}
 """The job status each terminal event leaves behind."""
+
+RESULT_METRICS: Final = ("finalLoss", "totalSteps", "totalTime")
+"""The ``metrics`` every ``training.completed`` carries, each null when unknown: the loss of
+the last step, the optimizer steps run, and the seconds from ``training.started`` to the end.
+(``training.failed`` carries ``step``: the last step reached, or null.)"""

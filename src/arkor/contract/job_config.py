@@ -91,6 +91,7 @@ class TrainingConfig:
     train_on_responses_only: bool = True
     load_in_4bit: bool = False
     dataset_format: Any = None
+    gpu_types: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
@@ -240,6 +241,13 @@ def _target_modules(name: str, value: Any) -> tuple[str, ...] | str:
     return tuple(value)
 
 
+def _gpu_types(name: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise JobConfigError(name, 'must be a list of GPU type names such as ["A100", "H100"] '
+                                   "(or [] for any device)")
+    return tuple(v.strip() for v in value)
+
+
 def _text(source_field: str, raw: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     value = raw.get(key)
     if value is None and not required:
@@ -321,6 +329,9 @@ FIELDS: tuple[ConfigField, ...] = (
     ConfigField("loadIn4bit", "load_in_4bit", _load_in_4bit, "Must be false (no 4-bit here)."),
     ConfigField("datasetFormat", "dataset_format", _optional(_dataset_format),
                 'Optional; {"type": "chatml"} is the only format.'),
+    ConfigField("gpuTypes", "gpu_types", _gpu_types,
+                'GPU types the job may train on, such as ["A100", "H100"]; a server without '
+                "one of them refuses the job. [] trains on whatever the server has."),
 )
 _BY_WIRE = {spec.wire: spec for spec in FIELDS}
 _BY_ATTR = {spec.attr: spec for spec in FIELDS}
@@ -355,6 +366,7 @@ class TrainerOptions(TypedDict, total=False):
     train_on_responses_only: bool
     load_in_4bit: bool
     dataset_format: Mapping[str, Any]
+    gpu_types: list[str]
 
 
 def wire_name(attr: str) -> str:

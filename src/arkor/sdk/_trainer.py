@@ -19,7 +19,7 @@ from typing import Any, Required
 from typing_extensions import Unpack
 
 from arkor.contract.deployments import ADAPTER_CHECKPOINT
-from arkor.contract.events import CHECKPOINT, COMPLETED, LOG, STARTED, TERMINAL_EVENTS
+from arkor.contract.events import CHECKPOINT, COMPLETED, FAILED, LOG, STARTED, TERMINAL_EVENTS
 from arkor.contract.job_config import TrainerOptions, wire_name
 from arkor.contract.models import TrainingJob
 from arkor.sdk._base import ProjectScope, ScopeLike, as_scope
@@ -70,14 +70,22 @@ class CheckpointInfo:
 
 @dataclass(frozen=True)
 class CompletedInfo:
+    """``metrics`` is the ``training.completed`` event's: ``finalLoss``, ``totalSteps`` and
+    ``totalTime`` (each ``None`` when unknown), and whatever else the trainer reported."""
+
     job: TrainingJob
     artifacts: list[Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FailedInfo:
+    """``step`` is the last step the job reached, ``None`` when it never began training or
+    the server did not say."""
+
     job: TrainingJob
     error: str
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,10 @@ class TrainerSpec:
     def upload_path(self) -> Path | None:
         """The local JSONL file to upload first, or ``None`` for a ``datasetSource`` dict."""
         return None if isinstance(self.dataset, Mapping) else Path(self.dataset)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _number(data: Mapping[str, Any], key: str) -> float | None:
@@ -166,14 +178,19 @@ class _TrainerCore:
                 ) -> tuple[Callback | None, Info] | None:
         """Record the result; the terminal callback to fire (none for a cancelled job)."""
         self._job = job
+        data: Mapping[str, Any] = terminal.data if terminal is not None else {}
         completed = terminal is not None and terminal.type == COMPLETED
-        artifacts = list(terminal.data.get("artifacts") or []) if completed and terminal else []
+        artifacts = list(data.get("artifacts") or []) if completed else []
         self._result = TrainingResult(job=job, artifacts=artifacts)
         if completed:
-            return self.spec.callbacks.get("on_completed"), CompletedInfo(job, artifacts)
+            metrics = data.get("metrics")
+            return self.spec.callbacks.get("on_completed"), CompletedInfo(
+                job, artifacts, metrics=dict(metrics) if isinstance(metrics, dict) else {})
         if job.status == "failed":
-            error = (terminal.data.get("error") if terminal else None) or job.error or "failed"
-            return self.spec.callbacks.get("on_failed"), FailedInfo(job, str(error))
+            error = data.get("error") or job.error or "failed"
+            step = data.get("step") if terminal is not None and terminal.type == FAILED else None
+            return self.spec.callbacks.get("on_failed"), FailedInfo(
+                job, str(error), step=step if _is_int(step) else None)
         return None
 
 

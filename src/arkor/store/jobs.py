@@ -9,7 +9,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arkor.contract.events import CHECKPOINT, LOG
 from arkor.store.tables import Checkpoint, Job, JobEvent, utcnow
+
+STEP_EVENTS = (LOG, CHECKPOINT)
 
 
 def create_job(
@@ -102,6 +105,18 @@ def events_after(session: Session, job_id: str, after_id: int, limit: int = 500)
             .limit(limit)
         ).scalars()
     )
+
+
+def last_step(session: Session, job_id: str) -> int | None:
+    """The step of the job's latest stored ``training.log`` or ``checkpoint.saved``, if any."""
+    payload = session.execute(
+        select(JobEvent.payload)
+        .where(JobEvent.job_id == job_id, JobEvent.type.in_(STEP_EVENTS))
+        .order_by(JobEvent.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    step = payload.get("step") if isinstance(payload, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def jobs_with_status(session: Session, statuses: tuple[str, ...]) -> list[Job]:

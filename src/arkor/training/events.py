@@ -16,6 +16,7 @@ from arkor.contract.events import (
     COMPLETED,
     FAILED,
     LOG,
+    RESULT_METRICS,
     RUNNER_EVENTS,
     STARTED,
 )
@@ -53,13 +54,18 @@ def checkpoint(job_id: str, *, step: int, artifacts: list[dict[str, Any]]) -> Ev
     return _event(CHECKPOINT, job_id, step=step, artifacts=artifacts)
 
 
-def completed(job_id: str, *, metrics: dict[str, Any], artifacts: list[dict[str, Any]]) -> Event:
-    return _event(COMPLETED, job_id, metrics=metrics, artifacts=artifacts)
+def completed(job_id: str, *, final_loss: float | None, total_steps: int | None,
+              total_time: float | None, artifacts: list[dict[str, Any]],
+              details: dict[str, Any] | None = None) -> Event:
+    """``metrics`` holds the contract's results (:data:`RESULT_METRICS`, null when unknown or
+    not finite) after any ``details`` the trainer adds."""
+    results = dict(zip(RESULT_METRICS, (_number(final_loss), total_steps, _number(total_time)),
+                       strict=True))
+    return _event(COMPLETED, job_id, metrics={**(details or {}), **results}, artifacts=artifacts)
 
 
 def failed(job_id: str, *, error: str, step: int | None = None) -> Event:
-    if step is None:
-        return _event(FAILED, job_id, error=error)
+    """``step`` is the last step reached, null when training never began or it is unknown."""
     return _event(FAILED, job_id, error=error, step=step)
 
 

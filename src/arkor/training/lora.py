@@ -264,12 +264,11 @@ class LoraRun:
         artifacts = checkpoints.save_adapter(self.model, final_dir(self.output_dir),
                                              output_dir=self.output_dir,
                                              base_model_name=self.base_model_name)
-        metrics = {
+        details = {
             "steps": plan.total_steps,
             "epoch": round(plan.total_steps / plan.steps_per_epoch, 4),
-            "trainLoss": round(statistics.fmean(losses), 6),
-            "finalLoss": round(losses[-1], 6),
-            "evalLoss": None if eval_loss is None else round(eval_loss, 6),
+            "trainLoss": _finite(statistics.fmean(losses), 6),
+            "evalLoss": None if eval_loss is None else _finite(eval_loss, 6),
             "trainRuntimeSeconds": round(runtime, 3),
             "secondsPerStep": round(compute_seconds / plan.total_steps, 4),
             "samplesPerSecond": round(samples_seen / compute_seconds, 4),
@@ -277,5 +276,15 @@ class LoraRun:
             "trainTokens": tokens_seen,
             "peakRssMb": round(peak_rss_mb(), 1),
         }
-        self.emit(events.completed(self.job_id, metrics=metrics, artifacts=artifacts))
+        event = events.completed(self.job_id, final_loss=losses[-1],
+                                 total_steps=plan.total_steps,
+                                 total_time=time.perf_counter() - started, artifacts=artifacts,
+                                 details=details)
+        self.emit(event)
+        metrics: dict[str, Any] = event["metrics"]
         return metrics
+
+
+def _finite(value: float, digits: int) -> float | None:
+    """``value`` rounded, or ``None`` for a NaN or infinite loss (JSON has no NaN)."""
+    return round(value, digits) if math.isfinite(value) else None

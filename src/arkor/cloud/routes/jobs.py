@@ -56,8 +56,9 @@ class JobList(BaseModel):
 def check_job_config(
     session: Any, settings: Settings, scope: ProjectScope, raw: dict[str, Any]
 ) -> tuple[TrainingConfig, int]:
-    """Everything that would make the job fail before its first step, as a 400/404 now; the
-    config parsed, and the rows of its training dataset.
+    """Everything that would make the job fail before its first step, or train it on a device
+    it did not ask for (``gpuTypes``), as a 400/404 now; the config parsed, and the rows of its
+    training dataset.
 
     A dataset on the server's disk is only read inside ``ARKOR_DATASET_ROOTS``, and its
     problems are reported without its content (the caller did not send that file).
@@ -73,6 +74,12 @@ def check_job_config(
     if settings.registry.get(config.model) is None:
         raise ApiError(400, f"config.model: unknown base model {config.model!r}. Registered: "
                             f"{', '.join(settings.registry.names)}")
+    if config.gpu_types:
+        from arkor.training.gpus import gpu_types_refusal, host_gpu_names
+
+        refusal = gpu_types_refusal(config.gpu_types, host_gpu_names())
+        if refusal is not None:
+            raise ApiError(400, f"config.gpuTypes: {refusal}")
 
     def resolve_upload(upload_id: str) -> Path:
         found = datasets.get_dataset(session, scope.project_id, upload_id)

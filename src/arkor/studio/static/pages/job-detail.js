@@ -32,7 +32,7 @@ function describe(type, data) {
   if (type === EVENT.FAILED) return data.error || "failed";
   if (type === EVENT.STARTED) {
     const m = data.metadata || {};
-    const parts = ["examples", "totalSteps", "trainableParameters", "device"].filter((k) => m[k] !== undefined).map((k) => `${k}=${m[k]}`);
+    const parts = ["numExamples", "totalSteps", "trainableParams", "device"].filter((k) => m[k] !== undefined).map((k) => `${k}=${m[k]}`);
     return parts.join(" ") || "started";
   }
   return "";
@@ -64,14 +64,19 @@ export function mount(main, { param: jobId }) {
     return sseStatus || polled || "queued";
   }
 
+  let cancelling = false;
+
   async function cancel() {
     if (!confirm("Cancel this training run? Its checkpoints so far are kept.")) return;
     replace(actionError);
+    cancelling = true;
+    render();
     try {
       job = (await api.post(`/api/jobs/${encodeURIComponent(jobId)}/cancel`)).job;
     } catch (err) {
       replace(actionError, errorBox(`Couldn't cancel: ${err.message}`));
     }
+    cancelling = false;
     render();
   }
 
@@ -79,8 +84,9 @@ export function mount(main, { param: jobId }) {
     const st = status();
     title.textContent = job?.name || shortId(jobId, 8, 6);
     const done = st === "completed";
+    const cancellable = job && ["queued", "running"].includes(st);
     replace(actions, statusBadge(st),
-      ["queued", "running"].includes(st) ? h("button", { type: "button", class: "button danger", onclick: cancel }, "Cancel run") : null,
+      cancellable ? h("button", { type: "button", class: "button danger", disabled: cancelling, onclick: cancel }, cancelling ? "Cancelling…" : "Cancel run") : null,
       done ? h("a", { class: "button", href: `#/playground?adapter=${encodeURIComponent(jobId)}` }, "Open in Playground") : null,
       done ? h("a", { class: "button primary", href: `#/endpoints?new=1&job=${encodeURIComponent(jobId)}` }, "Deploy this adapter") : null);
     const live = { ...job, status: st, startedAt: job?.startedAt || liveStartedAt, completedAt: job?.completedAt || liveCompletedAt };
