@@ -32,6 +32,7 @@ from arkor.edge.keys import KeyUsage
 from arkor.edge.routing import EdgeRouter
 from arkor.edge.runs import Recorder
 from arkor.edge.serving import EngineProvider, OutputLimits
+from arkor.edge.stored import StoredCompletions
 from arkor.engine.base import AdapterRef, Engine
 from arkor.middleware.access_log import AccessLog
 from arkor.middleware.guards import BodyGuard, HostGuard
@@ -86,7 +87,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     usage = KeyUsage(db)
     recorder = Recorder(db)
     sweeper = RunSweeper(db)
-    edge = EdgeApp(DeploymentDirectory(db), usage, engines, recorder)
+    edge = EdgeApp(DeploymentDirectory(db), usage, engines, recorder,
+                   StoredCompletions(db, recorder))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

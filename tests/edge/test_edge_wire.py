@@ -149,7 +149,9 @@ def test_unknown_disabled_and_routes(edge_world, open_base) -> None:
     assert error["code"] == "deployment_not_found"
     error = openai_error(httpx.get(f"{open_base.base_url}/embeddings"), 404)
     assert "POST /v1/chat/completions" in error["message"]
-    openai_error(httpx.get(open_base.url), 405)
+    openai_error(httpx.get(f"{open_base.base_url}/completions"), 405)
+    # GET on the chat route is OpenAI's list of stored completions (none were stored here).
+    assert httpx.get(f"{open_base.base_url}/chat/completions").json()["data"] == []
 
 
 def test_request_id_is_echoed_or_made(open_base) -> None:

@@ -304,3 +304,51 @@ def test_the_sdk_reads_marks_exports_and_deletes_runs(cloud, bot) -> None:
     good = sdk.export_runs(bot.deployment_id, scope, filters=RunFilters(mark="good"))
     assert good.exported == 1 and "ticket 1" in good.jsonl
     assert sdk.delete_runs(bot.deployment_id, scope) == 3
+
+
+def test_openai_stored_completions_on_a_deployment(cloud, bot, engine) -> None:
+    client = bot.client()
+    made = [client.chat.completions.create(
+        model="x", messages=[{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": f"ticket {i}"}],
+        store=True, metadata={"team": "red" if i % 2 else "blue"}) for i in range(3)]
+    client.chat.completions.create(model="x", messages=HI)  # not stored
+    ids = [c.id for c in made]
+    assert [c.id for c in client.chat.completions.list()] == ids  # asc by default
+    newest = client.chat.completions.list(order="desc", limit=2)
+    assert [c.id for c in newest.data] == ids[:0:-1] and newest.has_more
+    assert [c.id for c in client.chat.completions.list(after=ids[0])] == ids[1:]
+    red = client.chat.completions.list(metadata={"team": "red"})
+    assert [c.id for c in red] == [ids[1]]
+
+    got = client.chat.completions.retrieve(ids[2])
+    assert got.choices[0].message.content == "Hello there!" and got.metadata == {"team": "blue"}
+    updated = client.chat.completions.update(ids[2], metadata={"team": "green", "n": "2"})
+    assert updated.metadata == {"team": "green", "n": "2"}
+    messages = client.chat.completions.messages.list(ids[2])
+    assert [(m.role, m.content) for m in messages.data] == [("system", "Be brief."),
+                                                            ("user", "ticket 2")]
+    assert client.chat.completions.delete(ids[2]).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.retrieve(ids[2])
+
+    other = new_bot(cloud, "stored-other")
+    with pytest.raises(openai.NotFoundError):
+        other.client().chat.completions.retrieve(ids[0])  # another deployment's key
+    assert list(other.client().chat.completions.list()) == []
+
+    response = client.responses.create(model="x", input="Hi")
+    assert response.store is True
+    assert client.responses.retrieve(response.id).output_text == "Hello there!"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="x", messages=HI, metadata={"k": 1})  # type: ignore[dict-item]
+
+
+def test_store_true_on_a_deployment_that_keeps_nothing_is_400(cloud, engine) -> None:
+    quiet = new_bot(cloud, "quiet-store", run_retention_mode="disabled")
+    with pytest.raises(openai.BadRequestError) as refused:
+        quiet.client().chat.completions.create(model="x", messages=HI, store=True)
+    assert "run retention is disabled" in refused.value.message
+    assert quiet.client().responses.create(model="x", input="Hi").store is False
+    with pytest.raises(openai.NotFoundError):
+        quiet.client().chat.completions.retrieve("chatcmpl-nothing")

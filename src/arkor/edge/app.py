@@ -2,9 +2,11 @@
 
 ``POST /v1/chat/completions`` (:mod:`arkor.edge.chat`), ``POST /v1/completions``
 (:mod:`arkor.edge.completions`), ``POST /v1/responses`` (:mod:`arkor.edge.responses`),
-``GET /v1/models`` and ``GET /v1/models/{id}``. The deployment's target decides the model;
-the request's ``model`` field is ignored. Unknown, disabled and deleted deployments look the
-same: 404. Every answer carries ``x-request-id`` (the caller's, if it sent one).
+``GET /v1/models`` and ``GET /v1/models/{id}``, and OpenAI's stored-completion routes
+(:mod:`arkor.edge.stored`). Each call answered is kept as a run (:mod:`arkor.edge.runs`). The
+deployment's target decides the model; the request's ``model`` field is ignored. Unknown,
+disabled and deleted deployments look the same: 404. Every answer carries ``x-request-id``
+(the caller's, if it sent one).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from arkor.edge import chat, completions, responses, runs
+from arkor.edge import chat, completions, responses, runs, stored
 from arkor.edge import openai_wire as wire
 from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
@@ -30,7 +32,8 @@ PARSE_ON_LOOP_BYTES = 64 * 1024
 SLUG_SCOPE_KEY = "arkor.slug"
 MODELS = "/v1/models"
 ROUTES = ("POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, "
-          "GET /v1/models and GET /v1/models/{id}")
+          "GET /v1/models and GET /v1/models/{id}, and the stored completions "
+          "(/v1/chat/completions/{id}, GET /v1/responses/{id})")
 
 
 def not_found(slug: str) -> WireError:
@@ -40,11 +43,13 @@ def not_found(slug: str) -> WireError:
 
 class EdgeApp:
     def __init__(self, directory: DeploymentDirectory, usage: KeyUsage,
-                 engines: EngineProvider, recorder: runs.Recorder | None = None) -> None:
+                 engines: EngineProvider, recorder: runs.Recorder | None = None,
+                 stored_completions: stored.StoredCompletions | None = None) -> None:
         self.directory = directory
         self.usage = usage
         self.engines = engines
         self.recorder = recorder
+        self.stored = stored_completions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -100,13 +105,19 @@ class EdgeApp:
     async def handle(self, request: Request, slug: str, request_id: str = "") -> Response:
         path, method = request.scope["path"], request.method
         answer = POST_ROUTES.get(path)
-        if answer is None and path != MODELS and not path.startswith(MODELS + "/"):
+        keeps = self.stored is not None and stored.is_stored_route(path, method)
+        if keeps:
+            answer = None
+        elif answer is None and path != MODELS and not path.startswith(MODELS + "/"):
             raise WireError(404, f"Unknown route {method} {path}; a deployment serves {ROUTES}",
                             code="unknown_route")
         served = await self.deployment(slug)
         key_id = authenticate(served, request.headers)
         if key_id is not None:
             self.usage.touch(key_id)
+        if keeps:
+            assert self.stored is not None
+            return await self.stored.serve(request, served)
         if answer is None:
             if method != "GET":
                 raise WireError(405, f"Use GET {path}", code="method_not_allowed")
@@ -120,6 +131,7 @@ class EdgeApp:
             body = await run_in_threadpool(wire.parse_body, raw)
         else:
             body = wire.parse_body(raw)
+        stored.prepare(served, path, body)
         if tap is not None:
             tap.request, tap.request_bytes = body, len(raw)
         return await answer(request.receive, self.engines, body, base_model=served.base_model,

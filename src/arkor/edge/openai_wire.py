@@ -12,8 +12,9 @@ of :mod:`arkor.edge.sampling`, ``n`` (up to the operator's ``max_n``, each choic
 engine row), ``logprobs`` / ``top_logprobs`` (0-20), ``response_format`` and vLLM's
 ``structured_outputs`` (:mod:`arkor.edge.structured`), ``tools`` / ``tool_choice`` /
 ``parallel_tool_calls`` (:mod:`arkor.edge.tools`), ``stream`` and
-``stream_options.include_usage``. Valid OpenAI fields with no effect here (``model``,
-``user``, ``metadata``, ``store``, ``reasoning_effort``, ...) and unknown fields are ignored;
+``stream_options.include_usage``, ``store`` and ``metadata`` (a stored completion:
+:mod:`arkor.edge.stored`). Valid OpenAI fields with no effect here (``model``, ``user``,
+``reasoning_effort``, ...) and unknown fields are ignored;
 fields that cannot be honoured are refused with 400 (``functions``,
 ``function_call``, ``audio``, non-text ``modalities``). Numbers are JSON numbers, never
 booleans, ``NaN`` or ``Infinity``. docs/edge.md has the full table.

@@ -10,9 +10,11 @@ Honoured: ``max_output_tokens``, ``temperature``, ``top_p`` (and the other sampl
 :mod:`arkor.edge.sampling`), ``text.format`` (``text``, ``json_object``, ``json_schema``),
 ``tools`` (function tools, the flat shape), ``tool_choice``, ``parallel_tool_calls``,
 ``max_tool_calls: 1`` (one call at most), ``top_logprobs`` with ``include:
-["message.output_text.logprobs"]``, ``stream``. Ignored: ``model``, ``store`` (nothing is
-stored), ``metadata``, ``user``, ``reasoning``, ``truncation``, ``service_tier``,
-``safety_identifier``, ``prompt_cache_key``, ``text.verbosity``, ``stream_options``.
+["message.output_text.logprobs"]``, ``stream``. ``store`` (default
+true: the response is kept with the deployment's runs and ``GET /v1/responses/{id}`` returns
+it; see :mod:`arkor.edge.stored`) and ``metadata`` are echoed. Ignored: ``model``, ``user``,
+``reasoning``, ``truncation``, ``service_tier``, ``safety_identifier``, ``prompt_cache_key``,
+``text.verbosity``, ``stream_options``.
 Refused: ``previous_response_id``, ``conversation``, ``prompt``, ``background: true``, and
 tools other than functions.
 """
@@ -151,6 +153,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         "tools": [_tool_echo(t) for t in offered],
         "text": {"format": fmt if isinstance(fmt, dict) else {"type": "text"}},
         "metadata": body.get("metadata") or {},
+        "store": body.get("store", True) is not False,
         "user": body.get("user"),
         "top_logprobs": k,
     }

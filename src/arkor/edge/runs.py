@@ -123,7 +123,9 @@ class RunTap:
             ttft_ms=(round((self.first_token_at - self.started) * 1000)
                      if self.first_token_at is not None else None),
             latency_ms=round((self.ended - self.started) * 1000),
-            stored=bool(request.get("store")),
+            response_id=(str(answer["id"])[:80] if isinstance(answer, dict)
+                         and isinstance(answer.get("id"), str) else None),
+            stored=is_stored(self.route, request),
             metadata_json=(json.dumps(request["metadata"])
                            if isinstance(request.get("metadata"), dict) else None),
             created_at=self.created_at,
@@ -131,6 +133,14 @@ class RunTap:
 
     def _all_finished(self) -> bool:
         return bool(self.finished) and set(self.texts) <= set(self.finished)
+
+
+def is_stored(route: str, request: dict[str, Any]) -> bool:
+    """Whether the call asked to be kept for OpenAI's stored-completion routes: chat with
+    ``store: true``; a response unless ``store: false`` (the Responses API's default)."""
+    if route == "responses":
+        return request.get("store", True) is not False
+    return request.get("store") is True
 
 
 current: contextvars.ContextVar[RunTap | None] = contextvars.ContextVar(

@@ -118,3 +118,28 @@ def delete_older(session: Session, deployment_id: str, cutoff: datetime,
         return 0
     session.execute(delete(Run).where(Run.id.in_(ids)))
     return len(ids)
+
+
+def stored_run(session: Session, deployment_id: str, route: str,
+               response_id: str) -> Run | None:
+    """The deployment's stored (``store``) run of ``route`` whose answer has ``response_id``."""
+    return session.execute(select(Run).where(
+        Run.deployment_id == deployment_id, Run.route == route, Run.stored.is_(True),
+        Run.response_id == response_id)).scalars().first()
+
+
+def stored_runs(session: Session, deployment_id: str, route: str, *, newest_first: bool,
+                after: Run | None, limit: int) -> list[Run]:
+    """Up to ``limit`` stored runs of ``route`` in creation order, after ``after``."""
+    query = select(Run).where(Run.deployment_id == deployment_id, Run.route == route,
+                              Run.stored.is_(True), Run.status == "completed")
+    if after is not None:
+        if newest_first:
+            query = query.where(or_(Run.created_at < after.created_at,
+                                    (Run.created_at == after.created_at) & (Run.id < after.id)))
+        else:
+            query = query.where(or_(Run.created_at > after.created_at,
+                                    (Run.created_at == after.created_at) & (Run.id > after.id)))
+    order = (Run.created_at.desc(), Run.id.desc()) if newest_first else (
+        Run.created_at.asc(), Run.id.asc())
+    return list(session.execute(query.order_by(*order).limit(limit)).scalars())

@@ -236,6 +236,7 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     http_status: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str] = mapped_column(String(200))
+    response_id: Mapped[str | None] = mapped_column(String(80), index=True)
     key_id: Mapped[str | None] = mapped_column(String(36), index=True)
     key_prefix: Mapped[str | None] = mapped_column(String(17))
     base_model: Mapped[str] = mapped_column(String(200))

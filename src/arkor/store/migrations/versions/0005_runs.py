@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("error", sa.Text()),
         sa.Column("http_status", sa.Integer(), nullable=False),
         sa.Column("request_id", sa.String(200), nullable=False),
+        sa.Column("response_id", sa.String(80), index=True),
         sa.Column("key_id", sa.String(36), index=True),
         sa.Column("key_prefix", sa.String(17)),
         sa.Column("base_model", sa.String(200), nullable=False),
