@@ -14,6 +14,11 @@ Printed: p50 and p99 of the added latency per chat completion at a fixed concurr
 requests per second of one worker on the auth + route path (``GET /v1/models``). Targets:
 p50 <= 1 ms, p99 <= 3 ms, >= 1,000 req/s. The published anchor is LiteLLM's proxy at
 4.34 ms median overhead.
+
+Then run recording: the same calls to a deployment that keeps runs (recorded, the recorder's
+thread writing them to SQLite as it does in a server) and to one whose retention is
+``disabled`` (nothing recorded), interleaved, at the same concurrency; printed as the ratio of
+the edge's time per call with recording to without. Target: <= 1.05.
 """
 
 from __future__ import annotations
@@ -62,15 +67,16 @@ class InstantEngine:
         yield Finished("stop", prompt_tokens=9, completion_tokens=3)
 
 
-def seed(app) -> tuple[str, str]:
+def seed(app, slug: str = "bench-bot", retention: str = "days") -> tuple[str, str]:
     with app.state.db.session() as session:
         ident = identities.create_anonymous_identity(session, kind="cli")
         project = projects.create_project(session, org_id=ident.org.id, slug="bench", name="b")
         dep = deployments.create_deployment(
-            session, org_id=ident.org.id, project_id=project.id, slug="bench-bot",
+            session, org_id=ident.org.id, project_id=project.id, slug=slug,
             target=TargetColumns(target_kind="base_model",
                                  base_model="HuggingFaceTB/SmolLM2-135M-Instruct"),
-            auth_mode="fixed_api_key", run_retention_mode="days", run_retention_days=7)
+            auth_mode="fixed_api_key", run_retention_mode=retention,
+            run_retention_days=7 if retention == "days" else None)
         _, plaintext = deployment_keys.create_key(session, deployment_id=dep.id, label="bench")
     return dep.slug, plaintext
 
@@ -156,6 +162,23 @@ async def main() -> None:
             count += 1
         rps = count / (time.perf_counter() - began)
 
+        # Recording on (bench-bot keeps runs) against off (retention disabled), interleaved.
+        quiet_slug, quiet_key = seed(app, "bench-quiet", "disabled")
+        quiet = f"/d/{quiet_slug}/v1/chat/completions"
+
+        async def quiet_call() -> None:
+            assert await call(app, "POST", quiet, quiet_key, BODY) == 200
+
+        recorder = app.state.recorder
+        recorder.start()  # its thread writes the runs as a server's does
+        recorded: list[float] = []
+        unrecorded: list[float] = []
+        for _ in range(4):
+            recorded += await latencies(edge_call, REQUESTS // 4)
+            unrecorded += await latencies(quiet_call, REQUESTS // 4)
+        recorder.stop()
+        written, dropped = recorder.written, recorder.dropped
+
     p50 = (pct(edge, 50) - pct(base, 50)) * 1000
     p99 = (pct(edge, 99) - pct(base, 99)) * 1000
     print(f"concurrency {CONCURRENCY}, {REQUESTS} chat completions per side")
@@ -168,6 +191,10 @@ async def main() -> None:
     print(f"auth + route path (GET /v1/models), one worker: {rps:,.0f} req/s "
           f"(target >= 1,000)")
     print(f"ratio to LiteLLM's published 4.34 ms median overhead: {p50 / 4.34:.2f}x")
+    on, off = statistics.fmean(recorded), statistics.fmean(unrecorded)
+    print(f"run recording: {on * 1000:.3f} ms per call recorded vs {off * 1000:.3f} ms not, "
+          f"ratio {on / off:.3f} (target <= 1.05); p50 {pct(recorded, 50) * 1000:.3f} vs "
+          f"{pct(unrecorded, 50) * 1000:.3f} ms; {written} runs written, {dropped} dropped")
 
 
 if __name__ == "__main__":

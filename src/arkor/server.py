@@ -1,11 +1,17 @@
 """The composition root: the control plane and the edge, side by side on one ASGI app.
 
 ``create_app(settings)`` builds each part once: the data directory, the database (migrated),
-the job supervisor, the engine provider, key usage, the edge app and the control plane. It
+the job supervisor, the engine provider, key usage, the rate limiter, the edge app and the
+control plane. It
 owns their lifespan and puts the ASGI middleware around both apps: ``AccessLog`` →
 ``HostGuard`` → ``BodyGuard`` → ``EdgeRouter``. ``arkor.cloud`` and ``arkor.edge`` never
 import each other; only this module imports both, and it hands the control plane the edge's
 serving for ``/v1/inference/chat`` (:class:`EngineChat`).
+
+With ``ARKOR_METRICS_PORT`` or ``ARKOR_METRICS_TOKEN`` set it also builds the app's metrics
+(:mod:`arkor.observability`): the recorder hands them each closed call, ``MetricsScope`` (outside
+``AccessLog``) lets a rate limiter count into them, and ``/metrics`` is a route of the app or
+the operator's listener, started and stopped with the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from arkor.edge.app import EdgeApp
 from arkor.edge.directory import DeploymentDirectory
 from arkor.edge.errors import WireError
 from arkor.edge.keys import KeyUsage
+from arkor.edge.rate_limit_stores import Counters, MemoryCounters, RedisCounters
+from arkor.edge.rate_limits import LimitedEdge, RateLimiter
 from arkor.edge.routing import EdgeRouter
 from arkor.edge.runs import Recorder
 from arkor.edge.serving import EngineProvider, OutputLimits
@@ -36,7 +44,10 @@ from arkor.edge.stored import StoredCompletions
 from arkor.engine.base import AdapterRef, Engine
 from arkor.middleware.access_log import AccessLog
 from arkor.middleware.guards import BodyGuard, HostGuard
+from arkor.observability.endpoint import MetricsListener, serve_on
+from arkor.observability.metrics import Metrics, MetricsScope
 from arkor.store.db import Database, migrate
+from arkor.store.rate_limits import SqlCounters
 
 
 def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
@@ -52,6 +63,16 @@ def local_engine_factory(settings: Settings) -> Callable[[], Engine]:
         )
 
     return build
+
+
+def rate_limit_counters(settings: Settings, db: Database) -> Counters:
+    """Redis when ``ARKOR_REDIS_URL`` is set, else the database on PostgreSQL (several
+    processes share it), else this process's memory (SQLite runs one process)."""
+    if settings.redis_url:
+        return RedisCounters(settings.redis_url, window_s=settings.rate_limit_window_s)
+    if db.is_postgres:
+        return SqlCounters(db.engine)
+    return MemoryCounters()
 
 
 class EngineChat:
@@ -85,26 +106,38 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                             settings.max_n),
     )
     usage = KeyUsage(db)
-    recorder = Recorder(db)
+    metrics = Metrics(db=db, runs_dropped=lambda: recorder.dropped,
+                      engine=lambda: engines.started) if settings.serves_metrics else None
+    listener = MetricsListener(metrics, settings) if metrics and settings.metrics_port else None
+    recorder = Recorder(db, observer=metrics.observe_call if metrics else None)
     sweeper = RunSweeper(db)
     edge = EdgeApp(DeploymentDirectory(db), usage, engines, recorder,
                    StoredCompletions(db, recorder))
+    limiter = RateLimiter(rate_limit_counters(settings, db),
+                          window_s=settings.rate_limit_window_s,
+                          failure=settings.rate_limit_failure)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if listener is not None:
+            listener.start()
         db.listen_for_changes()
         supervisor.start()
         usage.start()
         recorder.start()
         sweeper.start()
+        limiter.start()
         try:
             yield
         finally:
+            limiter.stop()
             sweeper.stop()
             recorder.stop()
             usage.stop()
             supervisor.stop()
             await engines.close()
+            if listener is not None:
+                listener.stop()
             db.dispose()
 
     app = create_control_plane(settings, db=db, supervisor=supervisor,
@@ -113,9 +146,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.edge = edge
     app.state.recorder = recorder
     app.state.sweeper = sweeper
+    app.state.rate_limiter = limiter
+    app.state.metrics = metrics
+    if metrics is not None:
+        serve_on(app, metrics, settings)
     # The last added runs first: log, check the Host, bound the body, then route.
-    app.add_middleware(EdgeRouter, edge=edge, edge_domain=settings.edge_domain)
+    app.add_middleware(EdgeRouter, edge=LimitedEdge(edge, limiter),
+                       edge_domain=settings.edge_domain)
     app.add_middleware(BodyGuard, settings=settings)
     app.add_middleware(HostGuard, settings=settings)
     app.add_middleware(AccessLog, edge_domain=settings.edge_domain)
+    if metrics is not None:
+        app.add_middleware(MetricsScope, metrics=metrics)
     return app

@@ -134,3 +134,37 @@ def test_unreachable_cloud_is_one_clear_line(monkeypatch) -> None:
     assert result.exit_code == 1
     assert "Could not reach the Arkor cloud API at http://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_endpoint_and_key_limits(arkor) -> None:
+    arkor("login", "--anonymous")
+    slug = f"lim-{read_credentials().org_slug[-6:]}"
+    arkor("endpoints", "create", slug, "--base-model", EMBEDDED)
+    assert "Limits" in arkor("endpoints", "get", slug).stdout
+    out = arkor("endpoints", "limits", slug, "--rpm", "600", "--tpm", "90000").stdout
+    assert f"Limits now of endpoint {slug}: 600 requests/min, 90000 tokens/min." in out
+    shown = arkor("endpoints", "get", slug).stdout
+    assert re.search(r"^ *Limits +600 requests/min, 90000 tokens/min *$", shown, re.M)
+    limits = json.loads(arkor("endpoints", "limits", slug, "--tpm", "0", "--concurrent", "4",
+                              "--json").stdout)["limits"]
+    assert limits == {"requestsPerMinute": 600, "tokensPerMinute": None,
+                      "concurrentRequests": 4}
+
+    issued = arkor("endpoints", "keys", "create", slug, "--label", "ci").stdout
+    [key] = json.loads(arkor("endpoints", "keys", "list", slug, "--json").stdout)
+    assert key["limits"]["requestsPerMinute"] is None and key["prefix"] in issued
+    out = arkor("endpoints", "limits", slug, "--key", key["id"], "--rpm", "60").stdout
+    assert f"Limits now of key 'ci' of {slug}: 60 requests/min." in out
+    assert "60 requests/min" in arkor("endpoints", "keys", "list", slug).stdout
+    assert f"Limits of key 'ci' of {slug}: 60 requests/min." in arkor(
+        "endpoints", "limits", slug, "--key", key["id"]).stdout
+    assert "none" in arkor("endpoints", "limits", slug, "--key", key["id"], "--clear").stdout
+    assert "--clear lifts every limit" in arkor("endpoints", "limits", slug, "--clear",
+                                                "--rpm", "5", code=1).stderr
+    assert "is not a key of" in arkor("endpoints", "limits", slug, "--key", "nope",
+                                      code=1).stderr
+    assert "not found" in arkor("endpoints", "limits", slug, "--key", "nope", "--rpm", "1",
+                                code=1).stderr
+    arkor("endpoints", "limits", slug, "--clear")
+    assert json.loads(arkor("endpoints", "get", slug, "--json").stdout)["limits"] == {
+        "requestsPerMinute": None, "tokensPerMinute": None, "concurrentRequests": None}

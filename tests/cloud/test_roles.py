@@ -50,6 +50,7 @@ class Team:
     owner: CloudApiClient
     scope: ProjectScope = field(default_factory=lambda: ProjectScope(org_slug=ORG,
                                                                      project_slug="app"))
+    shared_deployment: str = ""
 
     def call(self, caller: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {**HEADERS, "Authorization": f"Bearer {self.tokens[caller]}",
@@ -72,9 +73,16 @@ class Team:
             self.scope, slug=f"r-{uuid.uuid4().hex[:12]}",
             target=BaseModelTarget(base_model=EMBEDDED_MODEL_NAME)).id
 
+    def shared(self) -> str:
+        """One deployment for the rows that only read it or its runs: the org's deployments
+        quota (ARKOR_QUOTA_DEPLOYMENTS) is not the point here."""
+        if not self.shared_deployment:
+            self.shared_deployment = self.deployment()
+        return self.shared_deployment
+
     def run(self) -> tuple[str, str]:
-        """A deployment with one stored run (as the edge's recorder writes it)."""
-        deployment = self.deployment()
+        """The shared deployment with one more stored run (as the edge's recorder writes it)."""
+        deployment = self.shared()
         run_id = f"run_{uuid.uuid4().hex}"
         with self.cloud.app.state.db.session() as session:
             runs.add_runs(session, [Run(
@@ -153,13 +161,17 @@ REQUESTS: dict[tuple[str, str], Callable[[Team], Request]] = {
         f"/v1/endpoints/{t.deployment()}/keys", 200),
     ("POST", "/v1/endpoints/{deployment_id}/keys"): lambda t: Request(
         f"/v1/endpoints/{t.deployment()}/keys", 201, {"json": {"label": "ci"}}),
+    ("PATCH", "/v1/endpoints/{deployment_id}/keys/{key_id}"): lambda t: _key_limits(t),
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): lambda t: _key_delete(t),
+    ("GET", "/v1/endpoints/{deployment_id}/usage"): lambda t: Request(
+        f"/v1/endpoints/{t.shared()}/usage", 200),
+    ("GET", "/v1/usage"): lambda t: Request("/v1/usage", 200),
     ("GET", "/v1/endpoints/{deployment_id}/runs"): lambda t: Request(
-        f"/v1/endpoints/{t.deployment()}/runs", 200),
+        f"/v1/endpoints/{t.shared()}/runs", 200),
     ("DELETE", "/v1/endpoints/{deployment_id}/runs"): lambda t: Request(
         f"/v1/endpoints/{t.run()[0]}/runs", 200),
     ("GET", "/v1/endpoints/{deployment_id}/runs/export"): lambda t: Request(
-        f"/v1/endpoints/{t.deployment()}/runs/export", 200),
+        f"/v1/endpoints/{t.shared()}/runs/export", 200),
     ("GET", "/v1/endpoints/{deployment_id}/runs/{run_id}"): lambda t: Request(
         "/v1/endpoints/{}/runs/{}".format(*t.run()), 200),
     ("PATCH", "/v1/endpoints/{deployment_id}/runs/{run_id}"): lambda t: Request(
@@ -186,6 +198,14 @@ REQUESTS: dict[tuple[str, str], Callable[[Team], Request]] = {
         "messages": [{"role": "user", "content": "hi"}],
         "adapter": {"kind": "final", "jobId": str(uuid.uuid4())}}}),
 }
+
+
+def _key_limits(t: Team) -> Request:
+    # On a deployment made before, when there is one: the org has a deployments quota.
+    deployment = next((d.id for d in t.owner.list_deployments(t.scope)), None) or t.deployment()
+    key = t.owner.create_deployment_key(deployment, t.scope, label="limited")
+    return Request(f"/v1/endpoints/{deployment}/keys/{key.id}", 200,
+                   {"json": {"limits": {"requestsPerMinute": 60}}})
 
 
 def _key_delete(t: Team) -> Request:

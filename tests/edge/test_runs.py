@@ -260,6 +260,9 @@ def test_pages_filters_marks_deletes_and_export(cloud, bot, engine) -> None:
     assert [r["promptPreview"] for r in wait_runs(cloud, bot, 1, q="QUESTION 3")] \
         == ["question 3"]
     assert len(wait_runs(cloud, bot, 5, status="completed", keyId=bot.key_id)) == 5
+    # A time without a zone is UTC (it was a 500: the column refused a naive datetime).
+    assert len(wait_runs(cloud, bot, 6, **{"from": "2000-01-01T00:00:00"})) == 6
+    assert wait_runs(cloud, bot, 0, to="2000-01-01") == []
 
     target = wait_runs(cloud, bot, 1, q="question 1")[0]["id"]
     marked = bot.api(cloud.url, "PATCH", f"/{target}", json={"mark": "good"})
@@ -352,3 +355,12 @@ def test_store_true_on_a_deployment_that_keeps_nothing_is_400(cloud, engine) -> 
     assert quiet.client().responses.create(model="x", input="Hi").store is False
     with pytest.raises(openai.NotFoundError):
         quiet.client().chat.completions.retrieve("chatcmpl-nothing")
+
+
+def test_a_request_body_over_256_kib_is_kept_as_a_stub(cloud, bot) -> None:
+    big = "word " * 60_000  # 300 KB
+    bot.client().chat.completions.create(model="x", messages=[{"role": "user", "content": big}])
+    [listed] = wait_runs(cloud, bot, 1)
+    run = bot.api(cloud.url, "GET", f"/{listed['id']}").json()["run"]
+    assert set(run["request"]) == {"omitted"} and "over 256 KiB" in run["request"]["omitted"]
+    assert run["status"] == "completed" and run["response"] is not None

@@ -34,7 +34,7 @@ def test_clients_have_the_same_methods() -> None:
     assert methods(CloudApiClient) == methods(AsyncCloudApiClient)
     for name in methods(AsyncCloudApiClient):
         method = getattr(AsyncCloudApiClient, name)
-        if name == "stream_events":  # an async iterator, like the sync one's iterator
+        if name in ("stream_events", "iter_runs"):  # async iterators, like the sync ones
             assert inspect.isasyncgenfunction(method)
             assert inspect.isgeneratorfunction(getattr(CloudApiClient, name))
         else:

@@ -10,8 +10,10 @@ from arkor.studio import (
     api_identity,
     api_inference,
     api_jobs,
+    api_runs,
     api_status,
     api_training,
+    api_usage,
 )
 from arkor.studio.config import STATIC_DIR
 
@@ -20,9 +22,9 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "studio.md").read_text()
 
 def test_every_api_route_is_documented() -> None:
     for module in (api_status, api_identity, api_jobs, api_training, api_inference,
-                   api_deployments):
+                   api_deployments, api_runs, api_usage):
         for route in module.routes:
-            path = re.sub(r"\{key_id\}", "{keyId}", route.path)
+            path = re.sub(r"\{(key|run)_id\}", r"{\1Id}", route.path)
             path = re.sub(r"\{(deployment|job)_id\}", "{id}", path)
             for method in route.methods - {"HEAD"}:
                 assert f"`{method} {path}" in DOC, (method, path)

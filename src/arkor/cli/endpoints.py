@@ -26,6 +26,7 @@ from arkor.sdk import (
     FinalAdapter,
     NotFoundError,
     ProjectScope,
+    RateLimits,
 )
 
 app = typer.Typer(
@@ -34,7 +35,9 @@ app = typer.Typer(
         "\b\nExamples:\n"
         "  arkor endpoints create support-bot --final JOB_ID\n"
         "  arkor endpoints keys create support-bot --label production\n"
-        "  arkor endpoints update support-bot --checkpoint JOB_ID:40\n\n"
+        "  arkor endpoints update support-bot --checkpoint JOB_ID:40\n"
+        "  arkor endpoints limits support-bot --rpm 600 --tpm 200000\n"
+        "  arkor endpoints runs list support-bot\n\n"
         "The project scope comes from .arkor/state.json, or --org and --project."
     ),
     no_args_is_help=True,
@@ -95,6 +98,13 @@ def describe_retention(deployment: Deployment) -> str:
     return deployment.run_retention_mode or "-"
 
 
+def describe_limits(limits: RateLimits) -> str:
+    parts = [f"{value} {unit}" for value, unit in (
+        (limits.requests_per_minute, "requests/min"), (limits.tokens_per_minute, "tokens/min"),
+        (limits.concurrent_requests, "concurrent")) if value is not None]
+    return ", ".join(parts) or "none"
+
+
 def find(session: CloudSession, scope: ProjectScope, ref: str) -> Deployment:
     """A deployment by id, or else by slug."""
     try:
@@ -113,7 +123,8 @@ def show(deployment: Deployment) -> None:
     for label, value in [
         ("Slug", deployment.slug), ("Id", deployment.id), ("Target", describe_target(deployment)),
         ("Auth", deployment.auth_mode), ("Enabled", "yes" if deployment.enabled else "no"),
-        ("Retention", describe_retention(deployment)), ("Created", deployment.created_at),
+        ("Retention", describe_retention(deployment)),
+        ("Limits", describe_limits(deployment.limits)), ("Created", deployment.created_at),
         ("Updated", deployment.updated_at), ("URL", deployment.url),
         ("Base URL", deployment.base_url),
     ]:
@@ -253,6 +264,75 @@ def endpoints_update(
         show(deployment)
 
 
+@app.command("limits")
+def endpoints_limits(
+    endpoint: Endpoint,
+    key: Annotated[str | None, typer.Option(
+        "--key", metavar="KEY_ID", help="Limit this key (from `arkor endpoints keys list`) "
+                                        "instead of the whole deployment.")] = None,
+    rpm: Annotated[int | None, typer.Option(
+        "--rpm", min=0, metavar="N", help="Requests per minute (0 lifts the limit).")] = None,
+    tpm: Annotated[int | None, typer.Option(
+        "--tpm", min=0, metavar="N",
+        help="Prompt and completion tokens per minute (0 lifts the limit).")] = None,
+    concurrent: Annotated[int | None, typer.Option(
+        "--concurrent", min=0, metavar="N",
+        help="Requests in progress at once (0 lifts the limit).")] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Lift every limit.")] = False,
+    org: Org = None,
+    project: Project = None,
+    as_json: Json = False,
+) -> None:
+    """Set the rate limits of a deployment, or of one of its keys; without limits, show them.
+
+    A call must be within its deployment's limits and its key's, on every server of the
+    installation; over one it gets 429 with Retry-After. A limit not given keeps its value.
+
+    \b
+    Examples:
+      arkor endpoints limits support-bot --rpm 600 --tpm 200000
+      arkor endpoints limits support-bot --key KEY_ID --rpm 60 --concurrent 4
+      arkor endpoints limits support-bot --key KEY_ID --tpm 0
+      arkor endpoints limits support-bot --clear
+    """
+    given = {name: (value or None) for name, value in (
+        ("requests_per_minute", rpm), ("tokens_per_minute", tpm),
+        ("concurrent_requests", concurrent)) if value is not None}
+    if clear and given:
+        fail("--clear lifts every limit; pass it without --rpm, --tpm or --concurrent.")
+    if clear:
+        given = dict.fromkeys(("requests_per_minute", "tokens_per_minute",
+                               "concurrent_requests"))
+    session = open_session()
+    with cloud_errors():
+        scope = resolve_scope(session, org, project)
+        deployment = find(session, scope, endpoint)
+        if key is None:
+            if given:
+                deployment = session.client.update_deployment(deployment.id, scope,
+                                                              limits=given)
+            limits, what = deployment.limits, f"endpoint {deployment.slug}"
+            shown: Any = deployment
+        else:
+            if given:
+                found = session.client.update_deployment_key(deployment.id, key, scope,
+                                                             limits=given)
+            else:
+                keys = session.client.list_deployment_keys(deployment.id, scope)
+                match = next((k for k in keys if k.id == key), None)
+                if match is None:
+                    fail(f"Key {key!r} is not a key of {deployment.slug}; "
+                         f"`arkor endpoints keys list {deployment.slug}` shows them.")
+                found = match
+            limits, what = found.limits, f"key {found.label!r} of {deployment.slug}"
+            shown = found
+    if as_json:
+        print_json(shown)
+        return
+    verb = "Limits" if not given else "Limits now"
+    console.print(f"{verb} of {what}: {describe_limits(limits)}.")
+
+
 @app.command("delete")
 def endpoints_delete(
     endpoint: Endpoint,
@@ -285,11 +365,11 @@ def keys_list(
     if not keys:
         console.print("No keys yet.")
         return
-    table = Table("LABEL", "PREFIX", "STATE", "CREATED", "LAST USED", "ID")
+    table = Table("LABEL", "PREFIX", "STATE", "LIMITS", "CREATED", "LAST USED", "ID")
     for k in keys:
         state = "active" if k.enabled else "[strike]revoked[/strike]"
-        table.add_row(k.label, f"{k.prefix}…", state, k.created_at, k.last_used_at or "never",
-                      k.id)
+        table.add_row(k.label, f"{k.prefix}…", state, describe_limits(k.limits), k.created_at,
+                      k.last_used_at or "never", k.id)
     console.print(table)
 
 

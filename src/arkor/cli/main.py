@@ -7,7 +7,19 @@ from typing import Annotated
 import typer
 
 from arkor._version import SDK_VERSION
-from arkor.cli import auth, cloud, dev, endpoints, jobs, operator, orgs, tokens, train
+from arkor.cli import (
+    auth,
+    cloud,
+    dev,
+    endpoints,
+    jobs,
+    operator,
+    orgs,
+    runs,
+    tokens,
+    train,
+    usage,
+)
 
 app = typer.Typer(
     name="arkor",
@@ -42,6 +54,8 @@ cloud.app.add_typer(operator.invites_app, name="invites")
 app.add_typer(cloud.app, name="cloud")
 app.command()(train.train)
 app.add_typer(jobs.app, name="jobs")
+endpoints.app.add_typer(runs.app, name="runs")
+endpoints.app.command("usage")(usage.endpoints_usage)
 app.add_typer(endpoints.app, name="endpoints")
 
 

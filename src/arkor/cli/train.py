@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Annotated, Any
 
 import typer
@@ -10,12 +12,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from arkor.cli.jobs import Json, Org, Project
 from arkor.cli.output import cloud_errors, console, err_console, fail, print_json
-from arkor.cli.session import open_session, resolve_scope
+from arkor.cli.runs import (
+    GoodOnly,
+    KeyId,
+    Mark,
+    Search,
+    Since,
+    Until,
+    export_to,
+    run_filters,
+    skipped_note,
+)
+from arkor.cli.session import CloudSession, open_session, resolve_scope
 from arkor.contract.job_config import field_help, wire_name
 from arkor.sdk import (
     DEFAULT_MODEL,
     CheckpointInfo,
     LogInfo,
+    ProjectScope,
+    RunFilters,
     StartedInfo,
     TrainingJob,
     create_trainer,
@@ -59,6 +74,28 @@ class LiveProgress:
         self.progress.console.print(f"Saved checkpoint at step {info.step}")
 
 
+def endpoint_dataset(session: CloudSession, scope: ProjectScope, endpoint: str,
+                     filters: RunFilters, out: Path | None, scratch: ExitStack, *,
+                     quiet: bool) -> Path:
+    """The endpoint's runs exported to ``out`` (or a temporary file, gone when ``scratch``
+    closes), refused when not one run could become a training line."""
+    deployment, exported = export_to(session, scope, endpoint, filters)
+    if not exported.exported:
+        fail(f"Nothing to train on: no run of {deployment.slug} matches and is a completed "
+             f"plain-chat call ({skipped_note(exported)}). Call the endpoint first, or "
+             f"widen the filters (`arkor endpoints runs list {deployment.slug}`).")
+    if out is None:
+        out = Path(scratch.enter_context(TemporaryDirectory())) / f"{deployment.slug}.jsonl"
+    try:
+        out.write_text(exported.jsonl, encoding="utf-8")
+    except OSError as exc:
+        fail(f"Cannot write {out}: {exc.strerror or exc}")
+    (err_console if quiet else console).print(
+        f"Exported {exported.exported} run{'' if exported.exported == 1 else 's'} of "
+        f"{deployment.slug}; {skipped_note(exported)}.", markup=False)
+    return out
+
+
 def summarize(job: TrainingJob) -> None:
     steps = ", ".join(str(c.step) for c in job.checkpoints) or "none"
     console.print(f"Job [bold]{job.id}[/bold] finished with status={job.status}")
@@ -77,8 +114,23 @@ def train(
         exists=True, dir_okay=False)] = None,
     demo: Annotated[bool, typer.Option(
         "--demo", help="Use the packaged support-triage dataset and its settings.")] = False,
+    from_endpoint: Annotated[str | None, typer.Option(
+        "--from-endpoint", metavar="SLUG",
+        help="Train on a deployment's stored runs (its slug or id), exported as "
+             "`arkor endpoints runs export` does.")] = None,
+    good_only: GoodOnly = False,
+    key_id: KeyId = None,
+    since: Since = None,
+    until: Until = None,
+    search: Search = None,
+    mark: Mark = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", metavar="FILE", dir_okay=False,
+        help="With --from-endpoint: keep the exported JSONL at FILE (default: a temporary "
+             "file).")] = None,
     name: Annotated[str | None, typer.Option(
-        "--name", help="Job name (default: the file name, or support-triage).")] = None,
+        "--name", help="Job name (default: the file name, the endpoint's slug, or "
+                       "support-triage).")] = None,
     model: Annotated[str | None, typer.Option(
         "--model", help=f"Base model (default: {DEFAULT_MODEL}).")] = None,
     max_steps: Annotated[int | None, typer.Option(
@@ -109,6 +161,9 @@ def train(
 
     The dataset is checked first; its problems are listed by line number.
 
+    With --from-endpoint, the dataset is a deployment's traffic: its completed plain-chat
+    runs (filtered by --good-only, --key, --since, --until, --search, --mark), one line each.
+
     Ctrl-C stops following; the job keeps running until `arkor jobs cancel JOB`.
 
     \b
@@ -116,9 +171,15 @@ def train(
       arkor train --demo
       arkor train --dataset tickets.jsonl --max-steps 60 --save-steps 20
       arkor train --dataset tickets.jsonl --no-wait --json
+      arkor train --from-endpoint support-bot --good-only --max-steps 60
     """
-    if (dataset is None) == (not demo):
-        fail("Pass --dataset FILE (chat-format JSONL) or --demo.")
+    if sum((dataset is not None, demo, from_endpoint is not None)) != 1:
+        fail("Pass one of --dataset FILE (chat-format JSONL), --demo, or --from-endpoint SLUG.")
+    filters = run_filters(key_id=key_id, since=since, until=until, search=search, mark=mark,
+                          good_only=good_only)
+    if from_endpoint is None and (filters != RunFilters() or out is not None):
+        fail("--good-only, --key, --since, --until, --search, --mark and --out go with "
+             "--from-endpoint SLUG.")
     options: dict[str, Any] = {}
     if demo:
         dataset, options = demo_defaults()
@@ -128,11 +189,14 @@ def train(
     options.update({wire_name(k): v for k, v in flags.items() if v is not None})
     if gpu_types:
         options[wire_name("gpu_types")] = list(gpu_types)
-    assert dataset is not None
-    job_name = name or (DEMO_NAME if demo else dataset.stem)
-    with cloud_errors():
+    with cloud_errors(), ExitStack() as scratch:
         session = open_session(bootstrap=True)
         scope = resolve_scope(session, org, project, bootstrap=True)
+        if from_endpoint is not None:
+            dataset = endpoint_dataset(session, scope, from_endpoint, filters, out, scratch,
+                                       quiet=as_json)
+        assert dataset is not None
+        job_name = name or (DEMO_NAME if demo else dataset.stem)
         live = LiveProgress(options.get(wire_name("max_steps")))
         quiet = as_json
         trainer = create_trainer(name=job_name, dataset=dataset, model=model or DEFAULT_MODEL,

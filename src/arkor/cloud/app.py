@@ -35,6 +35,7 @@ from arkor.cloud.routes import (
     projects,
     runs,
     tokens,
+    usage,
 )
 from arkor.cloud.settings import Settings
 from arkor.cloud.signup import SignupLimiter
@@ -42,7 +43,7 @@ from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database
 
-ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, runs, base_models,
+ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, runs, usage, base_models,
                  job_import, jobs, job_events, datasets, inference)
 
 

@@ -12,6 +12,11 @@ from arkor.contract.deployments import ADAPTER_CHECKPOINT, TARGET_BASE_MODEL
 from arkor.store import tables
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A query's time in UTC; one written without a zone is read as UTC."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -44,6 +49,12 @@ def target_dto(row: tables.Deployment) -> m.AdapterTarget | m.BaseModelTarget:
     return m.AdapterTarget(adapter=adapter)
 
 
+def limits_dto(row: tables.Deployment | tables.DeploymentKey) -> m.RateLimits:
+    return m.RateLimits(requests_per_minute=row.requests_per_minute,
+                        tokens_per_minute=row.tokens_per_minute,
+                        concurrent_requests=row.concurrent_requests)
+
+
 def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Deployment:
     return m.Deployment(
         url=f"{base_url}/chat/completions" if base_url else None,
@@ -59,6 +70,7 @@ def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Dep
         custom_domain=row.custom_domain,
         run_retention_mode=row.run_retention_mode,
         run_retention_days=row.run_retention_days,
+        limits=limits_dto(row),
         created_at=iso(row.created_at) or "",
         updated_at=iso(row.updated_at) or "",
     )
@@ -72,6 +84,7 @@ def key_dto(row: tables.DeploymentKey) -> m.DeploymentKey:
         enabled=row.enabled,
         created_at=iso(row.created_at) or "",
         last_used_at=iso(row.last_used_at),
+        limits=limits_dto(row),
     )
 
 

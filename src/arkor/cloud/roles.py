@@ -34,7 +34,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], OrgRole]] = {
     ("DELETE", "/v1/endpoints/{deployment_id}"): ROLE_MEMBER,
     ("GET", "/v1/endpoints/{deployment_id}/keys"): ROLE_VIEWER,
     ("POST", "/v1/endpoints/{deployment_id}/keys"): ROLE_MEMBER,
+    ("PATCH", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
+    ("GET", "/v1/endpoints/{deployment_id}/usage"): ROLE_VIEWER,
+    ("GET", "/v1/usage"): ROLE_VIEWER,
     # Runs hold prompts and answers: members only.
     ("GET", "/v1/endpoints/{deployment_id}/runs"): ROLE_MEMBER,
     ("DELETE", "/v1/endpoints/{deployment_id}/runs"): ROLE_MEMBER,

@@ -35,11 +35,15 @@ DEFAULT_SHUTDOWN_TIMEOUT_S = 10
 DEFAULT_TRUSTED_PROXIES = ("127.0.0.1", "::1")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_METRICS_HOST = "127.0.0.1"
+MIN_METRICS_TOKEN_CHARS = 16
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_MAX_TOKENS_CAP = 4096
 DEFAULT_MAX_N = 8
 DEFAULT_SLUG_GRACE_DAYS = 7
 DEFAULT_SIGNUP_PER_HOUR = 30
+RATE_LIMIT_FAILURES = ("open", "closed")
+DEFAULT_RATE_LIMIT_WINDOW_S = 60
 # Quotas per org; 0 is no limit (arkor.cloud.quotas).
 DEFAULT_QUOTAS = {
     "quota_deployments": 50,
@@ -166,6 +170,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "INFO",
             "Least severe log level shown: DEBUG, INFO (one line per request), WARNING or "
             "ERROR."),
+    Setting("metrics_port", "0",
+            "Port of a listener that serves only Prometheus' GET /metrics, on "
+            "ARKOR_METRICS_HOST; the main port then serves none (0: no such listener).", int),
+    Setting("metrics_host", DEFAULT_METRICS_HOST,
+            "Interface the ARKOR_METRICS_PORT listener binds."),
+    Setting("metrics_token", "(none)",
+            "Bearer token GET /metrics requires (at least 16 characters; prefer the env var). "
+            "Without it or ARKOR_METRICS_PORT, /metrics is not served."),
     Setting("default_max_tokens", str(DEFAULT_MAX_TOKENS),
             "Tokens generated for a request that does not set max_tokens.", int),
     Setting("max_tokens_cap", str(DEFAULT_MAX_TOKENS_CAP),
@@ -188,6 +200,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signup_per_hour", str(DEFAULT_SIGNUP_PER_HOUR),
             "Sign-up attempts (anonymous or with an invite) one client address may make per "
             "hour, all at once or spread out; more are answered 429 with Retry-After.", int),
+    Setting("redis_url", "(none: the database keeps them)",
+            "Redis URL (redis://host:6379/0) for the edge's rate-limit counters, which every "
+            "server process shares; without it they live in PostgreSQL (in memory on SQLite, "
+            "which runs one process)."),
+    Setting("rate_limit_failure", RATE_LIMIT_FAILURES[0],
+            "When the rate-limit counters cannot be reached: open (admit the call, logging a "
+            "warning at most once a minute) or closed (answer 503)."),
+    Setting("rate_limit_window_s", str(DEFAULT_RATE_LIMIT_WINDOW_S),
+            "Seconds in one rate-limit window: requestsPerMinute and tokensPerMinute are "
+            "counted per window (60; shorter only for tests).", int),
     *(Setting(name, str(DEFAULT_QUOTAS[name]), text, int) for name, text in (
         ("quota_deployments", "Deployments one org may have (0: no limit); one more is 403."),
         ("quota_keys_per_deployment",
@@ -244,6 +266,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = DEFAULT_TRUSTED_PROXIES
     log_format: str = LOG_FORMATS[0]
     log_level: str = "INFO"
+    metrics_port: int = 0
+    metrics_host: str = DEFAULT_METRICS_HOST
+    metrics_token: str | None = field(default=None, repr=False)
     default_max_tokens: int = DEFAULT_MAX_TOKENS
     max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
     max_n: int = DEFAULT_MAX_N
@@ -253,6 +278,9 @@ class Settings:
     # without one (tests, `arkor dev`) is on loopback and allows anonymous sign-up.
     signup: str | None = None
     signup_per_hour: int = DEFAULT_SIGNUP_PER_HOUR
+    redis_url: str | None = None
+    rate_limit_failure: str = RATE_LIMIT_FAILURES[0]
+    rate_limit_window_s: int = DEFAULT_RATE_LIMIT_WINDOW_S
     quota_deployments: int = DEFAULT_QUOTAS["quota_deployments"]
     quota_keys_per_deployment: int = DEFAULT_QUOTAS["quota_keys_per_deployment"]
     quota_datasets: int = DEFAULT_QUOTAS["quota_datasets"]
@@ -283,6 +311,12 @@ class Settings:
                                  f"not {self.signup!r}")
         if self.signup_per_hour < 1:
             raise ValueError("signup_per_hour must be at least 1")
+        object.__setattr__(self, "rate_limit_failure", self.rate_limit_failure.strip().lower())
+        if self.rate_limit_failure not in RATE_LIMIT_FAILURES:
+            raise ValueError(f"rate_limit_failure must be one of {', '.join(RATE_LIMIT_FAILURES)}, "
+                             f"not {self.rate_limit_failure!r}")
+        if self.rate_limit_window_s < 1:
+            raise ValueError("rate_limit_window_s must be at least 1")
         for name in DEFAULT_QUOTAS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
@@ -298,6 +332,13 @@ class Settings:
             raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("metrics_port must be a port number (1-65535), or 0 for none")
+        if self.metrics_token is not None:
+            object.__setattr__(self, "metrics_token", self.metrics_token.strip() or None)
+        if self.metrics_token is not None and len(self.metrics_token) < MIN_METRICS_TOKEN_CHARS:
+            raise ValueError(f"ARKOR_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} "
+                             "characters, e.g. the output of `openssl rand -hex 32`")
         plan = parse_precision_plan(self.engine_precision)
         object.__setattr__(self, "engine_precision", str(plan))
         object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
@@ -312,6 +353,11 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'arkor.sqlite3'}"
+
+    @property
+    def serves_metrics(self) -> bool:
+        """Whether GET /metrics is served anywhere (the operator's port, or behind the token)."""
+        return bool(self.metrics_port or self.metrics_token)
 
     @property
     def models_dir(self) -> Path:

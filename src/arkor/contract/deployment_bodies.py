@@ -14,7 +14,10 @@ from arkor.contract.deployments import (
     DEFAULT_RETENTION,
     KEY_LABEL_MAX,
     KEY_LABEL_MESSAGE,
+    MAX_CONCURRENT_REQUESTS,
+    MAX_REQUESTS_PER_MINUTE,
     MAX_RETENTION_DAYS,
+    MAX_TOKENS_PER_MINUTE,
     RETENTION_DAYS,
     AuthMode,
     RunRetentionMode,
@@ -52,6 +55,20 @@ class BaseModelTargetIn(Body):
 TargetIn = Annotated[AdapterTargetIn | BaseModelTargetIn, Field(discriminator="kind")]
 
 
+class LimitsIn(Body):
+    """Rate limits to change: a field given is set (null lifts that limit), one omitted
+    keeps its value."""
+
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_REQUESTS_PER_MINUTE)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_TOKENS_PER_MINUTE)
+    concurrent_requests: int | None = Field(default=None, ge=1, le=MAX_CONCURRENT_REQUESTS)
+
+    def changes(self) -> dict[str, int | None]:
+        """``{column: value}`` of the fields given (snake_case, as the tables name them)."""
+        return {name: getattr(self, name) for name in self.model_fields_set
+                if name in type(self).model_fields}
+
+
 class CreateDeploymentBody(Body):
     slug: str = Field(description="2-50 chars of [a-z0-9-]; not a reserved label")
     target: TargetIn
@@ -87,6 +104,7 @@ class UpdateDeploymentBody(Body):
     enabled: bool | None = None
     run_retention_mode: RunRetentionMode | None = None
     run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
+    limits: LimitsIn | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -99,7 +117,7 @@ class UpdateDeploymentBody(Body):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> UpdateDeploymentBody:
-        for name in ("target", "auth_mode", "enabled", "run_retention_mode"):
+        for name in ("target", "auth_mode", "enabled", "run_retention_mode", "limits"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{to_camel(name)} cannot be null; omit it to keep the value")
         return self
@@ -135,3 +153,9 @@ class CreateKeyBody(Body):
         if not 1 <= len(value) <= KEY_LABEL_MAX:
             raise ValueError(KEY_LABEL_MESSAGE)
         return value
+
+
+class UpdateKeyBody(Body):
+    """``PATCH /v1/endpoints/{id}/keys/{keyId}``: the key's rate limits."""
+
+    limits: LimitsIn

@@ -38,6 +38,12 @@ DAYS_MODE_NEEDS_DAYS: Final = (
 KEY_LABEL_MAX: Final = 80
 KEY_LABEL_MESSAGE: Final = f"label must be 1-{KEY_LABEL_MAX} characters (after trimming spaces)"
 
+# Rate limits of a deployment or a key (null: unlimited); the edge enforces them per window
+# (a minute unless the server's ARKOR_RATE_LIMIT_WINDOW_S says otherwise).
+MAX_REQUESTS_PER_MINUTE: Final = 1_000_000
+MAX_TOKENS_PER_MINUTE: Final = 1_000_000_000
+MAX_CONCURRENT_REQUESTS: Final = 10_000
+
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 SLUG_MIN, SLUG_MAX = 2, 50
 

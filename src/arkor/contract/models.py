@@ -288,6 +288,15 @@ class BaseModelTarget(WireModel):
 DeploymentTarget = Annotated[AdapterTarget | BaseModelTarget, Field(discriminator="kind")]
 
 
+class RateLimits(WireModel):
+    """A deployment's or a key's rate limits; None is unlimited. A call must be within both
+    its deployment's and its key's."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent_requests: int | None = None
+
+
 class Deployment(WireModel):
     id: str
     slug: str
@@ -301,6 +310,7 @@ class Deployment(WireModel):
     # Open enum on read: a newer server may add modes.
     run_retention_mode: str | None = None
     run_retention_days: int | None = None
+    limits: RateLimits = RateLimits()
     created_at: str
     updated_at: str
     url: str | None = None
@@ -314,6 +324,7 @@ class DeploymentKey(WireModel):
     enabled: bool
     created_at: str
     last_used_at: str | None = None
+    limits: RateLimits = RateLimits()
 
 
 RunStatus = Literal["completed", "failed", "cancelled"]
@@ -373,6 +384,30 @@ class ExportedRuns(WireModel):
     jsonl: str
     exported: int
     skipped: int
+
+
+class UsageBucketOut(WireModel):
+    """One hour or day of calls (UTC ``start``); latencies in milliseconds, from a histogram
+    (each the upper bound of its bucket), None without calls."""
+
+    start: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    errors: dict[str, int]
+    cancelled: int
+    latency_ms_mean: float | None
+    latency_ms_p50: int | None
+    latency_ms_p95: int | None
+    latency_ms_p99: int | None
+
+
+class UsageReport(WireModel):
+    granularity: Literal["hour", "day"]
+    since: str
+    until: str
+    buckets: list[UsageBucketOut]
+    total: UsageBucketOut
 
 
 class CreatedDeploymentKey(WireModel):

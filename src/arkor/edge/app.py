@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from arkor.edge import chat, completions, responses, runs, stored
+from arkor.edge import chat, completions, rate_limits, responses, runs, stored
 from arkor.edge import openai_wire as wire
 from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
@@ -90,10 +90,12 @@ class EdgeApp:
 
     def open_run(self, served: ServedDeployment, path: str, request_id: str,
                  key_id: str | None) -> runs.RunTap | None:
-        """The tap for this call, unless runs are not kept (retention ``disabled``)."""
-        if self.recorder is None or served.run_retention_mode == "disabled":
+        """The tap for this call: metered always, kept as a run unless retention is
+        ``disabled``."""
+        if self.recorder is None:
             return None
         tap = runs.RunTap(
+            keep=served.run_retention_mode != "disabled",
             deployment_id=served.id, project_id=served.project_id, route=RUN_ROUTES[path],
             request_id=request_id, key_id=key_id,
             key_prefix=served.key_prefixes.get(key_id) if key_id else None,
@@ -125,6 +127,7 @@ class EdgeApp:
                                             if path != MODELS else None))
         if method != "POST":
             raise WireError(405, f"Use POST {path}", code="method_not_allowed")
+        await rate_limits.admit(request.scope, served, key_id)  # 429 before the engine
         tap = self.open_run(served, path, request_id, key_id)
         raw = await request.body()  # bounded by ARKOR_MAX_BODY_KB (arkor.middleware.guards)
         if len(raw) > PARSE_ON_LOOP_BYTES:  # big bodies are parsed off the event loop
@@ -132,7 +135,7 @@ class EdgeApp:
         else:
             body = wire.parse_body(raw)
         stored.prepare(served, path, body)
-        if tap is not None:
+        if tap is not None and tap.keep:  # a call not kept never holds its body past the call
             tap.request, tap.request_bytes = body, len(raw)
         return await answer(request.receive, self.engines, body, base_model=served.base_model,
                             adapter=served.adapter, model=served.slug)

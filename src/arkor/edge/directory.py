@@ -20,6 +20,7 @@ from arkor.contract.deployments import is_deployment_slug
 from arkor.engine.base import AdapterRef
 from arkor.store.db import Database
 from arkor.store.deployments import deployment_by_slug
+from arkor.store.rate_limits import UNLIMITED, Limits, limits_of
 from arkor.store.tables import DeploymentKey
 from arkor.targets import TargetError, resolve
 
@@ -36,6 +37,8 @@ class ServedDeployment:
     project_id: str = ""
     run_retention_mode: str = "days"
     key_prefixes: Mapping[str, str] = field(default_factory=dict)  # key id -> display prefix
+    limits: Limits = UNLIMITED
+    key_limits: Mapping[str, Limits] = field(default_factory=dict)  # only keys with limits
 
 
 MAX_NEGATIVE_ENTRIES = 1024
@@ -99,7 +102,9 @@ class DeploymentDirectory:
             if row is None:
                 return None
             keys = session.execute(
-                select(DeploymentKey.digest, DeploymentKey.id, DeploymentKey.prefix).where(
+                select(DeploymentKey.digest, DeploymentKey.id, DeploymentKey.prefix,
+                       DeploymentKey.requests_per_minute, DeploymentKey.tokens_per_minute,
+                       DeploymentKey.concurrent_requests).where(
                     DeploymentKey.deployment_id == row.id, DeploymentKey.enabled.is_(True)
                 )
             ).all()
@@ -110,7 +115,9 @@ class DeploymentDirectory:
             return ServedDeployment(
                 id=row.id, slug=row.slug, enabled=row.enabled, auth_mode=row.auth_mode,
                 base_model=base_model, adapter=adapter,
-                key_ids_by_digest={digest: key_id for digest, key_id, _ in keys},
+                key_ids_by_digest={key.digest: key.id for key in keys},
                 project_id=row.project_id, run_retention_mode=row.run_retention_mode,
-                key_prefixes={key_id: prefix for _, key_id, prefix in keys},
+                key_prefixes={key.id: key.prefix for key in keys},
+                limits=limits_of(row),
+                key_limits={key.id: Limits(*key[3:]) for key in keys if Limits(*key[3:]).any},
             )

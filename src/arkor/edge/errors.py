@@ -4,8 +4,10 @@
         400 invalid_request_error   a field the edge refuses (``param`` names it)
         401 authentication_error    a missing, malformed, unknown or revoked key
         404 invalid_request_error   an unknown deployment, model or route
+        429 requests / tokens       over a rate limit (:mod:`arkor.edge.rate_limits`)
         429 rate_limit_error        the engine's queue is full (``Retry-After``)
-        503 server_error            the model cannot load or the engine failed
+        503 server_error            the model cannot load or the engine failed, or the
+                                    rate-limit counters cannot be reached (``closed``)
 
 The app (:mod:`arkor.edge.app`) turns every ``WireError`` into
 ``{"error": {"message", "type", "param", "code"}}``; anything else is a logged 500.

@@ -8,7 +8,9 @@ it to the :class:`Recorder`: a bounded buffer that a thread writes to the databa
 batches. A request never waits for, or fails because of, the database; a full buffer drops
 the run, counts it (``dropped``) and logs a warning, at most one per ``WARN_EVERY_S``.
 
-A deployment whose retention is ``disabled`` opens no tap: its calls never reach the buffer.
+Every call is also counted into its hour's usage bucket (:mod:`arkor.store.usage`), from the
+engine's token counts, whatever the route, streaming or not. A deployment whose retention is
+``disabled`` is only counted: its request bodies are never held past the call or written.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from arkor.engine.base import Finished, TextDelta
 from arkor.store import runs as stored
+from arkor.store import usage
 from arkor.store.db import Database
 from arkor.store.tables import Run, utcnow
 
@@ -52,11 +56,13 @@ class RunTap:
     key_prefix: str | None
     base_model: str
     adapter: str | None
+    keep: bool = True  # False: retention disabled, the call is only counted
     request: dict[str, Any] | None = None
     request_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     texts: dict[int, list[str]] = field(default_factory=dict)
+    deltas: dict[int, int] = field(default_factory=dict)  # tokens sent, per row
     finished: dict[int, Finished] = field(default_factory=dict)
     answer: dict[str, Any] | None = None
     error: str | None = None
@@ -70,13 +76,16 @@ class RunTap:
             if self.first_token_at is None and event.text:
                 self.first_token_at = time.monotonic()
             self.texts.setdefault(row, []).append(event.text)
+            self.deltas[row] = self.deltas.get(row, 0) + 1
         else:
             self.finished[row] = event
 
     def usage(self) -> tuple[int, int]:
         """Prompt and completion tokens as the engine counted them: the route's ``usage``
         when it answered (it knows which rows share a prompt), else the rows' own counts
-        (one prompt: a chat's ``n`` choices share it)."""
+        (one prompt: a chat's ``n`` choices share it). A row cut before its end (the client
+        left) counts the tokens it generated; its prompt, reported by the engine only at the
+        end, counts 0."""
         usage = (self.answer or {}).get("usage")
         if isinstance(usage, dict):
             prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
@@ -84,24 +93,34 @@ class RunTap:
             if isinstance(prompt, int) and isinstance(completion, int):
                 return prompt, completion
         done = list(self.finished.values())
+        cut = sum(count for row, count in self.deltas.items() if row not in self.finished)
         return (max((f.prompt_tokens for f in done), default=0),
-                sum(f.completion_tokens for f in done))
+                sum(f.completion_tokens for f in done) + cut)
 
     def close(self, http_status: int, *, stream: bool) -> None:
         """The call is over: note how it ended (cheap; :meth:`row` builds the record, on the
         recorder's thread, since a request's body can be megabytes of JSON)."""
         self.ended = time.monotonic()
         self.http_status, self.stream = http_status, stream
+        if self.request_bytes > MAX_KEPT_REQUEST_BYTES:
+            self.request = None  # not kept: let it go now, not at the next write
 
-    def row(self) -> Run:
+    def outcome(self) -> str:
         http_status = self.http_status
         if http_status == 499 or (http_status < 400 and self.error is None
                                   and self.answer is None and not self._all_finished()):
-            status = STATUS_CANCELLED
-        elif http_status >= 400 or self.error is not None:
-            status = STATUS_FAILED
-        else:
-            status = STATUS_COMPLETED
+            return STATUS_CANCELLED
+        if http_status >= 400 or self.error is not None:
+            return STATUS_FAILED
+        return STATUS_COMPLETED
+
+    @property
+    def latency_ms(self) -> int:
+        return round((self.ended - self.started) * 1000)
+
+    def row(self) -> Run:
+        http_status = self.http_status
+        status = self.outcome()
         answer = self.answer if self.answer is not None else (
             {"rows": [{"text": "".join(parts),
                        "finishReason": (self.finished[row].finish_reason
@@ -122,7 +141,7 @@ class RunTap:
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             ttft_ms=(round((self.first_token_at - self.started) * 1000)
                      if self.first_token_at is not None else None),
-            latency_ms=round((self.ended - self.started) * 1000),
+            latency_ms=self.latency_ms,
             response_id=(str(answer["id"])[:80] if isinstance(answer, dict)
                          and isinstance(answer.get("id"), str) else None),
             stored=is_stored(self.route, request),
@@ -164,8 +183,10 @@ class Recorder:
     """Runs buffered in memory (at most ``max_buffered``) and written in batches."""
 
     def __init__(self, db: Database, *, max_buffered: int = MAX_BUFFERED,
-                 interval: float = FLUSH_SECONDS) -> None:
+                 interval: float = FLUSH_SECONDS,
+                 observer: Callable[[RunTap], None] | None = None) -> None:
         self._db = db
+        self._observer = observer  # sees every closed tap first (arkor.observability.metrics)
         self._interval = interval
         self._buffer: deque[RunTap] = deque()
         self._max = max_buffered
@@ -176,9 +197,13 @@ class Recorder:
         self._warned_at = 0.0
         self.dropped = 0
         self.written = 0
+        self.metered = 0
+        self.unmetered = 0
 
     def submit(self, run: RunTap) -> None:
         """A closed tap, kept until the next write (or dropped, counted, when full)."""
+        if self._observer is not None:
+            self._observer(run)
         with self._lock:
             if len(self._buffer) >= self._max:
                 self.dropped += 1
@@ -208,8 +233,9 @@ class Recorder:
                 taps = [self._buffer.popleft() for _ in range(min(500, len(self._buffer)))]
             if not taps:
                 return
+            self._meter(taps)
             batch = []
-            for tap in taps:
+            for tap in (t for t in taps if t.keep):
                 try:
                     batch.append(tap.row())
                 except Exception:
@@ -225,6 +251,24 @@ class Recorder:
                 self.dropped += len(batch)
                 log.exception("could not write %d runs", len(batch))
                 return
+
+    def _meter(self, taps: list[RunTap]) -> None:
+        """Count every call (kept or not) into its hour's usage bucket."""
+        tallies: dict[usage.BucketKey, usage.Tally] = {}
+        for tap in taps:
+            prompt_tokens, completion_tokens = tap.usage()
+            key = (tap.deployment_id, tap.key_id or "", usage.hour_of(tap.created_at))
+            tallies.setdefault(key, usage.Tally(tap.project_id)).add(
+                http_status=tap.http_status, cancelled=tap.outcome() == STATUS_CANCELLED,
+                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                latency_ms=tap.latency_ms)
+        try:
+            with self._db.session() as session:
+                usage.add_tallies(session, tallies)
+            self.metered += len(taps)
+        except Exception:
+            self.unmetered += len(taps)
+            log.exception("could not count %d calls into usage", len(taps))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

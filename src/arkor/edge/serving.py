@@ -66,6 +66,12 @@ class EngineProvider:
         self._started = False
         self._lock = asyncio.Lock()
 
+    @property
+    def started(self) -> Engine | None:
+        """The engine once it is serving (None before its first use): for readers such as
+        /metrics that must not start one."""
+        return self._engine if self._started else None
+
     async def get(self) -> Engine:
         if self._engine is not None and self._started:
             return self._engine

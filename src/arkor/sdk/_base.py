@@ -63,6 +63,17 @@ def as_scope(scope: ScopeLike) -> ProjectScope:
     return ProjectScope(org_slug=org, project_slug=project)
 
 
+LimitsLike = m.RateLimits | Mapping[str, int | None]
+
+
+def _limits(limits: LimitsLike) -> dict[str, Any]:
+    """The limits given (camelCase or snake_case keys, or a ``RateLimits`` built with only
+    the fields to change); None lifts a limit, a field left out keeps its value."""
+    model = limits if isinstance(limits, m.RateLimits) else m.RateLimits.model_validate(
+        dict(limits))
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
 def _segment(value: str) -> str:
     return quote(value, safe="")
 
@@ -370,8 +381,10 @@ class BaseCloudApiClient:
         names = {
             "target": "target", "auth_mode": "authMode", "enabled": "enabled",
             "run_retention_mode": "runRetentionMode", "run_retention_days": "runRetentionDays",
+            "limits": "limits",
         }
-        body = {names[k]: _wire(v) for k, v in changes.items() if v is not UNSET}
+        body = {names[k]: _limits(v) if k == "limits" else _wire(v)
+                for k, v in changes.items() if v is not UNSET}
         return Call("PATCH", f"/v1/endpoints/{_segment(deployment_id)}",
                     _field("deployment", m.Deployment), params=as_scope(scope).params(),
                     json=body)
@@ -392,6 +405,14 @@ class BaseCloudApiClient:
         return Call("POST", f"/v1/endpoints/{_segment(deployment_id)}/keys",
                     _field("key", m.CreatedDeploymentKey), params=as_scope(scope).params(),
                     json={"label": label})
+
+    def _update_deployment_key(
+        self, deployment_id: str, key_id: str, scope: ScopeLike, limits: LimitsLike
+    ) -> Call[m.DeploymentKey]:
+        return Call("PATCH",
+                    f"/v1/endpoints/{_segment(deployment_id)}/keys/{_segment(key_id)}",
+                    _field("key", m.DeploymentKey), params=as_scope(scope).params(),
+                    json={"limits": _limits(limits)})
 
     def _revoke_deployment_key(
         self, deployment_id: str, key_id: str, scope: ScopeLike
@@ -451,6 +472,19 @@ class BaseCloudApiClient:
 
         return Call("GET", self._runs_path(deployment_id) + "/export", parse,
                     params={**as_scope(scope).params(), **filters.params()})
+
+    def _usage(self, deployment_id: str | None, scope: ScopeLike, granularity: str | None,
+               since: str | None, until: str | None, key_id: str | None = None
+               ) -> Call[m.UsageReport]:
+        """A deployment's usage, or (``deployment_id`` None) the project's."""
+        path = (f"/v1/endpoints/{_segment(deployment_id)}/usage" if deployment_id is not None
+                else "/v1/usage")
+        params = as_scope(scope).params()
+        for name, value in (("granularity", granularity), ("from", since), ("to", until),
+                            ("keyId", key_id)):
+            if value:
+                params[name] = value
+        return Call("GET", path, _whole(m.UsageReport), params=params)
 
     def _delete_dataset(self, dataset_id: str, scope: ScopeLike) -> Call[None]:
         return Call("DELETE", f"/v1/datasets/{_segment(dataset_id)}", _nothing,

@@ -8,7 +8,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar, Unpack
 
 import httpx
@@ -22,6 +29,7 @@ from arkor.sdk._base import (
     BaseCloudApiClient,
     Call,
     InferenceOptions,
+    LimitsLike,
     RunFilters,
     ScopeLike,
     map_transport_error,
@@ -170,11 +178,14 @@ class CloudApiClient(BaseCloudApiClient):
         enabled: Any = UNSET,
         run_retention_mode: Any = UNSET,
         run_retention_days: Any = UNSET,
+        limits: Any = UNSET,
     ) -> m.Deployment:
-        """Partial update: only the arguments you pass are sent."""
+        """Partial update: only the arguments you pass are sent. ``limits`` sets rate limits
+        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept)."""
         changes = {
             "target": target, "auth_mode": auth_mode, "enabled": enabled,
             "run_retention_mode": run_retention_mode, "run_retention_days": run_retention_days,
+            "limits": limits,
         }
         return self._send(self._update_deployment(deployment_id, scope, changes))
 
@@ -191,6 +202,12 @@ class CloudApiClient(BaseCloudApiClient):
     ) -> m.CreatedDeploymentKey:
         """Issue a key. ``result.plaintext`` is shown this once; store it now."""
         return self._send(self._create_deployment_key(deployment_id, scope, label))
+
+    def update_deployment_key(
+        self, deployment_id: str, key_id: str, scope: ScopeLike, *, limits: LimitsLike
+    ) -> m.DeploymentKey:
+        """Set a key's rate limits (None lifts one, a limit left out is kept)."""
+        return self._send(self._update_deployment_key(deployment_id, key_id, scope, limits))
 
     def revoke_deployment_key(self, deployment_id: str, key_id: str, scope: ScopeLike) -> None:
         self._send(self._revoke_deployment_key(deployment_id, key_id, scope))
@@ -243,6 +260,19 @@ class CloudApiClient(BaseCloudApiClient):
     def delete_runs(self, deployment_id: str, scope: ScopeLike) -> int:
         """Delete every stored run of the deployment; how many there were."""
         return self._send(self._delete_runs(deployment_id, scope))
+
+    def get_usage(self, deployment_id: str, scope: ScopeLike, *, granularity: str = "hour",
+                  since: str | None = None, until: str | None = None,
+                  key_id: str | None = None) -> m.UsageReport:
+        """A deployment's usage (one key's with ``key_id``) as hourly or daily buckets."""
+        return self._send(self._usage(deployment_id, scope,
+                                      granularity, since, until, key_id))
+
+    def get_project_usage(self, scope: ScopeLike, *, granularity: str = "day",
+                          since: str | None = None, until: str | None = None
+                          ) -> m.UsageReport:
+        """The project's usage, every deployment together."""
+        return self._send(self._usage(None, scope, granularity, since, until))
 
     def export_runs(self, deployment_id: str, scope: ScopeLike, *,
                     filters: RunFilters | None = None) -> m.ExportedRuns:
@@ -451,11 +481,14 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         enabled: Any = UNSET,
         run_retention_mode: Any = UNSET,
         run_retention_days: Any = UNSET,
+        limits: Any = UNSET,
     ) -> m.Deployment:
-        """Partial update: only the arguments you pass are sent."""
+        """Partial update: only the arguments you pass are sent. ``limits`` sets rate limits
+        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept)."""
         changes = {
             "target": target, "auth_mode": auth_mode, "enabled": enabled,
             "run_retention_mode": run_retention_mode, "run_retention_days": run_retention_days,
+            "limits": limits,
         }
         return await self._send(self._update_deployment(deployment_id, scope, changes))
 
@@ -472,6 +505,13 @@ class AsyncCloudApiClient(BaseCloudApiClient):
     ) -> m.CreatedDeploymentKey:
         """Issue a key. ``result.plaintext`` is shown this once; store it now."""
         return await self._send(self._create_deployment_key(deployment_id, scope, label))
+
+    async def update_deployment_key(
+        self, deployment_id: str, key_id: str, scope: ScopeLike, *, limits: LimitsLike
+    ) -> m.DeploymentKey:
+        """Set a key's rate limits (None lifts one, a limit left out is kept)."""
+        return await self._send(
+            self._update_deployment_key(deployment_id, key_id, scope, limits))
 
     async def revoke_deployment_key(
         self, deployment_id: str, key_id: str, scope: ScopeLike
@@ -498,6 +538,18 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         return await self._send(self._list_runs(deployment_id, scope,
                                                 filters or RunFilters(), limit, cursor))
 
+    async def iter_runs(self, deployment_id: str, scope: ScopeLike, *,
+                        filters: RunFilters | None = None) -> AsyncIterator[m.RunSummary]:
+        """Every matching run, newest first, page after page."""
+        cursor = None
+        while True:
+            page = await self.list_runs(deployment_id, scope, filters=filters, cursor=cursor)
+            for run in page.runs:
+                yield run
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
     async def get_run(self, deployment_id: str, run_id: str, scope: ScopeLike) -> m.Run:
         return await self._send(self._get_run(deployment_id, run_id, scope))
 
@@ -510,6 +562,18 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def delete_runs(self, deployment_id: str, scope: ScopeLike) -> int:
         return await self._send(self._delete_runs(deployment_id, scope))
+
+    async def get_usage(self, deployment_id: str, scope: ScopeLike, *,
+                        granularity: str = "hour", since: str | None = None,
+                        until: str | None = None, key_id: str | None = None
+                        ) -> m.UsageReport:
+        return await self._send(self._usage(deployment_id, scope,
+                                            granularity, since, until, key_id))
+
+    async def get_project_usage(self, scope: ScopeLike, *, granularity: str = "day",
+                                since: str | None = None, until: str | None = None
+                                ) -> m.UsageReport:
+        return await self._send(self._usage(None, scope, granularity, since, until))
 
     async def export_runs(self, deployment_id: str, scope: ScopeLike, *,
                           filters: RunFilters | None = None) -> m.ExportedRuns:

@@ -78,6 +78,13 @@ def revoke_key(session: Session, key: DeploymentKey) -> None:
         session.flush()
 
 
+def set_limits(session: Session, key: DeploymentKey, changes: dict[str, int | None]) -> None:
+    """Set the key's rate limits named in ``changes`` (None lifts one)."""
+    for column, value in changes.items():
+        setattr(key, column, value)
+    session.flush()
+
+
 def record_last_used(session: Session, last_used: dict[str, object]) -> None:
     """Apply a batch of ``{key_id: datetime}`` (the edge flushes these periodically)."""
     for key_id, when in last_used.items():

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -215,6 +216,10 @@ class Deployment(Base):
     custom_domain: Mapped[str | None] = mapped_column(String(253))
     run_retention_mode: Mapped[str] = mapped_column(String(20), default="days")
     run_retention_days: Mapped[int | None] = mapped_column(Integer)
+    # Rate limits (arkor.edge.rate_limits); NULL is unlimited.
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent_requests: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -254,6 +259,27 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class UsageBucket(Base):
+    """One hour of one deployment's calls through one key (``key_id`` "" without a key):
+    counts, the engine's token counts, errors, and a latency histogram (counts per
+    :data:`arkor.store.usage.LATENCY_BOUNDS_MS` bucket, JSON). Kept whatever the run retention."""
+
+    __tablename__ = "usage_buckets"
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(36), index=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    errors_4xx: Mapped[int] = mapped_column(Integer, default=0)
+    errors_5xx: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms_sum: Mapped[int] = mapped_column(Integer, default=0)
+    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
+
+
 class ReleasedSlug(Base):
     """A deleted deployment's slug, kept for its project for a grace period so that nobody
     else receives the traffic still sent to it (``ARKOR_SLUG_GRACE_DAYS``)."""
@@ -277,3 +303,29 @@ class DeploymentKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requests_per_minute: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
+    concurrent_requests: Mapped[int | None] = mapped_column(Integer)
+
+
+class RateLimitWindow(Base):
+    """One rate-limit window of one bucket (a deployment's or a key's limits): the requests
+    admitted in it and the tokens charged to it. ``window_start`` is in seconds since the
+    epoch; windows a few lengths old are swept."""
+
+    __tablename__ = "rate_limit_windows"
+    bucket: Mapped[str] = mapped_column(String(120), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RateLimitLease(Base):
+    """A call in progress holding one of a bucket's concurrent-request slots until it ends or
+    ``expires_at`` (milliseconds since the epoch) passes: the process serving it renews it
+    while the call lasts, so a process that dies frees its slots within one lease."""
+
+    __tablename__ = "rate_limit_leases"
+    bucket: Mapped[str] = mapped_column(String(120), primary_key=True)
+    lease: Mapped[str] = mapped_column(String(40), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger)

@@ -39,7 +39,9 @@ NO_USABLE_STATE = (
 SCOPE_MISSING = {"deployments": [], "scopeMissing": True}
 
 
-async def _with_client(request: Request, intent: Intent, handler: Handler) -> Response:
+async def with_client(request: Request, intent: Intent, handler: Handler) -> Response:
+    """Runs ``handler`` in the workspace's scope; a :class:`Response` it returns is answered as
+    is, anything else as JSON."""
     upstream = upstream_of(request)
     state = upstream.state()
     if state is None and intent == "list":
@@ -53,14 +55,15 @@ async def _with_client(request: Request, intent: Intent, handler: Handler) -> Re
         raise ConflictError(409, ANON_STATE_MISMATCH_MESSAGE)
     scope = scope_of(state) if state else await upstream.ensure_scope(credentials)
     async with upstream.client(credentials) as client:
-        return JSONResponse(await handler(client, scope))
+        result = await handler(client, scope)
+    return result if isinstance(result, Response) else JSONResponse(result)
 
 
 async def list_deployments(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         return {"deployments": wire(await client.list_deployments(scope))}
 
-    return await _with_client(request, "list", handler)
+    return await with_client(request, "list", handler)
 
 
 async def create_deployment(request: Request) -> Response:
@@ -75,18 +78,18 @@ async def create_deployment(request: Request) -> Response:
         )
         return {"deployment": wire(deployment)}
 
-    return await _with_client(request, "create", handler)
+    return await with_client(request, "create", handler)
 
 
-def _id(request: Request, name: str = "deployment_id") -> str:
+def path_id(request: Request, name: str = "deployment_id") -> str:
     return str(request.path_params[name])
 
 
 async def get_deployment(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
-        return {"deployment": wire(await client.get_deployment(_id(request), scope))}
+        return {"deployment": wire(await client.get_deployment(path_id(request), scope))}
 
-    return await _with_client(request, "read", handler)
+    return await with_client(request, "read", handler)
 
 
 async def update_deployment(request: Request) -> Response:
@@ -95,45 +98,45 @@ async def update_deployment(request: Request) -> Response:
 
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         response = await client.forward(
-            "PATCH", f"/v1/endpoints/{quote(_id(request), safe='')}", params=scope.params(),
+            "PATCH", f"/v1/endpoints/{quote(path_id(request), safe='')}", params=scope.params(),
             content=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
             raise_for_status=True)
         return response.json()
 
-    return await _with_client(request, "mutate", handler)
+    return await with_client(request, "mutate", handler)
 
 
 async def delete_deployment(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
-        await client.delete_deployment(_id(request), scope)
+        await client.delete_deployment(path_id(request), scope)
         return {}
 
-    return await _with_client(request, "mutate", handler)
+    return await with_client(request, "mutate", handler)
 
 
 async def list_keys(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
-        return {"keys": wire(await client.list_deployment_keys(_id(request), scope))}
+        return {"keys": wire(await client.list_deployment_keys(path_id(request), scope))}
 
-    return await _with_client(request, "read", handler)
+    return await with_client(request, "read", handler)
 
 
 async def create_key(request: Request) -> Response:
     label = inputs.key_label(await request.body())
 
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
-        key = await client.create_deployment_key(_id(request), scope, label=label)
+        key = await client.create_deployment_key(path_id(request), scope, label=label)
         return {"key": wire(key)}
 
-    return await _with_client(request, "mutate", handler)
+    return await with_client(request, "mutate", handler)
 
 
 async def revoke_key(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
-        await client.revoke_deployment_key(_id(request), _id(request, "key_id"), scope)
+        await client.revoke_deployment_key(path_id(request), path_id(request, "key_id"), scope)
         return {}
 
-    return await _with_client(request, "mutate", handler)
+    return await with_client(request, "mutate", handler)
 
 
 routes = [

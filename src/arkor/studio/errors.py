@@ -4,7 +4,7 @@
     ├── SignInRequired  401, nobody signed in where anonymous sign-up is off, or the token
     │                   refused: the message says how to sign in (studio/sign_in.py)
     └── AuthenticationError  401 from a typed call, answered as SignInRequired
-    InvalidBody         400, a request body refused before any upstream call
+    InvalidBody         400, a request body (or query) refused before any upstream call
     anything else       500 ``Studio backend unavailable`` (the server still logs it)
 """
 
@@ -18,7 +18,7 @@ from arkor.studio.guards import SECURITY_HEADERS
 
 
 class InvalidBody(ValueError):
-    """A request body the Studio refuses; the message says what to fix."""
+    """A request body or query the Studio refuses; the message says what to fix."""
 
 
 class SignInRequired(CloudApiError):

@@ -16,8 +16,10 @@ from arkor.studio import (
     api_identity,
     api_inference,
     api_jobs,
+    api_runs,
     api_status,
     api_training,
+    api_usage,
     contract_js,
 )
 from arkor.studio.config import StudioConfig
@@ -51,6 +53,8 @@ def create_studio_app(config: StudioConfig) -> Starlette:
         *api_training.routes,
         *api_inference.routes,
         *api_deployments.routes,
+        *api_runs.routes,
+        *api_usage.routes,
         Route("/api/{rest:path}", unknown_api_route,
               methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Route(contract_js.PATH, contract_js.serve, methods=["GET", "HEAD"]),

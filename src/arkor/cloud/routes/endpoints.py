@@ -22,6 +22,7 @@ from arkor.contract.deployment_bodies import (
     CreateDeploymentBody,
     CreateKeyBody,
     UpdateDeploymentBody,
+    UpdateKeyBody,
 )
 from arkor.contract.deployments import TARGET_ADAPTER, TARGET_BASE_MODEL
 from arkor.engine.registry import BaseModelRegistry
@@ -49,6 +50,10 @@ class KeyEnvelope(BaseModel):
 
 class KeyList(BaseModel):
     keys: list[m.DeploymentKey]
+
+
+class UpdatedKeyEnvelope(BaseModel):
+    key: m.DeploymentKey
 
 
 def resolve_target(
@@ -130,7 +135,7 @@ def get_endpoint(deployment_id: str, request: Request, db: DatabaseDep,
 
 @router.patch(
     "/v1/endpoints/{deployment_id}", response_model=DeploymentEnvelope, responses=SCOPED,
-    summary="Update target, auth mode, enabled or retention (slug is immutable)",
+    summary="Update target, auth mode, enabled, retention or rate limits (slug is immutable)",
 )
 def update_endpoint(
     deployment_id: str,
@@ -157,6 +162,8 @@ def update_endpoint(
             raise ApiError(400, str(exc)) from exc
         if retention is not None:
             changes["run_retention_mode"], changes["run_retention_days"] = retention
+        if body.limits is not None:
+            changes.update(body.limits.changes())
         if changes:
             deployments.update_deployment(session, row, changes)
         return DeploymentEnvelope(deployment=_dto(request, row))
@@ -197,6 +204,21 @@ def create_endpoint_key(deployment_id: str, body: CreateKeyBody, db: DatabaseDep
         quotas.check_new_key(session, settings, scope.org_id, row.id)
         key, plaintext = deployment_keys.create_key(session, deployment_id=row.id, label=body.label)
         return KeyEnvelope(key=created_key_dto(key, plaintext))
+
+
+@router.patch(
+    "/v1/endpoints/{deployment_id}/keys/{key_id}", response_model=UpdatedKeyEnvelope,
+    responses=SCOPED, summary="Set a key's rate limits (null lifts one)",
+)
+def update_endpoint_key(deployment_id: str, key_id: str, body: UpdateKeyBody,
+                        db: DatabaseDep, scope: ProjectScopeDep) -> UpdatedKeyEnvelope:
+    with db.session() as session:
+        row = _get_or_404(session, scope, deployment_id)
+        key = deployment_keys.get_key(session, row.id, key_id)
+        if key is None:
+            raise ApiError(404, f"Key {key_id!r} not found on this deployment")
+        deployment_keys.set_limits(session, key, body.limits.changes())
+        return UpdatedKeyEnvelope(key=key_dto(key))
 
 
 @router.delete(

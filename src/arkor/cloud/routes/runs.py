@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from arkor.cloud import run_export
 from arkor.cloud.auth import ProjectScope, ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep
-from arkor.cloud.dto import run_dto
+from arkor.cloud.dto import as_utc, run_dto
 from arkor.cloud.errors import ApiError, error_responses
 from arkor.contract import models as m
 from arkor.store import deployments, runs
@@ -67,7 +67,8 @@ def _run(session: Session, scope: ProjectScope, deployment_id: str, run_id: str)
 
 def _filters(status: str | None, key_id: str | None, since: datetime | None,
              until: datetime | None, text: str | None, mark: str | None) -> RunFilter:
-    return RunFilter(status=status, key_id=key_id, since=since, until=until,
+    return RunFilter(status=status, key_id=key_id, since=as_utc(since) if since else None,
+                     until=as_utc(until) if until else None,
                      text=text.strip() if text and text.strip() else None, mark=mark)
 
 

@@ -93,6 +93,8 @@ class AdapterSet:
     _hooked: set[int] = field(init=False, default_factory=set)
     _row_names: list[str] | None = field(init=False, default=None)
     _row_groups: list[tuple[str, torch.Tensor]] | None = field(init=False, default=None)
+    loads: int = field(init=False, default=0)  # adapters attached so far (read by /metrics)
+    evictions: int = field(init=False, default=0)  # detached to make room
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -105,6 +107,11 @@ class AdapterSet:
 
     def is_loaded(self, key: str) -> bool:
         return key in self._slots
+
+    @property
+    def loaded_count(self) -> int:
+        """Safe from any thread (``loaded_keys`` iterates what the scheduler changes)."""
+        return len(self._slots)
 
     def loaded_keys(self) -> list[str]:
         """Least recently used first."""
@@ -120,11 +127,13 @@ class AdapterSet:
             if len(self._slots) >= self.capacity and self._victim() is None:
                 return None
             slot = self._attach(ref, files or read_adapter(ref, self.device))
+            self.loads += 1
             while len(self._slots) > self.capacity:
                 victim = self._victim()
                 if victim is None:
                     break
                 self._detach(victim)
+                self.evictions += 1
         self._slots.move_to_end(ref.key)
         slot.users += 1
         return slot.name

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from llguidance import LLMatcher
@@ -34,6 +35,17 @@ DEFAULT_MAX_QUEUE = 64
 DEFAULT_MAX_LOADED_ADAPTERS = 8
 DEFAULT_PREFIX_CACHE_MB = 64
 CLOSE_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class BaseModelLoad:
+    """What one loaded base model is doing now, and its adapter churn so far (/metrics)."""
+
+    running: int  # rows in the decoding batch
+    waiting: int  # requests queued for a batch slot
+    adapters_loaded: int
+    adapter_loads: int
+    adapter_evictions: int
 
 
 class LocalEngine:
@@ -117,6 +129,18 @@ class LocalEngine:
         """Keys of the adapters attached to ``base_model``, least recently used first."""
         scheduler = self._schedulers.get(base_model)
         return scheduler.adapters.loaded_keys() if scheduler else []
+
+    def load_report(self) -> dict[str, BaseModelLoad]:
+        """Each loaded base model's batch, queue and adapters, read without a lock (any
+        thread; each number is a moment's, not a snapshot taken together)."""
+        return {
+            name: BaseModelLoad(
+                running=scheduler.running, waiting=scheduler.waiting,
+                adapters_loaded=scheduler.adapters.loaded_count,
+                adapter_loads=scheduler.adapters.loads,
+                adapter_evictions=scheduler.adapters.evictions)
+            for name, scheduler in list(self._schedulers.items())
+        }
 
     def prefix_cache(self, base_model: str) -> PrefixCache | None:
         """``base_model``'s prefix cache (its counters), once the model is loaded."""

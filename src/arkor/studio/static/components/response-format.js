@@ -87,6 +87,17 @@ class ResponseFormat extends HTMLElement {
 
   get format() { return this.select.value; }
 
+  // Sets every control at once (the Playground replaying a stored run); missing fields keep theirs.
+  load({ format, schema, name, strict, choices }) {
+    if (!this.built) this.build();
+    if (FORMATS.some(([value]) => value === format)) this.select.value = format;
+    if (schema !== undefined) this.schema.value = schema;
+    if (name !== undefined) this.name.value = name;
+    if (strict !== undefined) this.strict.checked = strict;
+    if (choices !== undefined) this.choices.value = choices;
+    this.sync();
+  }
+
   // True when the reply should be shown as JSON.
   get json() { return this.format === "json_object" || this.format === "json_schema"; }
 

@@ -84,6 +84,17 @@ class ToolsEditor extends HTMLElement {
     this.check();
   }
 
+  // Sets the tools, the choice ("auto", "none", "required" or "fn:<name>") and parallel calls
+  // at once (the Playground replaying a stored run).
+  load({ tools, choice, parallel }) {
+    if (!this.built) this.build();
+    this.text.value = tools.length ? JSON.stringify(tools, null, 2) : "";
+    this.check();
+    if ([...this.choice.options].some((o) => o.value === choice)) this.choice.value = choice;
+    this.parallel.checked = parallel;
+    if (tools.length) this.querySelector("details").open = true;
+  }
+
   fields() {
     const parsed = parseTools(this.text.value);
     if (parsed.error) return parsed;

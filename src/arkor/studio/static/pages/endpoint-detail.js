@@ -1,5 +1,7 @@
-// Endpoint detail (#/endpoints/<id>): URL, Quick start, settings (enable, auth, target,
-// retention), API keys (issue once, revoke), delete.
+// Endpoint detail (#/endpoints/<id>[?tab=runs[&run=<runId>]|?tab=usage]): the Overview tab has
+// the URL, Quick start, settings (enable, auth, target, retention), API keys (issue once,
+// revoke) and delete; the Runs tab the stored runs (<run-list>) and one run opened
+// (<run-viewer>); the Usage tab the metered calls (<endpoint-usage>).
 import { api } from "../api.js";
 import { card, errorBox, field, h, replace } from "../dom.js";
 import { relativeTime, targetSummary } from "../format.js";
@@ -9,7 +11,9 @@ import { AUTH } from "../contract.js";
 const LEAVE_ISSUING = "An API key is being issued. Leaving now will lose the one-time secret. Continue anyway?";
 const LEAVE_UNSAVED = "The just-issued API key is shown on screen but you haven't confirmed you saved it. Leaving now will discard the only copy. Continue anyway?";
 
-export function mount(main, { param: id }) {
+const TABS = [["overview", "Overview"], ["runs", "Runs"], ["usage", "Usage"]];
+
+export function mount(main, { param: id, query }) {
   const base = `/api/deployments/${encodeURIComponent(id)}`;
   let deployment = null;
   let keys = null;
@@ -27,6 +31,46 @@ export function mount(main, { param: id }) {
     "aria-label": "API key label", oninput: () => renderKeys() });
   const picker = h("target-picker");
   const retention = h("retention-fields");
+  const tabBar = h("div", { class: "subtabs", role: "tablist", "aria-label": "Endpoint" });
+  const overview = h("div", { role: "tabpanel", id: "ep-panel-overview" });
+  const runList = h("run-list");
+  const runViewer = h("run-viewer");
+  const runsPanel = h("div", { role: "tabpanel", id: "ep-panel-runs" }, runList, runViewer);
+  const usage = h("endpoint-usage");
+  const usagePanel = h("div", { role: "tabpanel", id: "ep-panel-usage", hidden: true }, usage);
+  let tab = TABS.some(([value]) => value === query?.get("tab")) ? query.get("tab") : "overview";
+  let openRun = tab === "runs" ? query.get("run") : null;
+
+  // The tab (and the run open in it) live in the address, without remounting the page.
+  function showTab(next, runId = null) {
+    tab = next;
+    openRun = next === "runs" ? runId : null;
+    const params = new URLSearchParams();
+    if (tab !== "overview") params.set("tab", tab);
+    if (openRun) params.set("run", openRun);
+    const search = params.toString();
+    history.replaceState(null, "", `#/endpoints/${encodeURIComponent(id)}${search ? `?${search}` : ""}`);
+    replace(tabBar, TABS.map(([value, name]) => h("button", { type: "button", role: "tab", id: `ep-tab-${value}`,
+      "aria-selected": String(tab === value), "aria-controls": `ep-panel-${value}`, onclick: () => showTab(value) }, name)));
+    overview.hidden = tab !== "overview";
+    runsPanel.hidden = tab !== "runs";
+    usagePanel.hidden = tab !== "usage";
+    runList.hidden = Boolean(openRun);
+    runViewer.hidden = !openRun;
+    if (tab === "runs" && !openRun && deployment) runList.start();
+    else runList.stop();
+    if (openRun) runViewer.show(id, openRun);
+    if (tab === "usage" && deployment) usage.start();
+    else usage.stop();
+  }
+
+  runList.addEventListener("run-open", (event) => showTab("runs", event.detail.runId));
+  runList.addEventListener("retention-edit", () => {
+    showTab("overview");
+    retention.scrollIntoView({ block: "center" });
+    retention.querySelector("select")?.focus();
+  });
+  runViewer.addEventListener("run-close", () => showTab("runs"));
 
   async function mutate(fn) {
     replace(mutationError);
@@ -145,6 +189,8 @@ export function mount(main, { param: id }) {
       h("p", { class: "hint" }, "Paste this into cURL or any HTTP client. OpenAI SDKs take the base URL instead: ",
         h("code", {}, d.baseUrl), ".")));
     quickStart.deployment = d;
+    runList.deployment = d;
+    usage.deployment = d;
     renderSettings();
     renderKeys();
   }
@@ -166,16 +212,22 @@ export function mount(main, { param: id }) {
       replace(main, h("p", {}, h("a", { href: "#/endpoints" }, "← Back to endpoints")), errorBox(err.message));
       return;
     }
+    const first = !runList.deployment;
     render();
+    if (first) showTab(tab, openRun);
   }
 
+  overview.append(urlCard, quickStart,
+    h("div", { class: "columns" }, card("Settings", settings), card("API keys", keysBox)));
+  overview.append(h("endpoint-limits", { "deployment-id": id }));
   main.append(
     h("p", {}, h("a", { href: "#/endpoints" }, "← Back to endpoints")),
-    head, mutationError, urlCard, quickStart,
-    h("div", { class: "columns" }, card("Settings", settings), card("API keys", keysBox)));
+    head, mutationError, tabBar, overview, runsPanel, usagePanel);
+  runsPanel.hidden = true;
   load();
   loadKeys();
   return {
+    destroy: () => { runList.stop(); usage.stop(); },
     wouldLoseData: () => issuing || Boolean(plaintext),
     confirmLeave: () => {
       if (issuing) return confirm(LEAVE_ISSUING);

@@ -1,14 +1,39 @@
 // Patterns (#/patterns): every component on one page, for checking both themes at a glance.
 import { card, emptyState, errorBox, field, h } from "../dom.js";
 import { copyButton, statusBadge } from "../components/widgets.js";
-import { AUTH } from "../contract.js";
+import { usageWindow } from "../components/endpoint-usage.js";
+import { AUTH, RUN_MARK, RUN_STATUS, USAGE_GRANULARITY } from "../contract.js";
 
 const SAMPLE = {
   slug: "support-bot", authMode: AUTH.FIXED_KEY,
   url: "http://127.0.0.1:8787/d/support-bot/v1/chat/completions", baseUrl: "http://127.0.0.1:8787/d/support-bot/v1",
 };
 
+const SAMPLE_RUN = {
+  id: "3f0c2a8e-6d1b-4c59-9a7e-1b2c3d4e5f60", deploymentId: "sample", route: "chat.completions", status: RUN_STATUS.COMPLETED,
+  error: null, httpStatus: 200, requestId: "req_sample", keyId: "k", keyPrefix: "ark_live_abcd1234", baseModel: "HuggingFaceTB/SmolLM2-135M-Instruct",
+  adapter: null, stream: false, usage: { promptTokens: 31, completionTokens: 4 }, ttftMs: 42, latencyMs: 118, mark: RUN_MARK.GOOD,
+  promptPreview: "My card was charged twice.", answerPreview: "LABEL: billing", createdAt: "2025-01-01T12:00:00Z",
+  request: { model: "support-bot", temperature: 0, max_tokens: 16, messages: [
+    { role: "system", content: "Reply with one label." }, { role: "user", content: "My card was charged twice." }] },
+  response: { object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: "LABEL: billing" }, finish_reason: "stop" }] },
+};
+
+function sampleUsage() {
+  const bucket = (requests) => ({ requests, promptTokens: requests * 31, completionTokens: requests * 5, errors: { "4xx": requests > 8 ? 1 : 0, "5xx": 0 },
+    cancelled: 0, latencyMsMean: 90, latencyMsP50: 100, latencyMsP95: 250, latencyMsP99: 500 });
+  const buckets = usageWindow(USAGE_GRANULARITY.HOUR).starts.map((start, i) => ({ start: new Date(start).toISOString(), ...bucket(Math.round(6 + 5 * Math.sin(i / 3))) }))
+    .filter((b) => b.requests > 2);
+  const total = bucket(buckets.reduce((n, b) => n + b.requests, 0));
+  const key = (id, label, enabled, requests) => ({ key: { id, label, prefix: `ark_live_${id}`, enabled }, usage: bucket(requests) });
+  const usage = h("endpoint-usage");
+  usage.display({ buckets, total }, [key("abcd1234", "production", true, total.requests - 12), key("efgh5678", "staging", false, 9)]);
+  return usage;
+}
+
 export function mount(main) {
+  const viewer = h("run-viewer");
+  viewer.display("sample", SAMPLE_RUN);
   const chart = h("loss-chart");
   for (let step = 1; step <= 30; step++) {
     chart.addPoint({ step, loss: 2.4 * Math.exp(-step / 9) + 0.3 + 0.05 * Math.sin(step), evalLoss: step % 5 === 0 ? 2.5 * Math.exp(-step / 10) + 0.4 : null });
@@ -50,6 +75,11 @@ export function mount(main) {
     card("Chat", h("div", { class: "chat-log" }, h("div", { class: "bubble user" }, h("span", { class: "who" }, "You"), h("div", { class: "text" }, "My card was charged twice.")),
       h("div", { class: "bubble assistant" }, h("span", { class: "who" }, "Model"), h("div", { class: "text" }, "LABEL: billing")),
       h("div", { class: "bubble assistant" }, h("span", { class: "who" }, "Model"), h("div", { class: "text error-text" }, "[error] Job not found")))),
+    card("Endpoint tabs", h("div", { class: "subtabs", role: "tablist" },
+      h("button", { type: "button", role: "tab", "aria-selected": "false" }, "Overview"),
+      h("button", { type: "button", role: "tab", "aria-selected": "true" }, "Runs"))),
+    card("Run viewer", viewer),
+    card("Endpoint usage", sampleUsage()),
     keyed, open);
   return {};
 }

@@ -1,11 +1,14 @@
-// Playground (#/playground[?adapter=<jobId>[&step=<n>]]): chat with a base model or a
-// trained adapter (final or a checkpoint); the reply streams in as it is generated. The reply
-// can be held to a response format (JSON, a JSON schema, a choice of labels), and the model
-// can be given tools: its calls are shown, and the next message answers them.
+// Playground (#/playground[?adapter=<jobId>[&step=<n>]] or ?deployment=<id>&run=<runId>):
+// chat with a base model or a trained adapter (final or a checkpoint); the reply streams in as
+// it is generated. The reply can be held to a response format (JSON, a JSON schema, a choice
+// of labels), and the model can be given tools: its calls are shown, and the next message
+// answers them. With a stored run, its messages and parameters are filled in to replay it
+// against any model here.
 import { api, request } from "../api.js";
 import { errorBox, field, h, replace } from "../dom.js";
-import { shortId } from "../format.js";
+import { dateTime, shortId } from "../format.js";
 import { ADAPTER } from "../contract.js";
+import { playgroundPrefill } from "../runs.js";
 
 const DEMO_PROMPT = "You triage customer support tickets. Reply with exactly one line: LABEL: billing, LABEL: bug or LABEL: other.";
 const MESSAGE_HINT = "Type a message. Enter sends, Shift+Enter adds a line.";
@@ -55,12 +58,13 @@ export function mount(main, { query }) {
   let controller = null;
   let nextId = 1;
   let loaded = false;
-  const baseSelect = h("select", { id: "pg-base", onchange: clear });
-  const adapterSelect = h("select", { id: "pg-adapter", onchange: () => { fillSteps(); clear(); } });
-  const stepSelect = h("select", { id: "pg-step", onchange: clear });
+  let replay = null;
+  const baseSelect = h("select", { id: "pg-base", onchange: restart });
+  const adapterSelect = h("select", { id: "pg-adapter", onchange: () => { fillSteps(); restart(); } });
+  const stepSelect = h("select", { id: "pg-step", onchange: restart });
   const system = h("textarea", { id: "pg-system", rows: 3, placeholder: "Optional instructions sent before the conversation." });
-  const temperature = h("input", { id: "pg-temperature", type: "number", min: "0", max: "2", step: "0.1", value: "0.7" });
-  const maxTokens = h("input", { id: "pg-max-tokens", type: "number", min: "1", max: "4096", value: "256" });
+  const temperature = h("input", { id: "pg-temperature", type: "number", min: "0", max: "2", step: "0.1", value: "0.7", placeholder: "default" });
+  const maxTokens = h("input", { id: "pg-max-tokens", type: "number", min: "1", max: "4096", value: "256", placeholder: "default" });
   const format = h("response-format", { prefix: "pg" });
   const tools = h("tools-editor", { prefix: "pg" });
   const log = h("div", { class: "chat-log", "aria-live": "polite" });
@@ -79,7 +83,7 @@ export function mount(main, { query }) {
     replace(modeBox, h("legend", {}, "Chat with"),
       [["base", "Base model"], ["adapter", "Adapter"]].map(([value, label]) => h("label", { class: "radio" },
         h("input", { type: "radio", name: "pg-mode", value, checked: mode === value, disabled: value === "adapter" && !hasAdapters,
-          onchange: () => { mode = value; renderMode(); clear(); } }), label)),
+          onchange: () => { mode = value; renderMode(); restart(); } }), label)),
       hasAdapters ? null : h("span", { class: "hint" }, "No completed jobs yet: train one from the Overview."));
     baseRow.hidden = mode !== "base";
     adapterRow.hidden = mode !== "adapter";
@@ -96,6 +100,23 @@ export function mount(main, { query }) {
     history = [];
     setPending([]);
     replace(log, h("p", { class: "muted empty-chat" }, "Say something to start."));
+  }
+
+  // Another model: a new chat, or the stored run's messages again when one is being replayed.
+  function restart() {
+    clear();
+    if (replay) showRun(replay);
+  }
+
+  function showRun({ history: messages, composer, pending: calls }) {
+    for (const message of messages) {
+      history.push({ id: nextId++, ...message });
+      const who = message.role === "tool" ? "Tool result" : message.role === "system" ? "System" : undefined;
+      const out = bubble(message.role, message.content ?? "", who);
+      if (message.tool_calls) showToolCalls(out, message.tool_calls);
+    }
+    setPending(calls);
+    input.value = composer;
   }
 
   // The tool calls still waiting for a result; the next messages answer them, in order.
@@ -259,7 +280,46 @@ export function mount(main, { query }) {
       renderMode();
     } catch (err) {
       replace(note, errorBox(`Couldn't load models and jobs: ${err.message}`));
+      return;
     }
+    if (query.get("run")) await loadRun(query.get("deployment") || "", query.get("run"));
+  }
+
+  // The stored run's target when the Playground offers it (else the base model it ran on),
+  // its system prompt, parameters and messages.
+  async function loadRun(deploymentId, runId) {
+    const runs = `/api/deployments/${encodeURIComponent(deploymentId)}/runs`;
+    let run;
+    try {
+      run = (await api.get(`${runs}/${encodeURIComponent(runId)}`)).run;
+    } catch (err) {
+      replace(note, errorBox(`Couldn't load run ${runId}: ${err.message}`));
+      return;
+    }
+    const prefill = playgroundPrefill(run);
+    const job = prefill.adapter && jobs.find((j) => j.id === prefill.adapter.jobId);
+    if (job) {
+      mode = "adapter";
+      adapterSelect.value = job.id;
+      fillSteps();
+      if ([...stepSelect.options].some((o) => o.value === prefill.adapter.step)) stepSelect.value = prefill.adapter.step;
+    } else {
+      mode = "base";
+      if ([...baseSelect.options].some((o) => o.value === prefill.baseModel)) baseSelect.value = prefill.baseModel;
+    }
+    renderMode();
+    system.value = prefill.system;
+    temperature.value = prefill.temperature;
+    maxTokens.value = prefill.maxTokens;
+    format.load(prefill.format);
+    tools.load(prefill.tools);
+    replay = prefill;
+    restart();
+    replace(note, h("p", { class: "note", id: "pg-replay-note" },
+      `Replaying run ${shortId(run.id)} (${dateTime(run.createdAt)}): its messages and parameters are filled in; Send asks the model chosen here. `,
+      prefill.adapter && !job ? `Its adapter's job is not completed here, so the base model ${run.baseModel} is chosen. ` : null,
+      prefill.leftOut.length ? `Not carried over (no control here): ${prefill.leftOut.join(", ")}. ` : null,
+      h("a", { href: `#/endpoints/${encodeURIComponent(deploymentId)}?tab=runs&run=${encodeURIComponent(run.id)}` }, "Back to the run")));
   }
 
   renderMode();
@@ -272,7 +332,7 @@ export function mount(main, { query }) {
       h("section", { class: "card chat" }, log,
         h("form", { class: "composer", onsubmit: send },
           h("label", { for: input.id, class: "visually-hidden" }, "Message"), input,
-          h("div", { class: "row" }, h("button", { type: "button", class: "button ghost", onclick: clear }, "Clear chat"),
+          h("div", { class: "row" }, h("button", { type: "button", class: "button ghost", onclick: () => { replay = null; clear(); } }, "Clear chat"),
             h("span", { class: "grow" }), stopButton, sendButton))),
       h("div", { class: "stack" },
         h("section", { class: "card stack" }, h("h2", { class: "card-title" }, "Model"), modeBox, baseRow, adapterRow,

@@ -1,0 +1,303 @@
+"""Rate limits at the edge: requests and tokens per minute and concurrent requests, per
+deployment and per key, checked before the engine is touched.
+
+:class:`LimitedEdge` wraps the edge app. :func:`admit`, called by the edge app once the key
+is known and before the body is read, asks the :class:`RateLimiter` for the call's buckets
+(the deployment's limits and the key's; none at all costs nothing). Over a limit is a 429 in
+OpenAI's shape (``type`` ``requests`` or ``tokens``, ``code`` ``rate_limit_exceeded``) with
+``Retry-After``; an admitted call's response carries OpenAI's ``x-ratelimit-*`` headers, and
+when it ends (answered, failed, or the client gone) its tokens (prompt + completion, as the
+engine counted them for its run, :mod:`arkor.edge.runs`) are charged to the window and its
+concurrent-request slot is given back.
+
+Windows are fixed: ``window_s`` seconds (60) from the epoch, on each server's clock. A call is
+admitted while every bucket has had fewer requests than its limit in the window, has been
+charged fewer tokens than its limit, and holds fewer leases (calls in progress) than its
+concurrent limit. Leases last ``lease_s`` and are renewed while the call lasts, so a process
+that dies frees its slots within one lease. When the counters cannot be reached,
+``failure="open"`` admits (logging a warning at most once a minute) and ``"closed"`` answers
+503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from arkor.edge import runs
+from arkor.edge.directory import ServedDeployment
+from arkor.edge.errors import WireError
+from arkor.edge.rate_limit_stores import Counters
+from arkor.store.rate_limits import CONCURRENT, REQUESTS, TOKENS, Bucket, Verdict
+
+log = logging.getLogger("arkor.edge")
+SCOPE_KEY = "arkor.rate_limits"
+FAILURE_POLICIES: Final = ("open", "closed")
+DEFAULT_WINDOW_S = 60
+DEFAULT_LEASE_S = 60.0
+WARN_EVERY_S = 60.0
+WINDOWS_KEPT = 2
+T = TypeVar("T")
+
+
+def buckets_for(served: ServedDeployment, key_id: str | None) -> list[Bucket]:
+    """The limits a call through ``key_id`` must be within: its deployment's, its key's."""
+    found = []
+    if served.limits.any:
+        found.append(Bucket(f"deployment:{served.id}", served.limits))
+    key_limits = served.key_limits.get(key_id) if key_id is not None else None
+    if key_limits is not None and key_limits.any:
+        found.append(Bucket(f"key:{served.id}:{key_id}", key_limits))
+    return found
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's ``x-ratelimit-reset-*`` form: ``250ms``, ``12.5s``, ``1m30s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+@dataclass
+class Admission:
+    """An admitted call: the headers its answer carries and what to settle when it ends."""
+
+    buckets: list[Bucket]
+    window_start: int
+    lease: str
+    headers: dict[str, str]
+    tap: runs.RunTap | None = None
+
+    @property
+    def charged(self) -> list[str]:
+        return [b.name for b in self.buckets if b.limits.tokens_per_minute is not None]
+
+    @property
+    def leased(self) -> list[str]:
+        return [b.name for b in self.buckets if b.limits.concurrent_requests is not None]
+
+
+@dataclass
+class RateLimiter:
+    counters: Counters
+    window_s: int = DEFAULT_WINDOW_S
+    failure: str = "open"
+    lease_s: float = DEFAULT_LEASE_S
+    clock: Callable[[], float] = time.time
+    _held: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _warned_at: float = field(default=-math.inf, init=False)
+
+    def __post_init__(self) -> None:
+        if self.failure not in FAILURE_POLICIES:
+            raise ValueError(f"rate_limit_failure must be open or closed, not {self.failure!r}")
+        if self.window_s < 1:
+            raise ValueError("rate_limit_window_s must be at least 1")
+
+    async def admit(self, buckets: list[Bucket]) -> Admission | None:
+        """Count the call in, or raise the 429 (503 with ``failure="closed"`` when the
+        counters cannot be reached; None, admitted unlimited, with ``"open"``)."""
+        now = self.clock()
+        window_start = int(now // self.window_s) * self.window_s
+        lease = uuid.uuid4().hex
+        expires_ms = int((now + self.lease_s) * 1000)
+        try:
+            verdict = await self._run(self.counters.admit, buckets, window_start, lease,
+                                      int(now * 1000), expires_ms)
+        except Exception as exc:
+            self._unreachable(exc)
+            return None
+        reset = window_start + self.window_s - now
+        headers = limit_headers(buckets, verdict, reset)
+        if verdict.refused is not None:
+            raise refusal(verdict, reset, headers)
+        admission = Admission(buckets, window_start, lease, headers)
+        if admission.leased:
+            with self._lock:
+                self._held[lease] = admission.leased
+        return admission
+
+    async def end(self, admission: Admission) -> None:
+        """Charge the call's tokens and give back its slot (never raises)."""
+        with self._lock:
+            self._held.pop(admission.lease, None)
+        tokens = sum(admission.tap.usage()) if admission.tap is not None else 0
+        charge = admission.charged if tokens > 0 else []
+        if not charge and not admission.leased:
+            return
+        window_start = int(self.clock() // self.window_s) * self.window_s
+        try:
+            await self._run(self.counters.end, charge, window_start, tokens, admission.leased,
+                            admission.lease)
+        except Exception as exc:
+            self._warn("could not settle a call's rate limits (its lease expires by itself)",
+                       exc)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="arkor-rate-limits",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        close = getattr(self.counters, "close", None)
+        if close is not None:
+            close()
+
+    def tick(self) -> None:
+        """Renew the leases of calls in progress; forget old windows and expired leases."""
+        now = self.clock()
+        with self._lock:
+            held = [(name, lease) for lease, names in self._held.items() for name in names]
+        try:
+            self.counters.renew(held, int(now * 1000), int((now + self.lease_s) * 1000))
+            current = int(now // self.window_s) * self.window_s
+            self.counters.sweep(current - WINDOWS_KEPT * self.window_s, int(now * 1000))
+        except Exception as exc:
+            self._warn("could not renew rate-limit leases", exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            self.tick()
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        if self.counters.blocking:
+            return await run_in_threadpool(call, *args)
+        return call(*args)
+
+    def _unreachable(self, exc: Exception) -> None:
+        if self.failure == "closed":
+            log.warning("rate limits cannot be checked; answering 503: %s", exc)
+            raise WireError(503, "Rate limits cannot be checked right now; try again shortly.",
+                            kind="server_error", code="rate_limit_unavailable",
+                            headers={"Retry-After": "1"}) from exc
+        self._warn("rate limits cannot be checked; admitting calls unlimited "
+                   "(ARKOR_RATE_LIMIT_FAILURE=open)", exc)
+
+    def _warn(self, message: str, exc: Exception) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._warned_at < WARN_EVERY_S:
+                return
+            self._warned_at = now
+        log.warning("%s: %s", message, exc)
+
+
+def limit_headers(buckets: Sequence[Bucket], verdict: Verdict, reset_s: float) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the tightest
+    bucket of each kind (remaining after this call, when it is admitted)."""
+    admitted = 0 if verdict.refused is not None else 1
+    headers: dict[str, str] = {}
+    requests = [(b.limits.requests_per_minute - verdict.counts[b.name].requests - admitted,
+                 b.limits.requests_per_minute) for b in buckets
+                if b.limits.requests_per_minute is not None and b.name in verdict.counts]
+    tokens = [(b.limits.tokens_per_minute - verdict.counts[b.name].tokens,
+               b.limits.tokens_per_minute) for b in buckets
+              if b.limits.tokens_per_minute is not None and b.name in verdict.counts]
+    for kind, seen in ((REQUESTS, requests), (TOKENS, tokens)):
+        if seen:
+            remaining, limit = min(seen)
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
+            headers[f"x-ratelimit-reset-{kind}"] = duration(reset_s)
+    return headers
+
+
+def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> WireError:
+    assert verdict.refused is not None
+    bucket, kind = verdict.refused
+    whose = "this API key" if bucket.name.startswith("key:") else "this deployment"
+    count = verdict.counts[bucket.name]
+    limits = bucket.limits
+    wait = duration(reset_s)
+    if kind == CONCURRENT:
+        message = (f"Too many concurrent requests on {whose}: at most "
+                   f"{limits.concurrent_requests} at once. Retry when one of them has ended.")
+        retry_after = 1
+    elif kind == TOKENS:
+        message = (f"Rate limit reached for tokens per minute on {whose}: limit "
+                   f"{limits.tokens_per_minute}, used {count.tokens}. Try again in {wait}.")
+        retry_after = max(1, math.ceil(reset_s))
+    else:
+        message = (f"Rate limit reached for requests per minute on {whose}: limit "
+                   f"{limits.requests_per_minute}, used {count.requests}. "
+                   f"Try again in {wait}.")
+        retry_after = max(1, math.ceil(reset_s))
+    return WireError(429, message, kind=TOKENS if kind == TOKENS else REQUESTS,
+                     code="rate_limit_exceeded",
+                     headers={**headers, "Retry-After": str(retry_after)})
+
+
+@dataclass
+class _Call:
+    limiter: RateLimiter
+    admission: Admission | None = None
+    settled: bool = False
+
+    async def settle(self) -> None:
+        if self.admission is not None and not self.settled:
+            self.settled = True
+            with anyio.CancelScope(shield=True):
+                await self.limiter.end(self.admission)
+
+
+async def admit(scope: Scope, served: ServedDeployment, key_id: str | None) -> None:
+    """Admit this call under its deployment's and key's limits, or raise the 429."""
+    call: _Call | None = scope.get(SCOPE_KEY)
+    if call is None:
+        return
+    buckets = buckets_for(served, key_id)
+    if buckets:
+        call.admission = await call.limiter.admit(buckets)
+
+
+class LimitedEdge:
+    """The edge app with rate limits: an admitted call's headers go on whatever answer it
+    gets, and it is settled (tokens charged, slot given back) before the last byte of the
+    answer goes out, so a client that sends its next call at once finds it counted; or, when
+    the answer never ends (the client left, an error), once the edge app is done."""
+
+    def __init__(self, edge: ASGIApp, limiter: RateLimiter) -> None:
+        self.edge = edge
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.edge(scope, receive, send)
+            return
+        call = _Call(self.limiter)
+        scope[SCOPE_KEY] = call
+
+        async def send_limited(message: Message) -> None:
+            admission = call.admission
+            if admission is not None:
+                if admission.tap is None:
+                    admission.tap = runs.current.get()
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message).update(admission.headers)
+                elif message["type"] == "http.response.body" and not message.get("more_body"):
+                    await call.settle()
+            await send(message)
+
+        try:
+            await self.edge(scope, receive, send_limited)
+        finally:
+            await call.settle()

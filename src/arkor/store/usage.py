@@ -1,0 +1,155 @@
+"""Usage metering: each call counted into its hour's bucket (per deployment and key), added
+to by every server process, read back as hourly or daily buckets with latency percentiles.
+
+Latency percentiles come from a fixed histogram (:data:`LATENCY_BOUNDS_MS`): a percentile is
+the upper bound of the bucket it falls in (the last bucket's: the largest latency seen there
+is not kept, so it reads as the previous bound times two).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arkor.store.tables import UsageBucket
+
+LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def latency_bucket(ms: int) -> int:
+    for index, bound in enumerate(LATENCY_BOUNDS_MS):
+        if ms <= bound:
+            return index
+    return len(LATENCY_BOUNDS_MS)
+
+
+@dataclass
+class Tally:
+    """What one flush adds to one bucket."""
+
+    project_id: str
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    cancelled: int = 0
+    latency_ms_sum: int = 0
+    histogram: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+    def add(self, *, http_status: int, cancelled: bool, prompt_tokens: int,
+            completion_tokens: int, latency_ms: int) -> None:
+        self.requests += 1
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.errors_4xx += 400 <= http_status < 500 and http_status != 499
+        self.errors_5xx += http_status >= 500
+        self.cancelled += cancelled
+        self.latency_ms_sum += latency_ms
+        self.histogram[latency_bucket(latency_ms)] += 1
+
+
+BucketKey = tuple[str, str, datetime]  # deployment id, key id ("" for none), hour
+
+
+def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
+    """Add to the buckets, each read with a row lock (concurrent writers on PostgreSQL wait
+    for each other; SQLite has one writer)."""
+    for (deployment_id, key_id, start), tally in sorted(tallies.items(),
+                                                         key=lambda item: item[0]):
+        row = session.execute(select(UsageBucket).where(
+            UsageBucket.deployment_id == deployment_id, UsageBucket.key_id == key_id,
+            UsageBucket.start == start).with_for_update()).scalar_one_or_none()
+        if row is None:
+            row = UsageBucket(deployment_id=deployment_id, key_id=key_id, start=start,
+                              project_id=tally.project_id, requests=0, prompt_tokens=0,
+                              completion_tokens=0, errors_4xx=0, errors_5xx=0, cancelled=0,
+                              latency_ms_sum=0, latency_histogram="[]")
+            session.add(row)
+        row.requests += tally.requests
+        row.prompt_tokens += tally.prompt_tokens
+        row.completion_tokens += tally.completion_tokens
+        row.errors_4xx += tally.errors_4xx
+        row.errors_5xx += tally.errors_5xx
+        row.cancelled += tally.cancelled
+        row.latency_ms_sum += tally.latency_ms_sum
+        row.latency_histogram = json.dumps(merge(json.loads(row.latency_histogram),
+                                                 tally.histogram))
+        session.flush()
+
+
+def merge(a: list[int], b: list[int]) -> list[int]:
+    size = max(len(a), len(b))
+    return [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(size)]
+
+
+def percentile(histogram: list[int], q: float) -> int | None:
+    total = sum(histogram)
+    if not total:
+        return None
+    wanted, seen = q * total, 0
+    for index, count in enumerate(histogram):
+        seen += count
+        if seen >= wanted:
+            return (LATENCY_BOUNDS_MS[index] if index < len(LATENCY_BOUNDS_MS)
+                    else LATENCY_BOUNDS_MS[-1] * 2)
+    return LATENCY_BOUNDS_MS[-1] * 2
+
+
+@dataclass
+class Summary:
+    start: datetime
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors_4xx: int = 0
+    errors_5xx: int = 0
+    cancelled: int = 0
+    latency_ms_sum: int = 0
+    histogram: list[int] = field(default_factory=list)
+
+    def take(self, row: UsageBucket) -> None:
+        self.requests += row.requests
+        self.prompt_tokens += row.prompt_tokens
+        self.completion_tokens += row.completion_tokens
+        self.errors_4xx += row.errors_4xx
+        self.errors_5xx += row.errors_5xx
+        self.cancelled += row.cancelled
+        self.latency_ms_sum += row.latency_ms_sum
+        self.histogram = merge(self.histogram, json.loads(row.latency_histogram))
+
+
+def read_buckets(session: Session, *, since: datetime, until: datetime,
+                 deployment_id: str | None = None, project_id: str | None = None,
+                 key_id: str | None = None) -> list[UsageBucket]:
+    query = select(UsageBucket).where(UsageBucket.start >= hour_of(since),
+                                      UsageBucket.start < until)
+    if deployment_id is not None:
+        query = query.where(UsageBucket.deployment_id == deployment_id)
+    if project_id is not None:
+        query = query.where(UsageBucket.project_id == project_id)
+    if key_id is not None:
+        query = query.where(UsageBucket.key_id == key_id)
+    return list(session.execute(query.order_by(UsageBucket.start)).scalars())
+
+
+def summarize(rows: Iterable[UsageBucket], granularity: str) -> list[Summary]:
+    """Hourly rows as ``hour`` or ``day`` buckets (UTC), oldest first; empty ones left out."""
+    out: dict[datetime, Summary] = {}
+    for row in rows:
+        start = row.start if granularity == "hour" else row.start.replace(hour=0)
+        out.setdefault(start, Summary(start)).take(row)
+    return [out[start] for start in sorted(out)]
+
+
+def step(granularity: str) -> timedelta:
+    return timedelta(hours=1) if granularity == "hour" else timedelta(days=1)

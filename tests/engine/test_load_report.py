@@ -1,0 +1,47 @@
+"""``LocalEngine.load_report``, what /metrics reads: nothing before a base model is loaded;
+then its running rows, its queue, and its adapters attached and evicted, on the real model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from arkor.engine.base import AdapterRef
+from arkor.engine.local.engine import BaseModelLoad
+from arkor.engine.registry import EMBEDDED_MODEL_NAME
+from tests.engine.conftest import chat, close_engine, collect, make_engine
+
+
+def test_the_load_report_counts_rows_and_adapter_churn(
+    models_dir: Path, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    engine = make_engine(models_dir, max_loaded_adapters=1, max_batch_size=1)
+    assert engine.load_report() == {}
+
+    async def scenario() -> tuple[BaseModelLoad, BaseModelLoad]:
+        started = asyncio.Event()
+        long = asyncio.create_task(collect(engine, chat("Count to fifty.", max_tokens=48),
+                                           started))
+        await started.wait()
+        waiting = asyncio.create_task(collect(engine, chat("Hi", max_tokens=2)))
+        for _ in range(2000):  # one batch slot: the second waits while the first decodes
+            if engine.load_report()[EMBEDDED_MODEL_NAME].waiting:
+                break
+            await asyncio.sleep(0.005)
+        busy = engine.load_report()[EMBEDDED_MODEL_NAME]
+        await asyncio.gather(long, waiting)
+        for adapter in (adapter_a, adapter_b, adapter_a):  # one slot: each switch evicts
+            await collect(engine, chat("Hi", adapter=adapter, max_tokens=2))
+        for _ in range(200):  # the last row leaves the batch just after its answer is sent
+            if engine.load_report()[EMBEDDED_MODEL_NAME].running == 0:
+                break
+            await asyncio.sleep(0.01)
+        return busy, engine.load_report()[EMBEDDED_MODEL_NAME]
+
+    try:
+        busy, after = asyncio.run(scenario())
+    finally:
+        close_engine(engine)
+    assert (busy.running, busy.waiting) == (1, 1)
+    assert after == BaseModelLoad(running=0, waiting=0, adapters_loaded=1, adapter_loads=3,
+                                  adapter_evictions=2)
