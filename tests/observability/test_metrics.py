@@ -271,3 +271,15 @@ def test_the_metrics_module_loads_neither_the_cloud_nor_the_edge() -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_edge_s_rate_limit_refusals_are_counted(cloud, engine) -> None:
+    bot = new_bot(cloud.url, "limited")
+    bot.ws.client.update_deployment(bot.deployment_id, bot.ws.scope,
+                                    limits={"requestsPerMinute": 1})
+    bot.client().chat.completions.create(model="x", messages=HI)
+    with pytest.raises(openai.RateLimitError):
+        bot.client().chat.completions.create(model="x", messages=HI)
+    samples = read(cloud)
+    assert value(samples, "arkor_edge_rate_limited_total", deployment=bot.deployment_id,
+                 limit="requests") == 1

@@ -39,6 +39,7 @@ from arkor.edge import runs
 from arkor.edge.directory import ServedDeployment
 from arkor.edge.errors import WireError
 from arkor.edge.rate_limit_stores import Counters
+from arkor.observability.metrics import count_rate_limited
 from arkor.store.rate_limits import CONCURRENT, REQUESTS, TOKENS, Bucket, Verdict
 
 log = logging.getLogger("arkor.edge")
@@ -221,7 +222,15 @@ def limit_headers(buckets: Sequence[Bucket], verdict: Verdict, reset_s: float) -
     return headers
 
 
-def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> WireError:
+class RateLimited(WireError):
+    """The 429 of a call over a limit; ``limit`` says which (requests, tokens, concurrent)."""
+
+    def __init__(self, limit: str, message: str, **options: Any) -> None:
+        super().__init__(429, message, **options)
+        self.limit = limit
+
+
+def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> RateLimited:
     assert verdict.refused is not None
     bucket, kind = verdict.refused
     whose = "this API key" if bucket.name.startswith("key:") else "this deployment"
@@ -241,9 +250,9 @@ def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> WireEr
                    f"{limits.requests_per_minute}, used {count.requests}. "
                    f"Try again in {wait}.")
         retry_after = max(1, math.ceil(reset_s))
-    return WireError(429, message, kind=TOKENS if kind == TOKENS else REQUESTS,
-                     code="rate_limit_exceeded",
-                     headers={**headers, "Retry-After": str(retry_after)})
+    return RateLimited(kind, message, kind=TOKENS if kind == TOKENS else REQUESTS,
+                       code="rate_limit_exceeded",
+                       headers={**headers, "Retry-After": str(retry_after)})
 
 
 @dataclass
@@ -266,7 +275,11 @@ async def admit(scope: Scope, served: ServedDeployment, key_id: str | None) -> N
         return
     buckets = buckets_for(served, key_id)
     if buckets:
-        call.admission = await call.limiter.admit(buckets)
+        try:
+            call.admission = await call.limiter.admit(buckets)
+        except RateLimited as refused:
+            count_rate_limited(served.id, refused.limit)
+            raise
 
 
 class LimitedEdge:
