@@ -19,6 +19,11 @@ Then run recording: the same calls to a deployment that keeps runs (recorded, th
 thread writing them to SQLite as it does in a server) and to one whose retention is
 ``disabled`` (nothing recorded), interleaved, at the same concurrency; printed as the ratio of
 the edge's time per call with recording to without. Target: <= 1.05.
+
+Last, metering and rate limits: calls to a deployment with limits (far above what the bench
+sends, so every call is checked and admitted) and metering on, against calls to one without
+limits with the recorder (metering and runs) switched off, interleaved; printed as the ratio
+of time per call. Target: <= 1.10.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from arkor.store.deployments import TargetColumns
 
 CONCURRENCY = int(os.environ.get("ARKOR_BENCH_CONCURRENCY", "8"))
 REQUESTS = 4000
+ROUNDS = 8
 RPS_SECONDS = 3.0
 BODY = json.dumps({"model": "x", "messages": [{"role": "user", "content": "Hello!"}],
                    "max_tokens": 8}).encode()
@@ -173,11 +179,47 @@ async def main() -> None:
         recorder.start()  # its thread writes the runs as a server's does
         recorded: list[float] = []
         unrecorded: list[float] = []
-        for _ in range(4):
-            recorded += await latencies(edge_call, REQUESTS // 4)
-            unrecorded += await latencies(quiet_call, REQUESTS // 4)
+        recording_ratios = []
+        for _ in range(ROUNDS):
+            on_round = await latencies(edge_call, REQUESTS // ROUNDS)
+            off_round = await latencies(quiet_call, REQUESTS // ROUNDS)
+            recording_ratios.append(statistics.fmean(on_round) / statistics.fmean(off_round))
+            recorded += on_round
+            unrecorded += off_round
         recorder.stop()
         written, dropped = recorder.written, recorder.dropped
+
+        # Metering and rate limits on (a limited deployment that keeps no runs: counted only)
+        # against both off (no limits, no recorder at all).
+        limited_slug, limited_key = seed(app, "bench-limited", "disabled")
+        with app.state.db.session() as session:
+            dep = deployments.deployment_by_slug(session, limited_slug)
+            assert dep is not None
+            dep.requests_per_minute = 10**9
+            dep.tokens_per_minute = 10**9
+            dep.concurrent_requests = 10**6
+        app.state.edge.directory.invalidate()
+        limited = f"/d/{limited_slug}/v1/chat/completions"
+
+        async def limited_call() -> None:
+            assert await call(app, "POST", limited, limited_key, BODY) == 200
+
+        edge_app = app.state.edge
+        recorder.start()
+        guarded: list[float] = []
+        bare: list[float] = []
+        guard_ratios = []
+        for _ in range(ROUNDS):
+            edge_app.recorder = recorder
+            on_round = await latencies(limited_call, REQUESTS // ROUNDS)
+            edge_app.recorder = None
+            off_round = await latencies(quiet_call, REQUESTS // ROUNDS)
+            guard_ratios.append(statistics.fmean(on_round) / statistics.fmean(off_round))
+            guarded += on_round
+            bare += off_round
+        edge_app.recorder = recorder
+        recorder.stop()
+        metered = recorder.metered
 
     p50 = (pct(edge, 50) - pct(base, 50)) * 1000
     p99 = (pct(edge, 99) - pct(base, 99)) * 1000
@@ -193,8 +235,13 @@ async def main() -> None:
     print(f"ratio to LiteLLM's published 4.34 ms median overhead: {p50 / 4.34:.2f}x")
     on, off = statistics.fmean(recorded), statistics.fmean(unrecorded)
     print(f"run recording: {on * 1000:.3f} ms per call recorded vs {off * 1000:.3f} ms not, "
-          f"ratio {on / off:.3f} (target <= 1.05); p50 {pct(recorded, 50) * 1000:.3f} vs "
+          f"ratio {statistics.median(recording_ratios):.3f} (median of {ROUNDS} interleaved "
+          f"rounds; target <= 1.05); p50 {pct(recorded, 50) * 1000:.3f} vs "
           f"{pct(unrecorded, 50) * 1000:.3f} ms; {written} runs written, {dropped} dropped")
+    on, off = statistics.fmean(guarded), statistics.fmean(bare)
+    print(f"metering + rate limits: {on * 1000:.3f} ms per call vs {off * 1000:.3f} ms with "
+          f"neither, ratio {statistics.median(guard_ratios):.3f} (median of {ROUNDS} "
+          f"interleaved rounds; target <= 1.10); {metered} calls metered")
 
 
 if __name__ == "__main__":

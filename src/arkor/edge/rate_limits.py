@@ -21,6 +21,7 @@ that dies frees its slots within one lease. When the counters cannot be reached,
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -32,7 +33,6 @@ from typing import Any, Final, TypeVar
 
 import anyio
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arkor.edge import runs
@@ -84,12 +84,21 @@ class Admission:
     tap: runs.RunTap | None = None
 
     @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers.items()]
+
+    @property
     def charged(self) -> list[str]:
         return [b.name for b in self.buckets if b.limits.tokens_per_minute is not None]
 
     @property
     def leased(self) -> list[str]:
         return [b.name for b in self.buckets if b.limits.concurrent_requests is not None]
+
+
+LEASE_PREFIX = f"{uuid.uuid4().hex[:16]}-"  # unique per process; a counter within it
+_LEASE_SERIAL = itertools.count()
 
 
 @dataclass
@@ -116,7 +125,7 @@ class RateLimiter:
         counters cannot be reached; None, admitted unlimited, with ``"open"``)."""
         now = self.clock()
         window_start = int(now // self.window_s) * self.window_s
-        lease = uuid.uuid4().hex
+        lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}"
         expires_ms = int((now + self.lease_s) * 1000)
         try:
             verdict = await self._run(self.counters.admit, buckets, window_start, lease,
@@ -264,6 +273,9 @@ class _Call:
     async def settle(self) -> None:
         if self.admission is not None and not self.settled:
             self.settled = True
+            if not self.limiter.counters.blocking:  # in memory: nothing to wait for
+                await self.limiter.end(self.admission)
+                return
             with anyio.CancelScope(shield=True):
                 await self.limiter.end(self.admission)
 
@@ -305,7 +317,7 @@ class LimitedEdge:
                 if admission.tap is None:
                     admission.tap = runs.current.get()
                 if message["type"] == "http.response.start":
-                    MutableHeaders(scope=message).update(admission.headers)
+                    message["headers"] = [*message.get("headers", ()), *admission.raw_headers]
                 elif message["type"] == "http.response.body" and not message.get("more_body"):
                     await call.settle()
             await send(message)
