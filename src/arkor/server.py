@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -110,7 +111,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                       engine=lambda: engines.started) if settings.serves_metrics else None
     listener = MetricsListener(metrics, settings) if metrics and settings.metrics_port else None
     recorder = Recorder(db, observer=metrics.observe_call if metrics else None)
-    sweeper = RunSweeper(db)
+    sweeper = RunSweeper(db, grace=timedelta(days=settings.slug_grace_days))
     edge = EdgeApp(DeploymentDirectory(db), usage, engines, recorder,
                    StoredCompletions(db, recorder))
     limiter = RateLimiter(rate_limit_counters(settings, db),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import stat
+import uuid
 
 from typer.testing import CliRunner
 
@@ -168,3 +169,20 @@ def test_endpoint_and_key_limits(arkor) -> None:
     arkor("endpoints", "limits", slug, "--clear")
     assert json.loads(arkor("endpoints", "get", slug, "--json").stdout)["limits"] == {
         "requestsPerMinute": None, "tokensPerMinute": None, "concurrentRequests": None}
+
+
+def test_an_endpoint_s_expiry_from_the_cli(arkor) -> None:
+    arkor("login", "--anonymous")
+    slug = f"exp-{uuid.uuid4().hex[:8]}"
+    created = json.loads(arkor("endpoints", "create", slug, "--base-model", EMBEDDED,
+                               "--expires-in-days", "2", "--json").stdout)
+    assert created["expiresAt"] is not None
+    shown = arkor("endpoints", "get", slug).stdout
+    assert "Expires" in shown and created["expiresAt"][:10] in shown
+    cleared = json.loads(arkor("endpoints", "update", slug, "--no-expiry", "--json").stdout)
+    assert cleared["expiresAt"] is None
+    assert "never" in arkor("endpoints", "get", slug).stdout
+    assert "not both" in arkor("endpoints", "update", slug, "--no-expiry", "--expires-in-days",
+                               "1", code=1).stderr
+    assert "--expires-at" in arkor("endpoints", "update", slug, "--expires-at", "soon",
+                                   code=1).stderr

@@ -103,7 +103,10 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="package")
-def browser(dev_server: DevServer) -> Iterator[Any]:
+def chromium() -> Iterator[Any]:
+    """The package's one Chromium: Playwright's sync API allows one instance at a time, so a
+    test that needs its own Studio opens a context here instead of starting Playwright."""
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -111,6 +114,11 @@ def browser(dev_server: DevServer) -> Iterator[Any]:
                                              args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="package")
+def browser(dev_server: DevServer, chromium: Any) -> Any:
+    return chromium
 
 
 class ConsoleErrors(list[str]):

@@ -23,7 +23,7 @@ from arkor.server import create_app
 from arkor.store import users
 from arkor.studio import StudioConfig, create_studio_app
 from tests.cli.conftest import cli_runner
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, ConsoleErrors, require_chromium
+from tests.e2e.conftest import SCREENSHOTS, ConsoleErrors
 from tests.servers import LiveServer
 
 # Chromium logs every 4xx fetch as a console error; those are the answers under test here.
@@ -43,23 +43,18 @@ def invite_only(cloud: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(invite_only: str) -> Iterator[Any]:
-    """Chromium on a Studio before the invite-only control plane; at the end, no console
-    errors but the expected 401/403 fetches."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
+def page(invite_only: str, chromium: Any) -> Iterator[Any]:
+    """The package's Chromium on a Studio before the invite-only control plane; at the end,
+    no console errors but the expected 401/403 fetches."""
     config = StudioConfig(cwd=Path.cwd(), cloud_url=invite_only)
-    with LiveServer(create_studio_app(config)) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
+    with LiveServer(create_studio_app(config)) as url:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, base_url=url)
         context.set_default_timeout(30_000)
         page = context.new_page()
         errors = ConsoleErrors()
         errors.watch(page)
         yield page
-        browser.close()
+        context.close()
     unexpected = [e for e in errors if not EXPECTED_FETCH_ERROR.search(e)]
     assert unexpected == [], f"console errors: {unexpected}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -62,6 +63,29 @@ Retention = Annotated[str | None, typer.Option(
     "--retention", help="Stored-run retention: unlimited, disabled or days.")]
 RetentionDays = Annotated[int | None, typer.Option(
     "--retention-days", help="Days to keep runs (with --retention days).")]
+ExpiresIn = Annotated[float | None, typer.Option(
+    "--expires-in-days", metavar="DAYS",
+    help="Expire in DAYS days: then it answers 404 and is deleted.")]
+ExpiresAt = Annotated[str | None, typer.Option(
+    "--expires-at", metavar="ISO", help="Expire at this time (UTC unless it has an offset).")]
+
+
+def expiry_flag(expires_in: float | None, expires_at: str | None) -> str | None:
+    """The expiry the flags ask for, as an ISO time; a bad one exits naming its flag."""
+    if expires_in is not None and expires_at is not None:
+        fail("Pass --expires-in-days or --expires-at, not both.")
+    if expires_in is not None:
+        if expires_in <= 0:
+            fail("--expires-in-days must be more than 0.")
+        return (datetime.now(UTC) + timedelta(days=expires_in)).isoformat()
+    if expires_at is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(expires_at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"--expires-at {expires_at!r} is not an ISO time; write 2026-12-31 or "
+             "2026-12-31T09:30:00Z.")
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).isoformat()
 
 
 def target_from_flags(
@@ -124,7 +148,8 @@ def show(deployment: Deployment) -> None:
         ("Slug", deployment.slug), ("Id", deployment.id), ("Target", describe_target(deployment)),
         ("Auth", deployment.auth_mode), ("Enabled", "yes" if deployment.enabled else "no"),
         ("Retention", describe_retention(deployment)),
-        ("Limits", describe_limits(deployment.limits)), ("Created", deployment.created_at),
+        ("Limits", describe_limits(deployment.limits)),
+        ("Expires", deployment.expires_at or "never"), ("Created", deployment.created_at),
         ("Updated", deployment.updated_at), ("URL", deployment.url),
         ("Base URL", deployment.base_url),
     ]:
@@ -172,6 +197,8 @@ def endpoints_create(
     auth: Annotated[str, typer.Option("--auth", help="fixed_api_key or none.")] = DEFAULT_AUTH_MODE,
     retention: Retention = None,
     retention_days: RetentionDays = None,
+    expires_in: ExpiresIn = None,
+    expires_at: ExpiresAt = None,
     org: Org = None,
     project: Project = None,
     as_json: Json = False,
@@ -187,12 +214,13 @@ def endpoints_create(
     target = target_from_flags(final, checkpoint, base_model)
     if target is None:
         fail("Say what to serve: --final JOB, --checkpoint JOB:STEP or --base-model NAME.")
+    expiry = expiry_flag(expires_in, expires_at)
     with cloud_errors():
         session = open_session(bootstrap=True)
         scope = resolve_scope(session, org, project, bootstrap=True)
         deployment = session.client.create_deployment(
             scope, slug=slug, target=target, auth_mode=auth,
-            **_retention_args(retention, retention_days),
+            **_retention_args(retention, retention_days), expires_at=expiry,
         )
     if as_json:
         print_json(deployment)
@@ -230,11 +258,15 @@ def endpoints_update(
     auth: Annotated[str | None, typer.Option("--auth", help="fixed_api_key or none.")] = None,
     retention: Retention = None,
     retention_days: RetentionDays = None,
+    expires_in: ExpiresIn = None,
+    expires_at: ExpiresAt = None,
+    no_expiry: Annotated[bool, typer.Option(
+        "--no-expiry", help="Remove the deployment's expiry.")] = False,
     org: Org = None,
     project: Project = None,
     as_json: Json = False,
 ) -> None:
-    """Re-target, enable/disable, or change the auth mode or retention of a deployment.
+    """Re-target, enable/disable, or change the auth mode, retention or expiry of a deployment.
 
     \b
     Examples:
@@ -249,9 +281,14 @@ def endpoints_update(
         "auth_mode": auth if auth is not None else UNSET,
         **_retention_args(retention, retention_days),
     }
+    expiry = expiry_flag(expires_in, expires_at)
+    if no_expiry and expiry is not None:
+        fail("Pass --no-expiry or a new expiry, not both.")
+    if no_expiry or expiry is not None:
+        changes["expires_at"] = expiry
     if all(v is UNSET for v in changes.values()):
         fail("Nothing to change: pass --final/--checkpoint/--base-model, --enable/--disable, "
-             "--auth or --retention.")
+             "--auth, --retention or an expiry.")
     session = open_session()
     with cloud_errors():
         scope = resolve_scope(session, org, project)

@@ -71,6 +71,7 @@ def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Dep
         run_retention_mode=row.run_retention_mode,
         run_retention_days=row.run_retention_days,
         limits=limits_dto(row),
+        expires_at=iso(row.expires_at),
         created_at=iso(row.created_at) or "",
         updated_at=iso(row.updated_at) or "",
     )

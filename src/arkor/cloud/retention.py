@@ -1,5 +1,7 @@
-"""The run retention sweep: each deployment's runs older than its ``runRetentionDays`` (all of
-them once it is ``disabled``) are deleted, in batches, every ``SWEEP_SECONDS``.
+"""The retention sweep, every ``SWEEP_SECONDS``: each deployment's runs older than its
+``runRetentionDays`` (all of them once it is ``disabled``) are deleted in batches, and so are
+deployments past their ``expiresAt`` (with their keys and runs; the slug is held for the
+project for ``ARKOR_SLUG_GRACE_DAYS``, as for a deployment deleted by hand).
 
 Retention is read from the deployments at each sweep, so a shortened one applies at the next.
 With several servers on one PostgreSQL, a session advisory lock lets one of them sweep at a
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from arkor.store import runs
+from arkor.store import deployments, runs
 from arkor.store.db import Database
 from arkor.store.tables import utcnow
 
@@ -26,9 +28,12 @@ LOCK_KEY = 0x61726B6F72  # "arkor": the advisory lock of the run sweep
 
 
 class RunSweeper:
-    def __init__(self, db: Database, *, interval: float = SWEEP_SECONDS) -> None:
+    def __init__(self, db: Database, *, interval: float = SWEEP_SECONDS,
+                 grace: timedelta = timedelta(0)) -> None:
         self.db = db
         self.interval = interval
+        self.grace = grace
+        self.expired_deleted = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -61,7 +66,19 @@ class RunSweeper:
                         break
             if deleted:
                 log.info("run retention: deleted %d runs", deleted)
+            self._delete_expired(now)
             return deleted
+
+    def _delete_expired(self, now: datetime) -> None:
+        while not self._stop.is_set():
+            with self.db.session() as session:
+                batch = deployments.expired_deployments(session, now)
+                for row in batch:
+                    log.info("deployment %s expired at %s: deleted", row.slug, row.expires_at)
+                    deployments.delete_deployment(session, row, grace=self.grace)
+            self.expired_deleted += len(batch)
+            if len(batch) < 100:
+                return
 
     @contextmanager
     def _turn(self) -> Iterator[bool]:

@@ -197,6 +197,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Who may create an identity: anonymous (anyone, POST /v1/auth/anonymous), invite "
             "(only with an invite code from `arkor cloud invites create`) or disabled (only "
             "users the operator creates)."),
+    Setting("anonymous_deployment_days", "0",
+            "Days an anonymous identity's deployment lives unless it sets expiresAt itself (and "
+            "at most this long); then the edge answers 404 and a sweep deletes it (0: no expiry).",
+            int),
     Setting("signup_per_hour", str(DEFAULT_SIGNUP_PER_HOUR),
             "Sign-up attempts (anonymous or with an invite) one client address may make per "
             "hour, all at once or spread out; more are answered 429 with Retry-After.", int),
@@ -278,6 +282,7 @@ class Settings:
     # without one (tests, `arkor dev`) is on loopback and allows anonymous sign-up.
     signup: str | None = None
     signup_per_hour: int = DEFAULT_SIGNUP_PER_HOUR
+    anonymous_deployment_days: int = 0
     redis_url: str | None = None
     rate_limit_failure: str = RATE_LIMIT_FAILURES[0]
     rate_limit_window_s: int = DEFAULT_RATE_LIMIT_WINDOW_S
@@ -311,6 +316,8 @@ class Settings:
                                  f"not {self.signup!r}")
         if self.signup_per_hour < 1:
             raise ValueError("signup_per_hour must be at least 1")
+        if self.anonymous_deployment_days < 0:
+            raise ValueError("anonymous_deployment_days must be 0 (no expiry) or more")
         object.__setattr__(self, "rate_limit_failure", self.rate_limit_failure.strip().lower())
         if self.rate_limit_failure not in RATE_LIMIT_FAILURES:
             raise ValueError(f"rate_limit_failure must be one of {', '.join(RATE_LIMIT_FAILURES)}, "

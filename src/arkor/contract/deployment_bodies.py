@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -69,12 +70,31 @@ class LimitsIn(Body):
                 if name in type(self).model_fields}
 
 
+def future_utc(value: datetime | None) -> datetime | None:
+    """An expiry in UTC (a time without a zone is UTC); it must be in the future."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    if value <= datetime.now(UTC):
+        raise ValueError("expiresAt must be in the future")
+    return value
+
+
 class CreateDeploymentBody(Body):
     slug: str = Field(description="2-50 chars of [a-z0-9-]; not a reserved label")
     target: TargetIn
     auth_mode: AuthMode = DEFAULT_AUTH_MODE
     run_retention_mode: RunRetentionMode | None = None
     run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
+    expires_at: datetime | None = Field(
+        default=None, strict=False,  # an ISO string on the wire
+        description="ISO time after which the deployment answers 404 and is deleted; a time "
+                    "without a zone is UTC")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry(cls, value: datetime | None) -> datetime | None:
+        return future_utc(value)
 
     @field_validator("slug")
     @classmethod
@@ -105,6 +125,14 @@ class UpdateDeploymentBody(Body):
     run_retention_mode: RunRetentionMode | None = None
     run_retention_days: int | None = Field(default=None, ge=1, le=MAX_RETENTION_DAYS)
     limits: LimitsIn | None = None
+    expires_at: datetime | None = Field(
+        default=None, strict=False,  # an ISO string on the wire
+        description="A new expiry (ISO time); null removes it")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _expiry(cls, value: datetime | None) -> datetime | None:
+        return future_utc(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -311,6 +311,7 @@ class Deployment(WireModel):
     run_retention_mode: str | None = None
     run_retention_days: int | None = None
     limits: RateLimits = RateLimits()
+    expires_at: str | None = None  # after it the edge answers 404 and a sweep deletes it
     created_at: str
     updated_at: str
     url: str | None = None

@@ -26,6 +26,7 @@ from arkor.edge.directory import DeploymentDirectory, ServedDeployment
 from arkor.edge.keys import KeyUsage, authenticate
 from arkor.edge.openai_wire import WireError
 from arkor.edge.serving import EngineProvider
+from arkor.store.tables import utcnow
 
 log = logging.getLogger("arkor.edge")
 PARSE_ON_LOOP_BYTES = 64 * 1024
@@ -84,7 +85,7 @@ class EdgeApp:
         hit, served = self.directory.cached(slug)
         if not hit:
             served = await run_in_threadpool(self.directory.load, slug)
-        if served is None or not served.enabled:
+        if served is None or not served.enabled or served.expired(utcnow()):
             raise not_found(slug)
         return served
 

@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 
@@ -37,6 +38,10 @@ class ServedDeployment:
     project_id: str = ""
     run_retention_mode: str = "days"
     key_prefixes: Mapping[str, str] = field(default_factory=dict)  # key id -> display prefix
+    expires_at: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
     limits: Limits = UNLIMITED
     key_limits: Mapping[str, Limits] = field(default_factory=dict)  # only keys with limits
 
@@ -117,6 +122,7 @@ class DeploymentDirectory:
                 base_model=base_model, adapter=adapter,
                 key_ids_by_digest={key.digest: key.id for key in keys},
                 project_id=row.project_id, run_retention_mode=row.run_retention_mode,
+                expires_at=row.expires_at,
                 key_prefixes={key.id: key.prefix for key in keys},
                 limits=limits_of(row),
                 key_limits={key.id: Limits(*key[3:]) for key in keys if Limits(*key[3:]).any},

@@ -366,8 +366,11 @@ class BaseCloudApiClient:
         auth_mode: str,
         run_retention_mode: str | None,
         run_retention_days: int | None,
+        expires_at: str | None = None,
     ) -> Call[m.Deployment]:
         body: dict[str, Any] = {"slug": slug, "target": _wire(target), "authMode": auth_mode}
+        if expires_at is not None:
+            body["expiresAt"] = expires_at
         if run_retention_mode is not None:
             body["runRetentionMode"] = run_retention_mode
         if run_retention_days is not None:
@@ -381,7 +384,7 @@ class BaseCloudApiClient:
         names = {
             "target": "target", "auth_mode": "authMode", "enabled": "enabled",
             "run_retention_mode": "runRetentionMode", "run_retention_days": "runRetentionDays",
-            "limits": "limits",
+            "limits": "limits", "expires_at": "expiresAt",
         }
         body = {names[k]: _limits(v) if k == "limits" else _wire(v)
                 for k, v in changes.items() if v is not UNSET}

@@ -163,9 +163,10 @@ class CloudApiClient(BaseCloudApiClient):
         auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
+        expires_at: str | None = None,
     ) -> m.Deployment:
         return self._send(self._create_deployment(
-            scope, slug, target, auth_mode, run_retention_mode, run_retention_days
+            scope, slug, target, auth_mode, run_retention_mode, run_retention_days, expires_at
         ))
 
     def update_deployment(
@@ -179,13 +180,15 @@ class CloudApiClient(BaseCloudApiClient):
         run_retention_mode: Any = UNSET,
         run_retention_days: Any = UNSET,
         limits: Any = UNSET,
+        expires_at: Any = UNSET,
     ) -> m.Deployment:
         """Partial update: only the arguments you pass are sent. ``limits`` sets rate limits
-        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept)."""
+        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept);
+        ``expires_at`` an ISO time, None to remove the expiry."""
         changes = {
             "target": target, "auth_mode": auth_mode, "enabled": enabled,
             "run_retention_mode": run_retention_mode, "run_retention_days": run_retention_days,
-            "limits": limits,
+            "limits": limits, "expires_at": expires_at,
         }
         return self._send(self._update_deployment(deployment_id, scope, changes))
 
@@ -466,9 +469,10 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
+        expires_at: str | None = None,
     ) -> m.Deployment:
         return await self._send(self._create_deployment(
-            scope, slug, target, auth_mode, run_retention_mode, run_retention_days
+            scope, slug, target, auth_mode, run_retention_mode, run_retention_days, expires_at
         ))
 
     async def update_deployment(
@@ -482,13 +486,15 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         run_retention_mode: Any = UNSET,
         run_retention_days: Any = UNSET,
         limits: Any = UNSET,
+        expires_at: Any = UNSET,
     ) -> m.Deployment:
         """Partial update: only the arguments you pass are sent. ``limits`` sets rate limits
-        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept)."""
+        (``{"requests_per_minute": 60}``; None lifts one, a limit left out is kept);
+        ``expires_at`` an ISO time, None to remove the expiry."""
         changes = {
             "target": target, "auth_mode": auth_mode, "enabled": enabled,
             "run_retention_mode": run_retention_mode, "run_retention_days": run_retention_days,
-            "limits": limits,
+            "limits": limits, "expires_at": expires_at,
         }
         return await self._send(self._update_deployment(deployment_id, scope, changes))
 

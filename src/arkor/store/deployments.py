@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -64,6 +64,7 @@ def create_deployment(
     run_retention_mode: str,
     run_retention_days: int | None,
     grace: timedelta = timedelta(0),
+    expires_at: datetime | None = None,
 ) -> Deployment:
     """Insert; the slug's unique constraint (not a prior read) decides who wins a race.
 
@@ -86,6 +87,7 @@ def create_deployment(
         custom_domain=None,
         run_retention_mode=run_retention_mode,
         run_retention_days=run_retention_days,
+        expires_at=expires_at,
         created_at=now,
         updated_at=now,
         **vars(target),
@@ -113,6 +115,13 @@ def update_deployment(session: Session, deployment: Deployment, changes: dict[st
         setattr(deployment, column, value)
     deployment.updated_at = utcnow()
     session.flush()
+
+
+def expired_deployments(session: Session, now: datetime, limit: int = 100) -> list[Deployment]:
+    """Deployments past their ``expires_at`` (at most ``limit``), oldest expiry first."""
+    return list(session.execute(select(Deployment).where(
+        Deployment.expires_at.is_not(None), Deployment.expires_at <= now)
+        .order_by(Deployment.expires_at).limit(limit)).scalars())
 
 
 def delete_deployment(

@@ -216,6 +216,7 @@ class Deployment(Base):
     custom_domain: Mapped[str | None] = mapped_column(String(253))
     run_retention_mode: Mapped[str] = mapped_column(String(20), default="days")
     run_retention_days: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # Rate limits (arkor.edge.rate_limits); NULL is unlimited.
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
@@ -14,7 +14,7 @@ from arkor.cloud.auth import ProjectScope, ProjectScopeDep
 from arkor.cloud.deps import DatabaseDep, SettingsDep, get_settings
 from arkor.cloud.dto import created_key_dto, deployment_dto, key_dto
 from arkor.cloud.errors import ApiError, error_responses
-from arkor.cloud.settings import edge_base_url
+from arkor.cloud.settings import Settings, edge_base_url
 from arkor.contract import models as m
 from arkor.contract.deployment_bodies import (
     AdapterTargetIn,
@@ -29,7 +29,7 @@ from arkor.engine.registry import BaseModelRegistry
 from arkor.store import deployment_keys, deployments
 from arkor.store.deployments import TargetColumns
 from arkor.store.errors import SlugHeld, SlugTaken
-from arkor.store.tables import Deployment
+from arkor.store.tables import Deployment, User, utcnow
 
 router = APIRouter(tags=["endpoints"])
 
@@ -73,6 +73,25 @@ def resolve_target(
     return columns
 
 
+def expiry(session: Session, settings: Settings, scope: ProjectScope,
+           wanted: datetime | None) -> datetime | None:
+    """``wanted``; for an anonymous identity, at most ``ARKOR_ANONYMOUS_DEPLOYMENT_DAYS``
+    away (that far by default)."""
+    if not capped(session, settings, scope):
+        return wanted
+    latest = utcnow() + timedelta(days=settings.anonymous_deployment_days)
+    return latest if wanted is None or wanted > latest else wanted
+
+
+def capped(session: Session, settings: Settings, scope: ProjectScope) -> bool:
+    """Whether the caller's deployments must expire: an anonymous identity, with
+    ``ARKOR_ANONYMOUS_DEPLOYMENT_DAYS`` set."""
+    if not settings.anonymous_deployment_days:
+        return False
+    user = session.get(User, scope.user_id)
+    return user is not None and user.anonymous
+
+
 def _dto(request: Request, row: Deployment) -> m.Deployment:
     base = edge_base_url(get_settings(request), str(request.base_url), row.slug)
     return deployment_dto(row, base)
@@ -107,11 +126,13 @@ def create_endpoint(body: CreateDeploymentBody, request: Request, db: DatabaseDe
     with db.session() as session:
         target = resolve_target(session, settings.registry, scope, body.target)
         quotas.check_new_deployment(session, settings, scope.org_id)
+        expires_at = expiry(session, settings, scope, body.expires_at)
         try:
             row = deployments.create_deployment(
                 session, org_id=scope.org_id, project_id=scope.project_id, slug=body.slug,
                 target=target, auth_mode=body.auth_mode, run_retention_mode=mode,
                 run_retention_days=days, grace=timedelta(days=grace_days),
+                expires_at=expires_at,
             )
         except SlugTaken as exc:
             raise ApiError(409, "Deployment slug is already taken") from exc
@@ -156,6 +177,13 @@ def update_endpoint(
             changes["auth_mode"] = body.auth_mode
         if body.enabled is not None:
             changes["enabled"] = body.enabled
+        if "expires_at" in body.model_fields_set:
+            if body.expires_at is None and capped(session, settings, scope):
+                raise ApiError(400, "expiresAt cannot be removed: an anonymous identity's "
+                                    "deployments expire within "
+                                    f"{settings.anonymous_deployment_days} days "
+                                    "(ARKOR_ANONYMOUS_DEPLOYMENT_DAYS); set a time instead")
+            changes["expires_at"] = expiry(session, settings, scope, body.expires_at)
         try:
             retention = body.retention_change(row.run_retention_mode, row.run_retention_days)
         except ValueError as exc:

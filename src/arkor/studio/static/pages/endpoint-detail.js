@@ -174,7 +174,10 @@ export function mount(main, { param: id, query }) {
           h("button", { type: "button", class: "button primary", onclick: saveTarget }, "Save target"),
           h("button", { type: "button", class: "button ghost", onclick: () => { editingTarget = false; renderSettings(); } }, "Cancel"))) : null),
       h("div", { class: "setting column" }, retention, h("div", { class: "row" },
-        h("button", { type: "button", class: "button", onclick: saveRetention }, "Save retention"))));
+        h("button", { type: "button", class: "button", onclick: saveRetention }, "Save retention"))),
+      h("div", { class: "setting" }, h("div", { class: "grow" }, h("strong", {}, "Expires "),
+        h("span", { id: "ep-expires", title: d.expiresAt || "" }, d.expiresAt ? new Date(d.expiresAt).toLocaleString() : "never"),
+        h("p", { class: "hint" }, "After this time the endpoint answers 404 and is deleted with its keys and runs."))));
   }
 
   function render() {
