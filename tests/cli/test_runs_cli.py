@@ -8,20 +8,17 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import openai
 import pytest
 
-from arkor.cloud.settings import Settings
 from arkor.engine.base import EngineUnavailable
-from arkor.server import create_app
 from tests.cli.conftest import Run, cli_runner
 from tests.conftest import CloudServer
 from tests.doubles.engine import ScriptedEngine, fails_after
-from tests.servers import LiveServer, database_url
+from tests.scripted import scripted_world
 
 EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -33,16 +30,7 @@ def backend() -> str:
     return "sqlite"
 
 
-@pytest.fixture(scope="module")
-def world(backend: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[CloudServer, ScriptedEngine]]:
-    engine = ScriptedEngine()
-    data_dir = tmp_path_factory.mktemp("cli-runs")
-    with database_url(backend, data_dir) as url:
-        settings = Settings(data_dir=data_dir, database_url=url, signup_per_hour=100_000)
-        app = create_app(settings, engine=engine)
-        with LiveServer(app) as base:
-            yield CloudServer(url=base, settings=settings, app=app), engine
+world = scripted_world("cli-runs")
 
 
 @pytest.fixture

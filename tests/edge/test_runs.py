@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,15 +18,13 @@ import pytest
 from sqlalchemy import func, select
 
 from arkor.cloud.retention import RunSweeper
-from arkor.cloud.settings import Settings
 from arkor.engine.base import EngineUnavailable
 from arkor.sdk import RunFilters
-from arkor.server import create_app
 from arkor.store.tables import Run, utcnow
+from tests import scripted
 from tests.conftest import CloudServer
 from tests.doubles.engine import Reply, ScriptedEngine, fails_after
 from tests.edge.conftest import EMBEDDED
-from tests.servers import LiveServer, database_url
 from tests.workspace import Workspace, new_workspace
 
 HI = [{"role": "user", "content": "Where is my order?"}]
@@ -54,28 +51,9 @@ class Bot:
                              **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def world(backend: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[CloudServer, ScriptedEngine]]:
-    engine = ScriptedEngine()
-    data_dir = tmp_path_factory.mktemp(f"runs-{backend}")
-    with database_url(backend, data_dir) as url:
-        settings = Settings(data_dir=data_dir, database_url=url, signup_per_hour=100_000)
-        app = create_app(settings, engine=engine)
-        with LiveServer(app) as base:
-            yield CloudServer(url=base, settings=settings, app=app), engine
-
-
-@pytest.fixture
-def cloud(world: tuple[CloudServer, ScriptedEngine]) -> CloudServer:
-    return world[0]
-
-
-@pytest.fixture
-def engine(world: tuple[CloudServer, ScriptedEngine]) -> Iterator[ScriptedEngine]:
-    world[1].script()
-    yield world[1]
-    assert world[1].open_generations == 0
+world = scripted.scripted_world("runs")
+cloud = scripted.cloud
+engine = scripted.engine
 
 
 def new_bot(cloud: CloudServer, slug: str, **options: object) -> Bot:

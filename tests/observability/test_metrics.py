@@ -27,10 +27,11 @@ from arkor.engine.base import EngineUnavailable
 from arkor.observability.metrics import Metrics, count_rate_limited
 from arkor.server import create_app
 from arkor.store.db import Database, migrate
+from tests import scripted
 from tests.conftest import CloudServer
 from tests.doubles.engine import PROMPT_TOKENS, Reply, ScriptedEngine, fails_after
 from tests.observability.scrape import Samples, parse, scrape, total, value, wait_for
-from tests.servers import LiveServer, database_url
+from tests.servers import LiveServer
 from tests.workspace import Workspace, add_job, new_workspace
 
 TOKEN = "metrics-token-for-tests-0123456789"
@@ -71,26 +72,9 @@ def serve(tmp: Path, engine: ScriptedEngine, **settings: object) -> Iterator[Clo
         yield CloudServer(url=url, settings=config, app=app)
 
 
-@pytest.fixture(scope="module")
-def world(backend: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[CloudServer, ScriptedEngine]]:
-    engine = ScriptedEngine()
-    data_dir = tmp_path_factory.mktemp(f"metrics-{backend}")
-    with database_url(backend, data_dir) as url, serve(data_dir, engine,
-                                                       database_url=url) as cloud:
-        yield cloud, engine
-
-
-@pytest.fixture
-def cloud(world: tuple[CloudServer, ScriptedEngine]) -> CloudServer:
-    return world[0]
-
-
-@pytest.fixture
-def engine(world: tuple[CloudServer, ScriptedEngine]) -> Iterator[ScriptedEngine]:
-    world[1].script()
-    yield world[1]
-    assert world[1].open_generations == 0
+world = scripted.scripted_world("metrics", metrics_token=TOKEN)
+cloud = scripted.cloud
+engine = scripted.engine
 
 
 def read(cloud: CloudServer) -> Samples:

@@ -7,47 +7,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import openai
 import pytest
 
-from arkor.cloud.settings import Settings
 from arkor.engine.base import EngineUnavailable
-from arkor.server import create_app
 from arkor.studio.api_deployments import NO_USABLE_STATE
 from arkor.studio.api_runs import EXPORT_TYPE, LIMIT_NOT_A_NUMBER, MARK_BODY
-from tests.conftest import CloudServer
+from tests import scripted
 from tests.doubles.engine import ScriptedEngine, refused
-from tests.servers import LiveServer, database_url
 from tests.studio.conftest import Studio
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-@pytest.fixture(scope="module")
-def world(backend: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[CloudServer, ScriptedEngine]]:
-    engine = ScriptedEngine()
-    data_dir = tmp_path_factory.mktemp(f"studio-runs-{backend}")
-    with database_url(backend, data_dir) as url:
-        settings = Settings(data_dir=data_dir, database_url=url, signup_per_hour=100_000)
-        app = create_app(settings, engine=engine)
-        with LiveServer(app) as base:
-            yield CloudServer(url=base, settings=settings, app=app), engine
-
-
-@pytest.fixture
-def cloud(world: tuple[CloudServer, ScriptedEngine]) -> CloudServer:
-    return world[0]
-
-
-@pytest.fixture
-def engine(world: tuple[CloudServer, ScriptedEngine]) -> Iterator[ScriptedEngine]:
-    world[1].script()
-    yield world[1]
-    assert world[1].open_generations == 0
+world = scripted.scripted_world("studio-runs")
+cloud = scripted.cloud
+engine = scripted.engine
 
 
 @dataclass

@@ -7,20 +7,16 @@ tokens and 3 completion tokens a call), so every count is known."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import openai
 import pytest
 
-from arkor.cloud.settings import Settings
 from arkor.contract.deployments import AUTH_NONE
 from arkor.engine.base import EngineUnavailable
-from arkor.server import create_app
 from arkor.studio.api_deployments import NO_USABLE_STATE
-from tests.conftest import CloudServer
+from tests import scripted
 from tests.doubles.engine import PROMPT_TOKENS, Reply, ScriptedEngine, refused
-from tests.servers import LiveServer, database_url
 from tests.studio.conftest import Studio
 
 BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -28,28 +24,9 @@ COMPLETION_TOKENS = len(Reply().deltas)
 DAY = timedelta(days=1)
 
 
-@pytest.fixture(scope="module")
-def world(backend: str, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[CloudServer, ScriptedEngine]]:
-    engine = ScriptedEngine()
-    data_dir = tmp_path_factory.mktemp(f"studio-usage-{backend}")
-    with database_url(backend, data_dir) as url:
-        settings = Settings(data_dir=data_dir, database_url=url, signup_per_hour=100_000)
-        app = create_app(settings, engine=engine)
-        with LiveServer(app) as base:
-            yield CloudServer(url=base, settings=settings, app=app), engine
-
-
-@pytest.fixture
-def cloud(world: tuple[CloudServer, ScriptedEngine]) -> CloudServer:
-    return world[0]
-
-
-@pytest.fixture
-def engine(world: tuple[CloudServer, ScriptedEngine]) -> Iterator[ScriptedEngine]:
-    world[1].script()
-    yield world[1]
-    assert world[1].open_generations == 0
+world = scripted.scripted_world("studio-usage")
+cloud = scripted.cloud
+engine = scripted.engine
 
 
 def new_deployment(studio: Studio) -> dict:

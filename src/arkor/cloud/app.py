@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import BaseRoute
 
 from arkor._version import SDK_VERSION
-from arkor.cloud import roles
+from arkor.cloud import roles, tls
 from arkor.cloud.auth import SCOPES
 from arkor.cloud.deps import ChatAnswerer
 from arkor.cloud.errors import install_error_handlers
@@ -82,6 +82,7 @@ def create_control_plane(
     for module in ROUTE_MODULES:
         app.include_router(module.router, dependencies=gated)
     roles.check_matrix(api_routes(), SCOPES)
+    app.include_router(tls.router)  # the proxy's; not /v1, no client gate
 
     @app.get("/healthz", tags=["health"], summary="Liveness probe")
     async def healthz() -> dict[str, str]:

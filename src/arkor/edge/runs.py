@@ -258,7 +258,7 @@ class Recorder:
         for tap in taps:
             prompt_tokens, completion_tokens = tap.usage()
             key = (tap.deployment_id, tap.key_id or "", usage.hour_of(tap.created_at))
-            tallies.setdefault(key, usage.Tally(tap.project_id)).add(
+            tallies.setdefault(key, usage.Tally(project_id=tap.project_id)).add(
                 http_status=tap.http_status, cancelled=tap.outcome() == STATUS_CANCELLED,
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                 latency_ms=tap.latency_ms)

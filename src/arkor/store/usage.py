@@ -32,11 +32,18 @@ def latency_bucket(ms: int) -> int:
     return len(LATENCY_BOUNDS_MS)
 
 
-@dataclass
-class Tally:
-    """What one flush adds to one bucket."""
+COUNTED = ("requests", "prompt_tokens", "completion_tokens", "errors_4xx", "errors_5xx",
+           "cancelled", "latency_ms_sum")
+"""The counters a bucket, a flush's tally and a summary share, added field by field."""
 
-    project_id: str
+
+def add_counts(into: object, source: object) -> None:
+    for name in COUNTED:
+        setattr(into, name, getattr(into, name) + getattr(source, name))
+
+
+@dataclass
+class Counts:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -45,6 +52,13 @@ class Tally:
     cancelled: int = 0
     latency_ms_sum: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+
+@dataclass(kw_only=True)
+class Tally(Counts):
+    """What one flush adds to one bucket."""
+
+    project_id: str
 
     def add(self, *, http_status: int, cancelled: bool, prompt_tokens: int,
             completion_tokens: int, latency_ms: int) -> None:
@@ -75,13 +89,7 @@ def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
                               completion_tokens=0, errors_4xx=0, errors_5xx=0, cancelled=0,
                               latency_ms_sum=0, latency_histogram="[]")
             session.add(row)
-        row.requests += tally.requests
-        row.prompt_tokens += tally.prompt_tokens
-        row.completion_tokens += tally.completion_tokens
-        row.errors_4xx += tally.errors_4xx
-        row.errors_5xx += tally.errors_5xx
-        row.cancelled += tally.cancelled
-        row.latency_ms_sum += tally.latency_ms_sum
+        add_counts(row, tally)
         row.latency_histogram = json.dumps(merge(json.loads(row.latency_histogram),
                                                  tally.histogram))
         session.flush()
@@ -105,26 +113,14 @@ def percentile(histogram: list[int], q: float) -> int | None:
     return LATENCY_BOUNDS_MS[-1] * 2
 
 
-@dataclass
-class Summary:
+@dataclass(kw_only=True)
+class Summary(Counts):
+    """Buckets added together: an hour, a day, or a whole span."""
+
     start: datetime
-    requests: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    errors_4xx: int = 0
-    errors_5xx: int = 0
-    cancelled: int = 0
-    latency_ms_sum: int = 0
-    histogram: list[int] = field(default_factory=list)
 
     def take(self, row: UsageBucket) -> None:
-        self.requests += row.requests
-        self.prompt_tokens += row.prompt_tokens
-        self.completion_tokens += row.completion_tokens
-        self.errors_4xx += row.errors_4xx
-        self.errors_5xx += row.errors_5xx
-        self.cancelled += row.cancelled
-        self.latency_ms_sum += row.latency_ms_sum
+        add_counts(self, row)
         self.histogram = merge(self.histogram, json.loads(row.latency_histogram))
 
 
@@ -147,7 +143,7 @@ def summarize(rows: Iterable[UsageBucket], granularity: str) -> list[Summary]:
     out: dict[datetime, Summary] = {}
     for row in rows:
         start = row.start if granularity == "hour" else row.start.replace(hour=0)
-        out.setdefault(start, Summary(start)).take(row)
+        out.setdefault(start, Summary(start=start)).take(row)
     return [out[start] for start in sorted(out)]
 
 

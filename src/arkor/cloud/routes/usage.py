@@ -52,7 +52,7 @@ def _bucket(summary: usage.Summary) -> m.UsageBucketOut:
 
 def _report(rows: list[UsageBucket], granularity: str, since: datetime,
             until: datetime) -> m.UsageReport:
-    total = usage.Summary(usage.hour_of(since))
+    total = usage.Summary(start=usage.hour_of(since))
     for row in rows:
         total.take(row)
     return m.UsageReport(granularity=granularity,  # type: ignore[arg-type]
