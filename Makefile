@@ -7,6 +7,7 @@ MODEL_LOCK := requirements-model.lock
 LOCK_VENV := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
 BENCH_VENV := .venv-bench
+BENCH_LOCK := requirements-bench.lock
 
 .PHONY: dev test install lint lock lock-check bench-deps clean
 
@@ -42,6 +43,9 @@ lock:
 		--strip-extras --no-emit-index-url --no-emit-find-links \
 		--extra cloud --extra local --extra dev --build-deps-for editable \
 		-c constraints.txt --output-file $(LOCK) pyproject.toml
+	$(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links \
+		-c $(LOCK) --output-file $(BENCH_LOCK) requirements-bench.in
 	$(PYTHON) scripts/check_lock.py
 
 lock-check:
@@ -52,7 +56,7 @@ lock-check:
 bench-deps:
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes --no-deps \
-		-r requirements-bench.lock
+		-r $(BENCH_LOCK)
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) $(BENCH_VENV) .pytest_cache
