@@ -330,8 +330,8 @@ class DeploymentKey(WireModel):
 
 RunStatus = Literal["completed", "failed", "cancelled"]
 RunMark = Literal["good", "bad"]
-RUN_STATUSES: Final[tuple[str, ...]] = ("completed", "failed", "cancelled")
-RUN_MARKS: Final[tuple[str, ...]] = ("good", "bad")
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = get_args(RunStatus)
+RUN_MARKS: Final[tuple[RunMark, ...]] = get_args(RunMark)
 
 
 class RunUsage(WireModel):

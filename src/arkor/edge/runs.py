@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from arkor.contract.models import RUN_STATUSES
 from arkor.engine.base import Finished, TextDelta
 from arkor.store import runs as stored
 from arkor.store import usage
@@ -41,7 +42,7 @@ is this long, so it is one the engine refused, and writing it would cost every o
 the time to copy it."""
 FLUSH_SECONDS = 0.5
 WARN_EVERY_S = 60.0
-STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = "completed", "failed", "cancelled"
+STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = RUN_STATUSES  # the contract's words
 
 
 @dataclass
@@ -75,7 +76,8 @@ class RunTap:
         if isinstance(event, TextDelta):
             if self.first_token_at is None and event.text:
                 self.first_token_at = time.monotonic()
-            self.texts.setdefault(row, []).append(event.text)
+            if self.keep:  # a call only counted keeps no text
+                self.texts.setdefault(row, []).append(event.text)
             self.deltas[row] = self.deltas.get(row, 0) + 1
         else:
             self.finished[row] = event
@@ -151,7 +153,7 @@ class RunTap:
         )
 
     def _all_finished(self) -> bool:
-        return bool(self.finished) and set(self.texts) <= set(self.finished)
+        return bool(self.finished) and set(self.deltas) <= set(self.finished)
 
 
 def is_stored(route: str, request: dict[str, Any]) -> bool:
