@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from arkor.contract import artifacts, deployments, events, models
+from arkor.contract import artifacts, deployments, domains, events, models
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "arkor"
 CONTRACT = PACKAGE / "contract"
@@ -36,9 +36,12 @@ LITERALS = {
     *artifacts.ADAPTER_FILES,
     *models.ORG_ROLES,
     models.SIGNUP_INVITE,
+    domains.CHALLENGE_PREFIX, *domains.DOMAIN_STATUSES, domains.DOMAIN_FORMAT_MESSAGE,
+    domains.DOMAIN_TAKEN_MESSAGE, domains.NO_CHALLENGE_RECORD,
 }
 JS_LITERALS = {*events.EVENT_TYPES, deployments.AUTH_FIXED_KEY, deployments.TARGET_BASE_MODEL,
-               deployments.ADAPTER_FINAL, deployments.ADAPTER_CHECKPOINT}
+               deployments.ADAPTER_FINAL, deployments.ADAPTER_CHECKPOINT,
+               *domains.DOMAIN_STATUSES, domains.CHALLENGE_PREFIX}
 
 
 def _python_files() -> list[Path]:

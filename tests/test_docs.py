@@ -25,9 +25,10 @@ def test_every_setting_is_documented() -> None:
 
 def documented_path(path: str) -> str:
     """``/v1/endpoints/{deployment_id}/runs/{run_id}`` as api.md writes it: ``{id}``, and the
-    second id by its name (``{keyId}``, ``{runId}``)."""
+    second id by its name (``{keyId}``, ``{runId}``, ``{domain}``)."""
     return re.sub(r"\{[a-z_]+\}", "{id}", path).replace(
-        "{id}/keys/{id}", "{id}/keys/{keyId}").replace("{id}/runs/{id}", "{id}/runs/{runId}")
+        "{id}/keys/{id}", "{id}/keys/{keyId}").replace("{id}/runs/{id}", "{id}/runs/{runId}"
+    ).replace("{id}/domains/{id}", "{id}/domains/{domain}")
 
 
 def test_every_route_is_documented(cloud) -> None:

@@ -19,7 +19,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from arkor.contract.artifacts import final_dir
-from arkor.contract.deployments import ADAPTER_FINAL, TARGET_BASE_MODEL
+from arkor.contract.deployments import (
+    ADAPTER_FINAL,
+    TARGET_ADAPTER,
+    TARGET_BASE_MODEL,
+    TARGET_MODEL_MENU,
+)
 from arkor.engine.base import AdapterRef
 from arkor.engine.registry import BaseModelRegistry
 from arkor.store import jobs
@@ -55,8 +60,13 @@ def resolve(
     """The base model and the adapter (None for a bare base model) that ``target`` serves.
 
     A base model is checked against ``registry`` when one is given; the edge gives none and
-    serves what was checked when the deployment was made.
+    serves what was checked when the deployment was made. A model menu serves its default
+    (the request's ``model`` may pick another: the edge does that), so it needs ``registry``;
+    without one its base model is "".
     """
+    if target.target_kind == TARGET_MODEL_MENU:
+        menu = registry.menu if registry is not None else ("",)
+        return menu[0], None
     if target.target_kind == TARGET_BASE_MODEL:
         name = target.base_model or ""
         if registry is not None and registry.get(name) is None:
@@ -64,6 +74,8 @@ def resolve(
                               f"{', '.join(registry.names)}. An operator can register more "
                               "with `arkor cloud serve --base-model NAME=PATH`.")
         return name, None
+    if target.target_kind != TARGET_ADAPTER:
+        raise NotServable(f"This server does not know the target kind {target.target_kind!r}")
     job = job_or_404(session, project_id, target.job_id or "")
     base_model = str(job.config.get("model") or "")
     if target.adapter_kind == ADAPTER_FINAL:

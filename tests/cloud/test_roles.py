@@ -25,6 +25,8 @@ from arkor.engine.registry import EMBEDDED_MODEL_NAME
 from arkor.sdk import BaseModelTarget, CloudApiClient, ProjectScope
 from arkor.store import jobs, projects, runs, users
 from arkor.store.tables import Run, utcnow
+from tests.dns_server import TxtServer
+from tests.scripted import scripted_cloud
 
 HEADERS = {"X-Arkor-Client": "arkor/0.1.0"}
 ORG = "roles"
@@ -80,6 +82,11 @@ class Team:
             self.shared_deployment = self.deployment()
         return self.shared_deployment
 
+    def domain(self) -> str:
+        """A new custom domain of the shared deployment."""
+        return self.owner.add_domain(self.shared(), self.scope,
+                                     domain=f"r-{uuid.uuid4().hex[:12]}.example.com").domain
+
     def run(self) -> tuple[str, str]:
         """The shared deployment with one more stored run (as the edge's recorder writes it)."""
         deployment = self.shared()
@@ -101,6 +108,15 @@ class Team:
                 session, org_id=self.org_id, project_id=self.project_id, name="r",
                 config={"model": EMBEDDED_MODEL_NAME}, status=status,
                 artifacts_dir=str(artifacts), completed_at=utcnow()).id
+
+
+@pytest.fixture(scope="module")
+def cloud(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server whose custom-domain checks ask a local DNS server, so verifying one answers
+    the same with or without a network."""
+    with TxtServer() as dns, scripted_cloud(backend, tmp_path_factory.mktemp(f"roles-{backend}"),
+                                            dns_nameservers=(dns.address,)) as (server, _):
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +179,15 @@ REQUESTS: dict[tuple[str, str], Callable[[Team], Request]] = {
         f"/v1/endpoints/{t.deployment()}/keys", 201, {"json": {"label": "ci"}}),
     ("PATCH", "/v1/endpoints/{deployment_id}/keys/{key_id}"): lambda t: _key_limits(t),
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): lambda t: _key_delete(t),
+    ("GET", "/v1/endpoints/{deployment_id}/domains"): lambda t: Request(
+        f"/v1/endpoints/{t.shared()}/domains", 200),
+    ("POST", "/v1/endpoints/{deployment_id}/domains"): lambda t: Request(
+        f"/v1/endpoints/{t.shared()}/domains", 201, {"json": {
+            "domain": f"r-{uuid.uuid4().hex[:12]}.example.com"}}),
+    ("POST", "/v1/endpoints/{deployment_id}/domains/{domain}/verify"): lambda t: Request(
+        f"/v1/endpoints/{t.shared()}/domains/{t.domain()}/verify", 200),
+    ("DELETE", "/v1/endpoints/{deployment_id}/domains/{domain}"): lambda t: Request(
+        f"/v1/endpoints/{t.shared()}/domains/{t.domain()}", 204),
     ("GET", "/v1/endpoints/{deployment_id}/usage"): lambda t: Request(
         f"/v1/endpoints/{t.shared()}/usage", 200),
     ("GET", "/v1/usage"): lambda t: Request("/v1/usage", 200),

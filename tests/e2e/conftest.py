@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CHROMIUM_FIX, link_cached_models, note_missing
+from tests.dns_server import TxtServer
 from tests.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,8 +60,15 @@ def _pump(process: subprocess.Popen[str], lines: list[str]) -> None:
 
 
 @pytest.fixture(scope="package")
-def dev_server(tmp_path_factory: pytest.TempPathFactory,
-               request: pytest.FixtureRequest) -> Iterator[DevServer]:
+def dns() -> Iterator[TxtServer]:
+    """The DNS server the Studio's embedded cloud checks custom domains' TXT records with."""
+    with TxtServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def dev_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest,
+               dns: TxtServer) -> Iterator[DevServer]:
     require_chromium()
     root = tmp_path_factory.mktemp("studio-e2e")
     home, project, data = root / "home", root / "e2e-project", root / "cloud-data"
@@ -73,7 +81,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory,
     # operator default keeps a rambling 3-step adapter from decoding hundreds of tokens.
     env.update(HOME=str(home), ARKOR_HOME=str(home / ".arkor"), ARKOR_DATA_DIR=str(data),
                PYTHONUNBUFFERED="1", NO_COLOR="1", COLUMNS="200",
-               ARKOR_DEFAULT_MAX_TOKENS="48")
+               ARKOR_DEFAULT_MAX_TOKENS="48", ARKOR_DNS_NAMESERVERS=dns.address)
     port, cloud_port = free_port(), free_port()
     arkor = Path(sys.executable).parent / "arkor"
     process = subprocess.Popen(

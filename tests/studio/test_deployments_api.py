@@ -46,10 +46,12 @@ def test_list_without_state_is_scope_missing_and_calls_nothing(studio) -> None:
     ("GET", "/api/deployments/abc"), ("PATCH", "/api/deployments/abc"),
     ("DELETE", "/api/deployments/abc"), ("GET", "/api/deployments/abc/keys"),
     ("POST", "/api/deployments/abc/keys"), ("DELETE", "/api/deployments/abc/keys/k"),
+    ("PATCH", "/api/deployments/abc/keys/k"),
 ])
 def test_reads_and_mutations_without_state_are_404(studio, method: str, path: str) -> None:
-    body = {"label": "x"} if method == "POST" else ({"enabled": False} if method == "PATCH"
-                                                    else None)
+    body = {"label": "x"} if method == "POST" else (
+        ({"limits": {}} if path.endswith("/k") else {"enabled": False}) if method == "PATCH"
+        else None)
     response = studio.request(method, path, json=body)
     assert (response.status_code, response.json()) == (404, {"error": NO_USABLE_STATE})
     assert not studio.state_file.exists()
@@ -174,6 +176,32 @@ def test_keys_issue_list_revoke_and_delete(studio, cloud) -> None:
     assert studio.delete(f"/api/deployments/{deployment['id']}").json() == {}
     gone = studio.get(f"/api/deployments/{deployment['id']}")
     assert gone.status_code == 404 and gone.json()["error"]
+
+
+def test_a_keys_limits_are_set_through_the_sdk_and_judged_upstream(studio, cloud) -> None:
+    deployment = create(studio, "key-limits")
+    keys = f"/api/deployments/{deployment['id']}/keys"
+    issued = studio.post(keys, json={"label": "metered"}).json()["key"]
+    one = f"{keys}/{issued['id']}"
+    response = studio.patch(one, json={"limits": {"requestsPerMinute": 5,
+                                                  "concurrentRequests": 2}})
+    assert response.status_code == 200, response.text
+    assert response.json()["key"]["limits"] == {
+        "requestsPerMinute": 5, "tokensPerMinute": None, "concurrentRequests": 2}
+    assert "plaintext" not in response.json()["key"]
+    lifted = studio.patch(one, json={"limits": {"requestsPerMinute": None}}).json()["key"]
+    assert lifted["limits"] == {"requestsPerMinute": None, "tokensPerMinute": None,
+                                "concurrentRequests": 2}  # a name left out is kept
+    assert studio.get(keys).json()["keys"][0]["limits"] == lifted["limits"]
+    for body in [{}, {"limits": 5}, {"limits": {"perDay": 1}},
+                 {"limits": {"tokensPerMinute": "10"}}, {"limits": {"tokensPerMinute": True}}]:
+        refused = studio.patch(one, json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"].startswith('Key update body must be {"limits": {...}}')
+    upstream = studio.patch(one, json={"limits": {"tokensPerMinute": 0}})
+    assert upstream.status_code == 400 and "tokensPerMinute" in upstream.json()["error"]
+    assert studio.patch(f"{keys}/00000000-0000-4000-8000-000000000000",
+                        json={"limits": {"tokensPerMinute": 9}}).status_code == 404
 
 
 def test_state_of_another_org_is_scope_missing_or_409(studio, cloud) -> None:

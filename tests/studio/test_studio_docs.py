@@ -7,6 +7,7 @@ from pathlib import Path
 
 from arkor.studio import (
     api_deployments,
+    api_domains,
     api_identity,
     api_inference,
     api_jobs,
@@ -22,7 +23,7 @@ DOC = (Path(__file__).resolve().parents[2] / "docs" / "studio.md").read_text()
 
 def test_every_api_route_is_documented() -> None:
     for module in (api_status, api_identity, api_jobs, api_training, api_inference,
-                   api_deployments, api_runs, api_usage):
+                   api_deployments, api_runs, api_usage, api_domains):
         for route in module.routes:
             path = re.sub(r"\{(key|run)_id\}", r"{\1Id}", route.path)
             path = re.sub(r"\{(deployment|job)_id\}", "{id}", path)

@@ -17,7 +17,7 @@ from arkor.cli.output import (
     print_json,
 )
 from arkor.cli.session import CloudSession, open_session, resolve_scope
-from arkor.contract.deployments import AUTH_FIXED_KEY, DEFAULT_AUTH_MODE
+from arkor.contract.deployments import AUTH_FIXED_KEY, DEFAULT_AUTH_MODE, MODEL_MENU_LABEL
 from arkor.sdk import (
     UNSET,
     AdapterTarget,
@@ -25,6 +25,7 @@ from arkor.sdk import (
     CheckpointAdapter,
     Deployment,
     FinalAdapter,
+    ModelMenuTarget,
     NotFoundError,
     ProjectScope,
     RateLimits,
@@ -59,6 +60,8 @@ Checkpoint = Annotated[str | None, typer.Option("--checkpoint", metavar="JOB:STE
                                                 help="Serve checkpoint STEP of JOB.")]
 BaseModel = Annotated[str | None, typer.Option("--base-model", metavar="NAME",
                                                help="Serve a base model without an adapter.")]
+MenuFlag = Annotated[bool, typer.Option(
+    "--model-menu", help="Serve every public base model; the request's model picks one.")]
 Retention = Annotated[str | None, typer.Option(
     "--retention", help="Stored-run retention: unlimited, disabled or days.")]
 RetentionDays = Annotated[int | None, typer.Option(
@@ -89,11 +92,14 @@ def expiry_flag(expires_in: float | None, expires_at: str | None) -> str | None:
 
 
 def target_from_flags(
-    final: str | None, checkpoint: str | None, base_model: str | None
-) -> AdapterTarget | BaseModelTarget | None:
-    given = [f for f in (final, checkpoint, base_model) if f is not None]
+    final: str | None, checkpoint: str | None, base_model: str | None,
+    model_menu: bool = False,
+) -> AdapterTarget | BaseModelTarget | ModelMenuTarget | None:
+    given = [f for f in (final, checkpoint, base_model, model_menu or None) if f is not None]
     if len(given) > 1:
-        fail("Pass only one of --final, --checkpoint and --base-model.")
+        fail("Pass only one of --final, --checkpoint, --base-model and --model-menu.")
+    if model_menu:
+        return ModelMenuTarget()
     if final is not None:
         return AdapterTarget(adapter=FinalAdapter(job_id=final))
     if checkpoint is not None:
@@ -110,6 +116,10 @@ def describe_target(deployment: Deployment) -> str:
     target = deployment.target
     if isinstance(target, BaseModelTarget):
         return f"Base model: {target.base_model}"
+    if isinstance(target, ModelMenuTarget):
+        return f"{MODEL_MENU_LABEL}: {', '.join(target.models or [])}"
+    if not isinstance(target, AdapterTarget):
+        return f"{target.kind} (unknown to this arkor version)"
     adapter = target.adapter
     if isinstance(adapter, CheckpointAdapter):
         return f"Checkpoint step {adapter.step} (job {adapter.job_id[:8]})"
@@ -194,6 +204,7 @@ def endpoints_create(
     final: Final = None,
     checkpoint: Checkpoint = None,
     base_model: BaseModel = None,
+    model_menu: MenuFlag = False,
     auth: Annotated[str, typer.Option("--auth", help="fixed_api_key or none.")] = DEFAULT_AUTH_MODE,
     retention: Retention = None,
     retention_days: RetentionDays = None,
@@ -203,17 +214,19 @@ def endpoints_create(
     project: Project = None,
     as_json: Json = False,
 ) -> None:
-    """Create a deployment that serves a job's adapter or a base model.
+    """Create a deployment that serves a job's adapter, a base model, or the model menu.
 
     \b
     Examples:
       arkor endpoints create support-bot --final 3f2a9c1e-...
       arkor endpoints create triage-ckpt --checkpoint 3f2a9c1e-...:40 --auth none
       arkor endpoints create smol --base-model HuggingFaceTB/SmolLM2-135M-Instruct
+      arkor endpoints create models --model-menu
     """
-    target = target_from_flags(final, checkpoint, base_model)
+    target = target_from_flags(final, checkpoint, base_model, model_menu)
     if target is None:
-        fail("Say what to serve: --final JOB, --checkpoint JOB:STEP or --base-model NAME.")
+        fail("Say what to serve: --final JOB, --checkpoint JOB:STEP, --base-model NAME or "
+             "--model-menu.")
     expiry = expiry_flag(expires_in, expires_at)
     with cloud_errors():
         session = open_session(bootstrap=True)
@@ -253,6 +266,7 @@ def endpoints_update(
     final: Final = None,
     checkpoint: Checkpoint = None,
     base_model: BaseModel = None,
+    model_menu: MenuFlag = False,
     enabled: Annotated[bool | None, typer.Option(
         "--enable/--disable", help="Serve requests, or answer 404.")] = None,
     auth: Annotated[str | None, typer.Option("--auth", help="fixed_api_key or none.")] = None,
@@ -274,7 +288,7 @@ def endpoints_update(
       arkor endpoints update support-bot --disable
       arkor endpoints update support-bot --auth none
     """
-    target = target_from_flags(final, checkpoint, base_model)
+    target = target_from_flags(final, checkpoint, base_model, model_menu)
     changes: dict[str, Any] = {
         "target": target if target is not None else UNSET,
         "enabled": enabled if enabled is not None else UNSET,
@@ -287,7 +301,8 @@ def endpoints_update(
     if no_expiry or expiry is not None:
         changes["expires_at"] = expiry
     if all(v is UNSET for v in changes.values()):
-        fail("Nothing to change: pass --final/--checkpoint/--base-model, --enable/--disable, "
+        fail("Nothing to change: pass --final/--checkpoint/--base-model/--model-menu, "
+             "--enable/--disable, "
              "--auth, --retention or an expiry.")
     session = open_session()
     with cloud_errors():

@@ -11,6 +11,7 @@ from arkor.cli import (
     auth,
     cloud,
     dev,
+    domains,
     endpoints,
     jobs,
     operator,
@@ -55,6 +56,7 @@ app.add_typer(cloud.app, name="cloud")
 app.command()(train.train)
 app.add_typer(jobs.app, name="jobs")
 endpoints.app.add_typer(runs.app, name="runs")
+endpoints.app.add_typer(domains.app, name="domains")
 endpoints.app.command("usage")(usage.endpoints_usage)
 app.add_typer(endpoints.app, name="endpoints")
 

@@ -26,6 +26,7 @@ from arkor.cloud.routes import (
     auth,
     base_models,
     datasets,
+    domains,
     endpoints,
     inference,
     job_events,
@@ -43,8 +44,8 @@ from arkor.cloud.supervisor import JobSupervisor
 from arkor.cloud.version_gate import client_version_gate
 from arkor.store.db import Database
 
-ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, runs, usage, base_models,
-                 job_import, jobs, job_events, datasets, inference)
+ROUTE_MODULES = (auth, tokens, admin, projects, members, endpoints, domains, runs, usage,
+                 base_models, job_import, jobs, job_events, datasets, inference)
 
 
 def api_routes() -> list[BaseRoute]:

@@ -20,10 +20,12 @@ class ChatAnswerer(Protocol):
     """Answers an OpenAI chat body with the server's engine, as a deployment would: a
     ``chat.completion``, or its SSE chunks when ``body["stream"]``. :mod:`arkor.server` hands
     in the edge's serving, so the control plane imports nothing of the edge. A refusal is
-    raised as ``arkor.cloud.errors.ApiError``."""
+    raised as ``arkor.cloud.errors.ApiError``. Each call is metered into ``project_id``'s
+    usage (the project's inference buckets), refused ones too."""
 
-    async def __call__(self, request: Request, body: dict[str, Any], *, base_model: str,
-                       adapter: AdapterRef | None, model: str) -> Response: ...
+    async def __call__(self, request: Request, body: dict[str, Any], *, project_id: str,
+                       base_model: str, adapter: AdapterRef | None, model: str
+                       ) -> Response: ...
 
 
 def get_database(request: Request) -> Database:

@@ -8,7 +8,13 @@ from typing import Any
 
 from arkor.cloud import run_export
 from arkor.contract import models as m
-from arkor.contract.deployments import ADAPTER_CHECKPOINT, TARGET_BASE_MODEL
+from arkor.contract.deployments import (
+    ADAPTER_CHECKPOINT,
+    TARGET_ADAPTER,
+    TARGET_BASE_MODEL,
+    TARGET_MODEL_MENU,
+)
+from arkor.contract.domains import DOMAIN_PENDING, DOMAIN_VERIFIED, challenge_record
 from arkor.store import tables
 
 
@@ -37,9 +43,14 @@ def project_dto(project: tables.Project) -> m.Project:
     )
 
 
-def target_dto(row: tables.Deployment) -> m.AdapterTarget | m.BaseModelTarget:
+def target_dto(row: tables.Deployment, menu: tuple[str, ...] = ()
+               ) -> m.AdapterTarget | m.BaseModelTarget | m.ModelMenuTarget | m.UnknownTarget:
     if row.target_kind == TARGET_BASE_MODEL:
         return m.BaseModelTarget(base_model=row.base_model or "")
+    if row.target_kind == TARGET_MODEL_MENU:
+        return m.ModelMenuTarget(models=list(menu), default_model=menu[0] if menu else None)
+    if row.target_kind != TARGET_ADAPTER:  # written by a newer server sharing the database
+        return m.UnknownTarget(kind=row.target_kind)
     if row.adapter_kind == ADAPTER_CHECKPOINT:
         adapter: m.FinalAdapter | m.CheckpointAdapter = m.CheckpointAdapter(
             job_id=row.job_id or "", step=row.checkpoint_step or 0
@@ -55,7 +66,9 @@ def limits_dto(row: tables.Deployment | tables.DeploymentKey) -> m.RateLimits:
                         concurrent_requests=row.concurrent_requests)
 
 
-def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Deployment:
+def deployment_dto(row: tables.Deployment, base_url: str | None = None,
+                   menu: tuple[str, ...] = ()) -> m.Deployment:
+    """``menu``: the operator's public models, which a ``model_menu`` target shows."""
     return m.Deployment(
         url=f"{base_url}/chat/completions" if base_url else None,
         base_url=base_url,
@@ -63,7 +76,7 @@ def deployment_dto(row: tables.Deployment, base_url: str | None = None) -> m.Dep
         slug=row.slug,
         org_id=row.org_id,
         project_id=row.project_id,
-        target=target_dto(row),
+        target=target_dto(row, menu),
         auth_mode=row.auth_mode,  # type: ignore[arg-type]
         url_format="openai_compat",
         enabled=row.enabled,
@@ -181,3 +194,13 @@ def run_dto(row: tables.Run, *, whole: bool = False) -> m.RunSummary:
     if whole:
         return m.Run(**fields, request=request, response=response)
     return m.RunSummary(**fields)
+
+
+def domain_dto(row: tables.CustomDomain) -> m.CustomDomain:
+    return m.CustomDomain(
+        domain=row.domain, deployment_id=row.deployment_id,
+        status=DOMAIN_VERIFIED if row.verified_at is not None else DOMAIN_PENDING,
+        challenge_record=challenge_record(row.domain), challenge_value=row.token,
+        created_at=iso(row.created_at) or "", verified_at=iso(row.verified_at),
+        last_checked_at=iso(row.last_checked_at), last_error=row.last_error,
+    )

@@ -131,9 +131,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing or invalid bearer token",
         403: "Not a member of that org, or a role below the one this route needs",
         404: "Not found in this scope",
-        409: "Conflict (slug or email taken)",
+        409: "Conflict (slug, email or custom domain taken)",
         429: "Too many attempts; wait the Retry-After seconds",
         426: "Client too old or X-Arkor-Client header missing/malformed",
+        502: "An upstream lookup (DNS) failed or timed out; try again shortly",
     }.items()
 }
 

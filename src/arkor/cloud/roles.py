@@ -16,6 +16,7 @@ from typing import Any, Final
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from arkor.contract.domains import DOMAIN_ROUTE, DOMAIN_VERIFY_ROUTE, DOMAINS_ROUTE
 from arkor.contract.models import ROLE_MEMBER, ROLE_OWNER, ROLE_VIEWER, OrgRole
 
 RANK: Final[dict[str, int]] = {ROLE_VIEWER: 0, ROLE_MEMBER: 1, ROLE_OWNER: 2}
@@ -36,6 +37,10 @@ ROUTE_ROLES: Final[dict[tuple[str, str], OrgRole]] = {
     ("POST", "/v1/endpoints/{deployment_id}/keys"): ROLE_MEMBER,
     ("PATCH", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
     ("DELETE", "/v1/endpoints/{deployment_id}/keys/{key_id}"): ROLE_MEMBER,
+    ("GET", DOMAINS_ROUTE): ROLE_VIEWER,
+    ("POST", DOMAINS_ROUTE): ROLE_MEMBER,
+    ("POST", DOMAIN_VERIFY_ROUTE): ROLE_MEMBER,
+    ("DELETE", DOMAIN_ROUTE): ROLE_MEMBER,
     ("GET", "/v1/endpoints/{deployment_id}/usage"): ROLE_VIEWER,
     ("GET", "/v1/usage"): ROLE_VIEWER,
     # Runs hold prompts and answers: members only.

@@ -6,6 +6,7 @@ docs/self-hosting.md (a test checks that every setting is documented there).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,12 @@ from typing import Any
 
 from arkor.contract.models import SIGNUP_POLICIES
 from arkor.engine.precision import DEFAULT_PRECISION, PRECISIONS, parse_precision_plan
-from arkor.engine.registry import BaseModelRegistry, BaseModelSpec, parse_base_model_option
+from arkor.engine.registry import (
+    BaseModelRegistry,
+    BaseModelSpec,
+    parse_base_model_option,
+    parse_upstream_option,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -44,6 +50,8 @@ DEFAULT_SLUG_GRACE_DAYS = 7
 DEFAULT_SIGNUP_PER_HOUR = 30
 RATE_LIMIT_FAILURES = ("open", "closed")
 DEFAULT_RATE_LIMIT_WINDOW_S = 60
+DEFAULT_DNS_TIMEOUT_S = 3
+DEFAULT_DOMAIN_CHECK_INTERVAL_S = 3600
 # Quotas per org; 0 is no limit (arkor.cloud.quotas).
 DEFAULT_QUOTAS = {
     "quota_deployments": 50,
@@ -70,6 +78,30 @@ def parse_host(name: str) -> str:
 
 def parse_hosts(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(parse_host(n) for n in names if n.strip())
+
+
+def split_nameserver(value: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPV6]:PORT`` → ``(ip, port)``; port 53 when none."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        port = "bad"
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"ARKOR_DNS_NAMESERVERS: {value!r} is not an IP address, or IP:PORT")
+    return host, int(port or 53)
+
+
+def parse_nameserver(raw: str) -> str:
+    split_nameserver(raw)
+    return raw.strip()
 
 
 @dataclass(frozen=True)
@@ -117,6 +149,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("base_models", "(none)",
             "Extra base models: comma-separated NAME=PATH of Hugging Face model directories.",
             item=parse_base_model_option, option="--base-model", metavar="NAME=PATH"),
+    Setting("upstreams", "(none: every model is served here)",
+            "vLLM servers that serve a base model: comma-separated NAME=URL (one per server; a "
+            "name given twice gets both); requests for NAME go there (docs/scale-out.md).",
+            item=parse_upstream_option, option="--upstream", metavar="NAME=URL"),
+    Setting("upstream_api_key", "(none)",
+            "Bearer token the upstream vLLM servers want (their --api-key); prefer the env "
+            "var."),
+    Setting("public_models", "(every registered base model)",
+            "The model menu: comma-separated names of registered base models a model_menu "
+            "deployment serves (the request's model picks one); the first is the default.",
+            item=str.strip, option="--public-model", metavar="NAME"),
     Setting("min_client_version", DEFAULT_MIN_CLIENT_VERSION,
             "Oldest arkor SDK/CLI version accepted; older clients get HTTP 426 with an upgrade "
             "hint."),
@@ -214,6 +257,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_window_s", str(DEFAULT_RATE_LIMIT_WINDOW_S),
             "Seconds in one rate-limit window: requestsPerMinute and tokensPerMinute are "
             "counted per window (60; shorter only for tests).", int),
+    Setting("dns_nameservers", "(the system resolver)",
+            "Name servers (comma-separated IP or IP:PORT) that custom domains' TXT "
+            "challenges are looked up with, e.g. 1.1.1.1,8.8.8.8.",
+            item=parse_nameserver, option="--dns-nameserver", metavar="IP[:PORT]"),
+    Setting("dns_timeout_s", str(DEFAULT_DNS_TIMEOUT_S),
+            "Seconds one TXT challenge lookup may take, all tries included; past it a verify "
+            "answers 502 and the domain keeps its state.", int),
+    Setting("domain_check_interval_s", str(DEFAULT_DOMAIN_CHECK_INTERVAL_S),
+            "Seconds between re-checks of each custom domain's TXT record: a pending one whose "
+            "record appeared is verified, a verified one whose record is gone stops being "
+            "served (0: only on demand).", int),
     *(Setting(name, str(DEFAULT_QUOTAS[name]), text, int) for name, text in (
         ("quota_deployments", "Deployments one org may have (0: no limit); one more is 403."),
         ("quota_keys_per_deployment",
@@ -250,6 +304,9 @@ class Settings:
     data_dir: Path
     database_url: str | None = None
     base_models: tuple[BaseModelSpec, ...] = ()
+    public_models: tuple[str, ...] = ()
+    upstreams: tuple[tuple[str, str], ...] = ()
+    upstream_api_key: str | None = field(default=None, repr=False)
     min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
     max_concurrent_jobs: int = DEFAULT_MAX_CONCURRENT_JOBS
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
@@ -286,6 +343,9 @@ class Settings:
     redis_url: str | None = None
     rate_limit_failure: str = RATE_LIMIT_FAILURES[0]
     rate_limit_window_s: int = DEFAULT_RATE_LIMIT_WINDOW_S
+    dns_nameservers: tuple[str, ...] = ()
+    dns_timeout_s: int = DEFAULT_DNS_TIMEOUT_S
+    domain_check_interval_s: int = DEFAULT_DOMAIN_CHECK_INTERVAL_S
     quota_deployments: int = DEFAULT_QUOTAS["quota_deployments"]
     quota_keys_per_deployment: int = DEFAULT_QUOTAS["quota_keys_per_deployment"]
     quota_datasets: int = DEFAULT_QUOTAS["quota_datasets"]
@@ -324,6 +384,10 @@ class Settings:
                              f"not {self.rate_limit_failure!r}")
         if self.rate_limit_window_s < 1:
             raise ValueError("rate_limit_window_s must be at least 1")
+        if self.dns_timeout_s < 1:
+            raise ValueError("dns_timeout_s must be at least 1")
+        if self.domain_check_interval_s < 0:
+            raise ValueError("domain_check_interval_s must be 0 (only on demand) or more")
         for name in DEFAULT_QUOTAS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 (no limit) or more")
@@ -349,7 +413,9 @@ class Settings:
         plan = parse_precision_plan(self.engine_precision)
         object.__setattr__(self, "engine_precision", str(plan))
         object.__setattr__(self, "allowed_hosts", parse_hosts(self.allowed_hosts))
-        object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(self.base_models))
+        object.__setattr__(self, "registry", BaseModelRegistry.with_embedded(
+            self.base_models, public=self.public_models, upstreams=self.upstreams,
+            upstream_api_key=self.upstream_api_key))
         for name, _ in plan.per_model:
             if self.registry.get(name) is None:
                 raise ValueError(

@@ -53,7 +53,15 @@ class BaseModelTargetIn(Body):
     base_model: str = Field(min_length=1, max_length=200)
 
 
-TargetIn = Annotated[AdapterTargetIn | BaseModelTargetIn, Field(discriminator="kind")]
+class ModelMenuTargetIn(Body):
+    """The operator's menu of public base models; the menu itself is the server's, so the
+    kind is all there is to say (fields a client read from a deployment are ignored)."""
+
+    kind: Literal["model_menu"]
+
+
+TargetIn = Annotated[AdapterTargetIn | BaseModelTargetIn | ModelMenuTargetIn,
+                     Field(discriminator="kind")]
 
 
 class LimitsIn(Body):

@@ -15,11 +15,15 @@ AUTH_NONE: Final = "none"
 AUTH_FIXED_KEY: Final = "fixed_api_key"
 DEFAULT_AUTH_MODE: Final[AuthMode] = AUTH_FIXED_KEY
 
-# Target kinds: a deployment serves an adapter (a job's final one or a checkpoint) or a base model.
-TargetKind = Literal["adapter", "base_model"]
+# Target kinds: a deployment serves an adapter (a job's final one or a checkpoint), a base
+# model, or the operator's model menu (every public base model; the request's `model` picks).
+# Readers keep an open enum: a kind this version does not know is shown, never a failure.
+TargetKind = Literal["adapter", "base_model", "model_menu"]
 AdapterKind = Literal["final", "checkpoint"]
 TARGET_ADAPTER: Final = "adapter"
 TARGET_BASE_MODEL: Final = "base_model"
+TARGET_MODEL_MENU: Final = "model_menu"
+MODEL_MENU_LABEL: Final = "All public models (per-request `model`)"
 ADAPTER_FINAL: Final = "final"
 ADAPTER_CHECKPOINT: Final = "checkpoint"
 

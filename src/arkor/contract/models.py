@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 from pydantic.alias_generators import to_camel
 
 from arkor.contract.deployments import (
@@ -16,8 +16,10 @@ from arkor.contract.deployments import (
     ADAPTER_FINAL,
     TARGET_ADAPTER,
     TARGET_BASE_MODEL,
+    TARGET_MODEL_MENU,
     AuthMode,
 )
+from arkor.contract.domains import DomainStatus
 
 JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 
@@ -285,7 +287,39 @@ class BaseModelTarget(WireModel):
     base_model: str
 
 
-DeploymentTarget = Annotated[AdapterTarget | BaseModelTarget, Field(discriminator="kind")]
+class ModelMenuTarget(WireModel):
+    """Every base model the operator made public, one URL: the request's ``model`` picks one,
+    and a request without one gets ``default_model``. The server fills ``models`` and
+    ``default_model`` when it answers; a create or update sends only the kind."""
+
+    kind: Literal["model_menu"] = TARGET_MODEL_MENU
+    models: list[str] | None = None
+    default_model: str | None = None
+
+
+KNOWN_TARGETS: Final = (TARGET_ADAPTER, TARGET_BASE_MODEL, TARGET_MODEL_MENU)
+
+
+class UnknownTarget(WireModel):
+    """A target kind this version does not know (a newer server's): kept as sent, with its
+    fields in ``model_extra``, so one such deployment never breaks a whole list. Its schema
+    says "none of the known kinds", so a known target matches exactly one of the union."""
+
+    kind: str = Field(json_schema_extra={"not": {"enum": list(KNOWN_TARGETS)}})
+
+
+def _target_tag(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return kind if kind in KNOWN_TARGETS else "unknown"
+
+
+DeploymentTarget = Annotated[
+    Annotated[AdapterTarget, Tag(TARGET_ADAPTER)]
+    | Annotated[BaseModelTarget, Tag(TARGET_BASE_MODEL)]
+    | Annotated[ModelMenuTarget, Tag(TARGET_MODEL_MENU)]
+    | Annotated[UnknownTarget, Tag("unknown")],
+    Discriminator(_target_tag),
+]
 
 
 class RateLimits(WireModel):
@@ -326,6 +360,22 @@ class DeploymentKey(WireModel):
     created_at: str
     last_used_at: str | None = None
     limits: RateLimits = RateLimits()
+
+
+class CustomDomain(WireModel):
+    """A custom domain of a deployment. The edge serves it only once ``status`` is
+    ``verified``: a TXT record ``challenge_record`` holding ``challenge_value`` was found.
+    ``last_error`` says why the latest check did not verify it (None after a success)."""
+
+    domain: str
+    deployment_id: str
+    status: DomainStatus
+    challenge_record: str
+    challenge_value: str
+    created_at: str
+    verified_at: str | None = None
+    last_checked_at: str | None = None
+    last_error: str | None = None
 
 
 RunStatus = Literal["completed", "failed", "cancelled"]
@@ -411,6 +461,23 @@ class UsageReport(WireModel):
     total: UsageBucketOut
 
 
+class DeploymentUsage(WireModel):
+    """One deployment's calls over a project report's span."""
+
+    deployment_id: str
+    slug: str
+    total: UsageBucketOut
+
+
+class ProjectUsageReport(UsageReport):
+    """A project's usage: ``buckets`` and ``total`` count every call, its deployments' and the
+    control plane's ``/v1/inference/chat``; ``deployments`` (those called in the span) and
+    ``inference`` add up to ``total``."""
+
+    deployments: list[DeploymentUsage]
+    inference: UsageBucketOut
+
+
 class CreatedDeploymentKey(WireModel):
     """The result of issuing a key: the only object that ever carries ``plaintext``."""
 
@@ -423,7 +490,8 @@ class CreatedDeploymentKey(WireModel):
 
 class BaseModelInfo(WireModel):
     name: str
-    source: Literal["embedded", "directory"] = "directory"
+    source: Literal["embedded", "directory", "upstream"] = "directory"
+    public: bool = False  # on the menu a model_menu deployment serves
 
 
 class JobCheckpoint(WireModel):
@@ -454,7 +522,9 @@ class UploadedDataset(WireModel):
     created_at: str
 
 
-def target_from_wire(value: Any) -> AdapterTarget | BaseModelTarget:
+def target_from_wire(
+    value: Any,
+) -> AdapterTarget | BaseModelTarget | ModelMenuTarget | UnknownTarget:
     from pydantic import TypeAdapter
 
     return TypeAdapter(DeploymentTarget).validate_python(value)

@@ -4,7 +4,9 @@
 (:mod:`arkor.edge.completions`), ``POST /v1/responses`` (:mod:`arkor.edge.responses`),
 ``GET /v1/models`` and ``GET /v1/models/{id}``, and OpenAI's stored-completion routes
 (:mod:`arkor.edge.stored`). Each call answered is kept as a run (:mod:`arkor.edge.runs`). The
-deployment's target decides the model; the request's ``model`` field is ignored. Unknown,
+deployment's target decides the model and the request's ``model`` field is ignored, except on
+a model menu, where ``model`` picks one of the operator's public base models (none: the
+menu's default) and ``GET /v1/models`` lists them. Unknown,
 disabled and deleted deployments look the same: 404. Every answer carries ``x-request-id``
 (the caller's, if it sent one).
 """
@@ -136,10 +138,15 @@ class EdgeApp:
         else:
             body = wire.parse_body(raw)
         stored.prepare(served, path, body)
+        base_model, model = served.base_model, served.slug
+        if served.menu:
+            base_model = model = menu_choice(served, body.get("model"))
+            if tap is not None:
+                tap.base_model = base_model
         if tap is not None and tap.keep:  # a call not kept never holds its body past the call
             tap.request, tap.request_bytes = body, len(raw)
-        return await answer(request.receive, self.engines, body, base_model=served.base_model,
-                            adapter=served.adapter, model=served.slug)
+        return await answer(request.receive, self.engines, body, base_model=base_model,
+                            adapter=served.adapter, model=model)
 
 
 POST_ROUTES = {"/v1/chat/completions": chat.serve, "/v1/completions": completions.serve,
@@ -148,16 +155,32 @@ RUN_ROUTES = {"/v1/chat/completions": "chat.completions", "/v1/completions": "co
               "/v1/responses": "responses"}
 
 
-def model_object(served: ServedDeployment) -> dict[str, Any]:
-    return {"id": served.slug, "object": "model", "created": 0, "owned_by": "arkor"}
+def menu_choice(served: ServedDeployment, wanted: object) -> str:
+    """The base model a model-menu request names in ``model`` (absent or null: the default)."""
+    if wanted is None:
+        return served.menu[0]
+    if not isinstance(wanted, str):
+        raise WireError(400, "model must be a string: one of this deployment's models "
+                             "(GET /v1/models lists them)", param="model", code="invalid_type")
+    if wanted not in served.menu:
+        raise WireError(404, f"The model {wanted[:100]!r} does not exist here; this deployment "
+                             f"serves {', '.join(served.menu)} (the first when model is "
+                             "omitted)", param="model", code="model_not_found")
+    return wanted
+
+
+def model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "arkor"}
 
 
 def models_body(served: ServedDeployment, model_id: str | None) -> dict[str, Any]:
-    """``GET /v1/models`` (``model_id`` None) or ``GET /v1/models/{model_id}``."""
+    """``GET /v1/models`` (``model_id`` None) or ``GET /v1/models/{model_id}``: the slug, or a
+    model menu's models."""
+    names = served.menu or (served.slug,)
     if model_id is None:
-        return {"object": "list", "data": [model_object(served)]}
-    if model_id != served.slug:
+        return {"object": "list", "data": [model_object(name) for name in names]}
+    if model_id not in names:
         raise WireError(404, f"The model {model_id[:100]!r} does not exist here; this "
-                             f"deployment serves {served.slug!r}", param="model",
+                             f"deployment serves {', '.join(names)}", param="model",
                         code="model_not_found")
-    return model_object(served)
+    return model_object(model_id)

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from arkor.contract.deployments import is_deployment_slug
+from arkor.contract.deployments import TARGET_MODEL_MENU, is_deployment_slug
 from arkor.engine.base import AdapterRef
 from arkor.store.db import Database
 from arkor.store.deployments import deployment_by_slug
@@ -39,11 +39,14 @@ class ServedDeployment:
     run_retention_mode: str = "days"
     key_prefixes: Mapping[str, str] = field(default_factory=dict)  # key id -> display prefix
     expires_at: datetime | None = None
+    limits: Limits = UNLIMITED
+    key_limits: Mapping[str, Limits] = field(default_factory=dict)  # only keys with limits
+    # A model_menu deployment's models (``base_model`` is the first, the default); empty for
+    # one that serves a single model.
+    menu: tuple[str, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
-    limits: Limits = UNLIMITED
-    key_limits: Mapping[str, Limits] = field(default_factory=dict)  # only keys with limits
 
 
 MAX_NEGATIVE_ENTRIES = 1024
@@ -52,8 +55,11 @@ made-up names costs a bounded amount of memory."""
 
 
 class DeploymentDirectory:
-    def __init__(self, db: Database, *, max_negative: int = MAX_NEGATIVE_ENTRIES) -> None:
+    def __init__(self, db: Database, *, max_negative: int = MAX_NEGATIVE_ENTRIES,
+                 menu: tuple[str, ...] = ()) -> None:
+        """``menu``: the operator's public base models, which model_menu deployments serve."""
         self._db = db
+        self._menu = menu
         self._cache: dict[str, ServedDeployment] = {}
         self._unknown: OrderedDict[str, None] = OrderedDict()
         self._max_negative = max_negative
@@ -113,9 +119,13 @@ class DeploymentDirectory:
                     DeploymentKey.deployment_id == row.id, DeploymentKey.enabled.is_(True)
                 )
             ).all()
+            menu = self._menu if row.target_kind == TARGET_MODEL_MENU else ()
             try:
-                base_model, adapter = resolve(session, row.project_id, row)
+                base_model, adapter = ((menu[0], None) if menu else
+                                       resolve(session, row.project_id, row))
             except TargetError:
+                return None
+            if row.target_kind == TARGET_MODEL_MENU and not menu:
                 return None
             return ServedDeployment(
                 id=row.id, slug=row.slug, enabled=row.enabled, auth_mode=row.auth_mode,
@@ -126,4 +136,5 @@ class DeploymentDirectory:
                 key_prefixes={key.id: key.prefix for key in keys},
                 limits=limits_of(row),
                 key_limits={key.id: Limits(*key[3:]) for key in keys if Limits(*key[3:]).any},
+                menu=menu,
             )

@@ -1,4 +1,5 @@
-"""Which requests are the edge's: ``<slug>.<edge domain>`` hosts, and ``/d/<slug>/...`` paths.
+"""Which requests are the edge's: ``<slug>.<edge domain>`` hosts, verified custom domains
+(marked by :mod:`arkor.edge.domains`), and ``/d/<slug>/...`` paths.
 
 Everything else goes to the control plane. The path form exists for clients that cannot
 resolve wildcard subdomains (``*.localhost`` does not resolve for Python or Node here).
@@ -15,6 +16,7 @@ from arkor.edge.app import SLUG_SCOPE_KEY
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
 PATH_PREFIX = "/d/"
 _REQUEST_SLUG = "arkor.request_slug"
+HOST_SLUG = "arkor.host_slug"  # a verified custom domain's deployment (arkor.edge.domains)
 
 
 def slug_from_host(host: str, edge_domain: str) -> str | None:
@@ -48,7 +50,8 @@ def request_slug(scope: Scope, edge_domain: str) -> str | None:
     if _REQUEST_SLUG not in scope:
         host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         split = split_path(scope["path"])
-        scope[_REQUEST_SLUG] = slug_from_host(host, edge_domain) or (split[0] if split else None)
+        scope[_REQUEST_SLUG] = (scope.get(HOST_SLUG) or slug_from_host(host, edge_domain)
+                                or (split[0] if split else None))
     slug: str | None = scope[_REQUEST_SLUG]
     return slug
 
@@ -64,7 +67,7 @@ class EdgeRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-            slug = slug_from_host(host, self.edge_domain)
+            slug = scope.get(HOST_SLUG) or slug_from_host(host, self.edge_domain)
             if slug is not None:
                 await self.edge({**scope, SLUG_SCOPE_KEY: slug}, receive, send)
                 return

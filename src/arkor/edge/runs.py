@@ -11,6 +11,11 @@ the run, counts it (``dropped``) and logs a warning, at most one per ``WARN_EVER
 Every call is also counted into its hour's usage bucket (:mod:`arkor.store.usage`), from the
 engine's token counts, whatever the route, streaming or not. A deployment whose retention is
 ``disabled`` is only counted: its request bodies are never held past the call or written.
+
+The control plane's ``/v1/inference/chat`` serves through the same chat code with a tap of its
+own (no deployment: ``deployment_id`` None, never kept as a run), opened by
+:class:`arkor.server.EngineChat` and closed by :class:`Metered` once its response is sent;
+:meth:`Recorder._meter` counts it into the project's inference bucket.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from arkor.contract.models import RUN_STATUSES
 from arkor.engine.base import Finished, TextDelta
@@ -47,9 +55,10 @@ STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = RUN_STATUSES  # the contract
 
 @dataclass
 class RunTap:
-    """One call, as the request is served."""
+    """One call, as the request is served (``deployment_id`` None: the control plane's
+    inference route, counted only)."""
 
-    deployment_id: str
+    deployment_id: str | None
     project_id: str
     route: str
     request_id: str
@@ -121,6 +130,7 @@ class RunTap:
         return round((self.ended - self.started) * 1000)
 
     def row(self) -> Run:
+        assert self.deployment_id is not None, "only a deployment's calls are kept as runs"
         http_status = self.http_status
         status = self.outcome()
         answer = self.answer if self.answer is not None else (
@@ -181,6 +191,30 @@ def failed(message: str) -> None:
         tap.error = message
 
 
+class Metered(Response):
+    """A response that closes its call's tap once sent (or abandoned by the client) and hands
+    it to the recorder: what :class:`arkor.edge.app.EdgeApp` does around its own answers, for
+    a response its framework sends (the control plane's inference route). The tap is the
+    current one while the answer is produced, as a deployment's is."""
+
+    def __init__(self, response: Response, tap: RunTap, recorder: Recorder) -> None:
+        self.inner, self.tap, self.recorder = response, tap, recorder
+        self.status_code = response.status_code
+        self.background = response.background
+        self.raw_headers = response.raw_headers  # shared: headers added here reach the answer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = current.set(self.tap)
+        try:
+            self.inner.background = self.background
+            await self.inner(scope, receive, send)
+        finally:
+            current.reset(token)
+            self.tap.close(self.status_code,
+                           stream=isinstance(self.inner, StreamingResponse))
+            self.recorder.submit(self.tap)
+
+
 class Recorder:
     """Runs buffered in memory (at most ``max_buffered``) and written in batches."""
 
@@ -203,8 +237,9 @@ class Recorder:
         self.unmetered = 0
 
     def submit(self, run: RunTap) -> None:
-        """A closed tap, kept until the next write (or dropped, counted, when full)."""
-        if self._observer is not None:
+        """A closed tap, kept until the next write (or dropped, counted, when full). The
+        metrics see a deployment's calls only (their series are per deployment)."""
+        if self._observer is not None and run.deployment_id is not None:
             self._observer(run)
         with self._lock:
             if len(self._buffer) >= self._max:
@@ -255,18 +290,24 @@ class Recorder:
                 return
 
     def _meter(self, taps: list[RunTap]) -> None:
-        """Count every call (kept or not) into its hour's usage bucket."""
+        """Count every call (kept or not) into its hour's usage bucket: its deployment's and
+        key's, or its project's for the control plane's inference route."""
         tallies: dict[usage.BucketKey, usage.Tally] = {}
+        inference: dict[usage.InferenceKey, usage.Tally] = {}
         for tap in taps:
             prompt_tokens, completion_tokens = tap.usage()
-            key = (tap.deployment_id, tap.key_id or "", usage.hour_of(tap.created_at))
-            tallies.setdefault(key, usage.Tally(project_id=tap.project_id)).add(
+            hour, empty = usage.hour_of(tap.created_at), usage.Tally(project_id=tap.project_id)
+            tally = (inference.setdefault((tap.project_id, hour), empty)
+                     if tap.deployment_id is None else
+                     tallies.setdefault((tap.deployment_id, tap.key_id or "", hour), empty))
+            tally.add(
                 http_status=tap.http_status, cancelled=tap.outcome() == STATUS_CANCELLED,
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                 latency_ms=tap.latency_ms)
         try:
             with self._db.session() as session:
                 usage.add_tallies(session, tallies)
+                usage.add_inference_tallies(session, inference)
             self.metered += len(taps)
         except Exception:
             self.unmetered += len(taps)

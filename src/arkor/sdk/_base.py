@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from arkor._version import SDK_VERSION
 from arkor.contract import models as m
 from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from arkor.contract.domains import DOMAIN_ROUTE, DOMAIN_VERIFY_ROUTE, DOMAINS_ROUTE
 from arkor.sdk._credentials import (
     AnyCredentials,
     check_token_origin,
@@ -72,6 +73,16 @@ def _limits(limits: LimitsLike) -> dict[str, Any]:
     model = limits if isinstance(limits, m.RateLimits) else m.RateLimits.model_validate(
         dict(limits))
     return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _usage_params(scope: ScopeLike, granularity: str | None, since: str | None,
+                  until: str | None, key_id: str | None) -> dict[str, str]:
+    params = as_scope(scope).params()
+    for name, value in (("granularity", granularity), ("from", since), ("to", until),
+                        ("keyId", key_id)):
+        if value:
+            params[name] = value
+    return params
 
 
 def _segment(value: str) -> str:
@@ -424,6 +435,28 @@ class BaseCloudApiClient:
                     f"/v1/endpoints/{_segment(deployment_id)}/keys/{_segment(key_id)}",
                     _nothing, params=as_scope(scope).params())
 
+    def _domain_path(self, route: str, deployment_id: str, domain: str = "") -> str:
+        return route.format(deployment_id=_segment(deployment_id), domain=_segment(domain))
+
+    def _list_domains(self, deployment_id: str, scope: ScopeLike) -> Call[list[m.CustomDomain]]:
+        return Call("GET", self._domain_path(DOMAINS_ROUTE, deployment_id),
+                    _list("domains", m.CustomDomain), params=as_scope(scope).params())
+
+    def _add_domain(self, deployment_id: str, scope: ScopeLike,
+                    domain: str) -> Call[m.CustomDomain]:
+        return Call("POST", self._domain_path(DOMAINS_ROUTE, deployment_id),
+                    _field("domain", m.CustomDomain), params=as_scope(scope).params(),
+                    json={"domain": domain})
+
+    def _verify_domain(self, deployment_id: str, domain: str,
+                       scope: ScopeLike) -> Call[m.CustomDomain]:
+        return Call("POST", self._domain_path(DOMAIN_VERIFY_ROUTE, deployment_id, domain),
+                    _field("domain", m.CustomDomain), params=as_scope(scope).params())
+
+    def _remove_domain(self, deployment_id: str, domain: str, scope: ScopeLike) -> Call[None]:
+        return Call("DELETE", self._domain_path(DOMAIN_ROUTE, deployment_id, domain), _nothing,
+                    params=as_scope(scope).params())
+
     def _upload_dataset(self, scope: ScopeLike, content: bytes, name: str | None
                         ) -> Call[m.UploadedDataset]:
         params = as_scope(scope).params()
@@ -476,18 +509,19 @@ class BaseCloudApiClient:
         return Call("GET", self._runs_path(deployment_id) + "/export", parse,
                     params={**as_scope(scope).params(), **filters.params()})
 
-    def _usage(self, deployment_id: str | None, scope: ScopeLike, granularity: str | None,
+    def _usage(self, deployment_id: str, scope: ScopeLike, granularity: str | None,
                since: str | None, until: str | None, key_id: str | None = None
                ) -> Call[m.UsageReport]:
-        """A deployment's usage, or (``deployment_id`` None) the project's."""
-        path = (f"/v1/endpoints/{_segment(deployment_id)}/usage" if deployment_id is not None
-                else "/v1/usage")
-        params = as_scope(scope).params()
-        for name, value in (("granularity", granularity), ("from", since), ("to", until),
-                            ("keyId", key_id)):
-            if value:
-                params[name] = value
-        return Call("GET", path, _whole(m.UsageReport), params=params)
+        """A deployment's usage."""
+        return Call("GET", f"/v1/endpoints/{_segment(deployment_id)}/usage",
+                    _whole(m.UsageReport),
+                    params=_usage_params(scope, granularity, since, until, key_id))
+
+    def _project_usage(self, scope: ScopeLike, granularity: str | None, since: str | None,
+                       until: str | None) -> Call[m.ProjectUsageReport]:
+        """The project's usage: its deployments' and the control plane's inference route."""
+        return Call("GET", "/v1/usage", _whole(m.ProjectUsageReport),
+                    params=_usage_params(scope, granularity, since, until, None))
 
     def _delete_dataset(self, dataset_id: str, scope: ScopeLike) -> Call[None]:
         return Call("DELETE", f"/v1/datasets/{_segment(dataset_id)}", _nothing,

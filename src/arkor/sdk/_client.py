@@ -159,7 +159,7 @@ class CloudApiClient(BaseCloudApiClient):
         scope: ScopeLike,
         *,
         slug: str,
-        target: m.AdapterTarget | m.BaseModelTarget | dict[str, Any],
+        target: m.AdapterTarget | m.BaseModelTarget | m.ModelMenuTarget | dict[str, Any],
         auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
@@ -214,6 +214,24 @@ class CloudApiClient(BaseCloudApiClient):
 
     def revoke_deployment_key(self, deployment_id: str, key_id: str, scope: ScopeLike) -> None:
         self._send(self._revoke_deployment_key(deployment_id, key_id, scope))
+
+    def list_domains(self, deployment_id: str, scope: ScopeLike) -> list[m.CustomDomain]:
+        """A deployment's custom domains, each with its status and TXT challenge."""
+        return self._send(self._list_domains(deployment_id, scope))
+
+    def add_domain(self, deployment_id: str, scope: ScopeLike, *,
+                   domain: str) -> m.CustomDomain:
+        """Add a custom domain, pending until a TXT record ``result.challenge_record`` holds
+        ``result.challenge_value`` and :meth:`verify_domain` (or the periodic check) sees it."""
+        return self._send(self._add_domain(deployment_id, scope, domain))
+
+    def verify_domain(self, deployment_id: str, domain: str,
+                      scope: ScopeLike) -> m.CustomDomain:
+        """Look the TXT record up now; ``result.status`` says whether it verified."""
+        return self._send(self._verify_domain(deployment_id, domain, scope))
+
+    def remove_domain(self, deployment_id: str, domain: str, scope: ScopeLike) -> None:
+        self._send(self._remove_domain(deployment_id, domain, scope))
 
     def upload_dataset(
         self, scope: ScopeLike, path_or_bytes: PathOrBytes, *, name: str | None = None
@@ -273,9 +291,10 @@ class CloudApiClient(BaseCloudApiClient):
 
     def get_project_usage(self, scope: ScopeLike, *, granularity: str = "day",
                           since: str | None = None, until: str | None = None
-                          ) -> m.UsageReport:
-        """The project's usage, every deployment together."""
-        return self._send(self._usage(None, scope, granularity, since, until))
+                          ) -> m.ProjectUsageReport:
+        """The project's usage: every deployment together and the control plane's inference
+        route, with each deployment's total and the inference route's (``inference``)."""
+        return self._send(self._project_usage(scope, granularity, since, until))
 
     def export_runs(self, deployment_id: str, scope: ScopeLike, *,
                     filters: RunFilters | None = None) -> m.ExportedRuns:
@@ -465,7 +484,7 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         scope: ScopeLike,
         *,
         slug: str,
-        target: m.AdapterTarget | m.BaseModelTarget | dict[str, Any],
+        target: m.AdapterTarget | m.BaseModelTarget | m.ModelMenuTarget | dict[str, Any],
         auth_mode: str = DEFAULT_AUTH_MODE,
         run_retention_mode: str | None = None,
         run_retention_days: int | None = None,
@@ -524,6 +543,20 @@ class AsyncCloudApiClient(BaseCloudApiClient):
     ) -> None:
         await self._send(self._revoke_deployment_key(deployment_id, key_id, scope))
 
+    async def list_domains(self, deployment_id: str, scope: ScopeLike) -> list[m.CustomDomain]:
+        return await self._send(self._list_domains(deployment_id, scope))
+
+    async def add_domain(self, deployment_id: str, scope: ScopeLike, *,
+                         domain: str) -> m.CustomDomain:
+        return await self._send(self._add_domain(deployment_id, scope, domain))
+
+    async def verify_domain(self, deployment_id: str, domain: str,
+                            scope: ScopeLike) -> m.CustomDomain:
+        return await self._send(self._verify_domain(deployment_id, domain, scope))
+
+    async def remove_domain(self, deployment_id: str, domain: str, scope: ScopeLike) -> None:
+        await self._send(self._remove_domain(deployment_id, domain, scope))
+
     async def upload_dataset(
         self, scope: ScopeLike, path_or_bytes: PathOrBytes, *, name: str | None = None
     ) -> m.UploadedDataset:
@@ -578,8 +611,8 @@ class AsyncCloudApiClient(BaseCloudApiClient):
 
     async def get_project_usage(self, scope: ScopeLike, *, granularity: str = "day",
                                 since: str | None = None, until: str | None = None
-                                ) -> m.UsageReport:
-        return await self._send(self._usage(None, scope, granularity, since, until))
+                                ) -> m.ProjectUsageReport:
+        return await self._send(self._project_usage(scope, granularity, since, until))
 
     async def export_runs(self, deployment_id: str, scope: ScopeLike, *,
                           filters: RunFilters | None = None) -> m.ExportedRuns:

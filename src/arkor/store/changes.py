@@ -3,8 +3,8 @@
 The edge caches deployments and key digests in memory; it must never serve a revoked key,
 a disabled or deleted deployment, or an old target after the change commits. Every ORM
 session of a :class:`~arkor.store.db.Database` reports committed changes to deployments,
-deployment keys and jobs to the feed's subscribers in this process, before the request that
-made the change returns. On PostgreSQL the same transaction also sends
+deployment keys, jobs and custom domains to the feed's subscribers in this process, before
+the request that made the change returns. On PostgreSQL the same transaction also sends
 ``NOTIFY arkor_changes``; :class:`PostgresChangeListener` turns that into a publish in every
 other process, so several servers behind a load balancer stay in step (within the time it
 takes the notification to arrive, milliseconds). Bulk ``UPDATE`` statements such as the
@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from arkor.store.tables import Deployment, DeploymentKey, Job
+from arkor.store.tables import CustomDomain, Deployment, DeploymentKey, Job
 
 log = logging.getLogger("arkor.store")
-WATCHED = (Deployment, DeploymentKey, Job)
+WATCHED = (Deployment, DeploymentKey, Job, CustomDomain)
 _PENDING = "arkor_changed"
 CHANNEL = "arkor_changes"
 RECONNECT_SECONDS = 1.0

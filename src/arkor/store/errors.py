@@ -4,6 +4,7 @@
     ├── SlugTaken    a unique slug (deployment, project) already exists (-> 409)
     ├── SlugHeld     a deleted deployment's slug is still reserved to its project (-> 409)
     ├── EmailTaken   a user with that email exists (-> 409)
+    ├── DomainTaken  a custom domain is already some deployment's (-> 409)
     └── Refused      a request the store will not carry out, with the reason (-> 400/403/404/409)
 """
 
@@ -31,6 +32,12 @@ class EmailTaken(StoreError):
     def __init__(self, email: str) -> None:
         super().__init__(f"A user with email {email!r} already exists")
         self.email = email
+
+
+class DomainTaken(StoreError):
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"Domain {domain!r} is already used by a deployment")
+        self.domain = domain
 
 
 class Refused(StoreError):

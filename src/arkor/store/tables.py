@@ -281,6 +281,24 @@ class UsageBucket(Base):
     latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
 
 
+class InferenceUsageBucket(Base):
+    """One hour of a project's calls to the control plane's ``/v1/inference/chat`` (no
+    deployment, no key): the same counters as :class:`UsageBucket`."""
+
+    __tablename__ = "inference_usage_buckets"
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    errors_4xx: Mapped[int] = mapped_column(Integer, default=0)
+    errors_5xx: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms_sum: Mapped[int] = mapped_column(Integer, default=0)
+    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
+
+
 class ReleasedSlug(Base):
     """A deleted deployment's slug, kept for its project for a grace period so that nobody
     else receives the traffic still sent to it (``ARKOR_SLUG_GRACE_DAYS``)."""
@@ -307,6 +325,23 @@ class DeploymentKey(Base):
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     tokens_per_minute: Mapped[int | None] = mapped_column(Integer)
     concurrent_requests: Mapped[int | None] = mapped_column(Integer)
+
+
+class CustomDomain(Base):
+    """A custom domain of a deployment (``domain`` is globally unique: it is a Host). Served
+    only while ``verified_at`` is set, by a TXT record ``_arkor-challenge.<domain>`` holding
+    ``token``; ``deployments.custom_domain`` mirrors the earliest verified one."""
+
+    __tablename__ = "custom_domains"
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(String(500))
 
 
 class RateLimitWindow(Base):

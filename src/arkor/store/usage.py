@@ -1,5 +1,6 @@
-"""Usage metering: each call counted into its hour's bucket (per deployment and key), added
-to by every server process, read back as hourly or daily buckets with latency percentiles.
+"""Usage metering: each call counted into its hour's bucket (per deployment and key, or per
+project for the control plane's ``/v1/inference/chat``), added to by every server process, read
+back as hourly or daily buckets with latency percentiles.
 
 Latency percentiles come from a fixed histogram (:data:`LATENCY_BOUNDS_MS`): a percentile is
 the upper bound of the bucket it falls in (the last bucket's: the largest latency seen there
@@ -16,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arkor.store.tables import UsageBucket
+from arkor.store.tables import InferenceUsageBucket, UsageBucket
 
 LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
 
@@ -73,6 +74,9 @@ class Tally(Counts):
 
 
 BucketKey = tuple[str, str, datetime]  # deployment id, key id ("" for none), hour
+InferenceKey = tuple[str, datetime]  # project id, hour (the control plane's inference route)
+Bucket = UsageBucket | InferenceUsageBucket
+_EMPTY: dict[str, int | str] = {**dict.fromkeys(COUNTED, 0), "latency_histogram": "[]"}
 
 
 def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
@@ -85,14 +89,28 @@ def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
             UsageBucket.start == start).with_for_update()).scalar_one_or_none()
         if row is None:
             row = UsageBucket(deployment_id=deployment_id, key_id=key_id, start=start,
-                              project_id=tally.project_id, requests=0, prompt_tokens=0,
-                              completion_tokens=0, errors_4xx=0, errors_5xx=0, cancelled=0,
-                              latency_ms_sum=0, latency_histogram="[]")
+                              project_id=tally.project_id, **_EMPTY)
             session.add(row)
-        add_counts(row, tally)
-        row.latency_histogram = json.dumps(merge(json.loads(row.latency_histogram),
-                                                 tally.histogram))
-        session.flush()
+        _add(session, row, tally)
+
+
+def add_inference_tallies(session: Session, tallies: dict[InferenceKey, Tally]) -> None:
+    """The same for the control plane's inference route, one bucket per project and hour."""
+    for (project_id, start), tally in sorted(tallies.items(), key=lambda item: item[0]):
+        row = session.execute(select(InferenceUsageBucket).where(
+            InferenceUsageBucket.project_id == project_id,
+            InferenceUsageBucket.start == start).with_for_update()).scalar_one_or_none()
+        if row is None:
+            row = InferenceUsageBucket(project_id=project_id, start=start, **_EMPTY)
+            session.add(row)
+        _add(session, row, tally)
+
+
+def _add(session: Session, row: Bucket, tally: Tally) -> None:
+    add_counts(row, tally)
+    row.latency_histogram = json.dumps(merge(json.loads(row.latency_histogram),
+                                             tally.histogram))
+    session.flush()
 
 
 def merge(a: list[int], b: list[int]) -> list[int]:
@@ -119,7 +137,7 @@ class Summary(Counts):
 
     start: datetime
 
-    def take(self, row: UsageBucket) -> None:
+    def take(self, row: Bucket) -> None:
         add_counts(self, row)
         self.histogram = merge(self.histogram, json.loads(row.latency_histogram))
 
@@ -138,7 +156,16 @@ def read_buckets(session: Session, *, since: datetime, until: datetime,
     return list(session.execute(query.order_by(UsageBucket.start)).scalars())
 
 
-def summarize(rows: Iterable[UsageBucket], granularity: str) -> list[Summary]:
+def read_inference_buckets(session: Session, *, since: datetime, until: datetime,
+                           project_id: str) -> list[InferenceUsageBucket]:
+    """A project's calls to the control plane's inference route."""
+    return list(session.execute(select(InferenceUsageBucket).where(
+        InferenceUsageBucket.project_id == project_id,
+        InferenceUsageBucket.start >= hour_of(since), InferenceUsageBucket.start < until,
+    ).order_by(InferenceUsageBucket.start)).scalars())
+
+
+def summarize(rows: Iterable[Bucket], granularity: str) -> list[Summary]:
     """Hourly rows as ``hour`` or ``day`` buckets (UTC), oldest first; empty ones left out."""
     out: dict[datetime, Summary] = {}
     for row in rows:

@@ -131,6 +131,18 @@ async def create_key(request: Request) -> Response:
     return await with_client(request, "mutate", handler)
 
 
+async def update_key(request: Request) -> Response:
+    """A key's rate limits, through the SDK's key update."""
+    limits = inputs.key_limits(await request.body())
+
+    async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
+        key = await client.update_deployment_key(path_id(request), path_id(request, "key_id"),
+                                                 scope, limits=limits)
+        return {"key": wire(key)}
+
+    return await with_client(request, "mutate", handler)
+
+
 async def revoke_key(request: Request) -> Response:
     async def handler(client: AsyncCloudApiClient, scope: ProjectScope) -> Any:
         await client.revoke_deployment_key(path_id(request), path_id(request, "key_id"), scope)
@@ -147,5 +159,6 @@ routes = [
     Route("/api/deployments/{deployment_id}", delete_deployment, methods=["DELETE"]),
     Route("/api/deployments/{deployment_id}/keys", list_keys, methods=["GET"]),
     Route("/api/deployments/{deployment_id}/keys", create_key, methods=["POST"]),
+    Route("/api/deployments/{deployment_id}/keys/{key_id}", update_key, methods=["PATCH"]),
     Route("/api/deployments/{deployment_id}/keys/{key_id}", revoke_key, methods=["DELETE"]),
 ]

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from arkor.contract import deployments as rules
 from arkor.contract import events
+from arkor.contract.domains import DOMAIN_STATUSES
 from arkor.contract.models import RUN_MARKS, RUN_STATUSES, UsageReport
 
 PATH = "/contract.js"
@@ -25,10 +26,13 @@ def render() -> str:
                   "CANCELLED": events.CANCELLED},
         "TERMINAL_STATUS": events.TERMINAL_STATUS,
         "AUTH": {"NONE": rules.AUTH_NONE, "FIXED_KEY": rules.AUTH_FIXED_KEY},
-        "TARGET": {"ADAPTER": rules.TARGET_ADAPTER, "BASE_MODEL": rules.TARGET_BASE_MODEL},
+        "TARGET": {"ADAPTER": rules.TARGET_ADAPTER, "BASE_MODEL": rules.TARGET_BASE_MODEL,
+                   "MODEL_MENU": rules.TARGET_MODEL_MENU},
+        "MODEL_MENU_LABEL": rules.MODEL_MENU_LABEL,
         "ADAPTER": {"FINAL": rules.ADAPTER_FINAL, "CHECKPOINT": rules.ADAPTER_CHECKPOINT},
         "RETENTION": {mode.upper(): mode for mode in rules.RETENTION_MODES},
         "RUN_STATUS": {status.upper(): status for status in RUN_STATUSES},
+        "DOMAIN_STATUS": {status.upper(): status for status in DOMAIN_STATUSES},
         "RUN_MARK": {mark.upper(): mark for mark in RUN_MARKS},
         "USAGE_GRANULARITY": {granularity.upper(): granularity for granularity in get_args(
             UsageReport.model_fields["granularity"].annotation)},

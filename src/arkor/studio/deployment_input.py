@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from arkor.contract import deployments as rules
+from arkor.contract.models import RateLimits
 from arkor.studio.errors import InvalidBody
 
 INVALID_JSON = "Invalid JSON body"
@@ -29,8 +30,10 @@ def _target_issues(target: Any) -> list[str]:
         model = target.get("baseModel")
         return [] if isinstance(model, str) and model.strip() else [
             "target.baseModel: Expected a non-empty string"]
+    if kind == rules.TARGET_MODEL_MENU:
+        return []
     if kind != rules.TARGET_ADAPTER:
-        return ['target.kind: Expected "adapter" or "base_model"']
+        return ['target.kind: Expected "adapter", "base_model" or "model_menu"']
     adapter = target.get("adapter")
     if not isinstance(adapter, dict):
         return ["target.adapter: Expected object"]
@@ -99,3 +102,20 @@ def key_label(raw: bytes) -> str:
     else:
         return label.strip()
     raise InvalidBody(f"{KEY_LABEL}: {issue}")
+
+
+LIMIT_NAMES = tuple(str(info.alias) for info in RateLimits.model_fields.values())
+KEY_LIMITS = ("Key update body must be {\"limits\": {...}} with " + ", ".join(LIMIT_NAMES)
+              + " each a whole number or null (unlimited)")
+
+
+def key_limits(raw: bytes) -> dict[str, int | None]:
+    """A key's limits to send (a name left out keeps its value); the control plane judges
+    the ranges."""
+    body = parse_json(raw)
+    limits = body.get("limits") if isinstance(body, dict) else None
+    if not isinstance(limits, dict) or not set(limits) <= set(LIMIT_NAMES) or not all(
+            value is None or (isinstance(value, int) and not isinstance(value, bool))
+            for value in limits.values()):
+        raise InvalidBody(KEY_LIMITS)
+    return limits

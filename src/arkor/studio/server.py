@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from arkor.studio import (
     api_deployments,
+    api_domains,
     api_identity,
     api_inference,
     api_jobs,
@@ -55,6 +56,7 @@ def create_studio_app(config: StudioConfig) -> Starlette:
         *api_deployments.routes,
         *api_runs.routes,
         *api_usage.routes,
+        *api_domains.routes,
         Route("/api/{rest:path}", unknown_api_route,
               methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Route(contract_js.PATH, contract_js.serve, methods=["GET", "HEAD"]),

@@ -28,5 +28,6 @@ class BaseModelList(BaseModel):
 def list_base_models(_caller: CallerDep, settings: SettingsDep) -> BaseModelList:
     registry = settings.registry
     return BaseModelList(
-        base_models=[m.BaseModelInfo(name=s.name, source=s.source) for s in registry.models]
+        base_models=[m.BaseModelInfo(name=s.name, source=s.source, public=s.name in registry.menu)
+                     for s in registry.models]
     )

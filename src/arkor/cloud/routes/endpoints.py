@@ -21,10 +21,11 @@ from arkor.contract.deployment_bodies import (
     BaseModelTargetIn,
     CreateDeploymentBody,
     CreateKeyBody,
+    ModelMenuTargetIn,
     UpdateDeploymentBody,
     UpdateKeyBody,
 )
-from arkor.contract.deployments import TARGET_ADAPTER, TARGET_BASE_MODEL
+from arkor.contract.deployments import TARGET_ADAPTER, TARGET_BASE_MODEL, TARGET_MODEL_MENU
 from arkor.engine.registry import BaseModelRegistry
 from arkor.store import deployment_keys, deployments
 from arkor.store.deployments import TargetColumns
@@ -60,10 +61,12 @@ def resolve_target(
     session: Session,
     registry: BaseModelRegistry,
     scope: ProjectScope,
-    target: AdapterTargetIn | BaseModelTargetIn,
+    target: AdapterTargetIn | BaseModelTargetIn | ModelMenuTargetIn,
 ) -> TargetColumns:
     """Check that the target exists in this project and flatten it into columns."""
-    if isinstance(target, BaseModelTargetIn):
+    if isinstance(target, ModelMenuTargetIn):
+        columns = TargetColumns(target_kind=TARGET_MODEL_MENU)
+    elif isinstance(target, BaseModelTargetIn):
         columns = TargetColumns(target_kind=TARGET_BASE_MODEL, base_model=target.base_model)
     else:
         columns = TargetColumns(target_kind=TARGET_ADAPTER, adapter_kind=target.adapter.kind,
@@ -93,8 +96,9 @@ def capped(session: Session, settings: Settings, scope: ProjectScope) -> bool:
 
 
 def _dto(request: Request, row: Deployment) -> m.Deployment:
-    base = edge_base_url(get_settings(request), str(request.base_url), row.slug)
-    return deployment_dto(row, base)
+    settings = get_settings(request)
+    base = edge_base_url(settings, str(request.base_url), row.slug)
+    return deployment_dto(row, base, settings.registry.menu)
 
 
 def _get_or_404(session: Session, scope: ProjectScope, deployment_id: str) -> Deployment:

@@ -2,7 +2,8 @@
 
 Used by the Studio Playground and the SDK. The body is camelCase; the answer is the OpenAI
 chat completion (``stream: false``, the default here) or its SSE chunks (``stream: true``),
-produced by the same engine and serving as the edge (handed in as ``ChatDep``).
+produced by the same engine and serving as the edge (handed in as ``ChatDep``), and metered
+like a deployment's calls into the project's inference usage (``GET /v1/usage``).
 
 Upstream's ``tools``, ``toolChoice``, ``parallelToolCalls``, ``responseFormat`` and
 ``structuredOutputs`` are passed on as OpenAI's ``tools``, ``tool_choice``,
@@ -94,5 +95,5 @@ async def inference_chat(body: InferenceBody, request: Request, db: DatabaseDep,
         value = getattr(body, name)
         if value is not None:
             openai_body[name] = value
-    return await chat(request, openai_body, base_model=base_model, adapter=adapter,
-                      model=adapter.key if adapter else base_model)
+    return await chat(request, openai_body, project_id=scope.project_id, base_model=base_model,
+                      adapter=adapter, model=adapter.key if adapter else base_model)

@@ -71,9 +71,14 @@ def check_job_config(
         config = parse_job_config(raw)
     except JobConfigError as exc:
         raise ApiError(400, f"config: {exc}") from exc
-    if settings.registry.get(config.model) is None:
+    base = settings.registry.get(config.model)
+    if base is None:
         raise ApiError(400, f"config.model: unknown base model {config.model!r}. Registered: "
                             f"{', '.join(settings.registry.names)}")
+    if not base.local:
+        raise ApiError(400, f"config.model: {config.model!r} is served by upstream servers "
+                            "only; training needs its weights here (register it with "
+                            "--base-model NAME=PATH as well)")
     if config.gpu_types:
         from arkor.training.gpus import gpu_types_refusal, host_gpu_names
 

@@ -11,6 +11,7 @@ import "./components/run-list.js";
 import "./components/run-viewer.js";
 import "./components/endpoint-usage.js";
 import "./components/endpoint-limits.js";
+import "./components/endpoint-domains.js";
 import * as overview from "./pages/overview.js";
 import * as jobs from "./pages/jobs.js";
 import * as jobDetail from "./pages/job-detail.js";

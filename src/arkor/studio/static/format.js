@@ -1,5 +1,5 @@
 // Display helpers shared by the pages.
-import { ADAPTER, TARGET } from "./contract.js";
+import { ADAPTER, MODEL_MENU_LABEL, TARGET } from "./contract.js";
 export function shortId(id, head = 6, tail = 4) {
   if (!id) return "";
   return id.length <= head + tail + 1 ? id : `${id.slice(0, head)}…${id.slice(-tail)}`;
@@ -48,6 +48,9 @@ export function clock(iso) {
 export function targetSummary(target) {
   if (!target) return "";
   if (target.kind === TARGET.BASE_MODEL) return `Base model: ${target.baseModel}`;
+  if (target.kind === TARGET.MODEL_MENU) return MODEL_MENU_LABEL;
+  // A kind this Studio does not know (a newer server's) is named, never a broken list.
+  if (target.kind !== TARGET.ADAPTER) return `Target: ${target.kind}`;
   const a = target.adapter || {};
   const job = (a.jobId || "").slice(0, 8);
   return a.kind === ADAPTER.CHECKPOINT ? `Checkpoint step ${a.step} (job ${job})` : `Final adapter (job ${job})`;

@@ -1,9 +1,10 @@
 // <target-picker>: what a deployment serves. A completed job's final adapter, one of a
-// job's checkpoints, or a base model, picked from lists; a pasted job UUID still works.
+// job's checkpoints, a base model, or the model menu (every public base model, picked per
+// request by `model`), chosen from lists; a pasted job UUID still works.
 import { api } from "../api.js";
 import { h, replace } from "../dom.js";
 import { relativeTime, shortId } from "../format.js";
-import { ADAPTER, TARGET } from "../contract.js";
+import { ADAPTER, MODEL_MENU_LABEL, TARGET } from "../contract.js";
 
 const PASTE = "__paste__";
 
@@ -58,7 +59,7 @@ class TargetPicker extends HTMLElement {
     replace(this,
       h("fieldset", { class: "radios" }, h("legend", {}, "Target"),
         radio(ADAPTER.FINAL, "Job's final adapter"), radio(ADAPTER.CHECKPOINT, "Specific checkpoint"),
-        radio(TARGET.BASE_MODEL, "Base model only (no LoRA)")),
+        radio(TARGET.BASE_MODEL, "Base model only (no LoRA)"), radio(TARGET.MODEL_MENU, MODEL_MENU_LABEL)),
       this.jobRow, this.uuidRow, this.stepRow, this.stepNRow, this.modelRow, this.note);
     this.fillJobs();
   }
@@ -83,10 +84,10 @@ class TargetPicker extends HTMLElement {
 
   sync() {
     const pasted = this.jobSelect.value === PASTE;
-    const adapter = this.kind !== TARGET.BASE_MODEL;
+    const adapter = this.kind !== TARGET.BASE_MODEL && this.kind !== TARGET.MODEL_MENU;
     this.jobRow.hidden = !adapter;
     this.uuidRow.hidden = !adapter || !pasted;
-    this.modelRow.hidden = adapter;
+    this.modelRow.hidden = this.kind !== TARGET.BASE_MODEL;
     this.stepNRow.hidden = this.kind !== ADAPTER.CHECKPOINT || !pasted;
     this.stepRow.hidden = this.kind !== ADAPTER.CHECKPOINT || pasted;
     for (const radio of this.querySelectorAll("input[type=radio]")) radio.checked = radio.value === this.kind;
@@ -100,6 +101,7 @@ class TargetPicker extends HTMLElement {
 
   // The deployment target, or null with a message in `error`.
   get value() {
+    if (this.kind === TARGET.MODEL_MENU) return { kind: TARGET.MODEL_MENU };
     if (this.kind === TARGET.BASE_MODEL) {
       const model = this.modelInput.value.trim();
       return model ? { kind: TARGET.BASE_MODEL, baseModel: model } : null;
@@ -120,9 +122,11 @@ class TargetPicker extends HTMLElement {
   }
 
   apply(target) {
-    this.kind = target.kind === TARGET.BASE_MODEL ? TARGET.BASE_MODEL : target.adapter.kind;
+    if (target.kind !== TARGET.ADAPTER && target.kind !== TARGET.BASE_MODEL && target.kind !== TARGET.MODEL_MENU) return;
+    this.kind = target.kind === TARGET.ADAPTER ? target.adapter.kind : target.kind;
     this.lastKind = null;
     this.sync();
+    if (target.kind === TARGET.MODEL_MENU) return;
     if (target.kind === TARGET.BASE_MODEL) { this.modelInput.value = target.baseModel; return; }
     const known = [...this.jobSelect.options].some((o) => o.value === target.adapter.jobId);
     this.jobSelect.value = known ? target.adapter.jobId : PASTE;

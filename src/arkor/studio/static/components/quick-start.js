@@ -3,7 +3,11 @@
 // sample: structured output (a JSON schema), the Responses API and legacy completions.
 import { h, replace } from "../dom.js";
 import { copyButton } from "./widgets.js";
-import { AUTH } from "../contract.js";
+import { AUTH, TARGET } from "../contract.js";
+
+// The model field: ignored where the deployment pins one model; on a model menu it picks one.
+const IGNORED = "ignored";
+const MENU_MODEL = "MODEL_NAME";
 
 export const LANGUAGES = [
   ["curl", "cURL"], ["python", "Python (OpenAI SDK)"], ["javascript", "JavaScript (OpenAI SDK)"],
@@ -120,15 +124,24 @@ function javascriptSample(base, requiresAuth, call) {
     "async function main() {", ...call, "}", "", "main();"].join("\n");
 }
 
-export function buildQuickStartSample({ url, baseUrl, authMode, language, operation = "chat" }) {
+export function buildQuickStartSample({ url, baseUrl, authMode, language, operation = "chat", menu = false }) {
   const requiresAuth = authMode === AUTH.FIXED_KEY;
   const base = baseUrl || sdkBaseUrl(url);
+  let sample;
   if (language === "curl") {
     const endpoint = operation === "chat" || operation === "structured" ? url : `${base}/${operation}`;
-    return curlSample(endpoint, requiresAuth, CURL_BODIES[operation]);
-  }
-  if (language === "python") return pythonSample(base, requiresAuth, PYTHON[operation]);
-  return javascriptSample(base, requiresAuth, JAVASCRIPT[operation]);
+    sample = curlSample(endpoint, requiresAuth, CURL_BODIES[operation]);
+  } else if (language === "python") sample = pythonSample(base, requiresAuth, PYTHON[operation]);
+  else sample = javascriptSample(base, requiresAuth, JAVASCRIPT[operation]);
+  return menu ? sample.replace(/(model"?\s*[:=]\s*)"ignored"/g, `$1"${MENU_MODEL}"`) : sample;
+}
+
+function modelHint(d) {
+  const target = d.target || {};
+  if (target.kind !== TARGET.MODEL_MENU) return `The model field is ${IGNORED}: the deployment pins its target. `;
+  const models = (target.models || []).join(", ");
+  return `Set "model" to one of: ${models} (GET /v1/models lists them); without it, ` +
+    `${target.defaultModel} answers. `;
 }
 
 class QuickStart extends HTMLElement {
@@ -159,7 +172,7 @@ class QuickStart extends HTMLElement {
         h("div", { class: "field inline" }, h("label", { for: this.opSelect.id }, "Operation"), this.opSelect),
         h("span", { class: "grow" }), this.copy),
       this.code,
-      h("p", { class: "hint" }, "The model field is ignored: the deployment pins its target. ",
+      this.hint = h("p", { class: "hint" }, h("span", {}),
         h("a", { href: "https://docs.arkor.ai/studio/endpoints", target: "_blank", rel: "noopener" }, "Endpoints docs")));
     replace(this, h("section", { class: "card" },
       h("div", { class: "card-head" }, h("h2", { class: "card-title" }, "Quick start"), this.toggle), this.body));
@@ -175,7 +188,8 @@ class QuickStart extends HTMLElement {
     const d = this._deployment;
     if (!d || !this.built) return;
     const sample = buildQuickStartSample({ url: d.url, baseUrl: d.baseUrl, authMode: d.authMode,
-      language: this.language, operation: this.operation });
+      language: this.language, operation: this.operation, menu: d.target?.kind === TARGET.MODEL_MENU });
+    this.hint.firstChild.textContent = modelHint(d);
     this.code.textContent = sample;
     this.code.dataset.language = this.language;
     this.code.dataset.operation = this.operation;

@@ -30,6 +30,7 @@ class CopyButton extends HTMLElement {
 const STATUS_TONE = {
   running: "info", queued: "neutral", completed: "ok", failed: "bad", cancelled: "warn",
   enabled: "ok", disabled: "neutral", revoked: "neutral",
+  verified: "ok", pending: "warn",
 };
 
 class StatusBadge extends HTMLElement {

@@ -136,6 +136,7 @@ export function mount(main, { param: id, query }) {
             h("span", { class: `grow ${key.enabled ? "" : "revoked"}` }, h("span", { class: "strong" }, key.label),
               h("span", { class: "mono muted" }, ` ${key.prefix}…`)),
             h("span", { class: "muted", title: key.lastUsedAt || "" }, key.lastUsedAt ? `last used ${relativeTime(key.lastUsedAt)}` : "never used"),
+            h("key-limits", { "deployment-id": id, apiKey: key }),
             key.enabled ? h("button", { type: "button", class: "button small danger", onclick: () => revoke(key) }, "Revoke") : statusBadge("revoked"))));
     const valid = label.value.trim().length >= 1 && label.value.trim().length <= 80;
     replace(keysBox,
@@ -175,6 +176,7 @@ export function mount(main, { param: id, query }) {
           h("button", { type: "button", class: "button ghost", onclick: () => { editingTarget = false; renderSettings(); } }, "Cancel"))) : null),
       h("div", { class: "setting column" }, retention, h("div", { class: "row" },
         h("button", { type: "button", class: "button", onclick: saveRetention }, "Save retention"))),
+      h("endpoint-domains", { class: "setting column", "deployment-id": id }),
       h("div", { class: "setting" }, h("div", { class: "grow" }, h("strong", {}, "Expires "),
         h("span", { id: "ep-expires", title: d.expiresAt || "" }, d.expiresAt ? new Date(d.expiresAt).toLocaleString() : "never"),
         h("p", { class: "hint" }, "After this time the endpoint answers 404 and is deleted with its keys and runs."))));
