@@ -75,26 +75,24 @@ def duration(seconds: float) -> str:
 
 @dataclass
 class Admission:
-    """An admitted call: the headers its answer carries and what to settle when it ends."""
+    """An admitted call: the headers its answer carries and what to settle when it ends
+    (the buckets its tokens are charged to, and those it holds a lease in)."""
 
     buckets: list[Bucket]
     window_start: int
     lease: str
     headers: dict[str, str]
     tap: runs.RunTap | None = None
+    charged: list[str] = field(init=False)
+    leased: list[str] = field(init=False)
+    raw_headers: list[tuple[bytes, bytes]] = field(init=False)
 
-    @property
-    def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(name.encode("latin-1"), value.encode("latin-1"))
-                for name, value in self.headers.items()]
-
-    @property
-    def charged(self) -> list[str]:
-        return [b.name for b in self.buckets if b.limits.tokens_per_minute is not None]
-
-    @property
-    def leased(self) -> list[str]:
-        return [b.name for b in self.buckets if b.limits.concurrent_requests is not None]
+    def __post_init__(self) -> None:
+        self.charged = [b.name for b in self.buckets if b.limits.tokens_per_minute is not None]
+        self.leased = [b.name for b in self.buckets
+                       if b.limits.concurrent_requests is not None]
+        self.raw_headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                            for name, value in self.headers.items()]
 
 
 LEASE_PREFIX = f"{uuid.uuid4().hex[:16]}-"  # unique per process; a counter within it
@@ -128,8 +126,12 @@ class RateLimiter:
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}"
         expires_ms = int((now + self.lease_s) * 1000)
         try:
-            verdict = await self._run(self.counters.admit, buckets, window_start, lease,
-                                      int(now * 1000), expires_ms)
+            if self.counters.blocking:
+                verdict = await run_in_threadpool(self.counters.admit, buckets, window_start,
+                                                  lease, int(now * 1000), expires_ms)
+            else:  # in memory: a few dict operations, on the loop
+                verdict = self.counters.admit(buckets, window_start, lease, int(now * 1000),
+                                              expires_ms)
         except Exception as exc:
             self._unreachable(exc)
             return None
@@ -216,6 +218,7 @@ def limit_headers(buckets: Sequence[Bucket], verdict: Verdict, reset_s: float) -
     bucket of each kind (remaining after this call, when it is admitted)."""
     admitted = 0 if verdict.refused is not None else 1
     headers: dict[str, str] = {}
+    reset = duration(reset_s)
     requests = [(b.limits.requests_per_minute - verdict.counts[b.name].requests - admitted,
                  b.limits.requests_per_minute) for b in buckets
                 if b.limits.requests_per_minute is not None and b.name in verdict.counts]
@@ -227,7 +230,7 @@ def limit_headers(buckets: Sequence[Bucket], verdict: Verdict, reset_s: float) -
             remaining, limit = min(seen)
             headers[f"x-ratelimit-limit-{kind}"] = str(limit)
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
-            headers[f"x-ratelimit-reset-{kind}"] = duration(reset_s)
+            headers[f"x-ratelimit-reset-{kind}"] = reset
     return headers
 
 
@@ -314,9 +317,8 @@ class LimitedEdge:
         async def send_limited(message: Message) -> None:
             admission = call.admission
             if admission is not None:
-                if admission.tap is None:
-                    admission.tap = runs.current.get()
                 if message["type"] == "http.response.start":
+                    admission.tap = runs.current.get()
                     message["headers"] = [*message.get("headers", ()), *admission.raw_headers]
                 elif message["type"] == "http.response.body" and not message.get("more_body"):
                     await call.settle()

@@ -278,6 +278,8 @@ class Recorder:
                 except Exception:
                     self.dropped += 1
                     log.exception("could not record a run of request %s", tap.request_id)
+            if not batch:  # only counted (retention disabled, or the inference route)
+                continue
             try:
                 with self._db.session() as session:
                     stored.add_runs(session, batch)
@@ -296,10 +298,13 @@ class Recorder:
         inference: dict[usage.InferenceKey, usage.Tally] = {}
         for tap in taps:
             prompt_tokens, completion_tokens = tap.usage()
-            hour, empty = usage.hour_of(tap.created_at), usage.Tally(project_id=tap.project_id)
-            tally = (inference.setdefault((tap.project_id, hour), empty)
-                     if tap.deployment_id is None else
-                     tallies.setdefault((tap.deployment_id, tap.key_id or "", hour), empty))
+            hour = usage.hour_of(tap.created_at)
+            into: dict[Any, usage.Tally] = tallies if tap.deployment_id is not None else inference
+            key = ((tap.deployment_id, tap.key_id or "", hour) if tap.deployment_id is not None
+                   else (tap.project_id, hour))
+            tally = into.get(key)
+            if tally is None:
+                tally = into[key] = usage.Tally(project_id=tap.project_id)
             tally.add(
                 http_status=tap.http_status, cancelled=tap.outcome() == STATUS_CANCELLED,
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Protocol, get_args, runtime_checkable
+from typing import Any, Protocol, get_args, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -116,19 +116,30 @@ class Metrics:
             "arkor_edge_rate_limited", "Calls refused by a deployment's rate limit, by limit.",
             ("deployment", "limit"), registry=self.registry)
         self.registry.register(ScrapeCollector(db, runs_dropped, engine))
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe_call(self, call: Call) -> None:
         """Count one closed call. Never raises: a call is never hurt by its metrics."""
         try:
             deployment, route = call.deployment_id, call.route
-            self.requests.labels(deployment, route, str(call.http_status),
-                                 call.outcome()).inc()
-            self.duration.labels(deployment, route).observe(max(0.0, call.ended - call.started))
+            self._child(self.requests, deployment, route, str(call.http_status),
+                        call.outcome()).inc()
+            self._child(self.duration, deployment, route).observe(
+                max(0.0, call.ended - call.started))
             prompt, completion = call.usage()
-            self.tokens.labels(deployment, "prompt").inc(prompt)
-            self.tokens.labels(deployment, "completion").inc(completion)
+            self._child(self.tokens, deployment, "prompt").inc(prompt)
+            self._child(self.tokens, deployment, "completion").inc(completion)
         except Exception:
             log.exception("could not count a call into the metrics")
+
+    def _child(self, metric: Any, *labels: Any) -> Any:
+        """``metric.labels(*labels)``, remembered: a call's hot path looks a dict up instead
+        of re-validating the labels under the metric's lock (a few µs per call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def count_rate_limited(self, deployment: str, limit: str) -> None:
         self.rate_limited.labels(deployment, limit).inc()
