@@ -8,8 +8,10 @@ answering is ``EngineUnavailable``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +102,6 @@ def test_structured_outputs_reach_vllm_as_its_own_parameters(vllm: VllmServer) -
              '"required": ["label"], "additionalProperties": false}'
     grammar = llguidance.grammar_from("json", schema)
     outcome, = run((vllm.url,), ask(PROMPTS[0], max_tokens=40, grammar=grammar))
-    import json
-
     assert json.loads(outcome.text)["label"] in ("billing", "bug")
 
 
@@ -124,27 +124,6 @@ def test_an_adapter_that_cannot_be_loaded_is_an_error_not_the_base_model(
     (broken / "adapter_model.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(AdapterLoadError, match=r"could not be loaded: the upstream .* answered"):
         run((vllm.url,), ask(PROMPTS[0], adapter=AdapterRef("job:broken:final", broken)))
-
-
-def test_a_restarted_vllm_gets_its_adapters_again(vllm: VllmServer, adapter_b: AdapterRef
-                                                  ) -> None:
-    async def go() -> tuple[str, str]:
-        engine = UpstreamEngine({EMBEDDED_MODEL_NAME: UpstreamSpec((vllm.url,))},
-                                health_interval_s=3600)
-        await engine.start()
-        try:
-            before = await collect(engine, ask(PROMPTS[2], adapter=adapter_b, max_tokens=8))
-            await asyncio.to_thread(vllm.stop)
-            with pytest.raises(EngineUnavailable):
-                await collect(engine, ask(PROMPTS[2], adapter=adapter_b, max_tokens=8))
-            await asyncio.to_thread(vllm.start)  # the same port; it knows no adapters now
-            after = await collect(engine, ask(PROMPTS[2], adapter=adapter_b, max_tokens=8))
-            return before.text, after.text
-        finally:
-            await engine.close()
-
-    before, after = asyncio.run(go())
-    assert before == after and before
 
 
 def test_closing_the_stream_aborts_the_upstream_request(vllm: VllmServer) -> None:
@@ -181,58 +160,190 @@ def test_sampling_fields_are_forwarded() -> None:
     assert fields["stop"] == ["x"] and fields["min_tokens"] == 1
 
 
-def test_a_deployment_answers_through_vllm_with_the_openai_client(
-        vllm: VllmServer, engine: LocalEngine, adapter_a: AdapterRef, adapter_b: AdapterRef,
-        tmp_path: Path, models_dir: Path) -> None:
-    """The edge unchanged in front of vLLM: a base-model target and an adapter target answer
-    the official client, streamed and not, with the local engine's greedy text; a re-target
-    to another adapter serves it on the next request."""
-    import openai
+@dataclass
+class EdgeWorld:
+    url: str
+    app: Any
+    ws: Any
+    jobs: dict[str, str]
+    expected: dict[str, str]
 
+
+@pytest.fixture(scope="module")
+def edge(vllm: VllmServer, engine: LocalEngine, adapter_a: AdapterRef, adapter_b: AdapterRef,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeWorld]:
+    """A real server whose embedded model is served by the vLLM above (``--upstream``), with
+    a job whose final adapter is A and whose checkpoint at step 2 is B, and one whose final
+    adapter is B; ``expected`` is the local engine's greedy answer to PROMPTS[0] each way."""
     from arkor.cloud.settings import Settings
     from arkor.contract.artifacts import final_dir
     from arkor.server import create_app
+    from arkor.store.tables import Job
     from tests.servers import LiveServer
     from tests.workspace import add_job, new_workspace
 
-    settings = Settings(data_dir=tmp_path / "data", upstreams=((EMBEDDED_MODEL_NAME, vllm.url),))
+    settings = Settings(data_dir=tmp_path_factory.mktemp("upstream-edge"),
+                        upstreams=((EMBEDDED_MODEL_NAME, vllm.url),))
     app = create_app(settings)
     with LiveServer(app) as url:
         cloud = type("Cloud", (), {"app": app, "settings": settings})()
         ws = new_workspace(url)
-        jobs = {}
-        for name, adapter in (("a", adapter_a), ("b", adapter_b)):
-            jobs[name] = add_job(cloud, ws, name=name)
-            with app.state.db.session() as session:  # type: ignore[attr-defined]
-                from arkor.store.tables import Job
+        jobs = {"a": add_job(cloud, ws, name="a", checkpoint_steps=(2,)),
+                "b": add_job(cloud, ws, name="b")}
+        with app.state.db.session() as session:
+            artifacts = {name: Path(session.get(Job, job).artifacts_dir)
+                         for name, job in jobs.items()}
+        shutil.copytree(adapter_a.path, final_dir(artifacts["a"]))
+        shutil.copytree(adapter_b.path, artifacts["a"] / "step-2")
+        shutil.copytree(adapter_b.path, final_dir(artifacts["b"]))
+        want = local(engine, ask(PROMPTS[0], max_tokens=12),
+                     ask(PROMPTS[0], adapter=adapter_a, max_tokens=12),
+                     ask(PROMPTS[0], adapter=adapter_b, max_tokens=12))
+        yield EdgeWorld(url, app, ws, jobs, {"base": want[0].text, "a": want[1].text,
+                                             "b": want[2].text})
 
-                artifacts = Path(session.get(Job, jobs[name]).artifacts_dir)
-            shutil.copytree(adapter.path, final_dir(artifacts))
-        base = ws.client.create_deployment(ws.scope, slug=f"vb-{ws.org_id[:8]}", auth_mode="none",
-                                           target={"kind": "base_model",
-                                                   "baseModel": EMBEDDED_MODEL_NAME})
-        tuned = ws.client.create_deployment(
-            ws.scope, slug=f"va-{ws.org_id[:8]}", auth_mode="none",
-            target={"kind": "adapter", "adapter": {"kind": "final", "jobId": jobs["a"]}})
-        messages = [{"role": "user", "content": PROMPTS[0]}]
-        expected = local(engine, ask(PROMPTS[0], max_tokens=12),
-                         ask(PROMPTS[0], adapter=adapter_a, max_tokens=12),
-                         ask(PROMPTS[0], adapter=adapter_b, max_tokens=12))
-        for deployment, want in ((base, expected[0]), (tuned, expected[1])):
-            client = openai.OpenAI(base_url=deployment.base_url, api_key="x", max_retries=0)
-            answer = client.chat.completions.create(model="x", messages=messages,  # type: ignore[arg-type]
-                                                    max_tokens=12, temperature=0)
-            assert answer.choices[0].message.content == want.text
-            assert answer.usage is not None
-            assert answer.usage.completion_tokens == want.finished.completion_tokens
-            pieces = [chunk.choices[0].delta.content or ""
-                      for chunk in client.chat.completions.create(
-                          model="x", messages=messages, max_tokens=12, temperature=0,  # type: ignore[arg-type]
-                          stream=True) if chunk.choices]
-            assert "".join(pieces) == want.text and len(pieces) > 2
-        ws.client.update_deployment(tuned.id, ws.scope, target={
-            "kind": "adapter", "adapter": {"kind": "final", "jobId": jobs["b"]}})
-        client = openai.OpenAI(base_url=tuned.base_url, api_key="x", max_retries=0)
-        answer = client.chat.completions.create(model="x", messages=messages,  # type: ignore[arg-type]
-                                                max_tokens=12, temperature=0)
-        assert answer.choices[0].message.content == expected[2].text
+
+def deploy(world: EdgeWorld, slug: str, target: dict[str, Any], **options: Any) -> Any:
+    ws = world.ws
+    return ws.client.create_deployment(ws.scope, slug=f"{slug}-{ws.org_id[:8]}",
+                                       target=target, **{"auth_mode": "none", **options})
+
+
+def openai_client(base_url: str, key: str = "x") -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
+
+
+def greedy(client: Any, model: str = "x", *, stream: bool = False) -> str:
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    if not stream:
+        answer = client.chat.completions.create(model=model, messages=messages, max_tokens=12,
+                                                temperature=0)
+        assert answer.usage is not None and answer.usage.completion_tokens > 0
+        return str(answer.choices[0].message.content)
+    pieces = [chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
+        model=model, messages=messages, max_tokens=12, temperature=0, stream=True)
+        if chunk.choices]
+    assert len(pieces) > 2  # token by token
+    return "".join(pieces)
+
+
+def test_each_target_kind_answers_through_vllm_with_the_openai_client(edge: EdgeWorld) -> None:
+    """The edge unchanged in front of vLLM: a base model, a final adapter, a checkpoint and a
+    model menu answer the official client, streamed and not, with the local engine's greedy
+    text; a re-target to another adapter serves it on the next request."""
+    jobs = edge.jobs
+    cases = [
+        (deploy(edge, "vb", {"kind": "base_model", "baseModel": EMBEDDED_MODEL_NAME}), "x",
+         "base"),
+        (deploy(edge, "va", {"kind": "adapter", "adapter": {"kind": "final",
+                                                            "jobId": jobs["a"]}}), "x", "a"),
+        (deploy(edge, "vc", {"kind": "adapter", "adapter": {"kind": "checkpoint",
+                                                            "jobId": jobs["a"], "step": 2}}),
+         "x", "b"),
+        (deploy(edge, "vm", {"kind": "model_menu"}), EMBEDDED_MODEL_NAME, "base"),
+    ]
+    for deployment, model, answer in cases:
+        client = openai_client(deployment.base_url)
+        assert greedy(client, model) == edge.expected[answer], deployment.slug
+        assert greedy(client, model, stream=True) == edge.expected[answer], deployment.slug
+    tuned = cases[1][0]
+    edge.ws.client.update_deployment(tuned.id, edge.ws.scope, target={
+        "kind": "adapter", "adapter": {"kind": "final", "jobId": jobs["b"]}})
+    assert greedy(openai_client(tuned.base_url)) == edge.expected["b"]
+
+
+def test_tools_and_structured_outputs_through_vllm(edge: EdgeWorld) -> None:
+    """Tool calls (required, named, auto, as the local engine's tests make them on the base
+    model) and a JSON schema: grammars sent as vLLM's structured outputs."""
+    import jsonschema
+
+    from tests.edge.test_structured_e2e import NAMED, TRIAGE, auto_stream, forced_call
+
+    deployment = deploy(edge, "vt", {"kind": "base_model", "baseModel": EMBEDDED_MODEL_NAME})
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=deployment.base_url, api_key="x", max_retries=0)
+
+    async def go() -> str:
+        await forced_call(client, "required", stream=False)
+        await forced_call(client, NAMED, stream=True)
+        await auto_stream(client)
+        answer = await client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": f"Triage: {PROMPTS[1]}"}],
+            max_tokens=80, temperature=0, response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "triage", "strict": True, "schema": TRIAGE}})
+        return answer.choices[0].message.content or ""
+
+    jsonschema.validate(json.loads(asyncio.run(go())), TRIAGE)
+
+
+def test_vllm_down_is_503_and_back_its_adapters_are_loaded_again(
+        edge: EdgeWorld, vllm: VllmServer) -> None:
+    """vLLM killed mid-test: calls fail with 503 in OpenAI's shape while it is down; once it
+    is back (knowing no adapters) the adapter's calls succeed, reloaded without operator
+    action."""
+    import openai
+
+    deployment = deploy(edge, "vr", {"kind": "adapter",
+                                     "adapter": {"kind": "final", "jobId": edge.jobs["b"]}})
+    client = openai_client(deployment.base_url)
+    assert greedy(client) == edge.expected["b"]
+    vllm.stop()
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            greedy(client)
+        assert caught.value.status_code == 503
+        body = caught.value.body
+        assert isinstance(body, dict) and body["code"] == "engine_unavailable"
+        assert body["type"] == "server_error"
+    finally:
+        vllm.start()  # the same port
+    assert greedy(client) == edge.expected["b"]
+    assert greedy(client, stream=True) == edge.expected["b"]
+
+
+@pytest.mark.postgres
+def test_two_arkor_servers_on_one_postgresql_share_vllm(vllm: VllmServer, edge: EdgeWorld,
+                                                        tmp_path: Path) -> None:
+    """Two servers, one database, one vLLM: a key made through one answers through the other;
+    revoked through one, it is refused by the other on its next request."""
+    import os
+
+    import openai
+
+    from arkor.cloud.settings import Settings
+    from arkor.server import create_app
+    from tests.edge.test_multi_process import settle
+    from tests.servers import POSTGRES_ENV, LiveServer, postgres_schema_url
+    from tests.workspace import new_workspace
+
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    upstreams = ((EMBEDDED_MODEL_NAME, vllm.url),)
+    with postgres_schema_url() as url:
+        first = create_app(Settings(data_dir=tmp_path / "a", database_url=url,
+                                    upstreams=upstreams))
+        second = create_app(Settings(data_dir=tmp_path / "b", database_url=url,
+                                     upstreams=upstreams))
+        with LiveServer(first) as url_a, LiveServer(second) as url_b:
+            ws = new_workspace(url_a)
+            dep = ws.client.create_deployment(ws.scope, slug="pair", target={
+                "kind": "base_model", "baseModel": EMBEDDED_MODEL_NAME})
+            key = ws.client.create_deployment_key(dep.id, ws.scope, label="k")
+            for base in (url_a, url_b):
+                client = openai_client(f"{base}/d/pair/v1", key.plaintext)
+                assert greedy(client) == edge.expected["base"]
+            ws.client.revoke_deployment_key(dep.id, key.id, ws.scope)
+            on_b = openai_client(f"{url_b}/d/pair/v1", key.plaintext)
+
+            def refused() -> bool:
+                try:
+                    greedy(on_b)
+                except openai.AuthenticationError:
+                    return True
+                return False
+
+            settle(refused)
