@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from engine_throughput import PROMPTS, make_adapters  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 from arkor.engine.embedded import ensure_embedded_model  # noqa: E402
 from arkor.engine.registry import EMBEDDED_MODEL_NAME  # noqa: E402
 from arkor.engine.upstream import adapter_name  # noqa: E402
 from arkor.sdk import CloudApiClient  # noqa: E402
-from tests.servers import free_port  # noqa: E402
 
 
 async def chat(client: httpx.AsyncClient, url: str, model: str, prompt: str,
