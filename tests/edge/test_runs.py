@@ -17,7 +17,7 @@ import openai
 import pytest
 from sqlalchemy import func, select
 
-from arkor.cloud.retention import RunSweeper
+from arkor.cloud.retention import LOCK_KEY, RunSweeper
 from arkor.engine.base import EngineUnavailable
 from arkor.sdk import RunFilters
 from arkor.store.tables import Run, utcnow
@@ -200,8 +200,8 @@ def test_the_sweep_deletes_exactly_what_retention_no_longer_keeps(cloud, bot) ->
 
 def test_two_servers_sweep_one_at_a_time(cloud, backend) -> None:
     db = cloud.app.state.db  # type: ignore[attr-defined]
-    first, second = RunSweeper(db), RunSweeper(db)
-    with first._turn() as mine:
+    second = RunSweeper(db)
+    with db.turn(LOCK_KEY) as mine:
         assert mine
         results: list[int | None] = []
         other = threading.Thread(target=lambda: results.append(second.sweep()))

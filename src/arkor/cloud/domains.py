@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import dns.exception
 import dns.nameserver
 import dns.resolver
-from sqlalchemy import text
 
 from arkor.cloud.settings import Settings, split_nameserver
 from arkor.contract.domains import NO_CHALLENGE_RECORD, challenge_record
@@ -144,7 +141,7 @@ class DomainChecker:
         checked, or None when another server holds the checks."""
         now = now or utcnow()
         checked = 0
-        with self._turn() as mine:
+        with self.db.turn(LOCK_KEY) as mine:
             if not mine:
                 return None
             seen: set[str] = set()
@@ -161,23 +158,6 @@ class DomainChecker:
                 if len(batch) < BATCH:
                     break
         return checked
-
-    @contextmanager
-    def _turn(self) -> Iterator[bool]:
-        if not self.db.is_postgres:
-            yield True
-            return
-        with self.db.engine.connect() as connection:
-            mine = bool(connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}).scalar())
-            connection.commit()
-            try:
-                yield mine
-            finally:
-                if mine:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                       {"key": LOCK_KEY})
-                    connection.commit()
 
     def _loop(self) -> None:
         wake = min(max(self.interval.total_seconds() / 4, 1.0), 60.0)

@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-
-from sqlalchemy import text
 
 from arkor.store import deployments, runs
 from arkor.store.db import Database
@@ -50,7 +46,7 @@ class RunSweeper:
         """Delete what retention no longer keeps; the runs deleted, or None when another
         server holds the sweep."""
         now = now or utcnow()
-        with self._turn() as mine:
+        with self.db.turn(LOCK_KEY) as mine:
             if not mine:
                 return None
             with self.db.session() as session:
@@ -79,23 +75,6 @@ class RunSweeper:
             self.expired_deleted += len(batch)
             if len(batch) < 100:
                 return
-
-    @contextmanager
-    def _turn(self) -> Iterator[bool]:
-        if not self.db.is_postgres:
-            yield True
-            return
-        with self.db.engine.connect() as connection:
-            mine = bool(connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}).scalar())
-            connection.commit()
-            try:
-                yield mine
-            finally:
-                if mine:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                       {"key": LOCK_KEY})
-                    connection.commit()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

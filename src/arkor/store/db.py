@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from arkor.store.changes import ChangeFeed, PostgresChangeListener
@@ -78,6 +78,25 @@ class Database:
                 url.render_as_string(hide_password=False), self.changes
             )
             self._listener.start()
+
+    @contextmanager
+    def turn(self, key: int) -> Iterator[bool]:
+        """Whether this process may do a periodic job now: True while it holds PostgreSQL's
+        advisory lock ``key`` (another server holding it: False), always True on SQLite (one
+        process). For sweeps that several servers of one installation all run."""
+        if not self.is_postgres:
+            yield True
+            return
+        with self.engine.connect() as connection:
+            mine = bool(connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+            connection.commit()
+            try:
+                yield mine
+            finally:
+                if mine:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
