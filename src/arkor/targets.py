@@ -60,13 +60,14 @@ def resolve(
     """The base model and the adapter (None for a bare base model) that ``target`` serves.
 
     A base model is checked against ``registry`` when one is given; the edge gives none and
-    serves what was checked when the deployment was made. A model menu serves its default
-    (the request's ``model`` may pick another: the edge does that), so it needs ``registry``;
-    without one its base model is "".
+    serves what was checked when the deployment was made. A model menu serves the menu's
+    default (the request's ``model`` may pick another); the edge's directory reads the menu
+    itself, so here it is checked against ``registry`` only.
     """
     if target.target_kind == TARGET_MODEL_MENU:
-        menu = registry.menu if registry is not None else ("",)
-        return menu[0], None
+        if registry is None:
+            raise NotServable("A model menu is resolved against the registry")
+        return registry.menu[0], None
     if target.target_kind == TARGET_BASE_MODEL:
         name = target.base_model or ""
         if registry is not None and registry.get(name) is None:

@@ -87,30 +87,18 @@ class AdapterMissing(Exception):
 
 
 def adapter_name(adapter: AdapterRef) -> str:
-    """The name an adapter is served under upstream: a hash of its files' bytes."""
-    return f"arkor-{content_key(adapter.path)}"
-
-
-_KEYS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
-
-
-def content_key(path: Path) -> str:
-    """sha256 (first 20 hex digits) of the adapter's files, cached by size and mtime."""
-    stats = tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns)
-                  for name in ADAPTER_FILES if (path / name).is_file())
-    if not stats:
-        raise AdapterLoadError(str(path), f"no adapter files in {path}")
-    cache_key = (str(path), stats)
-    key = _KEYS.get(cache_key)
-    if key is None:
-        digest = hashlib.sha256()
-        for name, _, _ in stats:
-            digest.update(name.encode() + b"\0")
-            with open(path / name, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        key = _KEYS[cache_key] = digest.hexdigest()[:20]
-    return key
+    """The name an adapter is served under upstream: ``arkor-`` and the sha256 (first 20 hex
+    digits) of its files' bytes (blocking: it reads them)."""
+    files = [name for name in ADAPTER_FILES if (adapter.path / name).is_file()]
+    if not files:
+        raise AdapterLoadError(adapter.key, f"no adapter files in {adapter.path}")
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0")
+        with open(adapter.path / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return f"arkor-{digest.hexdigest()[:20]}"
 
 
 def upstream_messages(messages: Sequence[ChatMessage], request: GenerationRequest
@@ -271,6 +259,7 @@ class UpstreamEngine:
         self._client: httpx.AsyncClient | None = None
         self._health: asyncio.Task[None] | None = None
         self._loading: dict[tuple[str, str], asyncio.Lock] = {}
+        self._names: dict[Path, str] = {}  # adapter directory -> its content-key name
 
     @property
     def models(self) -> list[str]:
@@ -349,12 +338,22 @@ class UpstreamEngine:
                                                     f"{answer.status_code}: {answer.text[:300]}")
             upstream.loaded.add(name)
 
+    async def _adapter_name(self, adapter: AdapterRef) -> str:
+        """:func:`adapter_name`, hashed once per directory, off the event loop: a job's
+        adapter directories are written once (a re-trained or imported adapter is a new job,
+        so a new directory and a new name)."""
+        name = self._names.get(adapter.path)
+        if name is None:
+            name = self._names[adapter.path] = await asyncio.to_thread(adapter_name, adapter)
+        return name
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         if request.base_model not in self._pools:
             raise UnknownBaseModel(request.base_model)
         if self._client is None:
             raise EngineUnavailable("the upstream engine is closed")
-        name = adapter_name(request.adapter) if request.adapter else request.base_model
+        name = (await self._adapter_name(request.adapter) if request.adapter
+                else request.base_model)
         route, body = request_body(request, name)
         tried: list[str] = []
         for upstream in self._candidates(request.base_model):

@@ -260,7 +260,20 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class UsageBucket(Base):
+class UsageCounters:
+    """An hour's counters, shared by the deployments' and the inference route's buckets."""
+
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    errors_4xx: Mapped[int] = mapped_column(Integer, default=0)
+    errors_5xx: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms_sum: Mapped[int] = mapped_column(Integer, default=0)
+    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
+
+
+class UsageBucket(UsageCounters, Base):
     """One hour of one deployment's calls through one key (``key_id`` "" without a key):
     counts, the engine's token counts, errors, and a latency histogram (counts per
     :data:`arkor.store.usage.LATENCY_BOUNDS_MS` bucket, JSON). Kept whatever the run retention."""
@@ -271,17 +284,9 @@ class UsageBucket(Base):
     key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     project_id: Mapped[str] = mapped_column(String(36), index=True)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    errors_4xx: Mapped[int] = mapped_column(Integer, default=0)
-    errors_5xx: Mapped[int] = mapped_column(Integer, default=0)
-    cancelled: Mapped[int] = mapped_column(Integer, default=0)
-    latency_ms_sum: Mapped[int] = mapped_column(Integer, default=0)
-    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
 
 
-class InferenceUsageBucket(Base):
+class InferenceUsageBucket(UsageCounters, Base):
     """One hour of a project's calls to the control plane's ``/v1/inference/chat`` (no
     deployment, no key): the same counters as :class:`UsageBucket`."""
 
@@ -289,14 +294,6 @@ class InferenceUsageBucket(Base):
     project_id: Mapped[str] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    requests: Mapped[int] = mapped_column(Integer, default=0)
-    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
-    errors_4xx: Mapped[int] = mapped_column(Integer, default=0)
-    errors_5xx: Mapped[int] = mapped_column(Integer, default=0)
-    cancelled: Mapped[int] = mapped_column(Integer, default=0)
-    latency_ms_sum: Mapped[int] = mapped_column(Integer, default=0)
-    latency_histogram: Mapped[str] = mapped_column(Text, default="[]")
 
 
 class ReleasedSlug(Base):

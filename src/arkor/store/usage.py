@@ -10,9 +10,10 @@ is not kept, so it reads as the previous bound times two).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -76,32 +77,30 @@ class Tally(Counts):
 BucketKey = tuple[str, str, datetime]  # deployment id, key id ("" for none), hour
 InferenceKey = tuple[str, datetime]  # project id, hour (the control plane's inference route)
 Bucket = UsageBucket | InferenceUsageBucket
+B = TypeVar("B", UsageBucket, InferenceUsageBucket)
 _EMPTY: dict[str, int | str] = {**dict.fromkeys(COUNTED, 0), "latency_histogram": "[]"}
 
 
 def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
-    """Add to the buckets, each read with a row lock (concurrent writers on PostgreSQL wait
-    for each other; SQLite has one writer)."""
-    for (deployment_id, key_id, start), tally in sorted(tallies.items(),
-                                                         key=lambda item: item[0]):
-        row = session.execute(select(UsageBucket).where(
-            UsageBucket.deployment_id == deployment_id, UsageBucket.key_id == key_id,
-            UsageBucket.start == start).with_for_update()).scalar_one_or_none()
-        if row is None:
-            row = UsageBucket(deployment_id=deployment_id, key_id=key_id, start=start,
-                              project_id=tally.project_id, **_EMPTY)
-            session.add(row)
-        _add(session, row, tally)
+    """Add to the deployments' buckets (keyed by deployment, key and hour)."""
+    _add_all(session, UsageBucket, tallies, ("deployment_id", "key_id", "start"))
 
 
 def add_inference_tallies(session: Session, tallies: dict[InferenceKey, Tally]) -> None:
     """The same for the control plane's inference route, one bucket per project and hour."""
-    for (project_id, start), tally in sorted(tallies.items(), key=lambda item: item[0]):
-        row = session.execute(select(InferenceUsageBucket).where(
-            InferenceUsageBucket.project_id == project_id,
-            InferenceUsageBucket.start == start).with_for_update()).scalar_one_or_none()
+    _add_all(session, InferenceUsageBucket, tallies, ("project_id", "start"))
+
+
+def _add_all(session: Session, model: type[B], tallies: Mapping[tuple[Any, ...], Tally],
+             key_columns: tuple[str, ...]) -> None:
+    """Add each tally to its bucket, read by primary key with a row lock (concurrent writers
+    on PostgreSQL wait for each other; SQLite has one writer)."""
+    for key, tally in sorted(tallies.items(), key=lambda item: item[0]):
+        row = session.get(model, key, with_for_update=True)
         if row is None:
-            row = InferenceUsageBucket(project_id=project_id, start=start, **_EMPTY)
+            row = model(**{"project_id": tally.project_id, **dict(zip(key_columns, key,
+                                                                        strict=True)),
+                           **_EMPTY})
             session.add(row)
         _add(session, row, tally)
 
