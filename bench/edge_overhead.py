@@ -17,13 +17,17 @@ p50 <= 1 ms, p99 <= 3 ms, >= 1,000 req/s. The published anchor is LiteLLM's prox
 
 Then run recording: the same calls to a deployment that keeps runs (recorded, the recorder's
 thread writing them to SQLite as it does in a server) and to one whose retention is
-``disabled`` (nothing recorded), interleaved, at the same concurrency; printed as the ratio of
-the edge's time per call with recording to without. Target: <= 1.05.
+``disabled`` (nothing recorded), at the same concurrency; printed as the ratio of the edge's
+time per call with recording to without. Target: <= 1.05.
 
 Last, metering and rate limits: calls to a deployment with limits (far above what the bench
 sends, so every call is checked and admitted) and metering on, against calls to one without
-limits with the recorder (metering and runs) switched off, interleaved; printed as the ratio
-of time per call. Target: <= 1.10.
+limits with the recorder (metering and runs) switched off; printed as the ratio of time per
+call. Target: <= 1.10.
+
+Both comparisons run in 24 rounds, each side in turn (the order alternating), and print the
+median of the rounds' ratios twice: by mean latency, and by the process's CPU time (every
+thread, so the recorder's writes count), which a busy shared machine disturbs less.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,7 +60,7 @@ from arkor.store.deployments import TargetColumns
 
 CONCURRENCY = int(os.environ.get("ARKOR_BENCH_CONCURRENCY", "8"))
 REQUESTS = 4000
-ROUNDS = 8
+ROUNDS = 24
 RPS_SECONDS = 3.0
 BODY = json.dumps({"model": "x", "messages": [{"role": "user", "content": "Hello!"}],
                    "max_tokens": 8}).encode()
@@ -139,6 +144,43 @@ async def latencies(make_call, total: int) -> list[float]:
     return results
 
 
+@dataclass
+class Comparison:
+    """Calls with a feature on against off, in interleaved rounds."""
+
+    on: list[float] = field(default_factory=list)  # each call's latency
+    off: list[float] = field(default_factory=list)
+    wall_ratios: list[float] = field(default_factory=list)  # per round: mean latency on/off
+    cpu_ratios: list[float] = field(default_factory=list)  # per round: process CPU time on/off
+
+    def summary(self) -> str:
+        return (f"{statistics.fmean(self.on) * 1000:.3f} ms per call on vs "
+                f"{statistics.fmean(self.off) * 1000:.3f} ms off; ratio "
+                f"{statistics.median(self.wall_ratios):.3f} by latency, "
+                f"{statistics.median(self.cpu_ratios):.3f} by CPU time (medians of "
+                f"{len(self.cpu_ratios)} interleaved rounds)")
+
+
+async def interleaved(on_call, off_call, switch=lambda on: None) -> Comparison:
+    """``ROUNDS`` rounds of ``on_call`` and ``off_call`` (``switch(True/False)`` before each),
+    the order alternating, so drift on a shared machine falls on both sides alike. The
+    process CPU time counts every thread (the recorder's writes included)."""
+    found = Comparison()
+    per_round = REQUESTS // ROUNDS
+    for index in range(ROUNDS):
+        seen: dict[bool, tuple[list[float], float]] = {}
+        for on in ((True, False) if index % 2 == 0 else (False, True)):
+            switch(on)
+            began = time.process_time()
+            calls = await latencies(on_call if on else off_call, per_round)
+            seen[on] = calls, time.process_time() - began
+        found.on += seen[True][0]
+        found.off += seen[False][0]
+        found.wall_ratios.append(statistics.fmean(seen[True][0]) / statistics.fmean(seen[False][0]))
+        found.cpu_ratios.append(seen[True][1] / seen[False][1])
+    return found
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -177,15 +219,7 @@ async def main() -> None:
 
         recorder = app.state.recorder
         recorder.start()  # its thread writes the runs as a server's does
-        recorded: list[float] = []
-        unrecorded: list[float] = []
-        recording_ratios = []
-        for _ in range(ROUNDS):
-            on_round = await latencies(edge_call, REQUESTS // ROUNDS)
-            off_round = await latencies(quiet_call, REQUESTS // ROUNDS)
-            recording_ratios.append(statistics.fmean(on_round) / statistics.fmean(off_round))
-            recorded += on_round
-            unrecorded += off_round
+        recording = await interleaved(edge_call, quiet_call)
         recorder.stop()
         written, dropped = recorder.written, recorder.dropped
 
@@ -205,18 +239,12 @@ async def main() -> None:
             assert await call(app, "POST", limited, limited_key, BODY) == 200
 
         edge_app = app.state.edge
+
+        def metering(on: bool) -> None:
+            edge_app.recorder = recorder if on else None
+
         recorder.start()
-        guarded: list[float] = []
-        bare: list[float] = []
-        guard_ratios = []
-        for _ in range(ROUNDS):
-            edge_app.recorder = recorder
-            on_round = await latencies(limited_call, REQUESTS // ROUNDS)
-            edge_app.recorder = None
-            off_round = await latencies(quiet_call, REQUESTS // ROUNDS)
-            guard_ratios.append(statistics.fmean(on_round) / statistics.fmean(off_round))
-            guarded += on_round
-            bare += off_round
+        guard = await interleaved(limited_call, quiet_call, metering)
         edge_app.recorder = recorder
         recorder.stop()
         metered = recorder.metered
@@ -233,16 +261,10 @@ async def main() -> None:
     print(f"auth + route path (GET /v1/models), one worker: {rps:,.0f} req/s "
           f"(target >= 1,000)")
     print(f"ratio to LiteLLM's published 4.34 ms median overhead: {p50 / 4.34:.2f}x")
-    on, off = statistics.fmean(recorded), statistics.fmean(unrecorded)
-    print(f"run recording: {on * 1000:.3f} ms per call recorded vs {off * 1000:.3f} ms not, "
-          f"ratio {statistics.median(recording_ratios):.3f} (median of {ROUNDS} interleaved "
-          f"rounds; target <= 1.05); p50 {pct(recorded, 50) * 1000:.3f} vs "
-          f"{pct(unrecorded, 50) * 1000:.3f} ms; {written} runs written, {dropped} dropped")
-    on, off = statistics.fmean(guarded), statistics.fmean(bare)
-    print(f"metering + rate limits: {on * 1000:.3f} ms per call vs {off * 1000:.3f} ms with "
-          f"neither, ratio {statistics.median(guard_ratios):.3f} (median of {ROUNDS} "
-          f"interleaved rounds; target <= 1.10); {metered} calls metered")
-
+    print(f"run recording: {recording.summary()} (target <= 1.05); {written} runs written, "
+          f"{dropped} dropped")
+    print(f"metering + rate limits: {guard.summary()} (target <= 1.10); {metered} calls "
+          "metered")
 
 if __name__ == "__main__":
     asyncio.run(main())

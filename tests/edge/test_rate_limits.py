@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from arkor.cloud.settings import Settings
+from arkor.edge.rate_limits import reset_header
 from arkor.sdk import Deployment, ProjectScope
 from arkor.server import create_app
 from tests.doubles.engine import Reply, ScriptedEngine
@@ -240,3 +241,12 @@ def test_unreachable_counters_refuse_with_503_when_closed(unreachable: dict[str,
     assert refused.json()["error"]["type"] == "server_error"
     assert refused.json()["error"]["code"] == "rate_limit_unavailable"
     assert call(dep, free).status_code == 200  # a key without limits never asks the store
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0.2501, "260ms"), (0.999, "1s"), (12.341, "12.35s"), (12.3, "12.3s"), (59.999, "1m0s"),
+    (75.0, "1m15s")])
+def test_a_reset_is_shown_to_the_hundredth_and_never_before_the_window_ends(
+        seconds: float, shown: str) -> None:
+    assert reset_header(seconds) == shown
+    assert reset_seconds(shown) >= seconds

@@ -10,11 +10,19 @@ import time
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
 
+from arkor.edge.runs import Recorder, RunTap
+from arkor.engine.base import Finished
+from arkor.store import deployments, identities, projects
+from arkor.store.db import Database, migrate
+from arkor.store.deployments import TargetColumns
+from arkor.store.tables import UsageBucket
 from tests.doubles.engine import PROMPT_TOKENS, Reply
 from tests.edge.test_runs import HI, Bot, cloud, engine, new_bot, world  # noqa: F401
 
 CLIENT = {"X-Arkor-Client": "arkor/0.1.0"}
+EMBEDDED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def usage(url: str, bot: Bot, path: str = "", **params: str) -> dict:
@@ -104,3 +112,33 @@ def test_a_bad_span_is_400(cloud, engine) -> None:  # noqa: F811
         "from": "2026-12-02T00:00:00Z", "to": "2026-12-01T00:00:00Z"},
         headers={**CLIENT, "Authorization": f"Bearer {bot.ws.credentials.token}"})
     assert response.status_code == 400 and "before" in response.json()["error"]
+
+
+def test_a_full_run_buffer_loses_runs_but_no_counts(tmp_path) -> None:
+    """Calls are counted as they close, not when their runs are written: runs the buffer
+    has no room for are dropped (and said to be), their calls are still metered."""
+    db = Database(f"sqlite:///{tmp_path / 'arkor.sqlite3'}")
+    migrate(db.engine)
+    with db.session() as session:
+        ident = identities.create_anonymous_identity(session, kind="cli")
+        project = projects.create_project(session, org_id=ident.org.id, slug="p", name="p")
+        dep = deployments.create_deployment(
+            session, org_id=ident.org.id, project_id=project.id, slug="full-buffer",
+            target=TargetColumns(target_kind="base_model", base_model=EMBEDDED),
+            auth_mode="fixed_api_key", run_retention_mode="days", run_retention_days=7)
+        deployment_id, project_id = dep.id, project.id
+    recorder = Recorder(db, max_buffered=1)  # never started: flushed by hand
+    for _ in range(3):
+        tap = RunTap(deployment_id=deployment_id, project_id=project_id,
+                     route="chat.completions", request_id="req_1", key_id=None,
+                     key_prefix=None, base_model=EMBEDDED, adapter=None)
+        tap.event(0, Finished("stop", prompt_tokens=7, completion_tokens=3))
+        tap.close(200, stream=False)
+        recorder.submit(tap)
+    recorder.flush()
+    assert (recorder.written, recorder.dropped, recorder.metered) == (1, 2, 3)
+    with db.session() as session:
+        buckets = session.scalars(select(UsageBucket)).all()
+        assert [(b.requests, b.prompt_tokens, b.completion_tokens) for b in buckets] == [
+            (3, 21, 9)]
+    db.dispose()

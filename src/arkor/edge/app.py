@@ -87,7 +87,8 @@ class EdgeApp:
         hit, served = self.directory.cached(slug)
         if not hit:
             served = await run_in_threadpool(self.directory.load, slug)
-        if served is None or not served.enabled or served.expired(utcnow()):
+        if served is None or not served.enabled or (served.expires_at is not None
+                                                    and served.expired(utcnow())):
             raise not_found(slug)
         return served
 

@@ -54,15 +54,21 @@ class MemoryCounters:
         with self._lock:
             for bucket in buckets:
                 requests, tokens = self._windows.get((bucket.name, window_start), (0, 0))
-                held = self._leases.get(bucket.name, {})
-                live = sum(1 for expiry in held.values() if expiry > now_ms)
-                counts[bucket.name] = Count(requests, tokens)
-                refused = judge(bucket, counts[bucket.name], live)
+                live = 0
+                if bucket.limits.concurrent_requests is not None:
+                    held = self._leases.get(bucket.name, {})
+                    live = sum(1 for expiry in held.values() if expiry > now_ms)
+                count = counts[bucket.name] = Count(requests, tokens)
+                refused = judge(bucket, count, live)
                 if refused is not None:
                     return Verdict(counts, (bucket, refused))
             for bucket in buckets:
                 if bucket.limits.windowed:
-                    self._windows.setdefault((bucket.name, window_start), [0, 0])[0] += 1
+                    window = self._windows.get((bucket.name, window_start))
+                    if window is None:
+                        self._windows[bucket.name, window_start] = [1, 0]
+                    else:
+                        window[0] += 1
                 if bucket.limits.concurrent_requests is not None:
                     self._leases.setdefault(bucket.name, {})[lease] = expires_ms
         return Verdict(counts)

@@ -63,6 +63,34 @@ def buckets_for(served: ServedDeployment, key_id: str | None) -> list[Bucket]:
     return found
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a call through one key of one deployment is checked against, worked out once per
+    loaded deployment (:meth:`RateLimiter.plan`): its buckets, those its tokens are charged
+    to, those it holds a lease in, and the limits its headers report."""
+
+    buckets: tuple[Bucket, ...]
+    charged: tuple[str, ...] = ()
+    leased: tuple[str, ...] = ()
+    requests: tuple[tuple[str, int], ...] = ()  # (bucket, requests per minute)
+    tokens: tuple[tuple[str, int], ...] = ()  # (bucket, tokens per minute)
+
+    @classmethod
+    def of(cls, buckets: Sequence[Bucket]) -> Plan:
+        return cls(
+            tuple(buckets),
+            charged=tuple(b.name for b in buckets if b.limits.tokens_per_minute is not None),
+            leased=tuple(b.name for b in buckets if b.limits.concurrent_requests is not None),
+            requests=tuple((b.name, b.limits.requests_per_minute) for b in buckets
+                           if b.limits.requests_per_minute is not None),
+            tokens=tuple((b.name, b.limits.tokens_per_minute) for b in buckets
+                         if b.limits.tokens_per_minute is not None))
+
+
+NO_PLAN = Plan(())
+MAX_PLANS = 10_000
+
+
 def duration(seconds: float) -> str:
     """OpenAI's ``x-ratelimit-reset-*`` form: ``250ms``, ``12.5s``, ``1m30s``."""
     if seconds < 1:
@@ -73,26 +101,32 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-@dataclass
+_RESETS: dict[int, str] = {}
+
+
+def reset_header(seconds: float) -> str:
+    """:func:`duration` to the hundredth of a second (each call formats a reset; there are
+    only so many hundredths in a window, so each is formatted once)."""
+    hundredths = math.ceil(seconds * 100)  # never earlier than the window's end
+    text = _RESETS.get(hundredths)
+    if text is None:
+        if len(_RESETS) > 100_000:
+            _RESETS.clear()
+        text = _RESETS[hundredths] = duration(hundredths / 100)
+    return text
+
+
 class Admission:
     """An admitted call: the headers its answer carries and what to settle when it ends
-    (the buckets its tokens are charged to, and those it holds a lease in)."""
+    (its plan's buckets its tokens are charged to, and those it holds a lease in)."""
 
-    buckets: list[Bucket]
-    window_start: int
-    lease: str
-    headers: dict[str, str]
-    tap: runs.RunTap | None = None
-    charged: list[str] = field(init=False)
-    leased: list[str] = field(init=False)
-    raw_headers: list[tuple[bytes, bytes]] = field(init=False)
+    __slots__ = ("lease", "plan", "raw_headers", "tap", "window_start")
 
-    def __post_init__(self) -> None:
-        self.charged = [b.name for b in self.buckets if b.limits.tokens_per_minute is not None]
-        self.leased = [b.name for b in self.buckets
-                       if b.limits.concurrent_requests is not None]
-        self.raw_headers = [(name.encode("latin-1"), value.encode("latin-1"))
-                            for name, value in self.headers.items()]
+    def __init__(self, plan: Plan, window_start: int, lease: str,
+                 raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.plan, self.window_start, self.lease = plan, window_start, lease
+        self.raw_headers = raw_headers
+        self.tap: runs.RunTap | None = None
 
 
 LEASE_PREFIX = f"{uuid.uuid4().hex[:16]}-"  # unique per process; a counter within it
@@ -111,6 +145,8 @@ class RateLimiter:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _warned_at: float = field(default=-math.inf, init=False)
+    _plans: dict[tuple[str, str | None], tuple[ServedDeployment, Plan]] = field(
+        default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.failure not in FAILURE_POLICIES:
@@ -118,9 +154,24 @@ class RateLimiter:
         if self.window_s < 1:
             raise ValueError("rate_limit_window_s must be at least 1")
 
-    async def admit(self, buckets: list[Bucket]) -> Admission | None:
+    def plan(self, served: ServedDeployment, key_id: str | None) -> Plan:
+        """The plan of calls through ``key_id`` to ``served``, remembered for as long as this
+        loaded deployment is the one served (a change to it loads a new one)."""
+        cache_key = (served.id, key_id)
+        cached = self._plans.get(cache_key)
+        if cached is not None and cached[0] is served:
+            return cached[1]
+        buckets = buckets_for(served, key_id)
+        plan = Plan.of(buckets) if buckets else NO_PLAN
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        self._plans[cache_key] = (served, plan)
+        return plan
+
+    async def admit(self, plan: Plan) -> Admission | None:
         """Count the call in, or raise the 429 (503 with ``failure="closed"`` when the
         counters cannot be reached; None, admitted unlimited, with ``"open"``)."""
+        buckets = plan.buckets
         now = self.clock()
         window_start = int(now // self.window_s) * self.window_s
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}"
@@ -136,27 +187,33 @@ class RateLimiter:
             self._unreachable(exc)
             return None
         reset = window_start + self.window_s - now
-        headers = limit_headers(buckets, verdict, reset)
         if verdict.refused is not None:
-            raise refusal(verdict, reset, headers)
-        admission = Admission(buckets, window_start, lease, headers)
-        if admission.leased:
+            raise refusal(verdict, reset, limit_headers(plan, verdict, reset))
+        admission = Admission(plan, window_start, lease, [
+            (_RAW_NAMES[name], value.encode("latin-1"))
+            for name, value in limit_headers(plan, verdict, reset).items()])
+        if plan.leased:
             with self._lock:
-                self._held[lease] = admission.leased
+                self._held[lease] = list(plan.leased)
         return admission
 
     async def end(self, admission: Admission) -> None:
         """Charge the call's tokens and give back its slot (never raises)."""
-        with self._lock:
-            self._held.pop(admission.lease, None)
+        plan = admission.plan
+        if plan.leased:
+            with self._lock:
+                self._held.pop(admission.lease, None)
         tokens = sum(admission.tap.usage()) if admission.tap is not None else 0
-        charge = admission.charged if tokens > 0 else []
-        if not charge and not admission.leased:
+        charge = plan.charged if tokens > 0 else ()
+        if not charge and not plan.leased:
             return
         window_start = int(self.clock() // self.window_s) * self.window_s
         try:
-            await self._run(self.counters.end, charge, window_start, tokens, admission.leased,
-                            admission.lease)
+            if self.counters.blocking:
+                await run_in_threadpool(self.counters.end, charge, window_start, tokens,
+                                        plan.leased, admission.lease)
+            else:  # in memory: on the loop
+                self.counters.end(charge, window_start, tokens, plan.leased, admission.lease)
         except Exception as exc:
             self._warn("could not settle a call's rate limits (its lease expires by itself)",
                        exc)
@@ -190,11 +247,6 @@ class RateLimiter:
         while not self._stop.wait(self.lease_s / 3):
             self.tick()
 
-    async def _run(self, call: Callable[..., T], *args: Any) -> T:
-        if self.counters.blocking:
-            return await run_in_threadpool(call, *args)
-        return call(*args)
-
     def _unreachable(self, exc: Exception) -> None:
         if self.failure == "closed":
             log.warning("rate limits cannot be checked; answering 503: %s", exc)
@@ -213,25 +265,31 @@ class RateLimiter:
         log.warning("%s: %s", message, exc)
 
 
-def limit_headers(buckets: Sequence[Bucket], verdict: Verdict, reset_s: float) -> dict[str, str]:
+def limit_headers(plan: Plan, verdict: Verdict, reset_s: float) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the tightest
     bucket of each kind (remaining after this call, when it is admitted)."""
     admitted = 0 if verdict.refused is not None else 1
     headers: dict[str, str] = {}
-    reset = duration(reset_s)
-    requests = [(b.limits.requests_per_minute - verdict.counts[b.name].requests - admitted,
-                 b.limits.requests_per_minute) for b in buckets
-                if b.limits.requests_per_minute is not None and b.name in verdict.counts]
-    tokens = [(b.limits.tokens_per_minute - verdict.counts[b.name].tokens,
-               b.limits.tokens_per_minute) for b in buckets
-              if b.limits.tokens_per_minute is not None and b.name in verdict.counts]
-    for kind, seen in ((REQUESTS, requests), (TOKENS, tokens)):
-        if seen:
-            remaining, limit = min(seen)
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
-            headers[f"x-ratelimit-reset-{kind}"] = reset
+    counts = verdict.counts
+    requests = [(limit - counts[name].requests - admitted, limit)
+                for name, limit in plan.requests if name in counts]
+    tokens = [(limit - counts[name].tokens, limit) for name, limit in plan.tokens
+              if name in counts]
+    if requests or tokens:
+        reset = reset_header(reset_s)
+        for (limit_name, remaining_name, reset_name), seen in ((_REQUEST_HEADERS, requests),
+                                                               (_TOKEN_HEADERS, tokens)):
+            if seen:
+                remaining, limit = min(seen)
+                headers[limit_name] = str(limit)
+                headers[remaining_name] = str(max(0, remaining))
+                headers[reset_name] = reset
     return headers
+
+
+_REQUEST_HEADERS, _TOKEN_HEADERS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
+                                     f"x-ratelimit-reset-{kind}") for kind in (REQUESTS, TOKENS))
+_RAW_NAMES = {name: name.encode("latin-1") for name in (*_REQUEST_HEADERS, *_TOKEN_HEADERS)}
 
 
 class RateLimited(WireError):
@@ -288,10 +346,10 @@ async def admit(scope: Scope, served: ServedDeployment, key_id: str | None) -> N
     call: _Call | None = scope.get(SCOPE_KEY)
     if call is None:
         return
-    buckets = buckets_for(served, key_id)
-    if buckets:
+    plan = call.limiter.plan(served, key_id)
+    if plan.buckets:
         try:
-            call.admission = await call.limiter.admit(buckets)
+            call.admission = await call.limiter.admit(plan)
         except RateLimited as refused:
             count_rate_limited(served.id, refused.limit)
             raise

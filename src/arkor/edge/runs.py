@@ -9,8 +9,12 @@ batches. A request never waits for, or fails because of, the database; a full bu
 the run, counts it (``dropped``) and logs a warning, at most one per ``WARN_EVERY_S``.
 
 Every call is also counted into its hour's usage bucket (:mod:`arkor.store.usage`), from the
-engine's token counts, whatever the route, streaming or not. A deployment whose retention is
-``disabled`` is only counted: its request bodies are never held past the call or written.
+engine's token counts, whatever the route, streaming or not: at once, into an in-memory tally
+per bucket (a few dictionary operations on the caller's side), which the thread adds to the
+database at each write, so the thread's work grows with the buckets touched, not the calls
+(and a full run buffer never loses a count). A deployment whose retention is ``disabled`` is
+only counted: its request bodies are never held past the call, handed to the thread or
+written.
 
 The control plane's ``/v1/inference/chat`` serves through the same chat code with a tap of its
 own (no deployment: ``deployment_id`` None, never kept as a run), opened by
@@ -29,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -53,7 +57,7 @@ WARN_EVERY_S = 60.0
 STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = RUN_STATUSES  # the contract's words
 
 
-@dataclass
+@dataclass(slots=True)
 class RunTap:
     """One call, as the request is served (``deployment_id`` None: the control plane's
     inference route, counted only)."""
@@ -216,7 +220,8 @@ class Metered(Response):
 
 
 class Recorder:
-    """Runs buffered in memory (at most ``max_buffered``) and written in batches."""
+    """Calls counted in memory and runs buffered (at most ``max_buffered``), both written in
+    batches by a thread."""
 
     def __init__(self, db: Database, *, max_buffered: int = MAX_BUFFERED,
                  interval: float = FLUSH_SECONDS,
@@ -225,6 +230,9 @@ class Recorder:
         self._observer = observer  # sees every closed tap first (arkor.observability.metrics)
         self._interval = interval
         self._buffer: deque[RunTap] = deque()
+        self._tallies: dict[usage.BucketKey, usage.Tally] = {}
+        self._inference: dict[usage.InferenceKey, usage.Tally] = {}
+        self._hour = self._next_hour = datetime.min.replace(tzinfo=UTC)  # the hour of calls
         self._max = max_buffered
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -237,11 +245,32 @@ class Recorder:
         self.unmetered = 0
 
     def submit(self, run: RunTap) -> None:
-        """A closed tap, kept until the next write (or dropped, counted, when full). The
-        metrics see a deployment's calls only (their series are per deployment)."""
+        """A closed tap: counted into its bucket's tally now, and kept until the next write
+        when it is kept as a run (or dropped, counted, when the buffer is full). The metrics
+        see a deployment's calls only (their series are per deployment)."""
         if self._observer is not None and run.deployment_id is not None:
             self._observer(run)
+        prompt_tokens, completion_tokens = run.usage()
         with self._lock:
+            hour = self._hour
+            if not hour <= run.created_at < self._next_hour:
+                hour = usage.hour_of(run.created_at)
+                if hour > self._hour:  # the clock moved on (a call may end in the hour after)
+                    self._hour, self._next_hour = hour, hour + timedelta(hours=1)
+            if run.deployment_id is not None:
+                key: Any = (run.deployment_id, run.key_id or "", hour)
+                into: dict[Any, usage.Tally] = self._tallies
+            else:
+                key, into = (run.project_id, hour), self._inference
+            tally = into.get(key)
+            if tally is None:
+                tally = into[key] = usage.Tally(project_id=run.project_id)
+            tally.add(http_status=run.http_status,
+                      cancelled=run.outcome() == STATUS_CANCELLED,
+                      prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                      latency_ms=run.latency_ms)
+            if not run.keep or run.deployment_id is None:
+                return  # only counted (retention disabled, or the inference route)
             if len(self._buffer) >= self._max:
                 self.dropped += 1
                 now = time.monotonic()
@@ -264,22 +293,21 @@ class Recorder:
         self.flush()
 
     def flush(self) -> None:
-        """Write what is buffered now (the recorder's thread does this every interval)."""
+        """Write what is counted and buffered now (the recorder's thread does this every
+        interval)."""
+        self._meter()
         while True:
             with self._lock:
                 taps = [self._buffer.popleft() for _ in range(min(500, len(self._buffer)))]
             if not taps:
                 return
-            self._meter(taps)
             batch = []
-            for tap in (t for t in taps if t.keep):
+            for tap in taps:
                 try:
                     batch.append(tap.row())
                 except Exception:
                     self.dropped += 1
                     log.exception("could not record a run of request %s", tap.request_id)
-            if not batch:  # only counted (retention disabled, or the inference route)
-                continue
             try:
                 with self._db.session() as session:
                     stored.add_runs(session, batch)
@@ -291,32 +319,24 @@ class Recorder:
                 log.exception("could not write %d runs", len(batch))
                 return
 
-    def _meter(self, taps: list[RunTap]) -> None:
-        """Count every call (kept or not) into its hour's usage bucket: its deployment's and
-        key's, or its project's for the control plane's inference route."""
-        tallies: dict[usage.BucketKey, usage.Tally] = {}
-        inference: dict[usage.InferenceKey, usage.Tally] = {}
-        for tap in taps:
-            prompt_tokens, completion_tokens = tap.usage()
-            hour = usage.hour_of(tap.created_at)
-            into: dict[Any, usage.Tally] = tallies if tap.deployment_id is not None else inference
-            key = ((tap.deployment_id, tap.key_id or "", hour) if tap.deployment_id is not None
-                   else (tap.project_id, hour))
-            tally = into.get(key)
-            if tally is None:
-                tally = into[key] = usage.Tally(project_id=tap.project_id)
-            tally.add(
-                http_status=tap.http_status, cancelled=tap.outcome() == STATUS_CANCELLED,
-                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                latency_ms=tap.latency_ms)
+    def _meter(self) -> None:
+        """Add the calls counted since the last write to their hour's usage buckets: their
+        deployment's and key's, or their project's for the control plane's inference route."""
+        with self._lock:
+            tallies, self._tallies = self._tallies, {}
+            inference, self._inference = self._inference, {}
+        if not tallies and not inference:
+            return
+        calls = sum(t.requests for t in tallies.values()) + sum(
+            t.requests for t in inference.values())
         try:
             with self._db.session() as session:
                 usage.add_tallies(session, tallies)
                 usage.add_inference_tallies(session, inference)
-            self.metered += len(taps)
+            self.metered += calls
         except Exception:
-            self.unmetered += len(taps)
-            log.exception("could not count %d calls into usage", len(taps))
+            self.unmetered += calls
+            log.exception("could not count %d calls into usage", calls)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

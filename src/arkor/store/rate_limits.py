@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import Engine, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import Insert, insert
@@ -57,16 +58,15 @@ class Bucket:
     limits: Limits
 
 
-@dataclass(frozen=True)
-class Count:
-    """A bucket's window as an admission saw it: requests before this one, tokens so far."""
+class Count(NamedTuple):
+    """A bucket's window as an admission saw it: requests before this one, tokens so far
+    (a tuple: one is made per bucket per call)."""
 
     requests: int
     tokens: int
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """``refused`` is None when admitted, else the bucket and which limit (``requests``,
     ``tokens`` or ``concurrent``) refused."""
 
