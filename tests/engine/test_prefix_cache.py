@@ -109,6 +109,26 @@ def test_entries_are_evicted_by_bytes_and_replaced_by_their_extensions() -> None
     assert PrefixCache(0).enabled is False
 
 
+def test_a_whole_prompt_comes_back_with_its_logits_and_keeps_them_when_extended() -> None:
+    cache = PrefixCache(max_bytes=1 << 20)
+    logits = torch.arange(10, dtype=torch.float32)
+    cache.store("base", [1, 2, 3], kv(3, 1.0), logits=logits)
+    hit = cache.lookup_whole("base", [1, 2, 3])
+    assert hit is not None and hit.length == 3 and hit.logits is logits
+    assert hit.layers[0][0].shape == (3, 3, 4)
+    assert cache.lookup_whole("other", [1, 2, 3]) is None  # per adapter
+    assert cache.lookup_whole("base", [1, 2]) is None  # no logits kept at that length
+    assert cache.lookup_whole("base", [1, 2, 3, 4]) is None
+    # The answer extends the prompt: the longer entry replaces it and keeps its logits.
+    cache.store("base", [1, 2, 3, 7, 8], kv(5, 2.0))
+    assert len(cache) == 1
+    again = cache.lookup_whole("base", [1, 2, 3])
+    assert again is not None and again.logits is logits
+    assert again.layers[0][0].shape == (3, 3, 4) and float(again.layers[0][0][0, 0, 0]) == 2.0
+    assert cache.whole_hits == 2
+    assert cache.bytes == sum(k.nbytes + v.nbytes for k, v in kv(5)) + logits.nbytes
+
+
 # Through the engine.
 
 def test_a_repeated_prefix_is_reused_and_changes_no_token(
@@ -130,6 +150,42 @@ def test_a_repeated_prefix_is_reused_and_changes_no_token(
     assert cache.tokens_reused - again > 20
     [alone] = texts(cached, [chat(QUESTIONS[1], max_tokens=12)])
     assert alone == reference.text(QUESTIONS[1], None, 12)
+
+
+def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
+    cached: LocalEngine, plain: LocalEngine, adapter_a: AdapterRef
+) -> None:
+    requests = [conversation("What does a deployment cost?", max_tokens=10),
+                conversation("What does a deployment cost?", adapter=adapter_a, max_tokens=10)]
+    expected = texts(plain, requests)
+    assert texts(cached, requests) == expected
+    scheduler = cached._schedulers[EMBEDDED_MODEL_NAME]
+    cache = prefix(cached)
+    forwards: list[int] = []
+    forward = scheduler.adapters.forward
+
+    def counting(names: list[str | None], **inputs: Any) -> Any:
+        forwards.append(int(inputs["input_ids"].shape[1]))
+        return forward(names, **inputs)
+
+    scheduler.adapters.forward = counting  # type: ignore[method-assign]
+    try:
+        whole = cache.whole_hits
+        # Each again, alone and together: the same tokens, and every forward is a decode step
+        # (one column), none a prefill; the adapter's prompt found its own entry.
+        assert texts(cached, requests[:1]) == expected[:1]
+        assert texts(cached, requests[1:]) == expected[1:]
+        assert texts(cached, requests) == expected
+        assert cache.whole_hits - whole == 4
+        assert forwards and set(forwards) == {1}
+        # A first token only: no forward at all.
+        one = conversation("What does a deployment cost?", max_tokens=1)
+        first = texts(plain, [one])
+        forwards.clear()
+        assert texts(cached, [one]) == first
+        assert forwards == []
+    finally:
+        del scheduler.adapters.forward
 
 
 def test_the_next_turn_of_a_conversation_reuses_the_answer(
@@ -198,9 +254,9 @@ def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_
         scheduler: Any = engine._schedulers[EMBEDDED_MODEL_NAME]
         real_store = scheduler.prefix.store
 
-        def slow_store(*args: Any) -> None:
+        def slow_store(*args: Any, **kwargs: Any) -> None:
             time.sleep(1.0)  # widen the window the race needs
-            real_store(*args)
+            real_store(*args, **kwargs)
 
         scheduler.prefix.store = slow_store
         started = asyncio.Event()

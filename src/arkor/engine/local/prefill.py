@@ -1,11 +1,12 @@
 """Newcomers prefilled together into a cache of their own, a chunk of columns at a time.
 
-The group's prompts are laid out as one left-padded batch. A row whose leading tokens were
-found in the prefix cache starts from those keys and values and only its remainder is fed;
-the cache is then ``[cached prefixes, right-aligned | remainders, right-aligned]``, and the
-attention mask hides the padding of both parts (a hole in the middle of a row is as good as
-padding on its left). Positions count only a row's real tokens, so every token has the
-position it would have alone.
+The group's prompts are laid out as one left-padded batch (a group of prompts found whole in
+the prefix cache, logits included, has nothing left to feed: it joins as it is). A row whose
+leading tokens were found in the prefix cache starts from those keys and values and only its
+remainder is fed; the cache is then ``[cached prefixes, right-aligned | remainders,
+right-aligned]``, and the attention mask hides the padding of both parts (a hole in the middle
+of a row is as good as padding on its left). Positions count only a row's real tokens, so
+every token has the position it would have alone.
 
 Feeding the remainder in slices of columns lets the scheduler run a decode step for the
 running rows between two slices (chunked prefill): a long prompt never holds them up for
@@ -47,6 +48,9 @@ class PrefillGroup:
             mask[row, self.past_width + start :] = 1
             positions[row, start:] = torch.arange(skip, skip + len(tokens))
         self.ids, self.mask, self.positions = ids.to(device), mask.to(device), positions.to(device)
+        # Placeholder inputs until the first answer tokens are chosen (append_step).
+        self.last_tokens = torch.tensor([prompt[-1] for prompt in prompts], dtype=torch.long,
+                                        device=device)
         self.cache = new_cache()
         if self.past_width:
             self._seed_cache(hits)
@@ -80,7 +84,7 @@ class PrefillGroup:
         lengths = torch.tensor(self.lengths, device=self.mask.device)
         # append_step adds one, so start one short of the first generated token's position.
         return BatchTensors(
-            self.cache, self.mask, next_positions=lengths - 1, next_tokens=self.ids[:, -1]
+            self.cache, self.mask, next_positions=lengths - 1, next_tokens=self.last_tokens
         )
 
     def prompt_hidden(self) -> torch.Tensor | None:

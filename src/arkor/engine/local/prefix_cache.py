@@ -7,13 +7,18 @@ takes the longest common prefix with any entry of its adapter and only its remai
 prefilled. Entries are evicted least recently used first once their bytes pass the budget;
 an entry whose tokens are a prefix of a newer entry's is replaced by it.
 
+An entry also keeps the logits that followed its prompt (the distribution of the first
+answer token), by prompt length, and an entry that replaces it inherits them: a prompt seen
+before in full under the same adapter (:meth:`PrefixCache.lookup_whole`) needs no forward
+pass at all for its first token. A prefix with new tokens after it still computes those.
+
 Only the scheduler thread touches the cache.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,14 +33,17 @@ class _Entry:
     tokens: np.ndarray
     layers: Layers
     nbytes: int
+    logits: dict[int, torch.Tensor] = field(default_factory=dict)  # by prompt length
 
 
 @dataclass(frozen=True)
 class PrefixHit:
-    """``length`` leading tokens of a prompt whose keys and values are in ``layers``."""
+    """``length`` leading tokens of a prompt whose keys and values are in ``layers``; for a
+    whole prompt (:meth:`PrefixCache.lookup_whole`), ``logits`` of its next token."""
 
     length: int
     layers: Layers
+    logits: torch.Tensor | None = None
 
 
 class PrefixCache:
@@ -45,6 +53,7 @@ class PrefixCache:
         self._next_id = 0
         self.bytes = 0
         self.hits = 0
+        self.whole_hits = 0  # prompts whose first token needed no forward pass
         self.tokens_reused = 0
 
     @property
@@ -76,8 +85,33 @@ class PrefixCache:
         layers = self._entries[best_id].layers
         return PrefixHit(best, [(k[:, :best], v[:, :best]) for k, v in layers])
 
-    def store(self, adapter: str, tokens: list[int], layers: Layers) -> None:
-        """Keep ``layers`` (owned by the cache from now on) for ``tokens`` under ``adapter``."""
+    def lookup_whole(self, adapter: str, tokens: list[int]) -> PrefixHit | None:
+        """All of ``tokens`` under ``adapter``, with the logits that followed them, when an
+        entry holds both (a prompt served before); None otherwise."""
+        if not self._entries or not tokens:
+            return None
+        length = len(tokens)
+        wanted: np.ndarray | None = None
+        for entry_id, entry in reversed(self._entries.items()):
+            logits = entry.logits.get(length)
+            if entry.adapter != adapter or logits is None:
+                continue
+            if wanted is None:
+                wanted = np.asarray(tokens, dtype=np.int64)
+            if _common_prefix(entry.tokens, wanted) == length:
+                self._entries.move_to_end(entry_id)
+                self.hits += 1
+                self.whole_hits += 1
+                self.tokens_reused += length
+                return PrefixHit(length, [(k[:, :length], v[:, :length])
+                                          for k, v in entry.layers], logits)
+        return None
+
+    def store(self, adapter: str, tokens: list[int], layers: Layers,
+              logits: torch.Tensor | None = None) -> None:
+        """Keep ``layers`` (owned by the cache from now on) for ``tokens`` under ``adapter``,
+        and ``logits`` (1-D, float32), those of the token after them, when given."""
+        kept = {len(tokens): logits} if logits is not None else {}
         nbytes = sum(k.nbytes + v.nbytes for k, v in layers)
         if not self.enabled or nbytes > self.max_bytes or not tokens:
             return
@@ -86,8 +120,10 @@ class PrefixCache:
             if entry.adapter == adapter and len(entry.tokens) <= len(array) and (
                 _common_prefix(entry.tokens, array) == len(entry.tokens)
             ):
-                self._remove(entry_id)  # the new entry covers it
-        self._entries[self._next_id] = _Entry(adapter, array, layers, nbytes)
+                kept = {**entry.logits, **kept}  # the new entry covers it, logits too
+                self._remove(entry_id)
+        nbytes += sum(t.nbytes for t in kept.values())
+        self._entries[self._next_id] = _Entry(adapter, array, layers, nbytes, kept)
         self._next_id += 1
         self.bytes += nbytes
         while self.bytes > self.max_bytes:

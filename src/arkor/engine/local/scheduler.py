@@ -4,7 +4,9 @@ Each turn of the loop:
 
 1. takes waiting requests while the batch has room (and their padded prompts fit the prefill
    budget), pins their adapters, looks their prompts up in the prefix cache, and starts them
-   as one prefill group (:mod:`prefill`) with a cache of their own;
+   as one prefill group (:mod:`prefill`) with a cache of their own (a prompt found whole in
+   the cache, with the logits that followed it, samples its first token from them and joins
+   the running batch at once);
 2. feeds the group's next slice of prompt columns: all of it when nothing else is running,
    otherwise :data:`PREFILL_CHUNK_TOKENS` (chunked prefill). When the group is through, its
    rows sample their first token and the survivors merge into the running batch;
@@ -224,17 +226,32 @@ class Scheduler:
         if not rows:
             return
         try:
-            hits = [self._prefix_hit(row) for row in rows]
-            group = PrefillGroup(
-                [row.ticket.prompt_ids for row in rows],
-                hits,
-                self.loaded.pad_token_id,
-                self.loaded.device,
-            )
+            wholes = [self._whole_hit(row) for row in rows]
+            ready = [row for row, hit in zip(rows, wholes, strict=True) if hit is not None]
+            if ready:  # seen before in full: their first token needs no forward pass
+                found = [hit for hit in wholes if hit is not None]
+                group = self._prefill_group(ready, list(found))
+                self._join(group, ready, torch.stack([hit.logits for hit in found
+                                                      if hit.logits is not None]),
+                           store=False)
+                rows = [row for row, hit in zip(rows, wholes, strict=True) if hit is None]
+                self._set_joining(len(rows))
+                if not rows:
+                    return
+            group = self._prefill_group(rows, [self._prefix_hit(row) for row in rows])
         except Exception as exc:
             self._prefill_failed(rows, exc)
             return
         self._group = (group, rows)
+
+    def _prefill_group(self, rows: list[Row], hits: list[PrefixHit | None]) -> PrefillGroup:
+        return PrefillGroup([row.ticket.prompt_ids for row in rows], hits,
+                            self.loaded.pad_token_id, self.loaded.device)
+
+    def _whole_hit(self, row: Row) -> PrefixHit | None:
+        if not self.prefix.enabled or row.wants_prompt_logprobs:
+            return None
+        return self.prefix.lookup_whole(row.prefix_instance, row.ticket.prompt_ids)
 
     def _prefix_hit(self, row: Row) -> PrefixHit | None:
         if not self.prefix.enabled or row.wants_prompt_logprobs:
@@ -292,9 +309,15 @@ class Scheduler:
             if hook is not None:
                 hook.remove()
 
-    def _join(self, group: PrefillGroup, rows: list[Row], logits: torch.Tensor) -> None:
+    def _join(self, group: PrefillGroup, rows: list[Row], logits: torch.Tensor, *,
+              store: bool = True) -> None:
+        """Sample the rows' first tokens from their prompts' ``logits`` and add them to the
+        running batch; ``store`` keeps their prompts (and those logits) in the prefix cache."""
         # Logits go on as float32 whatever the model's precision (sampling, logprobs, masks).
         tensors = group.tensors()
+        store = store and self.prefix.enabled
+        # Copies per row: sampling may change ``logits``, and an entry keeps only its own.
+        prompt_logits = [row_logits.clone() for row_logits in logits] if store else None
         hidden = group.prompt_hidden()
         if hidden is not None:
             self._prompt_logprobs(rows, hidden)
@@ -308,11 +331,12 @@ class Scheduler:
             picked = [rows[i] for i in generating]
             self._accept(picked, self._next_tokens(logits, picked))
         tensors.append_step([row.last_token for row in rows])
-        if self.prefix.enabled:
+        if prompt_logits is not None:
             for index, row in enumerate(rows):
                 if not row.failed:  # its prompt's keys and values are sound, even if cancelled
                     self.prefix.store(
-                        row.prefix_instance, row.ticket.prompt_ids, row_layers(tensors, index)
+                        row.prefix_instance, row.ticket.prompt_ids, row_layers(tensors, index),
+                        logits=prompt_logits[index],
                     )
         keep = [i for i, row in enumerate(rows) if not row.leaving]
         self._release([row for row in rows if row.leaving])
