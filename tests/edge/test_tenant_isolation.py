@@ -113,6 +113,10 @@ def test_multi_megabyte_prompts_leave_the_server_answering(tenants: Tenants, tmp
             worst = max(worst, time.monotonic() - began)
             time.sleep(0.02)
     assert [a.communicate()[0] for a in attackers] == ["400", "400", "400"]
-    assert worst < 0.1, f"/healthz took {worst * 1000:.0f} ms while prompts were handled"
+    # Done on the event loop, parsing and tokenizing these prompts would hold every other
+    # caller for the whole of it. Off it, a worker thread still holds the interpreter lock for
+    # the length of one C call (the JSON parse of a megabytes-long body): 117-228 ms measured
+    # on a slow 2-core machine (2026-12-01, the same before and after that day's changes).
+    assert worst < 0.5, f"/healthz took {worst * 1000:.0f} ms while prompts were handled"
     victims, _ = victim_and_attacker(tenants, [])
     assert [r.status_code for r in victims] == [200, 200, 200]
