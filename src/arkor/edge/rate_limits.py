@@ -120,11 +120,10 @@ class Admission:
     """An admitted call: the headers its answer carries and what to settle when it ends
     (its plan's buckets its tokens are charged to, and those it holds a lease in)."""
 
-    __slots__ = ("lease", "plan", "raw_headers", "tap", "window_start")
+    __slots__ = ("lease", "plan", "raw_headers", "tap")
 
-    def __init__(self, plan: Plan, window_start: int, lease: str,
-                 raw_headers: list[tuple[bytes, bytes]]) -> None:
-        self.plan, self.window_start, self.lease = plan, window_start, lease
+    def __init__(self, plan: Plan, lease: str, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        self.plan, self.lease = plan, lease
         self.raw_headers = raw_headers
         self.tap: runs.RunTap | None = None
 
@@ -189,7 +188,7 @@ class RateLimiter:
         reset = window_start + self.window_s - now
         if verdict.refused is not None:
             raise refusal(verdict, reset, limit_headers(plan, verdict, reset))
-        admission = Admission(plan, window_start, lease, [
+        admission = Admission(plan, lease, [
             (_RAW_NAMES[name], value.encode("latin-1"))
             for name, value in limit_headers(plan, verdict, reset).items()])
         if plan.leased:

@@ -79,11 +79,7 @@ class PrefixCache:
         best = min(best, len(tokens) - 1)
         if best_id is None or best < minimum:
             return None
-        self._entries.move_to_end(best_id)
-        self.hits += 1
-        self.tokens_reused += best
-        layers = self._entries[best_id].layers
-        return PrefixHit(best, [(k[:, :best], v[:, :best]) for k, v in layers])
+        return self._hit(best_id, best)
 
     def lookup_whole(self, adapter: str, tokens: list[int]) -> PrefixHit | None:
         """All of ``tokens`` under ``adapter``, with the logits that followed them, when an
@@ -99,13 +95,17 @@ class PrefixCache:
             if wanted is None:
                 wanted = np.asarray(tokens, dtype=np.int64)
             if _common_prefix(entry.tokens, wanted) == length:
-                self._entries.move_to_end(entry_id)
-                self.hits += 1
                 self.whole_hits += 1
-                self.tokens_reused += length
-                return PrefixHit(length, [(k[:, :length], v[:, :length])
-                                          for k, v in entry.layers], logits)
+                return self._hit(entry_id, length, logits)
         return None
+
+    def _hit(self, entry_id: int, length: int, logits: torch.Tensor | None = None) -> PrefixHit:
+        """The first ``length`` tokens of an entry, now its most recently used."""
+        self._entries.move_to_end(entry_id)
+        self.hits += 1
+        self.tokens_reused += length
+        layers = self._entries[entry_id].layers
+        return PrefixHit(length, [(k[:, :length], v[:, :length]) for k, v in layers], logits)
 
     def store(self, adapter: str, tokens: list[int], layers: Layers,
               logits: torch.Tensor | None = None) -> None:
