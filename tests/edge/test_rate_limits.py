@@ -248,5 +248,5 @@ def test_unreachable_counters_refuse_with_503_when_closed(unreachable: dict[str,
     (75.0, "1m15s")])
 def test_a_reset_is_shown_to_the_hundredth_and_never_before_the_window_ends(
         seconds: float, shown: str) -> None:
-    assert reset_header(seconds) == shown
+    assert reset_header(seconds) == shown.encode()
     assert reset_seconds(shown) >= seconds

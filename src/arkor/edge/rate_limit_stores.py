@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 from arkor.store.rate_limits import Bucket, Count, Verdict, judge
 
+NO_COUNT = Count(0, 0)
+
 
 class Counters(Protocol):
     blocking: bool
@@ -38,64 +40,102 @@ class Counters(Protocol):
     def sweep(self, before_window_start: int, now_ms: int) -> None: ...
 
 
+class _Slot:
+    """One bucket in memory: its latest window's counts and the leases held in it."""
+
+    __slots__ = ("leases", "requests", "tokens", "window_start")
+
+    def __init__(self, window_start: int) -> None:
+        self.window_start = window_start
+        self.requests = self.tokens = 0
+        self.leases: dict[str, int] = {}  # lease -> expiry (ms)
+
+    def at(self, window_start: int) -> _Slot:
+        """This slot, counting from zero if ``window_start`` is a later window (windows only
+        move on: an earlier one is never asked for again, so only the latest is kept)."""
+        if window_start > self.window_start:
+            self.window_start, self.requests, self.tokens = window_start, 0, 0
+        return self
+
+    def live(self, now_ms: int, limit: int) -> int:
+        """Leases held: every one, unless that reaches the limit; then those not expired."""
+        held = len(self.leases)
+        if held < limit:
+            return held
+        return sum(1 for expiry in self.leases.values() if expiry > now_ms)
+
+
 class MemoryCounters:
-    """One process's counters (SQLite installations, which run one process)."""
+    """One process's counters (SQLite installations, which run one process): a slot per
+    bucket, its latest window only."""
 
     blocking = False
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, int], list[int]] = {}
-        self._leases: dict[str, dict[str, int]] = {}
+        self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
+
+    def _slot(self, name: str, window_start: int) -> _Slot:
+        slot = self._slots.get(name)
+        if slot is None:
+            slot = self._slots[name] = _Slot(window_start)
+        return slot.at(window_start)
 
     def admit(self, buckets: Sequence[Bucket], window_start: int, lease: str,
               now_ms: int, expires_ms: int) -> Verdict:
         counts: dict[str, Count] = {}
+        slots = self._slots
         with self._lock:
             for bucket in buckets:
-                requests, tokens = self._windows.get((bucket.name, window_start), (0, 0))
-                live = 0
-                if bucket.limits.concurrent_requests is not None:
-                    held = self._leases.get(bucket.name, {})
-                    live = sum(1 for expiry in held.values() if expiry > now_ms)
-                count = counts[bucket.name] = Count(requests, tokens)
-                refused = judge(bucket, count, live)
+                slot = slots.get(bucket.name)
+                if slot is None:
+                    continue  # nothing counted yet: nothing over a limit
+                if window_start > slot.window_start:
+                    slot.window_start, slot.requests, slot.tokens = window_start, 0, 0
+                count = counts[bucket.name] = Count(slot.requests, slot.tokens)
+                concurrent = bucket.limits.concurrent_requests
+                refused = judge(bucket, count, 0 if concurrent is None
+                                else slot.live(now_ms, concurrent))
                 if refused is not None:
                     return Verdict(counts, (bucket, refused))
             for bucket in buckets:
-                if bucket.limits.windowed:
-                    window = self._windows.get((bucket.name, window_start))
-                    if window is None:
-                        self._windows[bucket.name, window_start] = [1, 0]
-                    else:
-                        window[0] += 1
+                slot = slots.get(bucket.name)
+                if slot is None:
+                    slot = slots[bucket.name] = _Slot(window_start)
+                    counts[bucket.name] = NO_COUNT
+                slot.requests += 1
                 if bucket.limits.concurrent_requests is not None:
-                    self._leases.setdefault(bucket.name, {})[lease] = expires_ms
+                    slot.leases[lease] = expires_ms
         return Verdict(counts)
 
     def end(self, charge: Sequence[str], window_start: int, tokens: int,
             release: Sequence[str], lease: str) -> None:
         with self._lock:
             for name in charge:
-                self._windows.setdefault((name, window_start), [0, 0])[1] += tokens
+                slot = self._slot(name, window_start)
+                if slot.window_start == window_start:  # not a window already gone
+                    slot.tokens += tokens
             for name in release:
-                self._leases.get(name, {}).pop(lease, None)
+                slot_of = self._slots.get(name)
+                if slot_of is not None:
+                    slot_of.leases.pop(lease, None)
 
     def renew(self, held: Sequence[tuple[str, str]], now_ms: int, expires_ms: int) -> None:
         with self._lock:
             for name, lease in held:
-                if lease in self._leases.get(name, {}):
-                    self._leases[name][lease] = expires_ms
+                slot = self._slots.get(name)
+                if slot is not None and lease in slot.leases:
+                    slot.leases[lease] = expires_ms
 
     def sweep(self, before_window_start: int, now_ms: int) -> None:
         with self._lock:
-            for key in [k for k in self._windows if k[1] < before_window_start]:
-                del self._windows[key]
-            for name, held in list(self._leases.items()):
-                for lease in [k for k, expiry in held.items() if expiry <= now_ms]:
-                    del held[lease]
-                if not held:
-                    del self._leases[name]
+            for name, slot in list(self._slots.items()):
+                for lease in [k for k, expiry in slot.leases.items() if expiry <= now_ms]:
+                    del slot.leases[lease]
+                if slot.window_start < before_window_start and not slot.leases:
+                    del self._slots[name]
+                elif slot.window_start < before_window_start:
+                    slot.requests = slot.tokens = 0
 
 
 # Over every bucket at once: check each (window counts, live leases), then count the request

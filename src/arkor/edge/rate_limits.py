@@ -40,7 +40,7 @@ from arkor.edge.directory import ServedDeployment
 from arkor.edge.errors import WireError
 from arkor.edge.rate_limit_stores import Counters
 from arkor.observability.metrics import count_rate_limited
-from arkor.store.rate_limits import CONCURRENT, REQUESTS, TOKENS, Bucket, Verdict
+from arkor.store.rate_limits import CONCURRENT, REQUESTS, TOKENS, Bucket, Count, Verdict
 
 log = logging.getLogger("arkor.edge")
 SCOPE_KEY = "arkor.rate_limits"
@@ -63,6 +63,13 @@ def buckets_for(served: ServedDeployment, key_id: str | None) -> list[Bucket]:
     return found
 
 
+RawHeader = tuple[bytes, bytes]
+Shown = tuple[str, int, RawHeader]  # a bucket, its limit, and its x-ratelimit-limit-* header
+_REQUEST_RAW, _TOKEN_RAW = (tuple(f"x-ratelimit-{part}-{kind}".encode("latin-1")
+                                  for part in ("limit", "remaining", "reset"))
+                            for kind in (REQUESTS, TOKENS))
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a call through one key of one deployment is checked against, worked out once per
@@ -72,8 +79,8 @@ class Plan:
     buckets: tuple[Bucket, ...]
     charged: tuple[str, ...] = ()
     leased: tuple[str, ...] = ()
-    requests: tuple[tuple[str, int], ...] = ()  # (bucket, requests per minute)
-    tokens: tuple[tuple[str, int], ...] = ()  # (bucket, tokens per minute)
+    requests: tuple[Shown, ...] = ()  # the buckets with a limit of requests per minute
+    tokens: tuple[Shown, ...] = ()  # ... of tokens per minute
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> Plan:
@@ -81,10 +88,10 @@ class Plan:
             tuple(buckets),
             charged=tuple(b.name for b in buckets if b.limits.tokens_per_minute is not None),
             leased=tuple(b.name for b in buckets if b.limits.concurrent_requests is not None),
-            requests=tuple((b.name, b.limits.requests_per_minute) for b in buckets
-                           if b.limits.requests_per_minute is not None),
-            tokens=tuple((b.name, b.limits.tokens_per_minute) for b in buckets
-                         if b.limits.tokens_per_minute is not None))
+            requests=tuple((b.name, limit, (_REQUEST_RAW[0], b"%d" % limit)) for b in buckets
+                           if (limit := b.limits.requests_per_minute) is not None),
+            tokens=tuple((b.name, limit, (_TOKEN_RAW[0], b"%d" % limit)) for b in buckets
+                         if (limit := b.limits.tokens_per_minute) is not None))
 
 
 NO_PLAN = Plan(())
@@ -101,19 +108,26 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-_RESETS: dict[int, str] = {}
+_RESETS: dict[int, tuple[RawHeader, RawHeader]] = {}
 
 
-def reset_header(seconds: float) -> str:
-    """:func:`duration` to the hundredth of a second (each call formats a reset; there are
-    only so many hundredths in a window, so each is formatted once)."""
+def reset_header(seconds: float) -> bytes:
+    """:func:`duration` to the hundredth of a second, as a header's value."""
+    return _resets(seconds)[0][1]
+
+
+def _resets(seconds: float) -> tuple[RawHeader, RawHeader]:
+    """The ``x-ratelimit-reset-requests`` and ``-tokens`` headers of a reset ``seconds``
+    away, rounded up to the hundredth (each call shows one; there are only so many hundredths
+    in a window, so each is made once)."""
     hundredths = math.ceil(seconds * 100)  # never earlier than the window's end
-    text = _RESETS.get(hundredths)
-    if text is None:
+    shown = _RESETS.get(hundredths)
+    if shown is None:
         if len(_RESETS) > 100_000:
             _RESETS.clear()
-        text = _RESETS[hundredths] = duration(hundredths / 100)
-    return text
+        value = duration(hundredths / 100).encode("latin-1")
+        shown = _RESETS[hundredths] = ((_REQUEST_RAW[2], value), (_TOKEN_RAW[2], value))
+    return shown
 
 
 class Admission:
@@ -122,7 +136,7 @@ class Admission:
 
     __slots__ = ("lease", "plan", "raw_headers", "tap")
 
-    def __init__(self, plan: Plan, lease: str, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, plan: Plan, lease: str, raw_headers: list[RawHeader]) -> None:
         self.plan, self.lease = plan, lease
         self.raw_headers = raw_headers
         self.tap: runs.RunTap | None = None
@@ -139,7 +153,7 @@ class RateLimiter:
     failure: str = "open"
     lease_s: float = DEFAULT_LEASE_S
     clock: Callable[[], float] = time.time
-    _held: dict[str, list[str]] = field(default_factory=dict, init=False)
+    _held: dict[str, tuple[str, ...]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -170,52 +184,80 @@ class RateLimiter:
     async def admit(self, plan: Plan) -> Admission | None:
         """Count the call in, or raise the 429 (503 with ``failure="closed"`` when the
         counters cannot be reached; None, admitted unlimited, with ``"open"``)."""
-        buckets = plan.buckets
+        if not self.counters.blocking:
+            return self.admit_now(plan)
         now = self.clock()
         window_start = int(now // self.window_s) * self.window_s
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}"
-        expires_ms = int((now + self.lease_s) * 1000)
         try:
-            if self.counters.blocking:
-                verdict = await run_in_threadpool(self.counters.admit, buckets, window_start,
-                                                  lease, int(now * 1000), expires_ms)
-            else:  # in memory: a few dict operations, on the loop
-                verdict = self.counters.admit(buckets, window_start, lease, int(now * 1000),
-                                              expires_ms)
+            verdict = await run_in_threadpool(self.counters.admit, plan.buckets, window_start,
+                                              lease, int(now * 1000),
+                                              int((now + self.lease_s) * 1000))
         except Exception as exc:
             self._unreachable(exc)
             return None
-        reset = window_start + self.window_s - now
+        return self._admitted(plan, verdict, lease, window_start + self.window_s - now)
+
+    def admit_now(self, plan: Plan) -> Admission | None:
+        """:meth:`admit` with counters in memory (a few dict operations: on the loop, with no
+        task switch). The process that counts a lease is the one that holds it and gives it
+        back when the call ends, however it ends: a lease in memory does not expire, and is
+        not renewed."""
+        now = self.clock()
+        window_start = int(now // self.window_s) * self.window_s
+        lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}" if plan.leased else ""
+        try:
+            verdict = self.counters.admit(plan.buckets, window_start, lease, int(now * 1000),
+                                          NEVER_MS)
+        except Exception as exc:
+            self._unreachable(exc)
+            return None
+        headers = limit_headers(plan, verdict, window_start + self.window_s - now)
         if verdict.refused is not None:
-            raise refusal(verdict, reset, limit_headers(plan, verdict, reset))
-        admission = Admission(plan, lease, [
-            (_RAW_NAMES[name], value.encode("latin-1"))
-            for name, value in limit_headers(plan, verdict, reset).items()])
+            raise refusal(verdict, window_start + self.window_s - now, headers)
+        return Admission(plan, lease, headers)
+
+    def _admitted(self, plan: Plan, verdict: Verdict, lease: str, reset: float) -> Admission:
+        headers = limit_headers(plan, verdict, reset)
+        if verdict.refused is not None:
+            raise refusal(verdict, reset, headers)
         if plan.leased:
             with self._lock:
-                self._held[lease] = list(plan.leased)
-        return admission
+                self._held[lease] = plan.leased
+        return Admission(plan, lease, headers)
 
     async def end(self, admission: Admission) -> None:
         """Charge the call's tokens and give back its slot (never raises)."""
+        if not self.counters.blocking:
+            self.end_now(admission)
+            return
         plan = admission.plan
         if plan.leased:
             with self._lock:
                 self._held.pop(admission.lease, None)
-        tokens = sum(admission.tap.usage()) if admission.tap is not None else 0
-        charge = plan.charged if tokens > 0 else ()
-        if not charge and not plan.leased:
-            return
-        window_start = int(self.clock() // self.window_s) * self.window_s
-        try:
-            if self.counters.blocking:
-                await run_in_threadpool(self.counters.end, charge, window_start, tokens,
-                                        plan.leased, admission.lease)
-            else:  # in memory: on the loop
-                self.counters.end(charge, window_start, tokens, plan.leased, admission.lease)
-        except Exception as exc:
-            self._warn("could not settle a call's rate limits (its lease expires by itself)",
-                       exc)
+        tokens = charged_tokens(admission)
+        if tokens or plan.leased:
+            try:
+                await run_in_threadpool(self.counters.end, plan.charged if tokens else (),
+                                        self.window_of(self.clock()), tokens, plan.leased,
+                                        admission.lease)
+            except Exception as exc:
+                self._warn("could not settle a call's rate limits (its lease expires by "
+                           "itself)", exc)
+
+    def end_now(self, admission: Admission) -> None:
+        """:meth:`end` with counters in memory, on the loop."""
+        plan = admission.plan
+        tokens = charged_tokens(admission)
+        if tokens or plan.leased:
+            try:
+                self.counters.end(plan.charged if tokens else (), self.window_of(self.clock()),
+                                  tokens, plan.leased, admission.lease)
+            except Exception as exc:
+                self._warn("could not settle a call's rate limits", exc)
+
+    def window_of(self, now: float) -> int:
+        return int(now // self.window_s) * self.window_s
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="arkor-rate-limits",
@@ -264,31 +306,47 @@ class RateLimiter:
         log.warning("%s: %s", message, exc)
 
 
-def limit_headers(plan: Plan, verdict: Verdict, reset_s: float) -> dict[str, str]:
+def limit_headers(plan: Plan, verdict: Verdict, reset_s: float) -> list[RawHeader]:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the tightest
-    bucket of each kind (remaining after this call, when it is admitted)."""
-    admitted = 0 if verdict.refused is not None else 1
-    headers: dict[str, str] = {}
+    bucket of each kind (remaining after this call, when it is admitted), as raw headers."""
+    headers: list[RawHeader] = []
     counts = verdict.counts
-    requests = [(limit - counts[name].requests - admitted, limit)
-                for name, limit in plan.requests if name in counts]
-    tokens = [(limit - counts[name].tokens, limit) for name, limit in plan.tokens
-              if name in counts]
+    requests = plan.requests and _tightest(plan.requests, counts, 0,
+                                           1 if verdict.refused is None else 0)
+    tokens = plan.tokens and _tightest(plan.tokens, counts, 1, 0)
     if requests or tokens:
-        reset = reset_header(reset_s)
-        for (limit_name, remaining_name, reset_name), seen in ((_REQUEST_HEADERS, requests),
-                                                               (_TOKEN_HEADERS, tokens)):
-            if seen:
-                remaining, limit = min(seen)
-                headers[limit_name] = str(limit)
-                headers[remaining_name] = str(max(0, remaining))
-                headers[reset_name] = reset
+        resets = _resets(reset_s)
+        if requests:
+            headers += (requests[1], (_REQUEST_RAW[1], b"%d" % max(0, requests[0])),
+                        resets[0])
+        if tokens:
+            headers += (tokens[1], (_TOKEN_RAW[1], b"%d" % max(0, tokens[0])), resets[1])
     return headers
 
 
-_REQUEST_HEADERS, _TOKEN_HEADERS = ((f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}",
-                                     f"x-ratelimit-reset-{kind}") for kind in (REQUESTS, TOKENS))
-_RAW_NAMES = {name: name.encode("latin-1") for name in (*_REQUEST_HEADERS, *_TOKEN_HEADERS)}
+def _tightest(limits: tuple[Shown, ...], counts: dict[str, Count], spent: int,
+              admitted: int) -> tuple[int, RawHeader] | None:
+    """The least remaining (then the lowest limit) of ``limits`` over the buckets counted:
+    ``(remaining, limit header)``."""
+    found: tuple[int, int, RawHeader] | None = None
+    for bucket, limit, shown in limits:
+        count = counts.get(bucket)
+        if count is not None:
+            remaining = limit - count[spent] - admitted
+            if found is None or (remaining, limit) < (found[0], found[1]):
+                found = (remaining, limit, shown)
+    return None if found is None else (found[0], found[2])
+
+
+def charged_tokens(admission: Admission) -> int:
+    """The tokens an ended call is charged (0 when its plan has no token limit)."""
+    tap = admission.tap
+    if not admission.plan.charged or tap is None:
+        return 0
+    return sum(tap.usage())
+
+
+NEVER_MS = 2**62  # a lease in memory: held until its call gives it back
 
 
 class RateLimited(WireError):
@@ -299,7 +357,8 @@ class RateLimited(WireError):
         self.limit = limit
 
 
-def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> RateLimited:
+def refusal(verdict: Verdict, reset_s: float,
+            raw_headers: list[RawHeader]) -> RateLimited:
     assert verdict.refused is not None
     bucket, kind = verdict.refused
     whose = "this API key" if bucket.name.startswith("key:") else "this deployment"
@@ -321,7 +380,8 @@ def refusal(verdict: Verdict, reset_s: float, headers: dict[str, str]) -> RateLi
         retry_after = max(1, math.ceil(reset_s))
     return RateLimited(kind, message, kind=TOKENS if kind == TOKENS else REQUESTS,
                        code="rate_limit_exceeded",
-                       headers={**headers, "Retry-After": str(retry_after)})
+                       headers={**{name.decode(): value.decode() for name, value in raw_headers},
+                                "Retry-After": str(retry_after)})
 
 
 @dataclass
@@ -333,11 +393,14 @@ class _Call:
     async def settle(self) -> None:
         if self.admission is not None and not self.settled:
             self.settled = True
-            if not self.limiter.counters.blocking:  # in memory: nothing to wait for
-                await self.limiter.end(self.admission)
-                return
             with anyio.CancelScope(shield=True):
                 await self.limiter.end(self.admission)
+
+    def settle_now(self) -> None:
+        """:meth:`settle` with counters in memory (nothing to wait for)."""
+        if self.admission is not None and not self.settled:
+            self.settled = True
+            self.limiter.end_now(self.admission)
 
 
 async def admit(scope: Scope, served: ServedDeployment, key_id: str | None) -> None:
@@ -348,7 +411,9 @@ async def admit(scope: Scope, served: ServedDeployment, key_id: str | None) -> N
     plan = call.limiter.plan(served, key_id)
     if plan.buckets:
         try:
-            call.admission = await call.limiter.admit(plan)
+            limiter = call.limiter
+            call.admission = (limiter.admit_now(plan) if not limiter.counters.blocking
+                              else await limiter.admit(plan))
         except RateLimited as refused:
             count_rate_limited(served.id, refused.limit)
             raise
@@ -378,10 +443,17 @@ class LimitedEdge:
                     admission.tap = runs.current.get()
                     message["headers"] = [*message.get("headers", ()), *admission.raw_headers]
                 elif message["type"] == "http.response.body" and not message.get("more_body"):
-                    await call.settle()
+                    if in_memory:
+                        call.settle_now()
+                    else:
+                        await call.settle()
             await send(message)
 
+        in_memory = not self.limiter.counters.blocking
         try:
             await self.edge(scope, receive, send_limited)
         finally:
-            await call.settle()
+            if in_memory:
+                call.settle_now()
+            else:
+                await call.settle()

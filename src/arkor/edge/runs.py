@@ -33,7 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -44,7 +44,7 @@ from arkor.engine.base import Finished, TextDelta
 from arkor.store import runs as stored
 from arkor.store import usage
 from arkor.store.db import Database
-from arkor.store.tables import Run, utcnow
+from arkor.store.tables import Run
 
 log = logging.getLogger("arkor.edge")
 MAX_BUFFERED = 10_000
@@ -52,7 +52,8 @@ MAX_KEPT_REQUEST_BYTES = 256 * 1024
 """A larger request body is not kept (a stub says its size): no prompt that fits a context
 is this long, so it is one the engine refused, and writing it would cost every other caller
 the time to copy it."""
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 0.5  # how often kept runs are written
+METER_SECONDS = 2.0  # how often the calls counted are added to the usage buckets
 WARN_EVERY_S = 60.0
 STATUS_COMPLETED, STATUS_FAILED, STATUS_CANCELLED = RUN_STATUSES  # the contract's words
 
@@ -80,7 +81,7 @@ class RunTap:
     finished: dict[int, Finished] = field(default_factory=dict)
     answer: dict[str, Any] | None = None
     error: str | None = None
-    created_at: datetime = field(default_factory=utcnow)
+    created: float = field(default_factory=time.time)  # epoch seconds
     ended: float = 0.0
     http_status: int = 0
     stream: bool = False
@@ -128,6 +129,10 @@ class RunTap:
         if http_status >= 400 or self.error is not None:
             return STATUS_FAILED
         return STATUS_COMPLETED
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.created, UTC)
 
     @property
     def latency_ms(self) -> int:
@@ -224,15 +229,17 @@ class Recorder:
     batches by a thread."""
 
     def __init__(self, db: Database, *, max_buffered: int = MAX_BUFFERED,
-                 interval: float = FLUSH_SECONDS,
+                 interval: float = FLUSH_SECONDS, meter_interval: float = METER_SECONDS,
                  observer: Callable[[RunTap], None] | None = None) -> None:
         self._db = db
         self._observer = observer  # sees every closed tap first (arkor.observability.metrics)
         self._interval = interval
+        self._meter_interval = meter_interval
         self._buffer: deque[RunTap] = deque()
         self._tallies: dict[usage.BucketKey, usage.Tally] = {}
         self._inference: dict[usage.InferenceKey, usage.Tally] = {}
-        self._hour = self._next_hour = datetime.min.replace(tzinfo=UTC)  # the hour of calls
+        self._hour = datetime.min.replace(tzinfo=UTC)  # the hour of the calls counted lately
+        self._hour_span = (0.0, 0.0)  # its start and end, epoch seconds
         self._max = max_buffered
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -251,12 +258,15 @@ class Recorder:
         if self._observer is not None and run.deployment_id is not None:
             self._observer(run)
         prompt_tokens, completion_tokens = run.usage()
+        cancelled = run.outcome() == STATUS_CANCELLED
         with self._lock:
             hour = self._hour
-            if not hour <= run.created_at < self._next_hour:
+            start, end = self._hour_span
+            if not start <= run.created < end:
                 hour = usage.hour_of(run.created_at)
                 if hour > self._hour:  # the clock moved on (a call may end in the hour after)
-                    self._hour, self._next_hour = hour, hour + timedelta(hours=1)
+                    self._hour = hour
+                    self._hour_span = (hour.timestamp(), hour.timestamp() + 3600)
             if run.deployment_id is not None:
                 key: Any = (run.deployment_id, run.key_id or "", hour)
                 into: dict[Any, usage.Tally] = self._tallies
@@ -265,10 +275,8 @@ class Recorder:
             tally = into.get(key)
             if tally is None:
                 tally = into[key] = usage.Tally(project_id=run.project_id)
-            tally.add(http_status=run.http_status,
-                      cancelled=run.outcome() == STATUS_CANCELLED,
-                      prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                      latency_ms=run.latency_ms)
+            tally.add(run.http_status, cancelled, prompt_tokens, completion_tokens,
+                      run.latency_ms)
             if not run.keep or run.deployment_id is None:
                 return  # only counted (retention disabled, or the inference route)
             if len(self._buffer) >= self._max:
@@ -293,9 +301,13 @@ class Recorder:
         self.flush()
 
     def flush(self) -> None:
-        """Write what is counted and buffered now (the recorder's thread does this every
-        interval)."""
+        """Write what is counted and buffered now (the recorder's thread writes runs every
+        ``interval``, and counts every ``meter_interval``: a write of the buckets costs the
+        same for one call as for thousands)."""
         self._meter()
+        self._write_runs()
+
+    def _write_runs(self) -> None:
         while True:
             with self._lock:
                 taps = [self._buffer.popleft() for _ in range(min(500, len(self._buffer)))]
@@ -339,7 +351,11 @@ class Recorder:
             log.exception("could not count %d calls into usage", calls)
 
     def _loop(self) -> None:
+        metered_at = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(self._interval)
             self._wake.clear()
-            self.flush()
+            if time.monotonic() - metered_at >= self._meter_interval:
+                metered_at = time.monotonic()
+                self._meter()
+            self._write_runs()

@@ -10,6 +10,7 @@ is not kept, so it reads as the previous bound times two).
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,10 +29,8 @@ def hour_of(moment: datetime) -> datetime:
 
 
 def latency_bucket(ms: int) -> int:
-    for index, bound in enumerate(LATENCY_BOUNDS_MS):
-        if ms <= bound:
-            return index
-    return len(LATENCY_BOUNDS_MS)
+    """The index of the first bound at or above ``ms`` (past the last: the overflow bucket)."""
+    return bisect_left(LATENCY_BOUNDS_MS, ms)
 
 
 COUNTED = ("requests", "prompt_tokens", "completion_tokens", "errors_4xx", "errors_5xx",
@@ -62,16 +61,19 @@ class Tally(Counts):
 
     project_id: str
 
-    def add(self, *, http_status: int, cancelled: bool, prompt_tokens: int,
-            completion_tokens: int, latency_ms: int) -> None:
+    def add(self, http_status: int, cancelled: bool, prompt_tokens: int,
+            completion_tokens: int, latency_ms: int, /) -> None:
         self.requests += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
-        self.errors_4xx += 400 <= http_status < 500 and http_status != 499
-        self.errors_5xx += http_status >= 500
+        if http_status >= 400:
+            if http_status >= 500:
+                self.errors_5xx += 1
+            elif http_status != 499:
+                self.errors_4xx += 1
         self.cancelled += cancelled
         self.latency_ms_sum += latency_ms
-        self.histogram[latency_bucket(latency_ms)] += 1
+        self.histogram[bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
 
 
 BucketKey = tuple[str, str, datetime]  # deployment id, key id ("" for none), hour
