@@ -28,6 +28,12 @@ call. Target: <= 1.10.
 Both comparisons run in 24 rounds, each side in turn (the order alternating), and print the
 median of the rounds' ratios twice: by mean latency, and by the process's CPU time (every
 thread, so the recorder's writes count), which a busy shared machine disturbs less.
+
+Then the same metering + limits comparison through a real server: the app in its own process
+under uvicorn with the product's server configuration (``arkor.cloud.serving``), called over
+HTTP with keep-alive connections, the ratio taken of the server process's CPU time per call
+(what serving a call costs, HTTP included; the client's work is not counted). ``--no-http``
+skips it.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arkor.cloud.serving import server_config
 from arkor.cloud.settings import Settings
 from arkor.engine.base import (
     ChatMessage,
@@ -90,6 +99,20 @@ def seed(app, slug: str = "bench-bot", retention: str = "days") -> tuple[str, st
             run_retention_days=7 if retention == "days" else None)
         _, plaintext = deployment_keys.create_key(session, deployment_id=dep.id, label="bench")
     return dep.slug, plaintext
+
+
+def seed_limited(app) -> tuple[str, str]:
+    """A deployment that keeps no runs, with limits far above what the bench sends (every call
+    is checked and admitted)."""
+    slug, key = seed(app, "bench-limited", "disabled")
+    with app.state.db.session() as session:
+        dep = deployments.deployment_by_slug(session, slug)
+        assert dep is not None
+        dep.requests_per_minute = 10**9
+        dep.tokens_per_minute = 10**9
+        dep.concurrent_requests = 10**6
+    app.state.edge.directory.invalidate()
+    return slug, key
 
 
 async def call(app, method: str, path: str, key: str, body: bytes = b"") -> int:
@@ -225,14 +248,7 @@ async def main() -> None:
 
         # Metering and rate limits on (a limited deployment that keeps no runs: counted only)
         # against both off (no limits, no recorder at all).
-        limited_slug, limited_key = seed(app, "bench-limited", "disabled")
-        with app.state.db.session() as session:
-            dep = deployments.deployment_by_slug(session, limited_slug)
-            assert dep is not None
-            dep.requests_per_minute = 10**9
-            dep.tokens_per_minute = 10**9
-            dep.concurrent_requests = 10**6
-        app.state.edge.directory.invalidate()
+        limited_slug, limited_key = seed_limited(app)
         limited = f"/d/{limited_slug}/v1/chat/completions"
 
         async def limited_call() -> None:
@@ -265,6 +281,102 @@ async def main() -> None:
           f"{dropped} dropped")
     print(f"metering + rate limits: {guard.summary()} (target <= 1.10); {metered} calls "
           "metered")
+    if "--no-http" not in sys.argv:
+        served = await over_http()
+        print(f"metering + rate limits through a real server (uvicorn, HTTP/1.1 keep-alive): "
+              f"{statistics.fmean(served.on) * 1e6:.0f} us of server CPU per call on vs "
+              f"{statistics.fmean(served.off) * 1e6:.0f} us off; ratio "
+              f"{statistics.median(served.cpu_ratios):.3f} (median of "
+              f"{len(served.cpu_ratios)} interleaved rounds; target <= 1.10)")
+
+
+def serve(port: int, data_dir: Path) -> None:
+    """The server of the real-HTTP comparison, in its own process: the app with the instant
+    engine and the two deployments, behind a bench-only route (``/bench/...``, outside the
+    app) that switches metering and reads this process's CPU time."""
+    import uvicorn
+
+    settings = Settings(data_dir=data_dir)
+    app = create_app(settings, engine=InstantEngine())
+    quiet = seed(app, "bench-quiet", "disabled")
+    limited = seed_limited(app)
+    edge_app, recorder = app.state.edge, app.state.recorder
+
+    async def bench_app(scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/bench/"):
+            await app(scope, receive, send)
+            return
+        if path == "/bench/metering/on":
+            edge_app.recorder = recorder
+        elif path == "/bench/metering/off":
+            edge_app.recorder = None
+        body = json.dumps({"cpu": time.process_time(), "quiet": quiet,
+                           "limited": limited}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.Server(server_config(bench_app, settings, host="127.0.0.1", port=port)).run()
+
+
+async def over_http() -> Comparison:
+    """Metering + limits on (the limited deployment, metering on) against off (the quiet one,
+    metering off) through a real server: the server's CPU time per call, interleaved."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    found = Comparison()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), tmp])
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(
+                    max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        seen = (await client.get("/bench/cpu")).json()
+                        break
+                    except httpx.TransportError:
+                        if time.monotonic() > deadline or server.poll() is not None:
+                            raise RuntimeError("the bench's server did not start") from None
+                        await asyncio.sleep(0.2)
+                sides = {True: ("limited", "on"), False: ("quiet", "off")}
+
+                async def run(on: bool, total: int) -> float:
+                    slug, key = seen[sides[on][0]]
+                    path = f"/d/{slug}/v1/chat/completions"
+                    headers = {"authorization": f"Bearer {key}",
+                               "content-type": "application/json"}
+                    began = (await client.get(f"/bench/metering/{sides[on][1]}")).json()["cpu"]
+
+                    async def one() -> None:
+                        answer = await client.post(path, content=BODY, headers=headers)
+                        assert answer.status_code == 200, answer.text
+
+                    await latencies(one, total)
+                    return ((await client.get("/bench/cpu")).json()["cpu"] - began) / total
+
+                for on in (True, False):  # warm up both sides
+                    await run(on, 400)
+                per_round = REQUESTS // ROUNDS * 2
+                for index in range(ROUNDS):
+                    spent = {}
+                    for on in ((True, False) if index % 2 == 0 else (False, True)):
+                        spent[on] = await run(on, per_round)
+                    found.on.append(spent[True])
+                    found.off.append(spent[False])
+                    found.cpu_ratios.append(spent[True] / spent[False])
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return found
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--serve"]:
+        serve(int(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        asyncio.run(main())

@@ -102,3 +102,9 @@ def test_sweeping_forgets_old_windows(counters: Counters) -> None:
     assert admit(counters, limited).refused == (limited, REQUESTS)
     counters.sweep(WINDOW + 1, NOW_MS)
     assert admit(counters, limited).refused is None
+
+
+def test_a_buckets_first_call_is_judged_like_any_other(counters: Counters) -> None:
+    closed = bucket(Limits(requests_per_minute=0))  # not settable through the API (>= 1)
+    assert admit(counters, closed).refused == (closed, REQUESTS)
+    assert admit(counters, closed).refused == (closed, REQUESTS)

@@ -23,8 +23,6 @@ from typing import Any, Protocol
 
 from arkor.store.rate_limits import Bucket, Count, Verdict, judge
 
-NO_COUNT = Count(0, 0)
-
 
 class Counters(Protocol):
     blocking: bool
@@ -50,12 +48,10 @@ class _Slot:
         self.requests = self.tokens = 0
         self.leases: dict[str, int] = {}  # lease -> expiry (ms)
 
-    def at(self, window_start: int) -> _Slot:
-        """This slot, counting from zero if ``window_start`` is a later window (windows only
-        move on: an earlier one is never asked for again, so only the latest is kept)."""
-        if window_start > self.window_start:
-            self.window_start, self.requests, self.tokens = window_start, 0, 0
-        return self
+    def start(self, window_start: int) -> None:
+        """Count from zero in a later window (windows only move on: an earlier one is never
+        asked for again, so only the latest is kept)."""
+        self.window_start, self.requests, self.tokens = window_start, 0, 0
 
     def live(self, now_ms: int, limit: int) -> int:
         """Leases held: every one, unless that reaches the limit; then those not expired."""
@@ -76,33 +72,27 @@ class MemoryCounters:
         self._lock = threading.Lock()
 
     def _slot(self, name: str, window_start: int) -> _Slot:
+        """The bucket's slot, counting in ``window_start``'s window."""
         slot = self._slots.get(name)
         if slot is None:
             slot = self._slots[name] = _Slot(window_start)
-        return slot.at(window_start)
+        elif window_start > slot.window_start:
+            slot.start(window_start)
+        return slot
 
     def admit(self, buckets: Sequence[Bucket], window_start: int, lease: str,
               now_ms: int, expires_ms: int) -> Verdict:
         counts: dict[str, Count] = {}
-        slots = self._slots
         with self._lock:
-            for bucket in buckets:
-                slot = slots.get(bucket.name)
-                if slot is None:
-                    continue  # nothing counted yet: nothing over a limit
-                if window_start > slot.window_start:
-                    slot.window_start, slot.requests, slot.tokens = window_start, 0, 0
+            slots = [self._slot(bucket.name, window_start) for bucket in buckets]
+            for bucket, slot in zip(buckets, slots, strict=True):
                 count = counts[bucket.name] = Count(slot.requests, slot.tokens)
                 concurrent = bucket.limits.concurrent_requests
                 refused = judge(bucket, count, 0 if concurrent is None
                                 else slot.live(now_ms, concurrent))
                 if refused is not None:
                     return Verdict(counts, (bucket, refused))
-            for bucket in buckets:
-                slot = slots.get(bucket.name)
-                if slot is None:
-                    slot = slots[bucket.name] = _Slot(window_start)
-                    counts[bucket.name] = NO_COUNT
+            for bucket, slot in zip(buckets, slots, strict=True):
                 slot.requests += 1
                 if bucket.limits.concurrent_requests is not None:
                     slot.leases[lease] = expires_ms
