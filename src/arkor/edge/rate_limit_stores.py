@@ -53,10 +53,10 @@ class _Slot:
         asked for again, so only the latest is kept)."""
         self.window_start, self.requests, self.tokens = window_start, 0, 0
 
-    def live(self, now_ms: int, limit: int) -> int:
+    def live(self, now_ms: int, limit: int | None) -> int:
         """Leases held: every one, unless that reaches the limit; then those not expired."""
         held = len(self.leases)
-        if held < limit:
+        if limit is None or held < limit:
             return held
         return sum(1 for expiry in self.leases.values() if expiry > now_ms)
 
@@ -86,10 +86,10 @@ class MemoryCounters:
         with self._lock:
             slots = [self._slot(bucket.name, window_start) for bucket in buckets]
             for bucket, slot in zip(buckets, slots, strict=True):
-                count = counts[bucket.name] = Count(slot.requests, slot.tokens)
-                concurrent = bucket.limits.concurrent_requests
-                refused = judge(bucket, count, 0 if concurrent is None
-                                else slot.live(now_ms, concurrent))
+                counts[bucket.name] = Count(slot.requests, slot.tokens)
+                limits = bucket.limits
+                refused = judge(limits, slot.requests, slot.tokens,
+                                slot.live(now_ms, limits.concurrent_requests))
                 if refused is not None:
                     return Verdict(counts, (bucket, refused))
             for bucket, slot in zip(buckets, slots, strict=True):
@@ -97,6 +97,23 @@ class MemoryCounters:
                 if bucket.limits.concurrent_requests is not None:
                     slot.leases[lease] = expires_ms
         return Verdict(counts)
+
+    def admit_one(self, bucket: Bucket, window_start: int, lease: str, now_ms: int,
+                  expires_ms: int) -> tuple[int, int, str | None]:
+        """:meth:`admit` for a call with one bucket, with no verdict to build: the requests
+        and tokens counted in the window before it, and the limit it would break (None: it is
+        admitted and counted)."""
+        limits = bucket.limits
+        with self._lock:
+            slot = self._slot(bucket.name, window_start)
+            requests, tokens = slot.requests, slot.tokens
+            refused = judge(limits, requests, tokens,
+                            slot.live(now_ms, limits.concurrent_requests))
+            if refused is None:
+                slot.requests += 1
+                if limits.concurrent_requests is not None:
+                    slot.leases[lease] = expires_ms
+        return requests, tokens, refused
 
     def end(self, charge: Sequence[str], window_start: int, tokens: int,
             release: Sequence[str], lease: str) -> None:

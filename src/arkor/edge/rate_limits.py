@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from arkor.edge import runs
 from arkor.edge.directory import ServedDeployment
 from arkor.edge.errors import WireError
-from arkor.edge.rate_limit_stores import Counters
+from arkor.edge.rate_limit_stores import Counters, MemoryCounters
 from arkor.observability.metrics import count_rate_limited
 from arkor.store.rate_limits import CONCURRENT, REQUESTS, TOKENS, Bucket, Count, Verdict
 
@@ -81,6 +81,26 @@ class Plan:
     leased: tuple[str, ...] = ()
     requests: tuple[Shown, ...] = ()  # the buckets with a limit of requests per minute
     tokens: tuple[Shown, ...] = ()  # ... of tokens per minute
+
+    @property
+    def one(self) -> Bucket | None:
+        """The plan's bucket when it has one (the deployment's limits or the key's)."""
+        return self.buckets[0] if len(self.buckets) == 1 else None
+
+    def headers(self, requests: int, tokens: int, reset_s: float) -> list[RawHeader]:
+        """:func:`limit_headers` of a plan of one bucket (:attr:`one`) whose window has
+        counted ``requests`` and ``tokens``, this call included."""
+        headers: list[RawHeader] = []
+        if self.requests or self.tokens:
+            resets = _resets(reset_s)
+            if self.requests:
+                _, limit, shown = self.requests[0]
+                headers += (shown, (_REQUEST_RAW[1], b"%d" % max(0, limit - requests)),
+                            resets[0])
+            if self.tokens:
+                _, limit, shown = self.tokens[0]
+                headers += (shown, (_TOKEN_RAW[1], b"%d" % max(0, limit - tokens)), resets[1])
+        return headers
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> Plan:
@@ -205,16 +225,25 @@ class RateLimiter:
         not renewed."""
         now = self.clock()
         window_start = int(now // self.window_s) * self.window_s
+        reset = window_start + self.window_s - now
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}" if plan.leased else ""
+        counters = self.counters
         try:
-            verdict = self.counters.admit(plan.buckets, window_start, lease, int(now * 1000),
-                                          NEVER_MS)
+            if plan.one is not None and isinstance(counters, MemoryCounters):
+                requests, tokens, refused = counters.admit_one(plan.one, window_start, lease,
+                                                               int(now * 1000), NEVER_MS)
+                if refused is None:  # the common case, with nothing to build
+                    return Admission(plan, lease, plan.headers(requests + 1, tokens, reset))
+                verdict = Verdict({plan.one.name: Count(requests, tokens)}, (plan.one, refused))
+            else:
+                verdict = counters.admit(plan.buckets, window_start, lease, int(now * 1000),
+                                         NEVER_MS)
         except Exception as exc:
             self._unreachable(exc)
             return None
-        headers = limit_headers(plan, verdict, window_start + self.window_s - now)
+        headers = limit_headers(plan, verdict, reset)
         if verdict.refused is not None:
-            raise refusal(verdict, window_start + self.window_s - now, headers)
+            raise refusal(verdict, reset, headers)
         return Admission(plan, lease, headers)
 
     def _admitted(self, plan: Plan, verdict: Verdict, lease: str, reset: float) -> Admission:

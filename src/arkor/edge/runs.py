@@ -102,10 +102,14 @@ class RunTap:
         (one prompt: a chat's ``n`` choices share it). A row cut before its end (the client
         left) counts the tokens it generated; its prompt, reported by the engine only at the
         end, counts 0."""
-        usage = (self.answer or {}).get("usage")
+        usage = self.answer.get("usage") if self.answer is not None else None
         if isinstance(usage, dict):
-            prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-            completion = usage.get("completion_tokens", usage.get("output_tokens"))
+            prompt = usage.get("prompt_tokens")
+            if prompt is None:  # the Responses API's names
+                prompt = usage.get("input_tokens")
+            completion = usage.get("completion_tokens")
+            if completion is None:
+                completion = usage.get("output_tokens")
             if isinstance(prompt, int) and isinstance(completion, int):
                 return prompt, completion
         done = list(self.finished.values())

@@ -74,12 +74,12 @@ class Verdict(NamedTuple):
     refused: tuple[Bucket, str] | None = None
 
 
-def judge(bucket: Bucket, count: Count, live: int) -> str | None:
-    """Which of ``bucket``'s limits one more call would break, if any."""
-    limits = bucket.limits
-    if limits.requests_per_minute is not None and count.requests >= limits.requests_per_minute:
+def judge(limits: Limits, requests: int, tokens: int, live: int) -> str | None:
+    """Which of ``limits`` one more call would break, if any, after ``requests`` and
+    ``tokens`` in the window and ``live`` calls in progress."""
+    if limits.requests_per_minute is not None and requests >= limits.requests_per_minute:
         return REQUESTS
-    if limits.tokens_per_minute is not None and count.tokens >= limits.tokens_per_minute:
+    if limits.tokens_per_minute is not None and tokens >= limits.tokens_per_minute:
         return TOKENS
     if limits.concurrent_requests is not None and live >= limits.concurrent_requests:
         return CONCURRENT
@@ -120,7 +120,7 @@ class SqlCounters:
                         RateLimitLease.expires_at <= now_ms))
                     live = conn.execute(select(func.count()).select_from(RateLimitLease).where(
                         RateLimitLease.bucket == bucket.name)).scalar_one()
-                refused = judge(bucket, count, live)
+                refused = judge(bucket.limits, count.requests, count.tokens, live)
                 counts[bucket.name] = count
                 if refused is not None:
                     transaction.rollback()
