@@ -207,7 +207,7 @@ class RateLimiter:
         if not self.counters.blocking:
             return self.admit_now(plan)
         now = self.clock()
-        window_start = int(now // self.window_s) * self.window_s
+        window_start = self.window_of(now)
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}"
         try:
             verdict = await run_in_threadpool(self.counters.admit, plan.buckets, window_start,
@@ -286,6 +286,7 @@ class RateLimiter:
                 self._warn("could not settle a call's rate limits", exc)
 
     def window_of(self, now: float) -> int:
+        """The start of the window ``now`` falls in (epoch seconds)."""
         return int(now // self.window_s) * self.window_s
 
     def start(self) -> None:
