@@ -1,4 +1,5 @@
-"""The grouped mixed-adapter forward gives exactly PEFT's own mixed-batch result."""
+"""The stacked mixed-adapter forward gives PEFT's own mixed-batch result, to float rounding,
+and never applies weights an adapter no longer has."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear
 
 from arkor.engine.local.adapters import PEFT_DEPRECATION
-from arkor.engine.local.mixed_lora import install, row_groups
+from arkor.engine.local.mixed_lora import RowAdapters, install, row_adapters_of
+
+BASE = "__base__"
 
 
 class Tiny(torch.nn.Module):
@@ -21,26 +24,54 @@ class Tiny(torch.nn.Module):
         return self.q_proj(x)
 
 
-def test_grouped_forward_equals_peft_mixed_batch() -> None:
+def tiny_lora() -> tuple[torch.nn.Module, Linear]:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
         model = get_peft_model(Tiny(), LoraConfig(r=4, target_modules=["q_proj"],
                                                   init_lora_weights=False), adapter_name="one")
-    model.add_adapter("two", LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    model.add_adapter("two", LoraConfig(r=2, lora_alpha=6, target_modules=["q_proj"],
+                                        init_lora_weights=False))
     layer = model.base_model.model.q_proj
     assert isinstance(layer, Linear)
+    return model, layer
+
+
+def test_stacked_forward_equals_peft_mixed_batch() -> None:
+    _, layer = tiny_lora()
     x = torch.randn(5, 3, 16)
-    names = ["one", "__base__", "two", "one", "two"]
+    names = ["one", BASE, "two", "one", "two"]
+    rows: list[RowAdapters] = [row_adapters_of(names, BASE, ("one", "two"), 1, x.device)]
     with torch.inference_mode():
         expected = layer(x, adapter_names=names)
-        groups = row_groups(names, "__base__", torch.device("cpu"))
-        install(layer, lambda: groups)
+        install(layer, lambda: rows[0])
         got = layer(x, adapter_names=names)
-        assert [(n, r.tolist()) for n, r in groups] == [("one", [0, 3]), ("two", [2, 4])]
-        assert torch.equal(got, expected)
-        # The base row has no LoRA term. Compared within the same batched matmul: one row on
-        # its own may round differently from the same row inside a batch.
+        assert [(n, r.tolist()) for n, r in rows[0].groups] == [("one", [0, 3]), ("two", [2, 4])]
+        assert rows[0].which.view(-1).tolist() == [0, -1, 1, 0, 1]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        # The base row has no LoRA term at all. Compared within the same batched matmul: one
+        # row on its own may round differently from the same row inside a batch.
         base = layer.base_layer(x)
         assert torch.equal(got[1], base[1])
-        assert not torch.equal(got[0], base[0])
+        assert not torch.equal(got[0], base[0]) and not torch.equal(got[2], base[2])
+        # A row alone with its adapter gets what it gets among the others.
+        alone = [row_adapters_of(["two"], BASE, ("one", "two"), 1, x.device)]
+        install(layer, lambda: alone[0])
+        torch.testing.assert_close(layer(x[2:3], adapter_names=["two"])[0], got[2],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_generation_restacks_the_weights() -> None:
+    _, layer = tiny_lora()
+    x = torch.randn(2, 1, 16)
+    names = ["one", "one"]
+    rows = [row_adapters_of(names, BASE, ("one", "two"), 1, x.device)]
+    with torch.inference_mode():
+        install(layer, lambda: rows[0])
+        before = layer(x, adapter_names=names).clone()
+        layer.lora_B["one"].weight.mul_(2.0)  # new weights for "one", as a re-attach would give
+        assert torch.equal(layer(x, adapter_names=names), before)  # same generation: cached
+        rows[0] = row_adapters_of(names, BASE, ("one", "two"), 2, x.device)
+        after = layer(x, adapter_names=names)
+        base = layer.base_layer(x)
+        torch.testing.assert_close(after - base, 2 * (before - base), rtol=1e-5, atol=1e-6)

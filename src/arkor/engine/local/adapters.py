@@ -28,8 +28,8 @@ from transformers import PreTrainedModel
 
 from arkor.contract.artifacts import ADAPTER_CONFIG
 from arkor.engine.base import AdapterLoadError, AdapterRef
-from arkor.engine.local.mixed_lora import install as install_grouped_forward
-from arkor.engine.local.mixed_lora import row_groups
+from arkor.engine.local.mixed_lora import RowAdapters, row_adapters_of
+from arkor.engine.local.mixed_lora import install as install_stacked_forward
 
 BASE_ADAPTER_NAME = "__base__"
 PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"
@@ -92,7 +92,11 @@ class AdapterSet:
     _slots: OrderedDict[str, _Slot] = field(init=False, default_factory=OrderedDict)
     _hooked: set[int] = field(init=False, default_factory=set)
     _row_names: list[str] | None = field(init=False, default=None)
-    _row_groups: list[tuple[str, torch.Tensor]] | None = field(init=False, default=None)
+    _row_adapters: RowAdapters | None = field(init=False, default=None)
+    # The attached adapters in the order of the layers' stacked weights, and a number that
+    # changes with it (an attach or a detach), so no stack outlives the weights it copied.
+    _order: tuple[str, ...] = field(init=False, default=())
+    _generation: int = field(init=False, default=0)
     loads: int = field(init=False, default=0)  # adapters attached so far (read by /metrics)
     evictions: int = field(init=False, default=0)  # detached to make room
 
@@ -172,12 +176,13 @@ class AdapterSet:
     @contextlib.contextmanager
     def _rows(self, row_adapters: list[str]) -> Iterator[None]:
         self._row_names = row_adapters
-        self._row_groups = row_groups(row_adapters, BASE_ADAPTER_NAME, self.device)
+        self._row_adapters = row_adapters_of(row_adapters, BASE_ADAPTER_NAME, self._order,
+                                             self._generation, self.device)
         try:
             yield
         finally:
             self._row_names = None
-            self._row_groups = None
+            self._row_adapters = None
 
     def _hook_new_lora_layers(self) -> None:
         for module in self.model.modules():
@@ -185,7 +190,7 @@ class AdapterSet:
             if (isinstance(module, LoraLayer) and isinstance(module, torch.nn.Module)
                     and id(module) not in self._hooked):
                 module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
-                install_grouped_forward(module, lambda: self._row_groups)
+                install_stacked_forward(module, lambda: self._row_adapters)
                 self._hooked.add(id(module))
 
     def _inject_row_names(
@@ -227,6 +232,7 @@ class AdapterSet:
         self._hook_new_lora_layers()
         slot = _Slot(name=name)
         self._slots[ref.key] = slot
+        self._order, self._generation = (*self._order, name), self._generation + 1
         return slot
 
     def _undo_attach(self, name: str, wrapped_here: bool) -> None:
@@ -246,3 +252,5 @@ class AdapterSet:
             # moving it first spares PEFT's warning about deleting the active adapter.
             self.model.set_adapter(next(reversed(self._slots.values())).name)
         self.model.delete_adapter(slot.name)
+        self._order = tuple(name for name in self._order if name != slot.name)
+        self._generation += 1

@@ -1,23 +1,49 @@
-"""PEFT's mixed-adapter LoRA forward, with the rows of each adapter grouped once per step.
+"""The mixed-adapter LoRA forward: every adapter of a batch in two stacked matrix products.
 
-PEFT's ``_mixed_batch_forward`` rebuilds the per-adapter row lists in Python and indexes the
-batch with them in every LoRA layer (60 layers of q/v for SmolLM2) on every decode step;
-each list becomes an index tensor again each time. Here the groups are index tensors made
-once per forward pass and shared by every layer. The arithmetic is PEFT's own, in the same
-order (gather the rows, ``lora_B(lora_A(dropout(x))) * scaling``, add back), so outputs are
-identical; adapters with a LoRA variant (DoRA, ...) fall back to PEFT's path.
+PEFT's ``_mixed_batch_forward`` rebuilds the per-adapter row lists in Python and, in every
+LoRA layer (60 layers of q/v for SmolLM2) on every decode step, gathers each adapter's rows,
+runs its two small products and adds them back: six operations per adapter per layer. Here
+each layer keeps its attached adapters' weights stacked side by side (``A`` as
+``[in, sum of ranks]``, ``B`` times its scaling as ``[sum of ranks, out]``, rebuilt when an
+adapter is attached or detached), and one forward pass computes ``x @ A`` for every row,
+keeps each row's own adapter's columns (a mask made once per pass for each layout of columns
+the layers share), and adds ``(...) @ B``: the same few operations whatever the number of
+adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly zero.
+Adapters with a LoRA variant (DoRA, ...) fall back to PEFT's path.
 """
 
 from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
 from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear
 
 Groups = list[tuple[str, torch.Tensor]]
+STACK_ATTRIBUTE = "_arkor_lora_stack"
+
+
+@dataclass
+class RowAdapters:
+    """Which adapter each row of one forward pass uses, worked out once for all its layers."""
+
+    groups: Groups  # (adapter, LongTensor of its rows), every adapter but the base
+    order: tuple[str, ...]  # every adapter attached, in the order of the stacked columns
+    generation: int  # changes whenever an adapter is attached or detached
+    which: torch.Tensor  # [rows, 1, 1]: each row's index in ``order``; -1: the base model
+    _masks: dict[tuple[tuple[int, ...], int], torch.Tensor] = field(default_factory=dict)
+
+    def mask(self, owner: tuple[int, ...], columns: torch.Tensor, dims: int) -> torch.Tensor:
+        """``[rows, 1.., columns]``: true where a stacked column belongs to the row's adapter
+        (one per layout of columns: layers with the same adapters and ranks share it)."""
+        found = self._masks.get((owner, dims))
+        if found is None:
+            which = self.which.view(-1, *([1] * (dims - 1)))
+            found = self._masks[owner, dims] = columns == which
+        return found
 
 
 def row_groups(row_adapters: list[str], base_name: str, device: torch.device) -> Groups:
@@ -29,29 +55,70 @@ def row_groups(row_adapters: list[str], base_name: str, device: torch.device) ->
             for name, indices in rows.items() if name != base_name]
 
 
-def install(layer: Any, groups_of: Callable[[], Groups | None]) -> None:
-    """Give one LoRA ``Linear`` layer the grouped mixed-batch forward."""
+def row_adapters_of(row_adapters: list[str], base_name: str, order: tuple[str, ...],
+                    generation: int, device: torch.device) -> RowAdapters:
+    position = {name: index for index, name in enumerate(order)}
+    which = torch.tensor([-1 if name == base_name else position[name] for name in row_adapters],
+                         device=device).view(-1, 1, 1)
+    return RowAdapters(row_groups(row_adapters, base_name, device), order, generation, which)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One layer's attached adapters side by side."""
+
+    a: torch.Tensor  # [in, sum of ranks]
+    b: torch.Tensor  # [sum of ranks, out], each adapter's rows times its scaling
+    owner: tuple[int, ...]  # each column's adapter, as an index in ``RowAdapters.order``
+    columns: torch.Tensor  # ``owner`` as a tensor
+
+
+def stack_of(layer: Any, rows: RowAdapters) -> Stack | None:
+    """The layer's stack for the adapters attached now (None: none of them is on it)."""
+    cached = getattr(layer, STACK_ATTRIBUTE, None)
+    if cached is not None and cached[0] == rows.generation:
+        return cast(Stack | None, cached[1])
+    a_parts, b_parts, owner = [], [], []
+    for index, name in enumerate(rows.order):
+        if name not in layer.lora_A:
+            continue
+        a = layer.lora_A[name].weight  # [rank, in]
+        b = layer.lora_B[name].weight  # [out, rank]
+        a_parts.append(a.t())
+        b_parts.append(b.t() * layer.scaling[name])
+        owner += [index] * a.shape[0]
+    stack = None
+    if a_parts:
+        stack = Stack(torch.cat(a_parts, dim=1).contiguous(),
+                      torch.cat(b_parts, dim=0).contiguous(), tuple(owner),
+                      torch.tensor(owner, device=a_parts[0].device))
+    setattr(layer, STACK_ATTRIBUTE, (rows.generation, stack))
+    return stack
+
+
+def install(layer: Any, rows_of: Callable[[], RowAdapters | None]) -> None:
+    """Give one LoRA ``Linear`` layer the stacked mixed-batch forward."""
     if not isinstance(layer, Linear):
         return
     original = layer._mixed_batch_forward
 
-    def grouped(self: Any, x: torch.Tensor, *args: Any, adapter_names: list[str],
+    def stacked(self: Any, x: torch.Tensor, *args: Any, adapter_names: list[str],
                 **kwargs: Any) -> torch.Tensor:
-        groups = groups_of()
-        if groups is None or any(name in self.lora_variant for name, _ in groups):
+        rows = rows_of()
+        if rows is None or any(name in self.lora_variant for name, _ in rows.groups):
             return original(x, *args, adapter_names=adapter_names, **kwargs)
         for key in VARIANT_KWARG_KEYS:
             kwargs.pop(key, None)
         result = self.base_layer(x, *args, **kwargs)
-        result_dtype = result.dtype
-        for name, rows in groups:
-            if name not in self.lora_A:
-                continue
-            lora_a, lora_b = self.lora_A[name], self.lora_B[name]
-            sub_batch = x[rows].to(lora_a.weight.dtype)
-            output = lora_b(lora_a(self.lora_dropout[name](sub_batch))) * self.scaling[name]
-            result[rows] += output.to(result_dtype)
+        if not rows.groups:
+            return cast(torch.Tensor, result)
+        stack = stack_of(self, rows)
+        if stack is None:
+            return cast(torch.Tensor, result)
+        xa = torch.matmul(x.to(stack.a.dtype), stack.a)
+        xa = xa * rows.mask(stack.owner, stack.columns, xa.dim())
+        result += torch.matmul(xa, stack.b).to(result.dtype)
         return cast(torch.Tensor, result)
 
     # PEFT looks the method up on the instance; replacing it there is the hook.
-    layer._mixed_batch_forward = types.MethodType(grouped, layer)  # type: ignore[method-assign]
+    layer._mixed_batch_forward = types.MethodType(stacked, layer)  # type: ignore[method-assign]
