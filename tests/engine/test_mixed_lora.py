@@ -75,3 +75,22 @@ def test_a_new_generation_restacks_the_weights() -> None:
         after = layer(x, adapter_names=names)
         base = layer.base_layer(x)
         torch.testing.assert_close(after - base, 2 * (before - base), rtol=1e-5, atol=1e-6)
+
+
+def test_an_adapter_with_a_bias_on_lora_b_takes_pefts_path() -> None:
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
+        model = get_peft_model(Tiny(), LoraConfig(r=4, target_modules=["q_proj"],
+                                                  init_lora_weights=False, lora_bias=True),
+                               adapter_name="one")
+    layer = model.base_model.model.q_proj
+    assert isinstance(layer, Linear) and layer.lora_B["one"].bias is not None
+    torch.nn.init.normal_(layer.lora_B["one"].bias)
+    x = torch.randn(3, 2, 16)
+    names = ["one", BASE, "one"]
+    rows = row_adapters_of(names, BASE, ("one",), 1, x.device)
+    with torch.inference_mode():
+        expected = layer(x, adapter_names=names)
+        install(layer, lambda: rows)
+        assert torch.equal(layer(x, adapter_names=names), expected)

@@ -9,7 +9,7 @@ adapter is attached or detached), and one forward pass computes ``x @ A`` for ev
 keeps each row's own adapter's columns (a mask made once per pass for each layout of columns
 the layers share), and adds ``(...) @ B``: the same few operations whatever the number of
 adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly zero.
-Adapters with a LoRA variant (DoRA, ...) fall back to PEFT's path.
+Adapters with a LoRA variant (DoRA, ...) or a bias on ``lora_B`` fall back to PEFT's path.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear
 
 Groups = list[tuple[str, torch.Tensor]]
 STACK_ATTRIBUTE = "_arkor_lora_stack"
+PEFT_PATH = "peft"  # a layer whose adapters cannot be stacked (a bias on lora_B)
 
 
 @dataclass
@@ -73,22 +74,25 @@ class Stack:
     columns: torch.Tensor  # ``owner`` as a tensor
 
 
-def stack_of(layer: Any, rows: RowAdapters) -> Stack | None:
-    """The layer's stack for the adapters attached now (None: none of them is on it)."""
+def stack_of(layer: Any, rows: RowAdapters) -> Stack | str | None:
+    """The layer's stack for the adapters attached now (None: none of them is on it;
+    ``PEFT_PATH``: one of them has a bias on ``lora_B``, which the stack leaves out)."""
     cached = getattr(layer, STACK_ATTRIBUTE, None)
     if cached is not None and cached[0] == rows.generation:
-        return cast(Stack | None, cached[1])
+        return cast(Stack | str | None, cached[1])
     a_parts, b_parts, owner = [], [], []
+    biased = False
     for index, name in enumerate(rows.order):
         if name not in layer.lora_A:
             continue
         a = layer.lora_A[name].weight  # [rank, in]
         b = layer.lora_B[name].weight  # [out, rank]
+        biased = biased or layer.lora_B[name].bias is not None
         a_parts.append(a.t())
         b_parts.append(b.t() * layer.scaling[name])
         owner += [index] * a.shape[0]
-    stack = None
-    if a_parts:
+    stack: Stack | str | None = PEFT_PATH if biased else None
+    if a_parts and not biased:
         stack = Stack(torch.cat(a_parts, dim=1).contiguous(),
                       torch.cat(b_parts, dim=0).contiguous(), tuple(owner),
                       torch.tensor(owner, device=a_parts[0].device))
@@ -107,12 +111,12 @@ def install(layer: Any, rows_of: Callable[[], RowAdapters | None]) -> None:
         rows = rows_of()
         if rows is None or any(name in self.lora_variant for name, _ in rows.groups):
             return original(x, *args, adapter_names=adapter_names, **kwargs)
+        stack = stack_of(self, rows) if rows.groups else None
+        if isinstance(stack, str):
+            return original(x, *args, adapter_names=adapter_names, **kwargs)
         for key in VARIANT_KWARG_KEYS:
             kwargs.pop(key, None)
         result = self.base_layer(x, *args, **kwargs)
-        if not rows.groups:
-            return cast(torch.Tensor, result)
-        stack = stack_of(self, rows)
         if stack is None:
             return cast(torch.Tensor, result)
         xa = torch.matmul(x.to(stack.a.dtype), stack.a)
