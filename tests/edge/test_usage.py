@@ -142,3 +142,39 @@ def test_a_full_run_buffer_loses_runs_but_no_counts(tmp_path) -> None:
         assert [(b.requests, b.prompt_tokens, b.completion_tokens) for b in buckets] == [
             (3, 21, 9)]
     db.dispose()
+
+
+def test_a_deleted_deployments_counts_do_not_lose_the_others(tmp_path) -> None:
+    """Calls counted for a deployment deleted before the recorder's next write take no bucket
+    (it went with its deployment); the calls of the others written in the same batch count."""
+    db = Database(f"sqlite:///{tmp_path / 'arkor.sqlite3'}")
+    migrate(db.engine)
+    made = {}
+    with db.session() as session:
+        ident = identities.create_anonymous_identity(session, kind="cli")
+        project = projects.create_project(session, org_id=ident.org.id, slug="p", name="p")
+        for slug in ("kept", "deleted"):
+            made[slug] = deployments.create_deployment(
+                session, org_id=ident.org.id, project_id=project.id, slug=slug,
+                target=TargetColumns(target_kind="base_model", base_model=EMBEDDED),
+                auth_mode="fixed_api_key", run_retention_mode="disabled",
+                run_retention_days=None).id
+        project_id = project.id
+    recorder = Recorder(db)  # never started: flushed by hand
+    for slug in ("kept", "deleted", "deleted"):
+        tap = RunTap(deployment_id=made[slug], project_id=project_id, route="chat.completions",
+                     request_id="req_1", key_id=None, key_prefix=None, base_model=EMBEDDED,
+                     adapter=None, keep=False)
+        tap.event(0, Finished("stop", prompt_tokens=7, completion_tokens=3))
+        tap.close(200, stream=False)
+        recorder.submit(tap)
+    with db.session() as session:
+        gone = deployments.deployment_by_slug(session, "deleted")
+        assert gone is not None
+        deployments.delete_deployment(session, gone)
+    recorder.flush()
+    assert (recorder.metered, recorder.unmetered) == (1, 2)
+    with db.session() as session:
+        buckets = session.scalars(select(UsageBucket)).all()
+        assert [(b.deployment_id, b.requests) for b in buckets] == [(made["kept"], 1)]
+    db.dispose()

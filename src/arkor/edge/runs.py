@@ -347,9 +347,10 @@ class Recorder:
             t.requests for t in inference.values())
         try:
             with self._db.session() as session:
-                usage.add_tallies(session, tallies)
-                usage.add_inference_tallies(session, inference)
-            self.metered += calls
+                gone = (usage.add_tallies(session, tallies)
+                        + usage.add_inference_tallies(session, inference))
+            self.metered += calls - gone
+            self.unmetered += gone
         except Exception:
             self.unmetered += calls
             log.exception("could not count %d calls into usage", calls)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arkor.store.tables import InferenceUsageBucket, UsageBucket
+from arkor.store.tables import Deployment, InferenceUsageBucket, Project, UsageBucket
 
 LATENCY_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
 
@@ -83,28 +83,37 @@ B = TypeVar("B", UsageBucket, InferenceUsageBucket)
 _EMPTY: dict[str, int | str] = {**dict.fromkeys(COUNTED, 0), "latency_histogram": "[]"}
 
 
-def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> None:
-    """Add to the deployments' buckets (keyed by deployment, key and hour)."""
-    _add_all(session, UsageBucket, tallies, ("deployment_id", "key_id", "start"))
+def add_tallies(session: Session, tallies: dict[BucketKey, Tally]) -> int:
+    """Add to the deployments' buckets (keyed by deployment, key and hour). Returns the calls
+    not counted: those of deployments deleted since (their buckets went with them)."""
+    return _add_all(session, UsageBucket, tallies, ("deployment_id", "key_id", "start"),
+                    Deployment)
 
 
-def add_inference_tallies(session: Session, tallies: dict[InferenceKey, Tally]) -> None:
+def add_inference_tallies(session: Session, tallies: dict[InferenceKey, Tally]) -> int:
     """The same for the control plane's inference route, one bucket per project and hour."""
-    _add_all(session, InferenceUsageBucket, tallies, ("project_id", "start"))
+    return _add_all(session, InferenceUsageBucket, tallies, ("project_id", "start"), Project)
 
 
 def _add_all(session: Session, model: type[B], tallies: Mapping[tuple[Any, ...], Tally],
-             key_columns: tuple[str, ...]) -> None:
+             key_columns: tuple[str, ...], owner: type[Deployment | Project]) -> int:
     """Add each tally to its bucket, read by primary key with a row lock (concurrent writers
-    on PostgreSQL wait for each other; SQLite has one writer)."""
+    on PostgreSQL wait for each other; SQLite has one writer). A new bucket is made only while
+    its owner (the key's first column) exists: a deployment deleted since its calls takes no
+    new bucket, and its counts do not make the others' fail."""
+    gone = 0
     for key, tally in sorted(tallies.items(), key=lambda item: item[0]):
         row = session.get(model, key, with_for_update=True)
         if row is None:
+            if session.get(owner, key[0]) is None:
+                gone += tally.requests
+                continue
             row = model(**{"project_id": tally.project_id, **dict(zip(key_columns, key,
                                                                         strict=True)),
                            **_EMPTY})
             session.add(row)
         _add(session, row, tally)
+    return gone
 
 
 def _add(session: Session, row: Bucket, tally: Tally) -> None:
