@@ -90,17 +90,9 @@ class Plan:
     def headers(self, requests: int, tokens: int, reset_s: float) -> list[RawHeader]:
         """:func:`limit_headers` of a plan of one bucket (:attr:`one`) whose window has
         counted ``requests`` and ``tokens``, this call included."""
-        headers: list[RawHeader] = []
-        if self.requests or self.tokens:
-            resets = _resets(reset_s)
-            if self.requests:
-                _, limit, shown = self.requests[0]
-                headers += (shown, (_REQUEST_RAW[1], b"%d" % max(0, limit - requests)),
-                            resets[0])
-            if self.tokens:
-                _, limit, shown = self.tokens[0]
-                headers += (shown, (_TOKEN_RAW[1], b"%d" % max(0, limit - tokens)), resets[1])
-        return headers
+        return _raw_headers(
+            (self.requests[0][1] - requests, self.requests[0][2]) if self.requests else None,
+            (self.tokens[0][1] - tokens, self.tokens[0][2]) if self.tokens else None, reset_s)
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> Plan:
@@ -224,7 +216,7 @@ class RateLimiter:
         back when the call ends, however it ends: a lease in memory does not expire, and is
         not renewed."""
         now = self.clock()
-        window_start = int(now // self.window_s) * self.window_s
+        window_start = self.window_of(now)
         reset = window_start + self.window_s - now
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}" if plan.leased else ""
         counters = self.counters
@@ -241,16 +233,16 @@ class RateLimiter:
         except Exception as exc:
             self._unreachable(exc)
             return None
-        headers = limit_headers(plan, verdict, reset)
-        if verdict.refused is not None:
-            raise refusal(verdict, reset, headers)
-        return Admission(plan, lease, headers)
+        return self._admitted(plan, verdict, lease, reset, renewed=False)
 
-    def _admitted(self, plan: Plan, verdict: Verdict, lease: str, reset: float) -> Admission:
+    def _admitted(self, plan: Plan, verdict: Verdict, lease: str, reset: float, *,
+                  renewed: bool = True) -> Admission:
+        """The admission of a counted call, or its 429; ``renewed``: its leases expire in the
+        store unless :meth:`tick` renews them (Redis, PostgreSQL)."""
         headers = limit_headers(plan, verdict, reset)
         if verdict.refused is not None:
             raise refusal(verdict, reset, headers)
-        if plan.leased:
+        if renewed and plan.leased:
             with self._lock:
                 self._held[lease] = plan.leased
         return Admission(plan, lease, headers)
@@ -309,7 +301,7 @@ class RateLimiter:
             held = [(name, lease) for lease, names in self._held.items() for name in names]
         try:
             self.counters.renew(held, int(now * 1000), int((now + self.lease_s) * 1000))
-            current = int(now // self.window_s) * self.window_s
+            current = self.window_of(now)
             self.counters.sweep(current - WINDOWS_KEPT * self.window_s, int(now * 1000))
         except Exception as exc:
             self._warn("could not renew rate-limit leases", exc)
@@ -339,11 +331,16 @@ class RateLimiter:
 def limit_headers(plan: Plan, verdict: Verdict, reset_s: float) -> list[RawHeader]:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` for the tightest
     bucket of each kind (remaining after this call, when it is admitted), as raw headers."""
-    headers: list[RawHeader] = []
     counts = verdict.counts
-    requests = plan.requests and _tightest(plan.requests, counts, 0,
-                                           1 if verdict.refused is None else 0)
-    tokens = plan.tokens and _tightest(plan.tokens, counts, 1, 0)
+    admitted = 1 if verdict.refused is None else 0
+    return _raw_headers(_tightest(plan.requests, counts, 0, admitted) if plan.requests else None,
+                        _tightest(plan.tokens, counts, 1, 0) if plan.tokens else None, reset_s)
+
+
+def _raw_headers(requests: tuple[int, RawHeader] | None, tokens: tuple[int, RawHeader] | None,
+                 reset_s: float) -> list[RawHeader]:
+    """The three headers of each kind, from its ``(remaining, limit header)``."""
+    headers: list[RawHeader] = []
     if requests or tokens:
         resets = _resets(reset_s)
         if requests:

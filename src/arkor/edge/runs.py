@@ -243,7 +243,7 @@ class Recorder:
         self._tallies: dict[usage.BucketKey, usage.Tally] = {}
         self._inference: dict[usage.InferenceKey, usage.Tally] = {}
         self._hour = datetime.min.replace(tzinfo=UTC)  # the hour of the calls counted lately
-        self._hour_span = (0.0, 0.0)  # its start and end, epoch seconds
+        self._hour_start = 0.0  # the same, epoch seconds
         self._max = max_buffered
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -265,12 +265,10 @@ class Recorder:
         cancelled = run.outcome() == STATUS_CANCELLED
         with self._lock:
             hour = self._hour
-            start, end = self._hour_span
-            if not start <= run.created < end:
+            if not 0.0 <= run.created - self._hour_start < 3600:
                 hour = usage.hour_of(run.created_at)
                 if hour > self._hour:  # the clock moved on (a call may end in the hour after)
-                    self._hour = hour
-                    self._hour_span = (hour.timestamp(), hour.timestamp() + 3600)
+                    self._hour, self._hour_start = hour, hour.timestamp()
             if run.deployment_id is not None:
                 key: Any = (run.deployment_id, run.key_id or "", hour)
                 into: dict[Any, usage.Tally] = self._tallies

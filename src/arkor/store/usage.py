@@ -28,11 +28,6 @@ def hour_of(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def latency_bucket(ms: int) -> int:
-    """The index of the first bound at or above ``ms`` (past the last: the overflow bucket)."""
-    return bisect_left(LATENCY_BOUNDS_MS, ms)
-
-
 COUNTED = ("requests", "prompt_tokens", "completion_tokens", "errors_4xx", "errors_5xx",
            "cancelled", "latency_ms_sum")
 """The counters a bucket, a flush's tally and a summary share, added field by field."""
@@ -73,6 +68,7 @@ class Tally(Counts):
                 self.errors_4xx += 1
         self.cancelled += cancelled
         self.latency_ms_sum += latency_ms
+        # The first bound at or above the latency (past the last: the overflow bucket).
         self.histogram[bisect_left(LATENCY_BOUNDS_MS, latency_ms)] += 1
 
 
