@@ -11,9 +11,10 @@ LoRAs (the shape the engine tests train) with small random weights, made fresh e
 Prints:
 - aggregate output tokens/s for 16 concurrent requests over 4 adapters plus the base model,
   and the ratio to the one-at-a-time baseline (target >= 5x);
-- LoRA overhead: the same 16 requests all on the base model vs mixed (target <= 15 %);
+- LoRA overhead: the same 16 requests all on the base model vs mixed (target <= 10 %);
 - time to first token p50/p99 with requests arriving while others decode;
-- first-token latency of an adapter never loaded before vs a warm one (target <= 300 ms).
+- first-token latency of an adapter never loaded before vs a warm one, the same prompt with
+  the prefix cache emptied between them (target <= 150 ms).
 """
 
 from __future__ import annotations
@@ -173,9 +174,14 @@ async def staggered_ttft(
 async def cold_vs_warm(
     engine: LocalEngine, fresh: list[AdapterRef], prompt: str
 ) -> tuple[float, float]:
+    """First token of the prompt on an adapter never attached, then on the same adapter again
+    with the prefix cache emptied first, so the warm request computes the same prompt (the
+    difference is the attach, not a cached prompt)."""
+    cache = engine._schedulers[EMBEDDED_MODEL_NAME].prefix
     cold, warm = [], []
     for adapter in fresh:
         cold.append((await timed(engine, request(prompt, adapter, 2)))[1])
+        cache.clear()  # the engine is idle between requests: nothing else touches it now
         warm.append((await timed(engine, request(prompt, adapter, 2)))[1])
     return statistics.median(cold), statistics.median(warm)
 
@@ -265,7 +271,7 @@ def main() -> None:
     print(f"throughput ratio: {mixed_rate / baseline_rate:.2f}x (target >= 5x)")
     print(
         f"LocalEngine, 16 concurrent, base only: {base_rate:.1f} tok/s; "
-        f"LoRA overhead {100 * (base_rate / mixed_rate - 1):.1f} % (target <= 15 %)"
+        f"LoRA overhead {100 * (base_rate / mixed_rate - 1):.1f} % (target <= 10 %)"
     )
     print(
         f"time to first token, 32 requests arriving ~2/s: p50 {1000 * figures['ttft_p50']:.0f} ms,"
@@ -274,7 +280,7 @@ def main() -> None:
     print(
         f"first token, adapter never loaded: {1000 * figures['cold']:.0f} ms; warm: "
         f"{1000 * figures['warm']:.0f} ms; extra {1000 * (figures['cold'] - figures['warm']):.0f}"
-        " ms (target <= 300 ms)"
+        " ms (target <= 150 ms)"
     )
 
 

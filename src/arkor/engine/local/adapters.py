@@ -11,6 +11,7 @@ never evicted; when every slot is pinned, the newcomer waits in the queue.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import itertools
 import warnings
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftConfig, PeftModel, PeftType
+from peft import LoraConfig, PeftConfig, PeftModel, PeftType
 from peft.tuners.lora import LoraLayer
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
@@ -33,6 +34,15 @@ from arkor.engine.local.mixed_lora import install as install_stacked_forward
 
 BASE_ADAPTER_NAME = "__base__"
 PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"
+LORA_WEIGHTS = (".lora_A.weight", ".lora_B.weight")
+UNUSUAL_LORA_OPTIONS = (
+    "exclude_modules", "modules_to_save", "layers_to_transform", "layers_pattern",
+    "rank_pattern", "alpha_pattern", "megatron_config", "trainable_token_indices", "use_dora",
+    "alora_invocation_tokens", "use_qalora", "layer_replication", "lora_bias",
+    "target_parameters", "arrow_config", "fan_in_fan_out", "target_modules_bd_a",
+    "target_modules_bd_b", "eva_config", "corda_config", "loftq_config", "lora_ga_config")
+"""LoRA options that change which modules get an adapter, or how: an adapter that sets any
+of them is attached by PEFT's own (slower) path."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,10 @@ class AdapterSet:
     # changes with it (an attach or a detach), so no stack outlives the weights it copied.
     _order: tuple[str, ...] = field(init=False, default=())
     _generation: int = field(init=False, default=0)
+    # The model's LoRA layers by qualified name, and how many modules of each leaf name
+    # (``q_proj``) it has, for attaching an adapter to layers that exist (_attach_to_layers).
+    _lora_layers: dict[str, Any] = field(init=False, default_factory=dict)
+    _leaf_counts: dict[str, int] = field(init=False, default_factory=dict)
     loads: int = field(init=False, default=0)  # adapters attached so far (read by /metrics)
     evictions: int = field(init=False, default=0)  # detached to make room
 
@@ -185,13 +199,65 @@ class AdapterSet:
             self._row_adapters = None
 
     def _hook_new_lora_layers(self) -> None:
-        for module in self.model.modules():
+        self._lora_layers.clear()
+        self._leaf_counts.clear()
+        for qualified, module in self.model.named_modules():
+            leaf = qualified.rpartition(".")[2]
+            self._leaf_counts[leaf] = self._leaf_counts.get(leaf, 0) + 1
             # PEFT's LoRA layers are torch Modules too (its stubs do not say so).
-            if (isinstance(module, LoraLayer) and isinstance(module, torch.nn.Module)
-                    and id(module) not in self._hooked):
-                module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
-                install_stacked_forward(module, lambda: self._row_adapters)
-                self._hooked.add(id(module))
+            if isinstance(module, LoraLayer) and isinstance(module, torch.nn.Module):
+                self._lora_layers[qualified] = module
+                if id(module) not in self._hooked:
+                    module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
+                    install_stacked_forward(module, lambda: self._row_adapters)
+                    self._hooked.add(id(module))
+
+    def _layers_for(self, config: PeftConfig,
+                    weights: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+        """The LoRA layers an adapter's weights go to, when it can skip PEFT's ``add_adapter``
+        (which walks the whole module tree several times: about a third of a second here, on
+        the first token of every request for an adapter not attached yet): a plain LoRA whose
+        targets are module names, every module of which is a LoRA layer already (an adapter
+        with the same targets was attached before) and has a weight in the files, and nothing
+        else. None: PEFT's own path."""
+        if not isinstance(config, LoraConfig):
+            return None
+        targets = config.target_modules
+        if (not self._lora_layers or not isinstance(targets, list | set) or not targets
+                or any("." in target for target in targets)
+                or config.init_lora_weights not in (True, False, "gaussian")
+                or any(getattr(config, option, None) for option in UNUSUAL_LORA_OPTIONS)):
+            return None
+        paths = set()
+        for key in weights:
+            path = next((key[: -len(end)] for end in LORA_WEIGHTS if key.endswith(end)), None)
+            if path is None or path not in self._lora_layers:
+                return None
+            paths.add(path)
+        if len(weights) != 2 * len(paths):  # an A without its B, or the reverse
+            return None
+        targeted = {path for path in self._lora_layers if path.rpartition(".")[2] in targets}
+        wrapped = sum(1 for path in self._lora_layers if path.rpartition(".")[2] in targets)
+        if paths != targeted or wrapped != sum(self._leaf_counts.get(t, 0) for t in targets):
+            return None
+        return {path: self._lora_layers[path] for path in sorted(paths)}
+
+    def _attach_to_layers(self, name: str, config: LoraConfig,
+                          weights: dict[str, torch.Tensor], layers: dict[str, Any]) -> None:
+        """What ``add_adapter`` and ``set_peft_model_state_dict`` do for such an adapter:
+        each layer gets the adapter's A and B (no initialisation: the files' weights are
+        copied in), and the model's config list names it."""
+        config = copy.copy(config)
+        config.init_lora_weights = False
+        self.model.peft_config[name] = config
+        for path, layer in layers.items():
+            a, b = weights[path + LORA_WEIGHTS[0]], weights[path + LORA_WEIGHTS[1]]
+            if a.shape[0] != config.r or b.shape[1] != config.r:
+                raise ValueError(f"{path}: rank {a.shape[0]} where the config says {config.r}")
+            layer.update_layer(name, config.r, config.lora_alpha, config)
+            layer.lora_A[name].weight.copy_(a)
+            layer.lora_B[name].weight.copy_(b)
+            layer.eval()
 
     def _inject_row_names(
         self, module: object, args: tuple[object, ...], kwargs: dict[str, object]
@@ -213,23 +279,31 @@ class AdapterSet:
         config = files.config
         config.inference_mode = True
         wrapped_here = not self.is_peft
+        layers = None if wrapped_here else self._layers_for(config, files.weights)
         try:
-            if wrapped_here:
+            if layers is not None:
+                assert isinstance(config, LoraConfig)
+                self._attach_to_layers(name, config, files.weights, layers)
+            elif wrapped_here:
                 with warnings.catch_warnings():
                     # PEFT 0.21 reads a property transformers 5 deprecated; nothing for us to fix.
                     warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
                     self.model = PeftModel(self.base, config, adapter_name=name)
             else:
                 self.model.add_adapter(name, config)
-            result: Any = set_peft_model_state_dict(self.model, files.weights, adapter_name=name)
-            missing = [k for k in result.missing_keys if "lora_" in k and name in k]
-            if missing:
-                raise ValueError(f"no weights for {len(missing)} LoRA tensors, e.g. {missing[0]}")
+            if layers is None:
+                result: Any = set_peft_model_state_dict(self.model, files.weights,
+                                                        adapter_name=name)
+                missing = [k for k in result.missing_keys if "lora_" in k and name in k]
+                if missing:
+                    raise ValueError(f"no weights for {len(missing)} LoRA tensors, "
+                                     f"e.g. {missing[0]}")
         except Exception as exc:
             self._undo_attach(name, wrapped_here)
             raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
-        self.model.eval()
-        self._hook_new_lora_layers()
+        if layers is None:
+            self.model.eval()
+            self._hook_new_lora_layers()
         slot = _Slot(name=name)
         self._slots[ref.key] = slot
         self._order, self._generation = (*self._order, name), self._generation + 1

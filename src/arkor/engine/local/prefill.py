@@ -25,9 +25,9 @@ import torch
 from arkor.engine.local.batch import BatchTensors, GrowingLayer, growing_layers, new_cache
 from arkor.engine.local.prefix_cache import Layers, PrefixHit
 
-
-FIRST_SLICE_TOKENS = 32
-"""Prompt tokens of a slice before any has been timed."""
+FIRST_SLICE_TOKENS = 128
+"""Prompt tokens of a slice before any has been timed (the fixed size slices had before they
+were measured; it also keeps short prompts of a fresh engine in one slice)."""
 MIN_SLICE_TOKENS = 16
 """The fewest prompt tokens a slice takes, however fast the decode steps are: a forward pass
 has a fixed cost (on the 2-core CPU about a batch-1 decode step), so below this a long prompt
