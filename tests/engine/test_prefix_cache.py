@@ -23,12 +23,6 @@ from arkor.engine.base import (
     SamplingParams,
 )
 from arkor.engine.local import LocalEngine
-from arkor.engine.local.prefill import (
-    FIRST_SLICE_TOKENS,
-    MAX_SLICE_TOKENS,
-    MIN_SLICE_TOKENS,
-    SliceSizer,
-)
 from arkor.engine.local.prefix_cache import PrefixCache
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 from tests.engine.conftest import Reference, chat, close_engine, collect, make_engine
@@ -243,8 +237,7 @@ def test_a_long_prompt_is_prefilled_between_decode_steps(
         scheduler._prefill_slice, scheduler._decode_step = real_slice, real_step
     assert got == texts(plain, [*running, long_request])
     slices = [i for i, (kind, _) in enumerate(events) if kind == "slice"]
-    assert len(slices) >= 3, events
-    assert max(n for kind, n in events if kind == "slice") <= MAX_SLICE_TOKENS, events
+    assert len(slices) >= 3 and max(n for kind, n in events if kind == "slice") <= 128, events
     # The running rows kept decoding while the long prompt went in.
     between = [e for e in events[slices[0] : slices[-1]] if e[0] == "step" and e[1] >= 1]
     assert len(between) >= len(slices) - 1, events
@@ -279,40 +272,3 @@ def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_
     finally:
         close_engine(engine)
     assert isinstance(outcome, EngineOverloaded), outcome
-
-
-def test_slices_are_sized_to_cost_about_one_decode_step() -> None:
-    sizer = SliceSizer()
-    assert sizer.columns(rows=4) == FIRST_SLICE_TOKENS // 4
-    sizer.sliced(FIRST_SLICE_TOKENS, 0.5)  # no step timed yet: nothing to size against
-    assert sizer.tokens == FIRST_SLICE_TOKENS
-    sizer.stepped(0.100)
-    # Cheap slices grow (at most twice as large per slice) until one costs a step ...
-    sizer.sliced(32, 0.020)
-    assert sizer.tokens == 64
-    sizer.sliced(64, 0.080)
-    assert sizer.tokens == 80
-    # ... dear ones shrink (at most by half), and never below the floor.
-    sizer.sliced(80, 0.400)
-    assert sizer.tokens == 40
-    for _ in range(5):
-        sizer.sliced(sizer.tokens, 1.0)
-    assert sizer.tokens == MIN_SLICE_TOKENS
-    for _ in range(10):
-        sizer.sliced(sizer.tokens, 0.001)
-    assert sizer.tokens == MAX_SLICE_TOKENS
-    # The step time is a running average: one slow step moves it part of the way.
-    sizer.stepped(1.100)
-    assert sizer.step_s == pytest.approx(0.3 * 1.1 + 0.7 * 0.1)
-    assert sizer.columns(rows=1000) == 1
-
-
-def test_a_slice_settles_where_it_costs_one_decode_step() -> None:
-    """Against a forward pass with a fixed part and a part per token, the sizes settle where a
-    slice costs what a decode step does."""
-    sizer = SliceSizer()
-    step, fixed, per_token = 0.150, 0.060, 0.002
-    sizer.stepped(step)
-    for _ in range(20):
-        sizer.sliced(sizer.tokens, fixed + per_token * sizer.tokens)
-    assert fixed + per_token * sizer.tokens == pytest.approx(step, rel=0.05)

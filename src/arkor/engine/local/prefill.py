@@ -10,64 +10,18 @@ every token has the position it would have alone.
 
 Feeding the remainder in slices of columns lets the scheduler run a decode step for the
 running rows between two slices (chunked prefill): a long prompt never holds them up for
-more than one slice, and :class:`SliceSizer` sizes the slices so that one costs about what a
-decode step of the running rows costs.
+more than one slice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from arkor.engine.local.batch import BatchTensors, GrowingLayer, growing_layers, new_cache
 from arkor.engine.local.prefix_cache import Layers, PrefixHit
-
-FIRST_SLICE_TOKENS = 128
-"""Prompt tokens of a slice before any has been timed (the fixed size slices had before they
-were measured; it also keeps short prompts of a fresh engine in one slice)."""
-MIN_SLICE_TOKENS = 16
-"""The fewest prompt tokens a slice takes, however fast the decode steps are: a forward pass
-has a fixed cost (on the 2-core CPU about a batch-1 decode step), so below this a long prompt
-would barely advance, and a batch of one or two rows gains nothing from slices smaller still."""
-MAX_SLICE_TOKENS = 512
-STEP_SMOOTHING = 0.3  # the weight of the latest decode step in the running average
-
-
-@dataclass
-class SliceSizer:
-    """How many prompt tokens a slice takes while other rows decode: as many as cost about one
-    of their decode steps, so that they wait at most about one step's worth per turn (the
-    issue's bound for chunked prefill) while the newcomer advances as fast as that allows.
-
-    A slice costs a fixed part (reading the weights, like any forward pass) plus a part per
-    token that grows with the prompt's length (attention over what is already in), and a
-    decode step's cost moves with the batch's size and width; so both are measured as they
-    happen rather than assumed. After each full slice the size is scaled by the ratio of the
-    decode steps' average time to the slice's, within [1/2, 2] per slice; this settles where
-    a slice costs one step (or at :data:`MIN_SLICE_TOKENS` when even the fixed part is more).
-    """
-
-    tokens: int = FIRST_SLICE_TOKENS
-    step_s: float | None = None
-
-    def columns(self, rows: int) -> int:
-        """The columns of the next slice for a group of ``rows`` rows (at least one)."""
-        return max(1, self.tokens // max(1, rows))
-
-    def stepped(self, seconds: float) -> None:
-        """A decode step of the running rows took ``seconds``."""
-        self.step_s = seconds if self.step_s is None else (
-            STEP_SMOOTHING * seconds + (1 - STEP_SMOOTHING) * self.step_s)
-
-    def sliced(self, tokens: int, seconds: float) -> None:
-        """A full slice of ``tokens`` padded prompt tokens took ``seconds``."""
-        if self.step_s is None or seconds <= 0 or tokens <= 0:
-            return
-        scale = min(2.0, max(0.5, self.step_s / seconds))
-        self.tokens = min(MAX_SLICE_TOKENS, max(MIN_SLICE_TOKENS, round(tokens * scale)))
 
 
 class PrefillGroup:

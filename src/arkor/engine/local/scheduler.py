@@ -8,8 +8,7 @@ Each turn of the loop:
    the cache, with the logits that followed it, samples its first token from them and joins
    the running batch at once);
 2. feeds the group's next slice of prompt columns: all of it when nothing else is running,
-   otherwise a slice that costs about one of their decode steps (chunked prefill, sized by
-   :class:`prefill.SliceSizer`). When the group is through, its
+   otherwise :data:`PREFILL_CHUNK_TOKENS` (chunked prefill). When the group is through, its
    rows sample their first token and the survivors merge into the running batch;
 3. drops rows whose consumer went away;
 4. runs ONE forward pass for every running row, whatever its adapter (per-row adapter names,
@@ -46,7 +45,7 @@ from arkor.engine.local.batch import BatchTensors
 from arkor.engine.local.constraint import Constraint
 from arkor.engine.local.loader import LoadedModel
 from arkor.engine.local.logprobs import prompt_logprobs
-from arkor.engine.local.prefill import PrefillGroup, SliceSizer, row_layers
+from arkor.engine.local.prefill import PrefillGroup, row_layers
 from arkor.engine.local.prefix_cache import PrefixCache, PrefixHit
 from arkor.engine.local.row import Row
 from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
@@ -59,6 +58,16 @@ PREFILL_TOKEN_BUDGET = 4096
 
 MIN_PREFIX_HIT = 8
 """Fewer cached tokens than this are not worth a prefix-cache layout."""
+
+PREFILL_CHUNK_TOKENS = 128
+"""Padded prompt tokens fed between two decode steps while other rows are decoding.
+
+On the 2-core CPU a forward pass has a fixed cost of about one batch-1 decode step (65 ms)
+plus about 2 ms per prompt token, so a 128-token slice costs about three decode steps of a
+batch of 8: the running rows wait for one slice at a time instead of the whole prompt (a
+1,000-token prompt is about 2 s). A smaller slice would stall them less per turn but pay the
+fixed cost more often, delaying the newcomer's first token."""
+
 
 class Scheduler:
     def __init__(
@@ -74,7 +83,6 @@ class Scheduler:
         self.loaded = loaded
         self.prefix = PrefixCache(prefix_cache_bytes)
         self._chunked_prefill = chunked_prefill
-        self.slices = SliceSizer()
         self._group: tuple[PrefillGroup, list[Row]] | None = None
         # Batch slots held by requests taken from the queue that are not running rows yet
         # (being admitted, prefilled or joined): counted as busy, or a request arriving in
@@ -271,15 +279,11 @@ class Scheduler:
             self._set_joining(0)
             return
         columns = group.remaining
-        sliced = bool(self._rows) and self._chunked_prefill
-        if sliced:
-            columns = min(columns, self.slices.columns(group.size))
+        if self._rows and self._chunked_prefill:
+            columns = max(1, PREFILL_CHUNK_TOKENS // group.size)
         try:
-            began = time.perf_counter()
             out = self._prefill_slice(group, rows, columns)
             if group.remaining:
-                if sliced:
-                    self.slices.sliced(columns * group.size, time.perf_counter() - began)
                 return
             self._group = None
             self._join(group, rows, out.logits[:, -1, :].float())
@@ -404,13 +408,11 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         assert self._batch is not None
-        began = time.perf_counter()
         out = self._forward(self._rows, **self._batch.step_inputs())
         logits = out.logits[:, -1, :].float()
         self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
-        self.slices.stepped(time.perf_counter() - began)
 
     def _next_tokens(self, logits: torch.Tensor, rows: list[Row]) -> StepTokens:
         return next_tokens(
