@@ -209,9 +209,10 @@ async def engine_figures(
     repeat: int,
     run_baseline: Callable[[], tuple[int, float]],
 ) -> dict[str, float]:
-    """Each repeat runs the baseline, then base-only and mixed, back to back, so load from
-    other processes on the machine hits all of them alike; the median tokens/s of the repeats
-    is reported (``<name>_rate``), and every run's (``<name>_runs``)."""
+    """Each repeat runs the baseline, then base-only and mixed back to back (which of the two
+    goes first alternates), so load from other processes on the machine hits all of them
+    alike; the median tokens/s of the repeats is reported (``<name>_rate``), and every run's
+    (``<name>_runs``)."""
     engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
     async with engine:
         await engine.load(EMBEDDED_MODEL_NAME)
@@ -219,10 +220,14 @@ async def engine_figures(
         engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
         await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
         runs: dict[str, list[float]] = {}
-        for _ in range(repeat):
+        for index in range(repeat):
             record(runs, "baseline", *run_baseline())
-            record(runs, "base", *await concurrent(engine, base_only))
-            record(runs, "mixed", *await concurrent(engine, mixed))
+            # Alternate which goes first, so a drift of the machine within a repeat (it runs
+            # for tens of seconds) falls on both sides alike.
+            order = ("base", "mixed") if index % 2 == 0 else ("mixed", "base")
+            for name in order:
+                record(runs, name, *await concurrent(engine, base_only if name == "base"
+                                                     else mixed))
         figures: dict[str, float] = {}
         for name, rates in runs.items():
             figures[f"{name}_rate"] = statistics.median(rates)

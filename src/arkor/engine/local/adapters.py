@@ -236,9 +236,10 @@ class AdapterSet:
             paths.add(path)
         if len(weights) != 2 * len(paths):  # an A without its B, or the reverse
             return None
+        # Every module PEFT would target (each module named so) is a LoRA layer with weights.
         targeted = {path for path in self._lora_layers if path.rpartition(".")[2] in targets}
-        wrapped = sum(1 for path in self._lora_layers if path.rpartition(".")[2] in targets)
-        if paths != targeted or wrapped != sum(self._leaf_counts.get(t, 0) for t in targets):
+        if paths != targeted or len(targeted) != sum(self._leaf_counts.get(t, 0)
+                                                     for t in targets):
             return None
         return {path: self._lora_layers[path] for path in sorted(paths)}
 
@@ -316,6 +317,7 @@ class AdapterSet:
             self.model = self.model.unload()
             self.base = self.model
             self._hooked.clear()
+            self._lora_layers.clear()
         elif name in self.model.peft_config:
             self.model.delete_adapter(name)
 
