@@ -209,6 +209,9 @@ def test_endpoint_detail_screenshots(page, theme: str) -> None:
     page.get_by_label("Base model only (no LoRA)").check()
     page.get_by_role("button", name="Create endpoint").click()
     page.locator("a.list-row").filter(has_text=f"shots-{theme}").click()
+    # Wait for the page to have drawn its keys (none yet) before typing the label: once, on a
+    # slow day, the button stayed disabled for 45 s after a label typed early.
+    page.get_by_text("No keys yet.").wait_for()
     page.get_by_label("API key label").fill("production")
     page.get_by_role("button", name="Issue key").click()
     page.locator("#key-plaintext").wait_for()

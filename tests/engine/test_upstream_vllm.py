@@ -29,7 +29,12 @@ from arkor.engine.registry import EMBEDDED_MODEL_NAME, UpstreamSpec
 from arkor.engine.upstream import UpstreamEngine, adapter_name
 from tests.engine.conftest import Outcome, ask, collect
 from tests.servers import free_port
-from tests.vllm_server import VllmServer, vllm_server
+from tests.vllm_server import START_TIMEOUT_S, VllmServer, vllm_server
+
+# The module's vLLM server starts in the first test's setup, which pytest-timeout counts: on
+# a slow 2-core day that setup alone took 292 s (START_TIMEOUT_S allows 240 s for the server
+# to answer), so these tests get the server's start on top of the usual 300 s.
+pytestmark = pytest.mark.timeout(300 + 2 * START_TIMEOUT_S)
 
 PROMPTS = ("I was charged twice for my subscription this month.",
            "The app crashes when I open the settings page.",
