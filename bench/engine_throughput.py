@@ -177,16 +177,10 @@ async def cold_vs_warm(
     """First token of the prompt on an adapter never attached, then on the same adapter again
     with the prefix cache emptied first, so the warm request computes the same prompt (the
     difference is the attach, not a cached prompt)."""
-    scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
     cold, warm = [], []
     for adapter in fresh:
         cold.append((await timed(engine, request(prompt, adapter, 2)))[1])
-        # The cache belongs to the scheduler's thread: empty it once that thread is idle
-        # (the row's answer is stored after its last event reached us).
-        while scheduler.running or scheduler.joining or scheduler.waiting:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        scheduler.prefix.clear()
+        engine.clear_prefix_cache(EMBEDDED_MODEL_NAME)
         warm.append((await timed(engine, request(prompt, adapter, 2)))[1])
     return statistics.median(cold), statistics.median(warm)
 

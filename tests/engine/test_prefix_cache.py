@@ -188,6 +188,25 @@ def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
         del scheduler.adapters.forward
 
 
+def test_clearing_the_cache_makes_the_next_request_compute_its_prompt(
+    cached: LocalEngine, plain: LocalEngine
+) -> None:
+    """Cleared straight after an answer (its prompt stored in the step that sent its last
+    token), the same prompt again finds nothing and is computed whole; then it is back."""
+    one = conversation("Which regions can host a deployment?", max_tokens=1)
+    [expected] = texts(plain, [one])
+    cache = prefix(cached)
+    for _ in range(3):
+        assert texts(cached, [one]) == [expected]  # stored (or found) by now
+        cached.clear_prefix_cache(EMBEDDED_MODEL_NAME)
+        hits, whole = cache.hits, cache.whole_hits
+        assert texts(cached, [one]) == [expected]
+        assert (cache.hits, cache.whole_hits) == (hits, whole)
+    assert texts(cached, [one]) == [expected]
+    assert cache.whole_hits == whole + 1
+    plain.clear_prefix_cache("no-such-model")  # not loaded: nothing to clear
+
+
 def test_the_next_turn_of_a_conversation_reuses_the_answer(
     cached: LocalEngine, plain: LocalEngine
 ) -> None:

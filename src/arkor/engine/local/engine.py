@@ -147,6 +147,14 @@ class LocalEngine:
         scheduler = self._schedulers.get(base_model)
         return scheduler.prefix if scheduler else None
 
+    def clear_prefix_cache(self, base_model: str) -> None:
+        """Forget ``base_model``'s cached prompts (no-op before it is loaded): a request sent
+        after this call computes its whole prompt. For benchmarks and tests that time a
+        prompt's forward pass."""
+        scheduler = self._schedulers.get(base_model)
+        if scheduler is not None:
+            scheduler.clear_prefix_cache()
+
     def grammar_compilations(self, base_model: str) -> int:
         """Grammars compiled so far for ``base_model`` (cache misses)."""
         scheduler = self._schedulers.get(base_model)

@@ -96,6 +96,7 @@ class Scheduler:
         self._rows: list[Row] = []
         self._batch: BatchTensors | None = None
         self._closed = False
+        self._clear_prefix = False  # set by clear_prefix_cache, done on this thread
         self._seconds_per_request = 2.0
         self._thread = threading.Thread(
             target=self._run, name=f"arkor-scheduler:{loaded.name}", daemon=True
@@ -133,6 +134,15 @@ class Scheduler:
             if len(self._waiting) >= self._max_queue + free_slots:
                 raise EngineOverloaded(retry_after=self._retry_after())
             self._waiting.append(ticket)
+            self._cond.notify()
+
+    def clear_prefix_cache(self) -> None:
+        """Forget every cached prompt before the next request is admitted. The cache belongs
+        to the scheduler's thread, which empties it at the start of its next turn: a request
+        submitted after this call finds it empty, and a row ending before then has stored its
+        prompt already (it does so in the step that sent its last token)."""
+        with self._cond:
+            self._clear_prefix = True
             self._cond.notify()
 
     def cancel(self, ticket: Ticket) -> None:
@@ -180,10 +190,14 @@ class Scheduler:
     def _next_newcomers(self) -> list[Ticket] | None:
         """Block until there is work; None once closed."""
         with self._cond:
-            while not self._closed and not self._waiting and not self._rows and not self._group:
+            while (not self._closed and not self._waiting and not self._rows
+                   and not self._group and not self._clear_prefix):
                 self._cond.wait()
             if self._closed:
                 return None
+            if self._clear_prefix:
+                self._clear_prefix = False
+                self.prefix.clear()
             taken: list[Ticket] = []
             if self._group is not None:
                 return taken  # one prefill group at a time; the next waits its turn
