@@ -2,9 +2,9 @@
 
 Run: ``.venv/bin/python bench/engine_speed.py`` (about three minutes on two cores).
 
-One engine per precision is loaded side by side; each repeat runs every precision in turn,
-so load from other processes on the machine hits all of them alike, and the figures printed
-are the medians of the repeats (``--repeat``, default 5). Greedy throughout, and every
+Each repeat loads an engine for every precision in turn (one alive at a time) and measures
+it, so load from other processes on the machine hits all of them alike, and the figures
+printed are the medians of the repeats (``--repeat``, default 5). Greedy throughout, and every
 request generates exactly ``--max-tokens`` tokens (no token is EOS). The adapters are rank-8
 q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
 
@@ -79,22 +79,22 @@ async def measure(
     targets: list[AdapterRef | None] = [None, *adapters]
     mixed = [request(p, targets[i % len(targets)], max_tokens) for i, p in enumerate(PROMPTS)]
     alone = request(PROMPTS[0], adapters[0], max_tokens)
-    engines = {}
-    for precision in precisions:
-        engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
-                             precision=precision)
-        await engine.load(EMBEDDED_MODEL_NAME)
-        engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
-        await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
-        engines[precision] = engine
     figures: dict[str, dict[str, list[float]]] = {p: {"single": [], "mixed": []}
                                                   for p in precisions}
+    # One engine at a time, loaded afresh for each precision in each repeat: two engines'
+    # scheduler threads alive at once slow each other's torch work on a small machine
+    # (arkor.engine.local.threads), which one server with one base model never does.
     for _ in range(repeat):
-        for precision, engine in engines.items():
-            figures[precision]["single"].append(await single_stream(engine, alone))
-            figures[precision]["mixed"].append(await concurrent(engine, mixed))
-    for engine in engines.values():
-        await engine.close()
+        for precision in precisions:
+            engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
+                                 precision=precision)
+            async with engine:
+                await engine.load(EMBEDDED_MODEL_NAME)
+                engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
+                await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
+                                          for r in mixed])
+                figures[precision]["single"].append(await single_stream(engine, alone))
+                figures[precision]["mixed"].append(await concurrent(engine, mixed))
     return figures
 
 

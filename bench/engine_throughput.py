@@ -25,10 +25,12 @@ import os
 import random
 import statistics
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
@@ -62,9 +64,37 @@ PROMPTS = [
     "Les enfants jouent dans le jardin.",
     "Describe your ideal weekend.",
 ]
+T = TypeVar("T")
+
+
+def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a thread that ends with it. Torch work keeps an OpenMP team alive per
+    thread that ran it, and on a small machine one more live team slows every other thread's
+    torch work (``arkor.engine.local.threads``): the bench's own torch work (making adapters,
+    the baseline) must not leave one behind while the engine is measured, as a server's main
+    thread runs no torch."""
+    found: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            found.append(fn(*args))
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return found[0]
 
 
 def make_adapters(base_dir: Path, out: Path, count: int) -> list[AdapterRef]:
+    return on_own_thread(_make_adapters, base_dir, out, count)
+
+
+def _make_adapters(base_dir: Path, out: Path, count: int) -> list[AdapterRef]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -139,7 +169,7 @@ def baseline(base_dir: Path, requests: list[GenerationRequest]) -> Callable[[], 
 
     with torch.inference_mode():
         run(requests[0])
-    return run_all
+    return lambda: on_own_thread(run_all)
 
 
 async def timed(engine: LocalEngine, req: GenerationRequest) -> tuple[int, float | None]:
@@ -206,32 +236,39 @@ async def engine_figures(
     """Each repeat runs the baseline, then base-only and mixed back to back (which of the two
     goes first alternates), so load from other processes on the machine hits all of them
     alike; the median tokens/s of the repeats is reported (``<name>_rate``), and every run's
-    (``<name>_runs``)."""
-    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
-    async with engine:
-        await engine.load(EMBEDDED_MODEL_NAME)
-        # Every request runs to max_tokens, as the baseline does with min_new_tokens.
-        engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
-        await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
-        runs: dict[str, list[float]] = {}
-        for index in range(repeat):
-            record(runs, "baseline", *run_baseline())
+    (``<name>_runs``). The engine is closed while the baseline runs (a new one each repeat):
+    the two never have torch threads alive at once (see :func:`on_own_thread`)."""
+    runs: dict[str, list[float]] = {}
+    figures: dict[str, float] = {}
+    for index in range(repeat):
+        record(runs, "baseline", *run_baseline())
+        async with await ready_engine(models_dir, mixed) as engine:
             # Alternate which goes first, so a drift of the machine within a repeat (it runs
             # for tens of seconds) falls on both sides alike.
             order = ("base", "mixed") if index % 2 == 0 else ("mixed", "base")
             for name in order:
                 record(runs, name, *await concurrent(engine, base_only if name == "base"
                                                      else mixed))
-        figures: dict[str, float] = {}
-        for name, rates in runs.items():
-            figures[f"{name}_rate"] = statistics.median(rates)
-        run_lists = {name: ", ".join(f"{r:.0f}" for r in rates) for name, rates in runs.items()}
-        print("tokens/s of each run:", "; ".join(f"{k} {v}" for k, v in run_lists.items()))
+    for name, rates in runs.items():
+        figures[f"{name}_rate"] = statistics.median(rates)
+    run_lists = {name: ", ".join(f"{r:.0f}" for r in rates) for name, rates in runs.items()}
+    print("tokens/s of each run:", "; ".join(f"{k} {v}" for k, v in run_lists.items()))
+    async with await ready_engine(models_dir, mixed) as engine:
         ttft = await staggered_ttft(engine, arrivals, mean_gap=0.5)
         figures["ttft_p50"], figures["ttft_p99"] = percentile(ttft, 0.5), percentile(ttft, 0.99)
         cold, warm = await cold_vs_warm(engine, fresh, PROMPTS[0])
         figures["cold"], figures["warm"] = cold, warm
     return figures
+
+
+async def ready_engine(models_dir: Path, mixed: list[GenerationRequest]) -> LocalEngine:
+    """A default engine with the embedded model loaded and warmed on ``mixed``'s adapters."""
+    engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
+    await engine.load(EMBEDDED_MODEL_NAME)
+    # Every request runs to max_tokens, as the baseline does with min_new_tokens.
+    engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
+    await concurrent(engine, [request(r.messages[0].content, r.adapter, 4) for r in mixed])
+    return engine
 
 
 def main() -> None:
@@ -256,7 +293,7 @@ def main() -> None:
         arrivals = [
             request(PROMPTS[i % len(PROMPTS)], targets[i % len(targets)], 24) for i in range(32)
         ]
-        run_baseline = baseline(base_dir, mixed)
+        run_baseline = on_own_thread(baseline, base_dir, mixed)
         figures = asyncio.run(
             engine_figures(
                 args.models_dir, mixed, base_only, fresh, arrivals, args.repeat, run_baseline

@@ -26,6 +26,7 @@ from arkor.engine.local.adapters import AdapterFiles, read_adapter
 from arkor.engine.local.loader import load_base_model, pick_device
 from arkor.engine.local.prefix_cache import PrefixCache
 from arkor.engine.local.scheduler import Scheduler
+from arkor.engine.local.threads import in_own_thread
 from arkor.engine.local.ticket import Ticket
 from arkor.engine.precision import DEFAULT_PRECISION, parse_precision_plan
 from arkor.engine.registry import BaseModelRegistry
@@ -218,7 +219,8 @@ class LocalEngine:
     ) -> AdapterFiles | None:
         if request.adapter is None or scheduler.adapters.is_loaded(request.adapter.key):
             return None
-        return await asyncio.to_thread(read_adapter, request.adapter, scheduler.loaded.device)
+        return await in_own_thread("arkor-read-adapter", read_adapter, request.adapter,
+                                   scheduler.loaded.device)
 
     async def _scheduler_for(self, base_model: str) -> Scheduler:
         spec = self._registry.get(base_model)
@@ -229,7 +231,7 @@ class LocalEngine:
         scheduler = self._schedulers.get(base_model)
         if scheduler is not None:
             return scheduler
-        return await asyncio.to_thread(self._load_scheduler, base_model)
+        return await in_own_thread(f"arkor-load:{base_model}", self._load_scheduler, base_model)
 
     def _load_scheduler(self, base_model: str) -> Scheduler:
         """Runs in a worker thread; a threading lock works whatever event loop is calling."""
