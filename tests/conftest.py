@@ -43,9 +43,23 @@ def _postgres_answers(url: str) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Use PostgreSQL at its usual local address when it answers, without a variable."""
+    """Use PostgreSQL at its usual local address when it answers, without a variable. Run the
+    engine at float32 (see :func:`pin_float32`)."""
     if not os.environ.get(POSTGRES_ENV) and _postgres_answers(DEFAULT_POSTGRES_URL):
         os.environ[POSTGRES_ENV] = DEFAULT_POSTGRES_URL
+    pin_float32()
+
+
+def pin_float32() -> None:
+    """The suite's exactness checks compare the engine with float32 references (plain
+    transformers ``generate``, vLLM in float32), so the engine runs at float32 whatever the
+    CPU: ``auto`` picks int8 on an AVX-512 BF16 CPU. Servers the tests start inherit
+    ``ARKOR_ENGINE_PRECISION``; engines made in this process see a CPU without BF16.
+    ``tests/engine/test_precision.py`` covers the other precisions, and the real CPU's answer."""
+    from arkor.engine.local import quantize
+
+    os.environ.setdefault("ARKOR_ENGINE_PRECISION", "float32")
+    quantize.cpu_has_bf16 = lambda: False  # type: ignore[assignment]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

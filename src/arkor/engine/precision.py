@@ -8,9 +8,10 @@ engine. :mod:`arkor.engine.local.quantize` applies a precision to a loaded model
 - ``int8``: weight-only int8 for every ``nn.Linear`` of the base model and ``lm_head`` (one
   scale per output channel), bfloat16 activations and everything else in bfloat16; LoRA
   deltas stay in float32 outside the packed matmul.
-- ``auto`` (the default): float32 on a CPU, bfloat16 on CUDA, as the engine always loaded
-  models; see docs/engine.md, "Precision", for why ``auto`` does not pick a lower precision
-  on a CPU yet.
+- ``auto`` (the default): the fastest precision that passes the quality bar on the device
+  (docs/engine.md, "Precision"): ``int8`` on a CPU with AVX-512 BF16 (where torch's packed
+  int8 kernel and bfloat16 arithmetic are fast), ``float32`` on other CPUs (where both are
+  slower than float32), ``bfloat16`` on CUDA.
 
 Logits always reach sampling, logprobs and grammar masking as float32.
 
@@ -37,12 +38,15 @@ def parse_precision(raw: str) -> str:
     return value
 
 
-def resolve_precision(precision: str, device_type: str) -> str:
-    """The concrete precision (never ``auto``) for a model on ``device_type``."""
+def resolve_precision(precision: str, device_type: str, *, cpu_bf16: bool = False) -> str:
+    """The concrete precision (never ``auto``) for a model on ``device_type``; ``cpu_bf16``:
+    the CPU has AVX-512 BF16."""
     value = parse_precision(precision)
     if value != "auto":
         return value
-    return "float32" if device_type == "cpu" else "bfloat16"
+    if device_type != "cpu":
+        return "bfloat16"
+    return "int8" if cpu_bf16 else "float32"
 
 
 @dataclass(frozen=True)

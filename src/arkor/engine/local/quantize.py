@@ -55,9 +55,15 @@ class Int8Linear(torch.nn.Linear):
         return self.weight.float() * self.scales.float()[:, None]
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has AVX-512 BF16 (what ``auto`` picks int8 on)."""
+    return bool(torch.cpu._is_avx512_bf16_supported())
+
+
 def apply_precision(model: Any, precision: str, device: torch.device) -> str:
     """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one."""
-    resolved = resolve_precision(precision, device.type)
+    resolved = resolve_precision(precision, device.type,
+                                 cpu_bf16=device.type == "cpu" and cpu_has_bf16())
     if resolved == "float32":
         model.to(torch.float32)
     elif resolved == "bfloat16":
