@@ -2,9 +2,9 @@
 
 Run: ``.venv/bin/python bench/prefill.py`` (about five minutes on two cores).
 
-Two engines are loaded side by side: the default one (prefix cache and chunked prefill on)
-and one with ``prefix_cache_mb=0, chunked_prefill=False`` (the engine before them); each
-repeat runs both in turn and the medians are printed. Greedy throughout.
+Two engines: the default one (prefix cache and chunked prefill on) and one with
+``prefix_cache_mb=0, chunked_prefill=False`` (the engine before them); each repeat loads and
+runs both in turn, one alive at a time, and the medians are printed. Greedy throughout.
 
 1. Time to first token of a 1-token request whose 75-token prompt was seen before, on the
    base model and on an adapter; and of a new question after a shared ~60-token system
@@ -159,24 +159,20 @@ def peak_rss(config: str, models_dir: Path, adapters_dir: Path) -> float:
 async def measure(
     models_dir: Path, adapter: AdapterRef, repeat: int
 ) -> dict[str, dict[str, list[float]]]:
-    engines = {
-        name: LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir, **options)
-        for name, options in CONFIGS.items()
-    }
-    figures: dict[str, dict[str, list[float]]] = {name: {} for name in engines}
-    try:
-        for engine in engines.values():
-            await engine.load(EMBEDDED_MODEL_NAME)
-            await first_event(engine, ask("Hello", adapter))  # attach the adapter, warm up
-        for round_ in range(repeat):
-            for name, engine in engines.items():
+    """Each repeat loads each configuration's engine in turn, one alive at a time: two
+    engines' scheduler threads alive at once slow each other's torch work on a small machine
+    (docs/engine.md, "Threads")."""
+    figures: dict[str, dict[str, list[float]]] = {name: {} for name in CONFIGS}
+    for round_ in range(repeat):
+        for name, options in CONFIGS.items():
+            async with LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
+                                   **options) as engine:
+                await engine.load(EMBEDDED_MODEL_NAME)
+                await first_event(engine, ask("Hello", adapter))  # attach the adapter, warm up
                 found = {**await repeated_prefix(engine, adapter, round_),
                          **await stalls(engine, round_)}
-                for key, value in found.items():
-                    figures[name].setdefault(key, []).append(value)
-    finally:
-        for engine in engines.values():
-            await engine.close()
+            for key, value in found.items():
+                figures[name].setdefault(key, []).append(value)
     return figures
 
 

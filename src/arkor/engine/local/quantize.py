@@ -33,9 +33,11 @@ class Int8Linear(torch.nn.Linear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
         scales = (weight.abs().amax(dim=1) / INT8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
-        quantized = torch.round(weight / scales[:, None]).clamp(-INT8_MAX, INT8_MAX)
+        quantized = weight / scales[:, None]  # one float32 temporary, rounded in place
+        quantized.round_().clamp_(-INT8_MAX, INT8_MAX)
         self.weight = torch.nn.Parameter(quantized.to(torch.int8).contiguous(),
                                          requires_grad=False)
+        del quantized
         # Float32 until the model is cast: activations must come in the scales' dtype.
         self.register_buffer("scales", scales)
         bias = linear.bias
@@ -56,8 +58,10 @@ class Int8Linear(torch.nn.Linear):
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has AVX-512 BF16 (what ``auto`` picks int8 on)."""
-    return bool(torch.cpu._is_avx512_bf16_supported())
+    """Whether this CPU has AVX-512 BF16 (what ``auto`` picks int8 on); False when this torch
+    cannot say (the check is a private helper of ``torch.cpu``)."""
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def apply_precision(model: Any, precision: str, device: torch.device) -> str:
@@ -81,12 +85,13 @@ def quantize_linears(model: torch.nn.Module) -> int:
 
     A tied ``lm_head`` is untied: the input embedding keeps its bfloat16 table.
     """
-    targets = [(name, module) for name, module in model.named_modules()
-               if type(module) is torch.nn.Linear]
-    for name, module in targets:
+    # Names only: each float32 Linear is let go as soon as it is replaced (holding them all
+    # until the end kept the whole float32 model beside its int8 copy).
+    targets = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear(module))
+        setattr(parent, child, Int8Linear(getattr(parent, child)))
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         # Keep transformers/PEFT from tying lm_head back to the embedding table.
