@@ -25,12 +25,10 @@ import os
 import random
 import statistics
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import torch
 
@@ -44,6 +42,7 @@ from arkor.engine.base import (
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.adapters import PEFT_DEPRECATION
+from arkor.engine.local.threads import in_own_thread
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 
 PROMPTS = [
@@ -64,34 +63,12 @@ PROMPTS = [
     "Les enfants jouent dans le jardin.",
     "Describe your ideal weekend.",
 ]
-T = TypeVar("T")
-
-
-def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` on a thread that ends with it. Torch work keeps an OpenMP team alive per
-    thread that ran it, and on a small machine one more live team slows every other thread's
-    torch work (``arkor.engine.local.threads``): the bench's own torch work (making adapters,
-    the baseline) must not leave one behind while the engine is measured, as a server's main
-    thread runs no torch."""
-    found: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            found.append(fn(*args))
-        except BaseException as exc:
-            failed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join()
-    if failed:
-        raise failed[0]
-    return found[0]
-
-
 def make_adapters(base_dir: Path, out: Path, count: int) -> list[AdapterRef]:
-    return on_own_thread(_make_adapters, base_dir, out, count)
+    """Made on a thread that ends with the work (``in_own_thread``): torch work leaves an
+    OpenMP team alive on the thread that ran it, and one more live team slows the engine's
+    steps on a small machine (docs/engine.md, "Threads"), as a server's main thread runs no
+    torch."""
+    return asyncio.run(in_own_thread("bench-adapters", _make_adapters, base_dir, out, count))
 
 
 def _make_adapters(base_dir: Path, out: Path, count: int) -> list[AdapterRef]:
@@ -169,7 +146,7 @@ def baseline(base_dir: Path, requests: list[GenerationRequest]) -> Callable[[], 
 
     with torch.inference_mode():
         run(requests[0])
-    return lambda: on_own_thread(run_all)
+    return run_all
 
 
 async def timed(engine: LocalEngine, req: GenerationRequest) -> tuple[int, float | None]:
@@ -237,11 +214,12 @@ async def engine_figures(
     goes first alternates), so load from other processes on the machine hits all of them
     alike; the median tokens/s of the repeats is reported (``<name>_rate``), and every run's
     (``<name>_runs``). The engine is closed while the baseline runs (a new one each repeat):
-    the two never have torch threads alive at once (see :func:`on_own_thread`)."""
+    the two never have torch threads alive at once, and the baseline runs on a thread that
+    ends with it (docs/engine.md, "Threads")."""
     runs: dict[str, list[float]] = {}
     figures: dict[str, float] = {}
     for index in range(repeat):
-        record(runs, "baseline", *run_baseline())
+        record(runs, "baseline", *await in_own_thread("bench-baseline", run_baseline))
         async with await ready_engine(models_dir, [*mixed, *base_only]) as engine:
             # Alternate which goes first, so a drift of the machine within a repeat (it runs
             # for tens of seconds) falls on both sides alike.
@@ -296,7 +274,7 @@ def main() -> None:
         arrivals = [
             request(PROMPTS[i % len(PROMPTS)], targets[i % len(targets)], 24) for i in range(32)
         ]
-        run_baseline = on_own_thread(baseline, base_dir, mixed)
+        run_baseline = asyncio.run(in_own_thread("bench-baseline", baseline, base_dir, mixed))
         figures = asyncio.run(
             engine_figures(
                 args.models_dir, mixed, base_only, fresh, arrivals, args.repeat, run_baseline

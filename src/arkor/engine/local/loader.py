@@ -20,7 +20,6 @@ from arkor.engine.grammar import GrammarCache
 from arkor.engine.local.logprobs import TokenTexts
 from arkor.engine.local.prompt import encode_request, prompt_characters
 from arkor.engine.local.quantize import apply_precision
-from arkor.engine.local.threads import release_free_memory
 from arkor.engine.precision import DEFAULT_PRECISION
 from arkor.engine.registry import BaseModelSpec
 
@@ -101,8 +100,6 @@ def load_base_model(
     model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     resolved = apply_precision(model, precision, device)
     model = model.to(device).eval()
-    if resolved != "float32":
-        release_free_memory()
     config = model.config.get_text_config(decoder=True)
     eos_token_ids = _eos_token_ids(model, tokenizer)
     ll_tokenizer = _ll_tokenizer(tokenizer, eos_token_ids)

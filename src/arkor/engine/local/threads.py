@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -53,14 +51,3 @@ async def in_own_thread(name: str, fn: Callable[..., T], *args: Any) -> T:
     threading.Thread(target=run, name=name, daemon=True).start()
     return await future
 
-
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
-    elsewhere). Converting a model's precision frees hundreds of megabytes of temporaries
-    and float32 weights, which glibc otherwise keeps in the loading thread's arena: an int8
-    load left the process at ~1,080 MiB, ~630 MiB after the trim."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(name).malloc_trim(0)
