@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -62,17 +64,19 @@ def test_an_adapter_that_yields_nan_fails_its_rows_alone(
     async def scenario() -> list[object]:
         await engine.load(EMBEDDED_MODEL_NAME)
         scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
-        healthy_forward = scheduler.adapters.forward
+        def poisoned(healthy: Callable[..., Any]) -> Callable[..., Any]:
+            def forward(row_adapters: list[str], **inputs: object) -> object:
+                out = healthy(row_adapters, **inputs)
+                slot = scheduler.adapters._slots.get(adapter_b.key)
+                for row, name in enumerate(row_adapters):
+                    if slot is not None and name == slot.name:
+                        out.logits[row] = float("nan")
+                return out
+            return forward
 
-        def poisoned_forward(row_adapters: list[str], **inputs: object) -> object:
-            out = healthy_forward(row_adapters, **inputs)
-            slot = scheduler.adapters._slots.get(adapter_b.key)
-            for row, name in enumerate(row_adapters):
-                if slot is not None and name == slot.name:
-                    out.logits[row] = float("nan")
-            return out
-
-        scheduler.adapters.forward = poisoned_forward
+        # Prefill (forward) and decode steps (decode) alike.
+        scheduler.adapters.forward = poisoned(scheduler.adapters.forward)
+        scheduler.adapters.decode = poisoned(scheduler.adapters.decode)
         return await asyncio.gather(
             collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12)),
             collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12, temperature=0.9)),

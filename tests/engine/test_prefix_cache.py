@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,14 +161,16 @@ def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
     assert texts(cached, requests) == expected
     scheduler = cached._schedulers[EMBEDDED_MODEL_NAME]
     cache = prefix(cached)
-    forwards: list[int] = []
-    forward = scheduler.adapters.forward
+    forwards: list[int] = []  # the columns of each forward pass, prefill or decode step
 
-    def counting(names: list[str | None], **inputs: Any) -> Any:
-        forwards.append(int(inputs["input_ids"].shape[1]))
-        return forward(names, **inputs)
+    def counting(run: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(names: list[str | None], **inputs: Any) -> Any:
+            forwards.append(int(inputs["input_ids"].shape[1]))
+            return run(names, **inputs)
+        return counted
 
-    scheduler.adapters.forward = counting  # type: ignore[method-assign]
+    scheduler.adapters.forward = counting(scheduler.adapters.forward)  # type: ignore[method-assign]
+    scheduler.adapters.decode = counting(scheduler.adapters.decode)  # type: ignore[method-assign]
     try:
         whole = cache.whole_hits
         # Each again, alone and together: the same tokens, and every forward is a decode step
@@ -185,7 +187,7 @@ def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
         assert texts(cached, [one]) == first
         assert forwards == []
     finally:
-        del scheduler.adapters.forward
+        del scheduler.adapters.forward, scheduler.adapters.decode
 
 
 def test_clearing_the_cache_makes_the_next_request_compute_its_prompt(

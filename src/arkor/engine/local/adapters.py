@@ -29,6 +29,8 @@ from transformers import PreTrainedModel
 
 from arkor.contract.artifacts import ADAPTER_CONFIG
 from arkor.engine.base import AdapterLoadError, AdapterRef
+from arkor.engine.local.decode import LeanDecoder
+from arkor.engine.local.decode import supports as supports_lean_decode
 from arkor.engine.local.mixed_lora import RowAdapters, row_adapters_of
 from arkor.engine.local.mixed_lora import install as install_stacked_forward
 
@@ -103,6 +105,7 @@ class AdapterSet:
     _hooked: set[int] = field(init=False, default_factory=set)
     _row_names: list[str] | None = field(init=False, default=None)
     _row_adapters: RowAdapters | None = field(init=False, default=None)
+    _lean: LeanDecoder | None = field(init=False, default=None)  # None: decode by forward
     # The attached adapters in the order of the layers' stacked weights, and a number that
     # changes with it (an attach or a detach), so no stack outlives the weights it copied.
     _order: tuple[str, ...] = field(init=False, default=())
@@ -118,6 +121,7 @@ class AdapterSet:
         if self.capacity < 1:
             raise ValueError("max_loaded_adapters must be at least 1")
         self.model = self.base
+        self._lean = LeanDecoder(self.base) if supports_lean_decode(self.base) else None
 
     @property
     def is_peft(self) -> bool:
@@ -175,6 +179,16 @@ class AdapterSet:
             return self.model(**inputs)
         with self._rows(row_adapters):
             return self.model.get_base_model()(**inputs)
+
+    def decode(self, row_adapters: list[str], **inputs: object) -> Any:
+        """One decode step (one new token per row): :meth:`forward`'s logits, computed by the
+        model's :class:`~arkor.engine.local.decode.LeanDecoder` when it has one."""
+        if self._lean is None:
+            return self.forward(row_adapters, **inputs)
+        if not self.is_peft:
+            return self._lean.step(None, inputs)
+        with self._rows(row_adapters):
+            return self._lean.step(self._row_adapters, inputs)
 
     def output_layer(self, row_adapters: list[str], hidden: torch.Tensor) -> torch.Tensor:
         """The output layer alone on ``[rows, n, hidden]`` states, each row with its adapter

@@ -100,6 +100,25 @@ def stack_of(layer: Any, rows: RowAdapters) -> Stack | str | None:
     return stack
 
 
+def plan_of(layer: Any, rows: RowAdapters | None) -> Stack | str | None:
+    """How ``layer`` serves the rows of this pass: its :class:`Stack`, None (no row's adapter
+    is on it: the base projection alone), or ``PEFT_PATH`` (a LoRA variant, or a bias on
+    ``lora_B``: PEFT's own mixed-batch forward)."""
+    if rows is None or any(name in layer.lora_variant for name, _ in rows.groups):
+        return PEFT_PATH
+    return stack_of(layer, rows) if rows.groups else None
+
+
+def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack | str,
+                rows: RowAdapters | None) -> torch.Tensor:
+    """``result`` (the base projection of ``x``) plus each row's own adapter's LoRA term."""
+    assert isinstance(stack, Stack) and rows is not None
+    xa = torch.matmul(x.to(stack.a.dtype), stack.a)
+    xa = xa * rows.mask(stack.owner, stack.columns, xa.dim())
+    result += torch.matmul(xa, stack.b).to(result.dtype)
+    return result
+
+
 def install(layer: Any, rows_of: Callable[[], RowAdapters | None]) -> None:
     """Give one LoRA ``Linear`` layer the stacked mixed-batch forward."""
     if not isinstance(layer, Linear):
@@ -109,20 +128,15 @@ def install(layer: Any, rows_of: Callable[[], RowAdapters | None]) -> None:
     def stacked(self: Any, x: torch.Tensor, *args: Any, adapter_names: list[str],
                 **kwargs: Any) -> torch.Tensor:
         rows = rows_of()
-        if rows is None or any(name in self.lora_variant for name, _ in rows.groups):
-            return original(x, *args, adapter_names=adapter_names, **kwargs)
-        stack = stack_of(self, rows) if rows.groups else None
-        if isinstance(stack, str):
+        plan = plan_of(self, rows)
+        if isinstance(plan, str):  # PEFT_PATH
             return original(x, *args, adapter_names=adapter_names, **kwargs)
         for key in VARIANT_KWARG_KEYS:
             kwargs.pop(key, None)
         result = self.base_layer(x, *args, **kwargs)
-        if stack is None:
+        if plan is None:
             return cast(torch.Tensor, result)
-        xa = torch.matmul(x.to(stack.a.dtype), stack.a)
-        xa = xa * rows.mask(stack.owner, stack.columns, xa.dim())
-        result += torch.matmul(xa, stack.b).to(result.dtype)
-        return cast(torch.Tensor, result)
+        return add_stacked(result, x, plan, rows)
 
     # PEFT looks the method up on the instance; replacing it there is the hook.
     layer._mixed_batch_forward = types.MethodType(stacked, layer)  # type: ignore[method-assign]

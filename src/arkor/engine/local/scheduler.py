@@ -422,7 +422,8 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         assert self._batch is not None
-        out = self._forward(self._rows, **self._batch.step_inputs())
+        out = self.adapters.decode([row.adapter_name for row in self._rows],
+                                   **self._batch.step_inputs())
         logits = out.logits[:, -1, :].float()
         self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])

@@ -1,0 +1,168 @@
+"""One decode step of a Llama-family model with the per-call machinery of transformers and
+PEFT left out.
+
+A decode step of the embedded model through ``model(**inputs)`` makes about 600 module
+calls (a decoder layer, its attention, its MLP, its norms, seven projections and their LoRA
+wrappers, for each of 30 layers), each through decorators, keyword plumbing, output-capture
+hooks and PEFT's argument checks: measured on the 2-core machine, about a fifth of an int8
+step at batch 1 was Python between the tensor operations. :class:`LeanDecoder` makes the same
+tensor operations, in the same order and with the same functions, from one loop: the same
+mask (``create_causal_mask``), rotary embeddings (the model's own ``rotary_emb`` and
+``apply_rotary_pos_emb``), norms (the model's modules), attention (transformers'
+``sdpa_attention_forward``) and projections (the module's own forward; a LoRA layer's base
+projection plus :func:`arkor.engine.local.mixed_lora.add_stacked`, as its mixed-batch forward
+does). So the logits are the ones ``model(**inputs)`` gives, bit for bit
+(``tests/engine/test_decode.py``), and prefill, which is a few calls per request rather than
+one per token, keeps transformers' forward.
+
+Only the architectures whose forward is written out here are served this way
+(:func:`supports`: ``LlamaForCausalLM`` with SDPA attention); any other model, and a LoRA
+layer that needs PEFT's own path (a LoRA variant, a bias on ``lora_B``), goes through the
+module as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import create_causal_mask
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+from arkor.engine.local.batch import growing_layers
+from arkor.engine.local.mixed_lora import RowAdapters, add_stacked, plan_of
+from arkor.engine.local.quantize import Int8Linear
+
+ARCHITECTURES = frozenset({"LlamaForCausalLM"})
+
+
+def supports(model: Any) -> bool:
+    """Whether ``model`` (the causal LM under any PEFT wrapper) is one whose decode step
+    :class:`LeanDecoder` writes out."""
+    config = getattr(model, "config", None)
+    return (type(model).__name__ in ARCHITECTURES and config is not None
+            and getattr(config, "_attn_implementation", None) == "sdpa"
+            and getattr(config, "pretraining_tp", 1) == 1)
+
+
+@dataclass
+class Logits:
+    """What the scheduler reads of a forward pass's output."""
+
+    logits: torch.Tensor
+
+
+@dataclass
+class Fused:
+    """Int8 projections of one input (a layer's q, k and v; its gate and up) as one matrix:
+    their weights and scales side by side, which the modules' own become views of (no copy
+    is kept), so one packed product computes all of them."""
+
+    weight: torch.Tensor  # [sum of outputs, in] int8
+    scales: torch.Tensor  # [sum of outputs]
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, modules: list[Any]) -> Fused | None:
+        """``modules``' weights fused, or None when one is not a bias-free :class:`Int8Linear`
+        of the same input (computed as before, alone)."""
+        bases: list[Any] = [m.base_layer if isinstance(m, LoraLinear) else m for m in modules]
+        if (any(type(b) is not Int8Linear or b.bias is not None for b in bases)
+                or len({(b.in_features, b.scales.dtype) for b in bases}) != 1):
+            return None
+        fused = cls(torch.cat([b.weight for b in bases]), torch.cat([b.scales for b in bases]),
+                    [b.out_features for b in bases])
+        start = 0
+        for base, size in zip(bases, fused.sizes, strict=True):
+            base.weight = torch.nn.Parameter(fused.weight[start:start + size],
+                                             requires_grad=False)
+            base.scales = fused.scales[start:start + size]
+            start += size
+        return fused
+
+    def project(self, modules: list[Any], x: torch.Tensor,
+                rows: RowAdapters | None) -> list[torch.Tensor]:
+        """``[project(m, x, rows) for m in modules]``, the base products from one kernel
+        call (each output column is the same dot product as in its own module's)."""
+        flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        parts = out.reshape(*x.shape[:-1], -1).split(self.sizes, dim=-1)
+        found = []
+        for module, part in zip(modules, parts, strict=True):
+            if isinstance(module, LoraLinear):
+                plan = (plan_of(module, rows) if not module.disable_adapters
+                        and not module.merged else "")
+                if isinstance(plan, str):  # PEFT's path, or adapters off: the module itself
+                    part = module(x)
+                elif plan is not None:
+                    part = add_stacked(part, x, plan, rows)
+            found.append(part)
+        return found
+
+
+def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Tensor:
+    """``module(x)`` for a projection: a LoRA layer as its mixed-batch forward computes it
+    (the base projection, then every row's own adapter from the stacked weights), anything
+    else (a Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
+    if isinstance(module, LoraLinear) and not module.disable_adapters and not module.merged:
+        plan = plan_of(module, rows)
+        if not isinstance(plan, str):  # not PEFT_PATH
+            result = module.base_layer(x)
+            return result if plan is None else add_stacked(result, x, plan, rows)
+    out: torch.Tensor = module(x)
+    return out
+
+
+class LeanDecoder:
+    """The decode step of one loaded causal LM (see the module's docstring)."""
+
+    def __init__(self, causal_lm: Any) -> None:
+        self.lm = causal_lm
+        self.inner = causal_lm.model  # LlamaModel: embeddings, layers, norm, rotary_emb
+        self.fused = [(Fused.of([layer.self_attn.q_proj, layer.self_attn.k_proj,
+                                 layer.self_attn.v_proj]),
+                       Fused.of([layer.mlp.gate_proj, layer.mlp.up_proj]))
+                      for layer in self.inner.layers]
+
+    @torch.inference_mode()
+    def step(self, rows: RowAdapters | None, inputs: dict[str, Any]) -> Logits:
+        """Logits ``[rows, 1, vocab]`` for one new token per row, the cache grown by it;
+        ``inputs`` are the model's (:meth:`arkor.engine.local.batch.BatchTensors.step_inputs`)."""
+        inner, cache = self.inner, inputs["cache"]
+        input_ids, position_ids = inputs["input_ids"], inputs["position_ids"]
+        hidden = inner.embed_tokens(input_ids)
+        mask = create_causal_mask(config=inner.config, inputs_embeds=hidden,
+                                  attention_mask=inputs["attention_mask"], cache=cache,
+                                  position_ids=position_ids)
+        cos, sin = inner.rotary_emb(hidden, position_ids=position_ids)
+        layers = growing_layers(cache)
+        batch, length = hidden.shape[:2]
+        for index, layer in enumerate(inner.layers):
+            attention, mlp = layer.self_attn, layer.mlp
+            shape = (batch, length, -1, attention.head_dim)
+            residual = hidden
+            hidden = layer.input_layernorm(hidden)
+            qkv, gate_up = self.fused[index]
+            projections = [attention.q_proj, attention.k_proj, attention.v_proj]
+            query, key, value = (
+                part.view(shape).transpose(1, 2)
+                for part in (qkv.project(projections, hidden, rows) if qkv is not None
+                             else [project(m, hidden, rows) for m in projections]))
+            query, key = apply_rotary_pos_emb(query, key, cos, sin)
+            key, value = layers[index].update(key, value)
+            attended, _ = sdpa_attention_forward(attention, query, key, value, mask,
+                                                 dropout=0.0, scaling=attention.scaling)
+            attended = attended.reshape(batch, length, -1).contiguous()
+            hidden = residual + project(attention.o_proj, attended, rows)
+            residual = hidden
+            hidden = layer.post_attention_layernorm(hidden)
+            projections = [mlp.gate_proj, mlp.up_proj]
+            gate, up = (gate_up.project(projections, hidden, rows) if gate_up is not None
+                        else [project(m, hidden, rows) for m in projections])
+            gated = mlp.act_fn(gate) * up
+            hidden = residual + project(mlp.down_proj, gated, rows)
+        hidden = inner.norm(hidden)
+        return Logits(project(self.lm.lm_head, hidden, rows))

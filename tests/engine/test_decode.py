@@ -1,0 +1,75 @@
+"""The lean decode step gives the logits and the cache of the model's own forward, bit for bit,
+at every precision and with a batch mixing the base model and two adapters."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from arkor.engine.base import AdapterRef
+from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
+from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
+from arkor.engine.local.decode import supports
+from arkor.engine.local.quantize import apply_precision
+
+PROMPTS = ["What is the capital of France?", "I was charged twice this month.",
+           "Die Katze schläft auf dem Sofa.", "Hi"]
+
+
+def batches(adapters: AdapterSet, names: list[str], tokenizer: object) -> BatchTensors:
+    """A left-padded batch of ``PROMPTS`` prefilled by the model's forward."""
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]  # type: ignore[operator]
+    ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
+    cache = new_cache()
+    with torch.inference_mode():
+        out = adapters.forward(names, input_ids=ids, attention_mask=mask,
+                               position_ids=positions, cache=cache, use_cache=True)
+    return BatchTensors(cache, mask, positions[:, -1] + 1, out.logits[:, -1].argmax(-1))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_lean_decode_equals_the_model_forward(
+    precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, precision, torch.device("cpu"))
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    assert adapters._lean is not None, "the embedded model is decoded by the lean step"
+    first = adapters.acquire(adapter_a, None)
+    second = adapters.acquire(adapter_b, None)
+    assert first is not None and second is not None
+    names = [BASE_ADAPTER_NAME, first, second, first]
+    by_forward = batches(adapters, names, tokenizer)
+    by_lean = copy.deepcopy(by_forward)
+    for _ in range(3):  # the cache grows in place, then past its spare columns' first use
+        with torch.inference_mode():
+            expected = adapters.forward(names, **by_forward.step_inputs()).logits
+            got = adapters.decode(names, **by_lean.step_inputs()).logits
+        assert torch.equal(got, expected)
+        for mine, theirs in zip(growing_layers(by_lean.cache), growing_layers(by_forward.cache),
+                                strict=True):
+            assert torch.equal(mine.contents()[0], theirs.contents()[0])
+            assert torch.equal(mine.contents()[1], theirs.contents()[1])
+        tokens = expected[:, -1].argmax(-1).tolist()
+        by_forward.append_step(tokens)
+        by_lean.append_step(tokens)
+    # The adapters take part: the adapter rows' logits differ from the base model's.
+    with torch.inference_mode():
+        base_only = adapters.decode([BASE_ADAPTER_NAME] * 4, **by_lean.step_inputs()).logits
+        mixed = adapters.decode(names, **copy.deepcopy(by_forward).step_inputs()).logits
+    assert torch.equal(base_only[0], mixed[0])
+    assert not torch.equal(base_only[1], mixed[1]) and not torch.equal(base_only[2], mixed[2])
+
+
+def test_other_architectures_decode_through_their_forward() -> None:
+    class Other(torch.nn.Module):
+        config = type("Config", (), {"_attn_implementation": "sdpa"})()
+
+    assert not supports(Other())
+    assert not supports(object())
