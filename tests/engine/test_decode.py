@@ -1,5 +1,6 @@
-"""The lean decode step gives the logits and the cache of the model's own forward, bit for bit,
-at every precision and with a batch mixing the base model and two adapters."""
+"""The lean forward pass gives the logits and the cache of the model's own forward, bit for
+bit, for prefill slices and decode steps, at every precision and with a batch mixing the base
+model and two adapters."""
 
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ PROMPTS = ["What is the capital of France?", "I was charged twice this month.",
            "Die Katze schläft auf dem Sofa.", "Hi"]
 
 
-def batches(adapters: AdapterSet, names: list[str], tokenizer: object) -> BatchTensors:
-    """A left-padded batch of ``PROMPTS`` prefilled by the model's forward."""
+def prefill(adapters: AdapterSet, names: list[str], tokenizer: object,
+            lean: bool) -> tuple[BatchTensors, torch.Tensor]:
+    """A left-padded batch of ``PROMPTS`` prefilled in two slices (the second from the cache
+    the first left, as chunked prefill does), by the model's forward or the lean one; and the
+    logits of the last column."""
     prompts = [tokenizer(p)["input_ids"] for p in PROMPTS]  # type: ignore[operator]
     ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
-    cache = new_cache()
+    cache, run = new_cache(), adapters.lean_forward if lean else adapters.forward
+    cut = ids.shape[1] // 2
     with torch.inference_mode():
-        out = adapters.forward(names, input_ids=ids, attention_mask=mask,
-                               position_ids=positions, cache=cache, use_cache=True)
-    return BatchTensors(cache, mask, positions[:, -1] + 1, out.logits[:, -1].argmax(-1))
+        for start, end in ((0, cut), (cut, ids.shape[1])):
+            out = run(names, input_ids=ids[:, start:end], attention_mask=mask[:, :end],
+                      position_ids=positions[:, start:end], cache=cache, use_cache=True,
+                      logits_to_keep=1)
+    logits = out.logits[:, -1]
+    return BatchTensors(cache, mask, positions[:, -1] + 1, logits.argmax(-1)), logits
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
-def test_lean_decode_equals_the_model_forward(
+def test_the_lean_forward_equals_the_model_forward(
     precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
 ) -> None:
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
@@ -45,12 +53,13 @@ def test_lean_decode_equals_the_model_forward(
     second = adapters.acquire(adapter_b, None)
     assert first is not None and second is not None
     names = [BASE_ADAPTER_NAME, first, second, first]
-    by_forward = batches(adapters, names, tokenizer)
-    by_lean = copy.deepcopy(by_forward)
+    by_forward, expected = prefill(adapters, names, tokenizer, lean=False)
+    by_lean, got = prefill(adapters, names, tokenizer, lean=True)
+    assert torch.equal(got, expected)
     for _ in range(3):  # the cache grows in place, then past its spare columns' first use
         with torch.inference_mode():
             expected = adapters.forward(names, **by_forward.step_inputs()).logits
-            got = adapters.decode(names, **by_lean.step_inputs()).logits
+            got = adapters.lean_forward(names, **by_lean.step_inputs()).logits
         assert torch.equal(got, expected)
         for mine, theirs in zip(growing_layers(by_lean.cache), growing_layers(by_forward.cache),
                                 strict=True):
@@ -61,8 +70,8 @@ def test_lean_decode_equals_the_model_forward(
         by_lean.append_step(tokens)
     # The adapters take part: the adapter rows' logits differ from the base model's.
     with torch.inference_mode():
-        base_only = adapters.decode([BASE_ADAPTER_NAME] * 4, **by_lean.step_inputs()).logits
-        mixed = adapters.decode(names, **copy.deepcopy(by_forward).step_inputs()).logits
+        base_only = adapters.lean_forward([BASE_ADAPTER_NAME] * 4, **by_lean.step_inputs()).logits
+        mixed = adapters.lean_forward(names, **copy.deepcopy(by_forward).step_inputs()).logits
     assert torch.equal(base_only[0], mixed[0])
     assert not torch.equal(base_only[1], mixed[1]) and not torch.equal(base_only[2], mixed[2])
 

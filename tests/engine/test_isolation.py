@@ -76,7 +76,7 @@ def test_an_adapter_that_yields_nan_fails_its_rows_alone(
 
         # Prefill (forward) and decode steps (decode) alike.
         scheduler.adapters.forward = poisoned(scheduler.adapters.forward)
-        scheduler.adapters.decode = poisoned(scheduler.adapters.decode)
+        scheduler.adapters.lean_forward = poisoned(scheduler.adapters.lean_forward)
         return await asyncio.gather(
             collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12)),
             collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12, temperature=0.9)),

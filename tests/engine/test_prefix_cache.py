@@ -170,7 +170,7 @@ def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
         return counted
 
     scheduler.adapters.forward = counting(scheduler.adapters.forward)  # type: ignore[method-assign]
-    scheduler.adapters.decode = counting(scheduler.adapters.decode)  # type: ignore[method-assign]
+    scheduler.adapters.lean_forward = counting(scheduler.adapters.lean_forward)  # type: ignore[method-assign]
     try:
         whole = cache.whole_hits
         # Each again, alone and together: the same tokens, and every forward is a decode step
@@ -187,7 +187,7 @@ def test_a_prompt_seen_whole_needs_no_forward_for_its_first_token(
         assert texts(cached, [one]) == first
         assert forwards == []
     finally:
-        del scheduler.adapters.forward, scheduler.adapters.decode
+        del scheduler.adapters.forward, scheduler.adapters.lean_forward
 
 
 def test_clearing_the_cache_makes_the_next_request_compute_its_prompt(

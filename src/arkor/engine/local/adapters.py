@@ -180,9 +180,10 @@ class AdapterSet:
         with self._rows(row_adapters):
             return self.model.get_base_model()(**inputs)
 
-    def decode(self, row_adapters: list[str], **inputs: object) -> Any:
-        """One decode step (one new token per row): :meth:`forward`'s logits, computed by the
-        model's :class:`~arkor.engine.local.decode.LeanDecoder` when it has one."""
+    def lean_forward(self, row_adapters: list[str], **inputs: object) -> Any:
+        """:meth:`forward`'s logits (a decode step, or a prefill slice whose hidden states no
+        hook reads), computed by the model's :class:`~arkor.engine.local.decode.LeanDecoder`
+        when it has one."""
         if self._lean is None:
             return self.forward(row_adapters, **inputs)
         if not self.is_peft:

@@ -1,5 +1,5 @@
-"""One decode step of a Llama-family model with the per-call machinery of transformers and
-PEFT left out.
+"""The forward pass of a Llama-family model (each decode step, and each prefill slice) with the
+per-call machinery of transformers and PEFT left out.
 
 A decode step of the embedded model through ``model(**inputs)`` makes about 600 module
 calls (a decoder layer, its attention, its MLP, its norms, seven projections and their LoRA
@@ -12,8 +12,8 @@ mask (``create_causal_mask``), rotary embeddings (the model's own ``rotary_emb``
 ``sdpa_attention_forward``) and projections (the module's own forward; a LoRA layer's base
 projection plus :func:`arkor.engine.local.mixed_lora.add_stacked`, as its mixed-batch forward
 does). So the logits are the ones ``model(**inputs)`` gives, bit for bit
-(``tests/engine/test_decode.py``), and prefill, which is a few calls per request rather than
-one per token, keeps transformers' forward.
+(``tests/engine/test_decode.py``). A prefill whose prompt logprobs are asked for keeps
+transformers' forward (they are read from its decoder's output by a hook).
 
 Only the architectures whose forward is written out here are served this way
 (:func:`supports`: ``LlamaForCausalLM`` with SDPA attention); any other model, and a LoRA
@@ -117,7 +117,7 @@ def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Ten
 
 
 class LeanDecoder:
-    """The decode step of one loaded causal LM (see the module's docstring)."""
+    """The forward pass of one loaded causal LM (see the module's docstring)."""
 
     def __init__(self, causal_lm: Any) -> None:
         self.lm = causal_lm
@@ -129,8 +129,10 @@ class LeanDecoder:
 
     @torch.inference_mode()
     def step(self, rows: RowAdapters | None, inputs: dict[str, Any]) -> Logits:
-        """Logits ``[rows, 1, vocab]`` for one new token per row, the cache grown by it;
-        ``inputs`` are the model's (:meth:`arkor.engine.local.batch.BatchTensors.step_inputs`)."""
+        """The model's forward over ``inputs`` (``input_ids`` ``[rows, columns]``, their
+        ``attention_mask``, ``position_ids`` and growing ``cache``, and ``logits_to_keep``):
+        the logits of every column, or of the last ``logits_to_keep``, as the model's own
+        forward gives them, and the cache grown by the columns."""
         inner, cache = self.inner, inputs["cache"]
         input_ids, position_ids = inputs["input_ids"], inputs["position_ids"]
         hidden = inner.embed_tokens(input_ids)
@@ -139,6 +141,8 @@ class LeanDecoder:
                                   position_ids=position_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids=position_ids)
         layers = growing_layers(cache)
+        while len(layers) < len(inner.layers):  # a new cache: what Cache.update does lazily
+            layers.append(cache.layer_class_to_replicate())
         batch, length = hidden.shape[:2]
         for index, layer in enumerate(inner.layers):
             attention, mlp = layer.self_attn, layer.mlp
@@ -165,4 +169,5 @@ class LeanDecoder:
             gated = mlp.act_fn(gate) * up
             hidden = residual + project(mlp.down_proj, gated, rows)
         hidden = inner.norm(hidden)
-        return Logits(project(self.lm.lm_head, hidden, rows))
+        keep = int(inputs.get("logits_to_keep") or 0)  # 0: every column, as in transformers
+        return Logits(project(self.lm.lm_head, hidden[:, -keep:] if keep else hidden, rows))

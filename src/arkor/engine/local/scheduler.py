@@ -310,18 +310,19 @@ class Scheduler:
             self._joining = count
 
     def _prefill_slice(self, group: PrefillGroup, rows: list[Row], columns: int) -> Any:
-        hook = None
-        if any(row.wants_prompt_logprobs for row in rows):
-            model: Any = self.loaded.model
-            decoder: torch.nn.Module = model.get_decoder()
-            hook = decoder.register_forward_hook(
-                lambda _module, _args, output: group.hidden.append(output[0])
-            )
+        if not any(row.wants_prompt_logprobs for row in rows):
+            return self.adapters.lean_forward([row.adapter_name for row in rows],
+                                              **group.next_slice(columns))
+        # Prompt logprobs: the decoder's hidden states, read by a hook on the model's forward.
+        model: Any = self.loaded.model
+        decoder: torch.nn.Module = model.get_decoder()
+        hook = decoder.register_forward_hook(
+            lambda _module, _args, output: group.hidden.append(output[0])
+        )
         try:
             return self._forward(rows, **group.next_slice(columns))
         finally:
-            if hook is not None:
-                hook.remove()
+            hook.remove()
 
     def _join(self, group: PrefillGroup, rows: list[Row], logits: torch.Tensor, *,
               store: bool = True) -> None:
@@ -422,8 +423,8 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         assert self._batch is not None
-        out = self.adapters.decode([row.adapter_name for row in self._rows],
-                                   **self._batch.step_inputs())
+        out = self.adapters.lean_forward([row.adapter_name for row in self._rows],
+                                         **self._batch.step_inputs())
         logits = out.logits[:, -1, :].float()
         self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])
