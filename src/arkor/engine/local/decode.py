@@ -34,7 +34,7 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import RowAdapters, add_stacked, plan_of
-from arkor.engine.local.quantize import Int8Linear
+from arkor.engine.local.quantize import Int8Linear, release_free_memory
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
 
@@ -126,6 +126,8 @@ class LeanDecoder:
                                  layer.self_attn.v_proj]),
                        Fused.of([layer.mlp.gate_proj, layer.mlp.up_proj]))
                       for layer in self.inner.layers]
+        if any(pair != (None, None) for pair in self.fused):
+            release_free_memory()  # the modules' own int8 weights, replaced by views
 
     @torch.inference_mode()
     def step(self, rows: RowAdapters | None, inputs: dict[str, Any]) -> Logits:
