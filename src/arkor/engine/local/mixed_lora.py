@@ -109,10 +109,11 @@ def plan_of(layer: Any, rows: RowAdapters | None) -> Stack | str | None:
     return stack_of(layer, rows) if rows.groups else None
 
 
-def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack | str,
+def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack,
                 rows: RowAdapters | None) -> torch.Tensor:
-    """``result`` (the base projection of ``x``) plus each row's own adapter's LoRA term."""
-    assert isinstance(stack, Stack) and rows is not None
+    """``result`` (the base projection of ``x``) plus each row's own adapter's LoRA term
+    (``rows`` is never None here: :func:`plan_of` gives no stack without them)."""
+    assert rows is not None
     xa = torch.matmul(x.to(stack.a.dtype), stack.a)
     xa = xa * rows.mask(stack.owner, stack.columns, xa.dim())
     result += torch.matmul(xa, stack.b).to(result.dtype)
