@@ -23,20 +23,22 @@ module as before.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import RowAdapters, add_stacked, plan_of
 from arkor.engine.local.quantize import Int8Linear, release_free_memory
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
+_rotate_half = cast(Callable[[torch.Tensor], torch.Tensor], rotate_half)  # untyped upstream
 
 
 def supports(model: Any) -> bool:
@@ -84,23 +86,26 @@ class Fused:
         return fused
 
     def project(self, modules: list[Any], x: torch.Tensor,
-                rows: RowAdapters | None) -> list[torch.Tensor]:
+                rows: RowAdapters | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """``[project(m, x, rows) for m in modules]``, the base products from one kernel
-        call (each output column is the same dot product as in its own module's)."""
+        call (each output column is the same dot product as in its own module's); and that
+        call's whole output ``[..., sum of outputs]``, of which the parts are views, unless
+        a module had to be called on its own (None)."""
         flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
         out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
-        parts = out.reshape(*x.shape[:-1], -1).split(self.sizes, dim=-1)
+        whole: torch.Tensor | None = out.reshape(*x.shape[:-1], -1)
         found = []
-        for module, part in zip(modules, parts, strict=True):
+        for module, part in zip(modules, out.reshape(*x.shape[:-1], -1).split(self.sizes, -1),
+                                strict=True):
             if isinstance(module, LoraLinear):
                 plan = (plan_of(module, rows) if not module.disable_adapters
                         and not module.merged else "")
                 if isinstance(plan, str):  # PEFT's path, or adapters off: the module itself
-                    part = module(x)
+                    part, whole = module(x), None
                 elif plan is not None:
-                    part = add_stacked(part, x, plan, rows)
+                    part = add_stacked(part, x, plan, rows)  # in place: still a view
             found.append(part)
-        return found
+        return found, whole
 
 
 def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Tensor:
@@ -142,6 +147,7 @@ class LeanDecoder:
                                   attention_mask=inputs["attention_mask"], cache=cache,
                                   position_ids=position_ids)
         cos, sin = inner.rotary_emb(hidden, position_ids=position_ids)
+        cos_heads, sin_heads = cos.unsqueeze(1), sin.unsqueeze(1)  # apply_rotary_pos_emb's
         layers = growing_layers(cache)
         while len(layers) < len(inner.layers):  # a new cache: what Cache.update does lazily
             layers.append(cache.layer_class_to_replicate())
@@ -153,11 +159,19 @@ class LeanDecoder:
             hidden = layer.input_layernorm(hidden)
             qkv, gate_up = self.fused[index]
             projections = [attention.q_proj, attention.k_proj, attention.v_proj]
-            query, key, value = (
-                part.view(shape).transpose(1, 2)
-                for part in (qkv.project(projections, hidden, rows) if qkv is not None
-                             else [project(m, hidden, rows) for m in projections]))
-            query, key = apply_rotary_pos_emb(query, key, cos, sin)
+            parts, whole = (qkv.project(projections, hidden, rows) if qkv is not None
+                            else ([project(m, hidden, rows) for m in projections], None))
+            value = parts[2].view(shape).transpose(1, 2)
+            if whole is not None and qkv is not None:
+                # q and k side by side in one output: apply_rotary_pos_emb's arithmetic
+                # (elementwise) once over both, then split by heads.
+                both = whole[..., : qkv.sizes[0] + qkv.sizes[1]].view(shape).transpose(1, 2)
+                both = (both * cos_heads) + (_rotate_half(both) * sin_heads)
+                query, key = both.split([qkv.sizes[0] // attention.head_dim,
+                                         qkv.sizes[1] // attention.head_dim], dim=1)
+            else:
+                query, key = apply_rotary_pos_emb(parts[0].view(shape).transpose(1, 2),
+                                                  parts[1].view(shape).transpose(1, 2), cos, sin)
             key, value = layers[index].update(key, value)
             attended, _ = sdpa_attention_forward(attention, query, key, value, mask,
                                                  dropout=0.0, scaling=attention.scaling)
@@ -166,7 +180,7 @@ class LeanDecoder:
             residual = hidden
             hidden = layer.post_attention_layernorm(hidden)
             projections = [mlp.gate_proj, mlp.up_proj]
-            gate, up = (gate_up.project(projections, hidden, rows) if gate_up is not None
+            gate, up = (gate_up.project(projections, hidden, rows)[0] if gate_up is not None
                         else [project(m, hidden, rows) for m in projections])
             gated = mlp.act_fn(gate) * up
             hidden = residual + project(mlp.down_proj, gated, rows)
