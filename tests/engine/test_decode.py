@@ -80,5 +80,17 @@ def test_other_architectures_decode_through_their_forward() -> None:
     class Other(torch.nn.Module):
         config = type("Config", (), {"_attn_implementation": "sdpa"})()
 
-    assert not supports(Other())
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+
+        def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+            return self.proj(input_ids)
+
+    model = Other()
+    assert not supports(model)
     assert not supports(object())
+    adapters = AdapterSet(model, 1, torch.device("cpu"))  # type: ignore[arg-type]
+    assert adapters._lean is None
+    x = torch.randn(2, 4)
+    assert torch.equal(adapters.lean_forward([BASE_ADAPTER_NAME] * 2, input_ids=x), model(x))

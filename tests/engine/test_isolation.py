@@ -74,7 +74,7 @@ def test_an_adapter_that_yields_nan_fails_its_rows_alone(
                 return out
             return forward
 
-        # Prefill (forward) and decode steps (decode) alike.
+        # Every forward pass: the lean one (decode steps, most prefills) and the model's.
         scheduler.adapters.forward = poisoned(scheduler.adapters.forward)
         scheduler.adapters.lean_forward = poisoned(scheduler.adapters.lean_forward)
         return await asyncio.gather(

@@ -1,11 +1,12 @@
 """The forward pass of a Llama-family model (each decode step, and each prefill slice) with the
 per-call machinery of transformers and PEFT left out.
 
-A decode step of the embedded model through ``model(**inputs)`` makes about 600 module
+A decode step of the embedded model through ``model(**inputs)`` makes about 450 module
 calls (a decoder layer, its attention, its MLP, its norms, seven projections and their LoRA
-wrappers, for each of 30 layers), each through decorators, keyword plumbing, output-capture
-hooks and PEFT's argument checks: measured on the 2-core machine, about a fifth of an int8
-step at batch 1 was Python between the tensor operations. :class:`LeanDecoder` makes the same
+wrappers, for each of 30 layers; counted with a rank-8 q/v adapter attached), each through
+decorators, keyword plumbing, output-capture hooks and PEFT's argument checks: measured on
+the 2-core machine, about a fifth of an int8 step at batch 1 was Python between the tensor
+operations. :class:`LeanDecoder` makes the same
 tensor operations, in the same order and with the same functions, from one loop: the same
 mask (``create_causal_mask``), rotary embeddings (the model's own ``rotary_emb`` and
 ``apply_rotary_pos_emb``), norms (the model's modules), attention (transformers'
@@ -34,7 +35,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
 from arkor.engine.local.batch import growing_layers
-from arkor.engine.local.mixed_lora import RowAdapters, add_stacked, plan_of
+from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
 from arkor.engine.local.quantize import Int8Linear, release_free_memory
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
@@ -46,8 +47,7 @@ def supports(model: Any) -> bool:
     :class:`LeanDecoder` writes out."""
     config = getattr(model, "config", None)
     return (type(model).__name__ in ARCHITECTURES and config is not None
-            and getattr(config, "_attn_implementation", None) == "sdpa"
-            and getattr(config, "pretraining_tp", 1) == 1)
+            and getattr(config, "_attn_implementation", None) == "sdpa")
 
 
 @dataclass
@@ -93,32 +93,40 @@ class Fused:
         a module had to be called on its own (None)."""
         flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
         out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
-        whole: torch.Tensor | None = out.reshape(*x.shape[:-1], -1)
-        found = []
-        for module, part in zip(modules, out.reshape(*x.shape[:-1], -1).split(self.sizes, -1),
-                                strict=True):
-            if isinstance(module, LoraLinear):
-                plan = (plan_of(module, rows) if not module.disable_adapters
-                        and not module.merged else "")
-                if isinstance(plan, str):  # PEFT's path, or adapters off: the module itself
-                    part, whole = module(x), None
-                elif plan is not None:
-                    part = add_stacked(part, x, plan, rows)  # in place: still a view
+        out = out.reshape(*x.shape[:-1], -1)
+        found, intact = [], True
+        for module, part in zip(modules, out.split(self.sizes, dim=-1), strict=True):
+            plan = lora_plan(module, rows)
+            if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
+                part, intact = module(x), False
+            elif plan is not None:
+                part = add_stacked(part, x, plan, rows)  # in place: still a view of ``out``
             found.append(part)
-        return found, whole
+        return found, out if intact else None
+
+
+def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | str | None:
+    """How a projection serves this pass: None (its base projection alone: not a LoRA
+    layer, or no row's adapter is on it), its :class:`Stack` (the base projection plus
+    :func:`add_stacked`), or a string: called as a module (PEFT's own path, or its adapters
+    switched off or merged)."""
+    if not isinstance(module, LoraLinear):
+        return None
+    if module.disable_adapters or module.merged:
+        return PEFT_PATH
+    return plan_of(module, rows)
 
 
 def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Tensor:
     """``module(x)`` for a projection: a LoRA layer as its mixed-batch forward computes it
     (the base projection, then every row's own adapter from the stacked weights), anything
     else (a Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
-    if isinstance(module, LoraLinear) and not module.disable_adapters and not module.merged:
-        plan = plan_of(module, rows)
-        if not isinstance(plan, str):  # not PEFT_PATH
-            result = module.base_layer(x)
-            return result if plan is None else add_stacked(result, x, plan, rows)
-    out: torch.Tensor = module(x)
-    return out
+    plan = lora_plan(module, rows)
+    if isinstance(plan, str):
+        out: torch.Tensor = module(x)
+        return out
+    result: torch.Tensor = (module.base_layer if isinstance(module, LoraLinear) else module)(x)
+    return result if plan is None else add_stacked(result, x, plan, rows)
 
 
 class LeanDecoder:
