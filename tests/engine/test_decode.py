@@ -94,3 +94,60 @@ def test_other_architectures_decode_through_their_forward() -> None:
     assert adapters._lean is None
     x = torch.randn(2, 4)
     assert torch.equal(adapters.lean_forward([BASE_ADAPTER_NAME] * 2, input_ids=x), model(x))
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_passes_joined_give_what_each_gives_alone(
+    precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    """A decode step of running rows and a prefill slice of newcomers, each with a cache of
+    its own, computed as one pass (chunked prefill): each one's logits and cache as when it
+    runs alone, to the rounding of the larger matrix products (the same greedy tokens)."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, precision, torch.device("cpu"))
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    assert adapters.can_join_passes
+    first = adapters.acquire(adapter_a, None)
+    second = adapters.acquire(adapter_b, None)
+    assert first is not None and second is not None
+    running = [BASE_ADAPTER_NAME, first, second, first]
+    batch, _ = prefill(adapters, running, tokenizer, lean=True)
+    newcomers = [second, BASE_ADAPTER_NAME]
+    prompts = [tokenizer(p)["input_ids"] for p in ["Tell me a story about a dragon.", "Why?"]]
+    ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
+    cut = ids.shape[1] - 3
+    alone_batch, alone_cache = copy.deepcopy(batch), new_cache()
+    joined_cache = new_cache()
+    with torch.inference_mode():
+        for start, end in ((0, cut), (cut, ids.shape[1])):
+            slice_inputs = {"input_ids": ids[:, start:end], "attention_mask": mask[:, :end],
+                            "position_ids": positions[:, start:end], "use_cache": True,
+                            "logits_to_keep": 1}
+            step_expected = adapters.lean_forward(running, **alone_batch.step_inputs()).logits
+            slice_expected = adapters.lean_forward(newcomers, cache=alone_cache,
+                                                   **slice_inputs).logits
+            last = end == ids.shape[1]
+            step_got, slice_got = adapters.joined_passes(
+                [(running, batch.step_inputs()),
+                 (newcomers, {**slice_inputs, "cache": joined_cache})], [True, last])
+            assert step_got is not None
+            torch.testing.assert_close(step_got, step_expected[:, -1], atol=2e-3, rtol=1e-3)
+            assert torch.equal(step_got.argmax(-1), step_expected[:, -1].argmax(-1))
+            if last:
+                assert slice_got is not None
+                torch.testing.assert_close(slice_got, slice_expected[:, -1], atol=2e-3,
+                                           rtol=1e-3)
+                assert torch.equal(slice_got.argmax(-1), slice_expected[:, -1].argmax(-1))
+            else:
+                assert slice_got is None
+            tokens = step_expected[:, -1].argmax(-1).tolist()
+            alone_batch.append_step(tokens)
+            batch.append_step(tokens)
+    for caches in ((batch.cache, alone_batch.cache), (joined_cache, alone_cache)):
+        for mine, theirs in zip(*(growing_layers(c) for c in caches), strict=True):
+            torch.testing.assert_close(mine.contents()[0], theirs.contents()[0],
+                                       atol=2e-3, rtol=1e-3)
+            torch.testing.assert_close(mine.contents()[1], theirs.contents()[1],
+                                       atol=2e-3, rtol=1e-3)

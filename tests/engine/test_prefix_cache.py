@@ -24,6 +24,7 @@ from arkor.engine.base import (
 )
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.prefix_cache import PrefixCache
+from arkor.engine.local.scheduler import SliceBudget
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 from tests.engine.conftest import Reference, chat, close_engine, collect, make_engine
 
@@ -224,7 +225,7 @@ def test_the_next_turn_of_a_conversation_reuses_the_answer(
     assert cache.tokens_reused - before > len(prompt1) + 10
 
 
-def test_a_long_prompt_is_prefilled_between_decode_steps(
+def test_a_long_prompt_goes_in_slices_joined_to_decode_steps(
     cached: LocalEngine, plain: LocalEngine
 ) -> None:
     long_text = " ".join(f"Line {i}: the parcel left the depot on time." for i in range(30))
@@ -232,36 +233,63 @@ def test_a_long_prompt_is_prefilled_between_decode_steps(
     running = [conversation(q, max_tokens=32) for q in QUESTIONS[:2]]
     asyncio.run(cached.load(EMBEDDED_MODEL_NAME))
     scheduler: Any = cached._schedulers[EMBEDDED_MODEL_NAME]
-    events: list[tuple[str, int]] = []
-    real_slice, real_step = scheduler._prefill_slice, scheduler._decode_step
+    adapters = scheduler.adapters
+    passes: list[tuple[int, int]] = []  # each joined pass: (running rows, slice tokens)
+    real_passes, real_step = adapters.joined_passes, scheduler._decode_step
+    steps_alone: list[int] = []
 
-    def record_slice(group: Any, rows: Any, columns: int) -> Any:
-        events.append(("slice", min(columns, group.remaining)))
-        return real_slice(group, rows, columns)
+    def record_passes(parts: Any, wanted: Any) -> Any:
+        passes.append((len(parts[0][0]), int(parts[1][1]["input_ids"].numel())))
+        return real_passes(parts, wanted)
 
     def record_step() -> None:
-        events.append(("step", len(scheduler._rows)))
+        steps_alone.append(len(scheduler._rows))
         real_step()
 
     async def scenario() -> list[str]:
         started = asyncio.Event()
         tasks = [asyncio.create_task(collect(cached, r, started)) for r in running]
         await started.wait()
-        events.clear()
+        passes.clear()
         tasks.append(asyncio.create_task(collect(cached, long_request)))
         return [o.text for o in await asyncio.gather(*tasks)]
 
-    scheduler._prefill_slice, scheduler._decode_step = record_slice, record_step
+    reused = prefix(cached).tokens_reused
+    adapters.joined_passes, scheduler._decode_step = record_passes, record_step
     try:
         got = asyncio.run(scenario())
     finally:
-        scheduler._prefill_slice, scheduler._decode_step = real_slice, real_step
+        del adapters.joined_passes
+        scheduler._decode_step = real_step
     assert got == texts(plain, [*running, long_request])
-    slices = [i for i, (kind, _) in enumerate(events) if kind == "slice"]
-    assert len(slices) >= 3 and max(n for kind, n in events if kind == "slice") <= 128, events
-    # The running rows kept decoding while the long prompt went in.
-    between = [e for e in events[slices[0] : slices[-1]] if e[0] == "step" and e[1] >= 1]
-    assert len(between) >= len(slices) - 1, events
+    prompt = len(scheduler.loaded.encode(long_request))
+    # The running rows kept decoding while the long prompt went in: in slices, each in the
+    # same pass as a decode step of theirs, sized by the measured costs.
+    assert len(passes) >= 3, passes
+    assert all(rows >= 1 for rows, _ in passes), passes
+    fed = sum(tokens for _, tokens in passes)
+    assert fed + prefix(cached).tokens_reused - reused >= prompt, passes
+    assert max(tokens for _, tokens in passes) <= SliceBudget.MOST, passes
+    assert steps_alone, "steps without a slice before and after"
+
+
+def test_a_slice_costs_about_one_decode_step() -> None:
+    budget = SliceBudget()
+    assert budget.tokens() == SliceBudget.FIRST  # nothing measured yet
+    budget.stepped(0.040)
+    budget.carried(0.080, 32)  # 40 ms more for 32 tokens: 1.25 ms a token
+    assert budget.tokens() == 32
+    for _ in range(30):
+        budget.carried(0.060, 10)  # 2 ms a token
+    assert budget.tokens() in (19, 20)
+    budget.carried(0.010, 10)  # faster than a step without a slice: noise, not free tokens
+    assert SliceBudget.LEAST <= budget.tokens() <= SliceBudget.MOST
+    for _ in range(30):
+        budget.carried(0.0401, 10)
+    assert budget.tokens() == SliceBudget.MOST
+    for _ in range(30):
+        budget.carried(5.0, 10)
+    assert budget.tokens() == SliceBudget.LEAST
 
 
 def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_dir: Path) -> None:

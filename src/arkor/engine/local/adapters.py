@@ -191,6 +191,39 @@ class AdapterSet:
         with self._rows(row_adapters):
             return self._lean.step(self._row_adapters, inputs)
 
+    @property
+    def can_join_passes(self) -> bool:
+        """Whether :meth:`joined_passes` can run (the model has a lean decoder)."""
+        return self._lean is not None
+
+    def joined_passes(self, passes: list[tuple[list[str], dict[str, Any]]],
+                      wanted: list[bool]) -> list[torch.Tensor | None]:
+        """Several forward passes (each its rows' adapter names and its inputs, a cache of its
+        own among them) computed as one: every projection reads its weights once for the
+        tokens of all of them (:meth:`LeanDecoder.hidden_states`). Each pass's logits of
+        its last column, ``[rows, vocabulary]``, where ``wanted``; None elsewhere."""
+        assert self._lean is not None, "joined passes need a lean decoder (can_join_passes)"
+        inputs = [given for _, given in passes]
+        if self.is_peft:
+            tokens = [name for names, given in passes
+                      for name in names for _ in range(given["input_ids"].shape[1])]
+            with self._rows(tokens):
+                states = self._lean.hidden_states(self._row_adapters, inputs)
+        else:
+            states = self._lean.hidden_states(None, inputs)
+        chosen = [index for index, want in enumerate(wanted) if want]
+        found: list[torch.Tensor | None] = [None] * len(passes)
+        if not chosen:
+            return found
+        # One output layer call for every pass that wants logits: their last columns stacked.
+        logits = self.output_layer([name for index in chosen for name in passes[index][0]],
+                                   torch.cat([states[index][:, -1:] for index in chosen]))
+        for index, part in zip(chosen, logits[:, -1].split([len(passes[index][0])
+                                                               for index in chosen]),
+                               strict=True):
+            found[index] = part
+        return found
+
     def output_layer(self, row_adapters: list[str], hidden: torch.Tensor) -> torch.Tensor:
         """The output layer alone on ``[rows, n, hidden]`` states, each row with its adapter
         (for prompt logprobs, from the hidden states a forward pass left)."""

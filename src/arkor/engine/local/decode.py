@@ -129,6 +129,25 @@ def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Ten
     return result if plan is None else add_stacked(result, x, plan, rows)
 
 
+@dataclass
+class _Part:
+    """One forward pass's inputs, prepared for the layers: its embedded tokens, attention
+    mask, rotary embeddings and cache layers."""
+
+    hidden: torch.Tensor  # [batch, length, hidden]
+    mask: Any
+    cos: torch.Tensor
+    sin: torch.Tensor
+    layers: list[Any]
+    batch: int
+    length: int
+    keep: int  # logits_to_keep: 0 for every column
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.length
+
+
 class LeanDecoder:
     """The forward pass of one loaded causal LM (see the module's docstring)."""
 
@@ -148,43 +167,64 @@ class LeanDecoder:
         ``attention_mask``, ``position_ids`` and growing ``cache``, and ``logits_to_keep``):
         the logits of every column, or of the last ``logits_to_keep``, as the model's own
         forward gives them, and the cache grown by the columns."""
-        inner, cache = self.inner, inputs["cache"]
-        input_ids, position_ids = inputs["input_ids"], inputs["position_ids"]
-        hidden = inner.embed_tokens(input_ids)
-        mask = create_causal_mask(config=inner.config, inputs_embeds=hidden,
-                                  attention_mask=inputs["attention_mask"], cache=cache,
-                                  position_ids=position_ids)
-        cos, sin = inner.rotary_emb(hidden, position_ids=position_ids)
-        cos_heads, sin_heads = cos.unsqueeze(1), sin.unsqueeze(1)  # apply_rotary_pos_emb's
-        layers = growing_layers(cache)
-        while len(layers) < len(inner.layers):  # a new cache: what Cache.update does lazily
-            layers.append(cache.layer_class_to_replicate())
-        batch, length = hidden.shape[:2]
-        for index, layer in enumerate(inner.layers):
+        [hidden] = self.hidden_states(rows, [inputs])
+        return Logits(project(self.lm.lm_head, hidden, rows))
+
+    @torch.inference_mode()
+    def hidden_states(self, rows: RowAdapters | None,
+                      passes: list[dict[str, Any]]) -> list[torch.Tensor]:
+        """The decoder's output (after its last norm, the input of ``lm_head``) for each
+        pass's last ``logits_to_keep`` columns (every column for 0), each pass's cache grown
+        by its columns.
+
+        One pass is computed as the model's forward computes it (``rows`` names each of its
+        rows' adapter). Several passes (a decode step of the running rows and a prefill slice
+        of newcomers, each with a cache, mask and positions of its own) go through every
+        projection together, their tokens stacked as rows of one column (``[tokens, 1,
+        hidden]``; ``rows`` then names each *token*'s adapter, pass after pass), so each
+        weight is read once for all of them; only attention runs pass by pass, over each
+        one's own cache."""
+        parts = [self._prepare(inputs) for inputs in passes]
+        single = len(parts) == 1
+        hidden = (parts[0].hidden if single else
+                  torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
+        for index, layer in enumerate(self.inner.layers):
             attention, mlp = layer.self_attn, layer.mlp
-            shape = (batch, length, -1, attention.head_dim)
             residual = hidden
             hidden = layer.input_layernorm(hidden)
             qkv, gate_up = self.fused[index]
             projections = [attention.q_proj, attention.k_proj, attention.v_proj]
-            parts, whole = (qkv.project(projections, hidden, rows) if qkv is not None
-                            else ([project(m, hidden, rows) for m in projections], None))
-            value = parts[2].view(shape).transpose(1, 2)
-            if whole is not None and qkv is not None:
-                # q and k side by side in one output: apply_rotary_pos_emb's arithmetic
-                # (elementwise) once over both, then split by heads.
-                both = whole[..., : qkv.sizes[0] + qkv.sizes[1]].view(shape).transpose(1, 2)
-                both = (both * cos_heads) + (_rotate_half(both) * sin_heads)
-                query, key = both.split([qkv.sizes[0] // attention.head_dim,
-                                         qkv.sizes[1] // attention.head_dim], dim=1)
-            else:
-                query, key = apply_rotary_pos_emb(parts[0].view(shape).transpose(1, 2),
-                                                  parts[1].view(shape).transpose(1, 2), cos, sin)
-            key, value = layers[index].update(key, value)
-            attended, _ = sdpa_attention_forward(attention, query, key, value, mask,
-                                                 dropout=0.0, scaling=attention.scaling)
-            attended = attended.reshape(batch, length, -1).contiguous()
-            hidden = residual + project(attention.o_proj, attended, rows)
+            outputs, whole = (qkv.project(projections, hidden, rows) if qkv is not None
+                              else ([project(m, hidden, rows) for m in projections], None))
+            attended, start = [], 0
+            for part in parts:
+                shape = (part.batch, part.length, -1, attention.head_dim)
+
+                def heads(t: torch.Tensor, part: _Part = part, start: int = start,
+                          shape: tuple[int, ...] = shape) -> torch.Tensor:
+                    """This pass's ``[batch, heads, length, head_dim]`` of a projection."""
+                    own = t if single else t[start:start + part.tokens]
+                    return own.view(shape).transpose(1, 2)
+
+                value = heads(outputs[2])
+                if whole is not None and qkv is not None:
+                    # q and k side by side in one output: apply_rotary_pos_emb's arithmetic
+                    # (elementwise) once over both, then split by heads.
+                    both = heads(whole[..., : qkv.sizes[0] + qkv.sizes[1]])
+                    both = (both * part.cos) + (_rotate_half(both) * part.sin)
+                    query, key = both.split([qkv.sizes[0] // attention.head_dim,
+                                             qkv.sizes[1] // attention.head_dim], dim=1)
+                else:
+                    query, key = apply_rotary_pos_emb(heads(outputs[0]), heads(outputs[1]),
+                                                      part.cos.squeeze(1), part.sin.squeeze(1))
+                key, value = part.layers[index].update(key, value)
+                out, _ = sdpa_attention_forward(attention, query, key, value, part.mask,
+                                                dropout=0.0, scaling=attention.scaling)
+                attended.append(out.reshape(part.batch, part.length, -1).contiguous()
+                                if single else out.reshape(part.tokens, 1, -1))
+                start += part.tokens
+            joined = attended[0] if single else torch.cat(attended)
+            hidden = residual + project(attention.o_proj, joined, rows)
             residual = hidden
             hidden = layer.post_attention_layernorm(hidden)
             projections = [mlp.gate_proj, mlp.up_proj]
@@ -192,6 +232,27 @@ class LeanDecoder:
                         else [project(m, hidden, rows) for m in projections])
             gated = mlp.act_fn(gate) * up
             hidden = residual + project(mlp.down_proj, gated, rows)
-        hidden = inner.norm(hidden)
-        keep = int(inputs.get("logits_to_keep") or 0)  # 0: every column, as in transformers
-        return Logits(project(self.lm.lm_head, hidden[:, -keep:] if keep else hidden, rows))
+        hidden = self.inner.norm(hidden)
+        kept, start = [], 0
+        for part in parts:
+            own = hidden if single else hidden[start:start + part.tokens].view(
+                part.batch, part.length, -1)
+            kept.append(own[:, -part.keep:] if part.keep else own)
+            start += part.tokens
+        return kept
+
+    def _prepare(self, inputs: dict[str, Any]) -> _Part:
+        inner, cache = self.inner, inputs["cache"]
+        position_ids = inputs["position_ids"]
+        hidden = inner.embed_tokens(inputs["input_ids"])
+        mask = create_causal_mask(config=inner.config, inputs_embeds=hidden,
+                                  attention_mask=inputs["attention_mask"], cache=cache,
+                                  position_ids=position_ids)
+        cos, sin = inner.rotary_emb(hidden, position_ids=position_ids)
+        layers = growing_layers(cache)
+        while len(layers) < len(inner.layers):  # a new cache: what Cache.update does lazily
+            layers.append(cache.layer_class_to_replicate())
+        batch, length = hidden.shape[:2]
+        # cos/sin with a heads axis, as apply_rotary_pos_emb unsqueezes them
+        return _Part(hidden, mask, cos.unsqueeze(1), sin.unsqueeze(1), layers, batch, length,
+                     int(inputs.get("logits_to_keep") or 0))

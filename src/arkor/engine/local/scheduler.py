@@ -60,13 +60,50 @@ MIN_PREFIX_HIT = 8
 """Fewer cached tokens than this are not worth a prefix-cache layout."""
 
 PREFILL_CHUNK_TOKENS = 128
-"""Padded prompt tokens fed between two decode steps while other rows are decoding.
+"""Padded prompt tokens fed between two decode steps while other rows are decoding, where a
+slice cannot join the decode step's pass (a model without a lean decoder, or a newcomer that
+asks for prompt logprobs).
 
 On the 2-core CPU a forward pass has a fixed cost of about one batch-1 decode step (65 ms)
 plus about 2 ms per prompt token, so a 128-token slice costs about three decode steps of a
 batch of 8: the running rows wait for one slice at a time instead of the whole prompt (a
 1,000-token prompt is about 2 s). A smaller slice would stall them less per turn but pay the
 fixed cost more often, delaying the newcomer's first token."""
+
+
+class SliceBudget:
+    """How many padded prompt tokens a slice joined to a decode step may carry: as many as
+    cost about one decode step of the running rows, so a prompt going in never stalls them
+    for more than one step's worth at a time. Both costs are measured as the loop runs
+    (moving averages): the decode step alone, and the extra seconds per slice token of a
+    step that carried one."""
+
+    FIRST = 32  # before anything is measured
+    LEAST = 8
+    MOST = 1024
+    WEIGHT = 0.3  # of the newest measurement in the averages
+
+    def __init__(self) -> None:
+        self.step: float | None = None  # seconds of a decode step of the running rows
+        self.per_token: float | None = None  # extra seconds per slice token
+
+    def stepped(self, seconds: float) -> None:
+        self.step = self._average(self.step, seconds)
+
+    def carried(self, seconds: float, tokens: int) -> None:
+        if self.step is not None and tokens > 0:
+            extra = max(seconds - self.step, 0.0) / tokens
+            self.per_token = self._average(self.per_token, extra)
+
+    def tokens(self) -> int:
+        if self.step is None or self.per_token is None:
+            return self.FIRST
+        if self.per_token <= 0:
+            return self.MOST
+        return max(self.LEAST, min(self.MOST, round(self.step / self.per_token)))
+
+    def _average(self, old: float | None, new: float) -> float:
+        return new if old is None else (1 - self.WEIGHT) * old + self.WEIGHT * new
 
 
 class Scheduler:
@@ -83,6 +120,7 @@ class Scheduler:
         self.loaded = loaded
         self.prefix = PrefixCache(prefix_cache_bytes)
         self._chunked_prefill = chunked_prefill
+        self._slices = SliceBudget()
         self._group: tuple[PrefillGroup, list[Row]] | None = None
         # Batch slots held by requests taken from the queue that are not running rows yet
         # (being admitted, prefilled or joined): counted as busy, or a request arriving in
@@ -178,6 +216,10 @@ class Scheduler:
         try:
             if newcomers:
                 self._admit(newcomers)
+            self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
+            if self._group is not None and self._joins_step():
+                self._step_with_slice()
+                return
             if self._group is not None:
                 self._advance_prefill()
             self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
@@ -305,6 +347,46 @@ class Scheduler:
         except Exception as exc:
             self._prefill_failed(rows, exc)
 
+    def _joins_step(self) -> bool:
+        """Whether the prefill group's next slice goes in the running rows' decode step, one
+        pass for both (chunked prefill with a lean decoder; a newcomer that asks for prompt
+        logprobs needs the model's own forward)."""
+        assert self._group is not None
+        rows = self._group[1]
+        return (bool(self._rows) and self._chunked_prefill and self.adapters.can_join_passes
+                and not any(row.wants_prompt_logprobs for row in rows)
+                and not all(row.ticket.cancelled for row in rows))  # then the group is dropped
+
+    def _step_with_slice(self) -> None:
+        """One pass for a decode step of the running rows and the prefill group's next slice
+        (as many tokens as cost about one step: :class:`SliceBudget`); the group joins the
+        running rows once its last slice is in. A failure of the pass fails both."""
+        assert self._group is not None and self._batch is not None
+        group, rows = self._group
+        columns = max(1, self._slices.tokens() // group.size)
+        step_inputs, slice_inputs = self._batch.step_inputs(), group.next_slice(columns)
+        began = time.perf_counter()
+        try:
+            step_logits, slice_logits = self.adapters.joined_passes(
+                [([row.adapter_name for row in self._rows], step_inputs),
+                 ([row.adapter_name for row in rows], slice_inputs)],
+                [True, not group.remaining])
+        except Exception as exc:
+            self._prefill_failed(rows, exc)
+            raise
+        self._slices.carried(time.perf_counter() - began, int(slice_inputs["input_ids"].numel()))
+        assert step_logits is not None
+        self._decoded(step_logits.float())
+        if group.remaining:
+            return
+        assert slice_logits is not None
+        self._group = None
+        try:
+            self._join(group, rows, slice_logits.float())
+            self._set_joining(0)
+        except Exception as exc:
+            self._prefill_failed(rows, exc)
+
     def _set_joining(self, count: int) -> None:
         with self._cond:
             self._joining = count
@@ -423,9 +505,16 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         assert self._batch is not None
+        began = time.perf_counter()
         out = self.adapters.lean_forward([row.adapter_name for row in self._rows],
                                          **self._batch.step_inputs())
         logits = out.logits[:, -1, :].float()
+        self._slices.stepped(time.perf_counter() - began)
+        self._decoded(logits)
+
+    def _decoded(self, logits: torch.Tensor) -> None:
+        """The running rows' tokens from a decode step's ``logits`` of their last column."""
+        assert self._batch is not None
         self._accept(self._rows, self._next_tokens(logits, self._rows))
         self._batch.append_step([row.last_token for row in self._rows])
         self._leave([i for i, row in enumerate(self._rows) if not row.leaving])
