@@ -218,9 +218,8 @@ class AdapterSet:
         # One output layer call for every pass that wants logits: their last columns stacked.
         logits = self.output_layer([name for index in chosen for name in passes[index][0]],
                                    torch.cat([states[index][:, -1:] for index in chosen]))
-        for index, part in zip(chosen, logits[:, -1].split([len(passes[index][0])
-                                                               for index in chosen]),
-                               strict=True):
+        sizes = [len(passes[index][0]) for index in chosen]
+        for index, part in zip(chosen, torch.split(logits[:, -1], sizes), strict=True):
             found[index] = part
         return found
 

@@ -212,8 +212,8 @@ class LeanDecoder:
                     # (elementwise) once over both, then split by heads.
                     both = heads(whole[..., : qkv.sizes[0] + qkv.sizes[1]])
                     both = (both * part.cos) + (_rotate_half(both) * part.sin)
-                    query, key = both.split([qkv.sizes[0] // attention.head_dim,
-                                             qkv.sizes[1] // attention.head_dim], dim=1)
+                    query, key = torch.split(both, [qkv.sizes[0] // attention.head_dim,
+                                                    qkv.sizes[1] // attention.head_dim], dim=1)
                 else:
                     query, key = apply_rotary_pos_emb(heads(outputs[0]), heads(outputs[1]),
                                                       part.cos.squeeze(1), part.sin.squeeze(1))
