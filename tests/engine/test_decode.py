@@ -151,3 +151,16 @@ def test_passes_joined_give_what_each_gives_alone(
                                        atol=2e-3, rtol=1e-3)
             torch.testing.assert_close(mine.contents()[1], theirs.contents()[1],
                                        atol=2e-3, rtol=1e-3)
+
+
+def test_a_cache_made_with_room_never_copies_itself_to_grow() -> None:
+    cache = new_cache(reserve=100)
+    layer = cache.layer_class_to_replicate()
+    keys = torch.zeros(1, 3, 10, 4)
+    layer.update(keys, keys)
+    buffer = layer._key_buffer
+    for _ in range(9):  # 90 more columns, past SPARE_COLUMNS: still the first buffer
+        layer.update(keys, keys)
+    assert layer._key_buffer is buffer and layer.contents()[0].shape[2] == 100
+    layer.update(keys, keys)
+    assert layer._key_buffer is not buffer and layer.contents()[0].shape[2] == 110

@@ -20,6 +20,7 @@ place instead of copying the whole cache (``DynamicLayer`` concatenates every st
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import cast
 
@@ -33,8 +34,9 @@ SPARE_COLUMNS = 64
 class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """A cache layer whose ``keys``/``values`` are views into a buffer with spare columns."""
 
-    def __init__(self) -> None:
+    def __init__(self, reserve: int = 0) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.reserve = reserve  # columns its buffer has room for from the start
         self._key_buffer: torch.Tensor | None = None
         self._value_buffer: torch.Tensor | None = None
         self._length = 0
@@ -81,7 +83,8 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         """Stack ``parts`` on the batch axis, each right-aligned (left-padded) to ``length``."""
         first_keys, first_values = parts[0]
         batch = sum(keys.shape[0] for keys, _ in parts)
-        heads, capacity = first_keys.shape[1], length + extra + SPARE_COLUMNS
+        heads = first_keys.shape[1]
+        capacity = max(length + extra + SPARE_COLUMNS, self.reserve)
         key_buffer = first_keys.new_zeros((batch, heads, capacity, first_keys.shape[-1]))
         value_buffer = first_values.new_zeros((batch, heads, capacity, first_values.shape[-1]))
         row = 0
@@ -99,8 +102,12 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         self.keys, self.values = self.contents()
 
 
-def new_cache() -> Cache:
-    return Cache(layer_class_to_replicate=GrowingLayer)
+def new_cache(reserve: int = 0) -> Cache:
+    """An empty cache of :class:`GrowingLayer` s, each with room for ``reserve`` columns
+    (a prefill group's whole width, so its slices never copy the cache to grow it)."""
+    # Cache only calls it to make a layer; a partial does what the class would.
+    make = cast(type[GrowingLayer], functools.partial(GrowingLayer, reserve))
+    return Cache(layer_class_to_replicate=make)
 
 
 class BatchTensors:

@@ -51,7 +51,7 @@ class PrefillGroup:
         # Placeholder inputs until the first answer tokens are chosen (append_step).
         self.last_tokens = torch.tensor([prompt[-1] for prompt in prompts], dtype=torch.long,
                                         device=device)
-        self.cache = new_cache()
+        self.cache = new_cache(reserve=self.past_width + self.width)
         if self.past_width:
             self._seed_cache(hits)
         self.done = 0
@@ -101,7 +101,7 @@ class PrefillGroup:
                 else:
                     k, v = hit.layers[index]
                     parts.append((k[None], v[None]))
-            layer = GrowingLayer()
+            layer = GrowingLayer(reserve=self.past_width + self.width)
             layer.assign_stacked(parts, self.past_width)
             self.cache.layers.append(layer)
 
