@@ -104,27 +104,43 @@ def test_a_failing_prefill_fails_the_newcomers_only(
 
     async def scenario() -> tuple[object, object]:
         await engine.load(EMBEDDED_MODEL_NAME)
-        scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
-        healthy_prefill = scheduler._prefill_slice
+        scheduler: Any = engine._schedulers[EMBEDDED_MODEL_NAME]
         started = asyncio.Event()
         running = asyncio.create_task(collect(engine, chat(COLORS, max_tokens=24), started))
         await started.wait()
 
-        def broken_prefill(*_args: object) -> object:
-            scheduler._prefill_slice = healthy_prefill
+        real_passes, real_step = scheduler.adapters.joined_passes, scheduler._decode_step
+
+        def step_after_failure() -> None:
+            del scheduler._decode_step
+            [row] = scheduler._rows  # one row, no padding: a column per token fed
+            columns.append((scheduler._batch.length,
+                            len(row.ticket.prompt_ids) + len(row.generated) - 1))
+            real_step()
+
+        def broken(*args: Any) -> object:
+            # The newcomer's slice fails: in a pass of its own (_prefill_slice), or in the
+            # running rows' decode step's pass (joined_passes), after that pass has written
+            # their cache: it must be rewound before their step is taken alone.
+            del scheduler._prefill_slice, scheduler.adapters.joined_passes
+            if len(args) == 2:
+                real_passes(*args)
+                scheduler._decode_step = step_after_failure
             raise RuntimeError("simulated failure while starting a request")
 
-        scheduler._prefill_slice = broken_prefill
+        scheduler._prefill_slice = scheduler.adapters.joined_passes = broken
         newcomer = await asyncio.gather(collect(engine, chat("Say hello.", max_tokens=4)),
                                         return_exceptions=True)
         return await running, newcomer[0]
 
+    columns: list[tuple[int, int]] = []
     try:
         running, newcomer = run(scenario())
     finally:
         close_engine(engine)
     assert isinstance(newcomer, EngineUnavailable)
     assert running.text == reference.text(COLORS, None, 24)
+    assert len(columns) == 1 and columns[0][0] == columns[0][1], columns
 
 
 def test_a_prompt_that_cannot_fit_is_refused_without_tokenizing(

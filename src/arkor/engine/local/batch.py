@@ -68,6 +68,14 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         key_buffer, value_buffer = self._buffers()
         return key_buffer[:, :, : self._length], value_buffer[:, :, : self._length]
 
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def truncate(self, length: int) -> None:
+        """Forget the columns past ``length`` (a pass that failed half-way wrote them)."""
+        self._set_length(min(length, self._length))
+
     def _buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._key_buffer is None or self._value_buffer is None:
             raise RuntimeError("the cache layer is empty")
@@ -162,6 +170,18 @@ class BatchTensors:
             "cache": self.cache,
             "use_cache": True,
         }
+
+    def mark(self) -> tuple[torch.Tensor, list[int]]:
+        """What :meth:`rewind` goes back to: the mask and each cache layer's length."""
+        return self.attention_mask, [layer.length for layer in growing_layers(self.cache)]
+
+    def rewind(self, mark: tuple[torch.Tensor, list[int]]) -> None:
+        """Back to ``mark``, taken before a step whose pass failed: as if it had not run."""
+        self.attention_mask, lengths = mark
+        layers = growing_layers(self.cache)
+        del layers[len(lengths):]
+        for layer, length in zip(layers, lengths, strict=True):
+            layer.truncate(length)
 
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in that order) and trim the padding they all share."""

@@ -16,6 +16,10 @@ does). So the logits are the ones ``model(**inputs)`` gives, bit for bit
 (``tests/engine/test_decode.py``). A prefill whose prompt logprobs are asked for keeps
 transformers' forward (they are read from its decoder's output by a hook).
 
+It also runs several passes as one (:meth:`LeanDecoder.hidden_states`): a decode step of the
+running rows and a prefill slice of newcomers, each over its own cache, share every
+projection's weight reads (chunked prefill; docs/engine.md).
+
 Only the architectures whose forward is written out here are served this way
 (:func:`supports`: ``LlamaForCausalLM`` with SDPA attention); any other model, and a LoRA
 layer that needs PEFT's own path (a LoRA variant, a bias on ``lora_B``), goes through the

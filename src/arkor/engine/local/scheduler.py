@@ -8,8 +8,11 @@ Each turn of the loop:
    the cache, with the logits that followed it, samples its first token from them and joins
    the running batch at once);
 2. feeds the group's next slice of prompt columns: all of it when nothing else is running,
-   otherwise :data:`PREFILL_CHUNK_TOKENS` (chunked prefill). When the group is through, its
-   rows sample their first token and the survivors merge into the running batch;
+   otherwise a slice in the same forward pass as the running rows' decode step, as many
+   tokens as cost about one step (:class:`SliceBudget`; chunked prefill), or
+   :data:`PREFILL_CHUNK_TOKENS` in a pass of its own where the two cannot share one. When
+   the group is through, its rows sample their first token and the survivors merge into the
+   running batch;
 3. drops rows whose consumer went away;
 4. runs ONE forward pass for every running row, whatever its adapter (per-row adapter names,
    ``__base__`` for the base model), samples, streams text, and removes finished rows at
@@ -360,10 +363,13 @@ class Scheduler:
     def _step_with_slice(self) -> None:
         """One pass for a decode step of the running rows and the prefill group's next slice
         (as many tokens as cost about one step: :class:`SliceBudget`); the group joins the
-        running rows once its last slice is in. A failure of the pass fails both."""
+        running rows once its last slice is in. If the pass fails, the newcomers fail, the
+        running batch goes back to where it was and takes its step alone (a failure that is
+        theirs fails them there)."""
         assert self._group is not None and self._batch is not None
         group, rows = self._group
         columns = max(1, self._slices.tokens() // group.size)
+        mark = self._batch.mark()
         step_inputs, slice_inputs = self._batch.step_inputs(), group.next_slice(columns)
         began = time.perf_counter()
         try:
@@ -373,7 +379,9 @@ class Scheduler:
                 [True, not group.remaining])
         except Exception as exc:
             self._prefill_failed(rows, exc)
-            raise
+            self._batch.rewind(mark)
+            self._decode_step()
+            return
         self._slices.carried(time.perf_counter() - began, int(slice_inputs["input_ids"].numel()))
         assert step_logits is not None
         self._decoded(step_logits.float())
