@@ -20,6 +20,14 @@ llama.cpp, a few minutes on two cores), or this one. It runs in its own process
 (``llama_cpp_runner.py``) after the engines are closed, so the two never share the cores;
 it serves one request at a time, so its "16 concurrent" is the 16 requests in a row.
 Without it the column is skipped and the bench says so.
+
+vLLM's CPU build is a column with ``--vllm`` (started from the virtualenv
+``tests/vllm_server.py`` makes, float32, LoRA and runtime loading on) or ``--vllm-url URL``
+(a running one serving the embedded model under its name with the same options): 16
+concurrent requests over the base model and 3 adapters, loaded into vLLM with its runtime
+LoRA API, the same prompts and token count (``ignore_eos``), sent to its OpenAI chat route
+over HTTP; the engine runs the same workload in process. vLLM runs after the engines are
+closed, alone on the cores; its figures are the medians of ``--repeat`` runs.
 """
 
 from __future__ import annotations
@@ -74,12 +82,13 @@ async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> 
 
 async def measure(
     models_dir: Path, precisions: list[str], adapters: list[AdapterRef], max_tokens: int,
-    repeat: int,
+    repeat: int, with_three: bool,
 ) -> dict[str, dict[str, list[float]]]:
     targets: list[AdapterRef | None] = [None, *adapters]
     mixed = [request(p, targets[i % len(targets)], max_tokens) for i, p in enumerate(PROMPTS)]
     alone = request(PROMPTS[0], adapters[0], max_tokens)
-    figures: dict[str, dict[str, list[float]]] = {p: {"single": [], "mixed": []}
+    three = [request(p, targets[i % 4], max_tokens) for i, p in enumerate(PROMPTS)]
+    figures: dict[str, dict[str, list[float]]] = {p: {"single": [], "mixed": [], "three": []}
                                                   for p in precisions}
     # One engine at a time, loaded afresh for each precision in each repeat: two engines'
     # scheduler threads alive at once slow each other's torch work on a small machine
@@ -95,6 +104,8 @@ async def measure(
                                           for r in mixed])
                 figures[precision]["single"].append(await single_stream(engine, alone))
                 figures[precision]["mixed"].append(await concurrent(engine, mixed))
+                if with_three:
+                    figures[precision]["three"].append(await concurrent(engine, three))
     return figures
 
 
@@ -130,6 +141,53 @@ def llama_cpp_figures(python: str, base_dir: Path, max_tokens: int,
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
+async def vllm_concurrent(url: str, models: list[str], max_tokens: int) -> float:
+    """Aggregate completion tokens/s of 16 concurrent chat requests to vLLM over ``models``."""
+    import httpx
+
+    async def one(client: httpx.AsyncClient, index: int) -> int:
+        answer = await client.post(f"{url}/v1/chat/completions", json={
+            "model": models[index % len(models)], "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": PROMPTS[index]}],
+            "temperature": 0, "ignore_eos": True})
+        answer.raise_for_status()
+        return int(answer.json()["usage"]["completion_tokens"])
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        began = time.perf_counter()
+        tokens = sum(await asyncio.gather(*(one(client, i) for i in range(len(PROMPTS)))))
+        return tokens / (time.perf_counter() - began)
+
+
+def vllm_figures(url: str | None, base_dir: Path, adapters: list[AdapterRef], max_tokens: int,
+                 repeat: int, scratch: Path) -> list[float]:
+    """vLLM's tokens/s, 16 concurrent over the base model and 3 adapters, per repeat."""
+    import httpx
+
+    server = None
+    if url is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.vllm_server import VllmServer, ensure_vllm
+
+        server = VllmServer(ensure_vllm(), base_dir, EMBEDDED_MODEL_NAME, scratch / "vllm.log")
+        server.start()
+        url = server.url
+    try:
+        names = [EMBEDDED_MODEL_NAME]
+        for index, adapter in enumerate(adapters[:3]):
+            name = f"bench-{index}"
+            answer = httpx.post(f"{url}/v1/load_lora_adapter", timeout=120,
+                                json={"lora_name": name, "lora_path": str(adapter.path)})
+            if answer.status_code != 200 and "already been loaded" not in answer.text:
+                raise RuntimeError(f"vLLM did not load {adapter.path}: {answer.text[:300]}")
+            names.append(name)
+        asyncio.run(vllm_concurrent(url, names, 4))  # warm up every adapter
+        return [asyncio.run(vllm_concurrent(url, names, max_tokens)) for _ in range(repeat)]
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
@@ -138,22 +196,27 @@ def main() -> None:
     parser.add_argument("--precision", action="append", choices=PRECISIONS[1:],
                         help="precisions besides float32 (default: all)")
     parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
+    parser.add_argument("--vllm", action="store_true",
+                        help="add vLLM's CPU build as a column (started from its virtualenv)")
+    parser.add_argument("--vllm-url", help="add a running vLLM as a column")
     args = parser.parse_args()
+    with_vllm = bool(args.vllm or args.vllm_url)
     precisions = ["float32", *(args.precision or PRECISIONS[1:])]
     base_dir = ensure_embedded_model(args.models_dir)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:
         adapters = make_adapters(base_dir, Path(scratch), 4)
-        figures = asyncio.run(
-            measure(args.models_dir, precisions, adapters, args.max_tokens, args.repeat)
-        )
+        figures = asyncio.run(measure(args.models_dir, precisions, adapters, args.max_tokens,
+                                      args.repeat, with_vllm))
+        vllm = (vllm_figures(args.vllm_url, base_dir, adapters, args.max_tokens, args.repeat,
+                             Path(scratch)) if with_vllm else None)
     python = llama_python(args.llama_python)
     llama = (llama_cpp_figures(python, base_dir, args.max_tokens, args.repeat)
              if python else None)
     print(f"torch threads: {torch.get_num_threads()}, max_tokens {args.max_tokens}, median of "
           f"{args.repeat} runs; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
-    medians = {p: {k: statistics.median(v) for k, v in runs.items()}
+    medians = {p: {k: statistics.median(v) for k, v in runs.items() if v}
                for p, runs in figures.items()}
     single_ref, mixed_ref = medians["float32"]["single"], medians["float32"]["mixed"]
     print("| precision | single stream + adapter, decode tok/s | vs float32 "
@@ -164,6 +227,16 @@ def main() -> None:
         runs = ", ".join(f"{v:.0f}" for v in figures[precision]["mixed"])
         print(f"| {precision} | {single:.1f} | {single / single_ref:.2f}x | {mixed:.1f} "
               f"| {mixed / mixed_ref:.2f}x | {runs} |")
+    if vllm is not None:
+        vllm_mixed = statistics.median(vllm)
+        print(f"vLLM CPU build (float32, LoRA on), 16 concurrent over base + 3 adapters: "
+              f"{vllm_mixed:.1f} tok/s (runs: {', '.join(f'{v:.0f}' for v in vllm)})")
+        print("| precision | 16 concurrent over base + 3 adapters, tok/s "
+              "| vs vLLM (target >= 2x) |")
+        print("|---|---|---|")
+        for precision in precisions:
+            three = statistics.median(figures[precision]["three"])
+            print(f"| {precision} | {three:.1f} | {three / vllm_mixed:.2f}x |")
     if llama is None:
         print("llama.cpp: skipped, no interpreter with llama-cpp-python "
               "(make bench-deps, or --llama-python)")
