@@ -53,13 +53,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pin_float32() -> None:
     """The suite's exactness checks compare the engine with float32 references (plain
     transformers ``generate``, vLLM in float32), so the engine runs at float32 whatever the
-    CPU: ``auto`` picks int8 on an AVX-512 BF16 CPU. Servers the tests start inherit
-    ``ARKOR_ENGINE_PRECISION``; engines made in this process see a CPU without BF16.
+    CPU: ``auto`` picks int8 on a CPU with AVX2 or better. Servers the tests start inherit
+    ``ARKOR_ENGINE_PRECISION``; engines made in this process see a CPU without them.
     ``tests/engine/test_precision.py`` covers the other precisions, and the real CPU's answer."""
     from arkor.engine.local import quantize
 
     os.environ.setdefault("ARKOR_ENGINE_PRECISION", "float32")
-    quantize.cpu_has_bf16 = lambda: False  # type: ignore[assignment]
+    quantize.cpu_runs_int8_fast = lambda: False  # type: ignore[assignment]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

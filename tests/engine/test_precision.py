@@ -47,9 +47,9 @@ def assert_same_or_a_rounding_tie(batched: Outcome, single: Outcome) -> None:
 def test_precision_is_parsed_and_a_bad_one_names_the_choices(tmp_path: Path) -> None:
     assert parse_precision(" INT8 ") == "int8"
     assert resolve_precision("auto", "cpu") == "float32"
-    assert resolve_precision("auto", "cpu", cpu_bf16=True) == "int8"
+    assert resolve_precision("auto", "cpu", int8_fast=True) == "int8"
     assert resolve_precision("auto", "cuda") == "bfloat16"
-    assert resolve_precision("float32", "cpu", cpu_bf16=True) == "float32"
+    assert resolve_precision("float32", "cpu", int8_fast=True) == "float32"
     assert Settings(data_dir=tmp_path).engine_precision == "auto"
     env = {"ARKOR_ENGINE_PRECISION": "bfloat16", "ARKOR_DATA_DIR": str(tmp_path)}
     assert Settings.from_env(env).engine_precision == "bfloat16"
@@ -85,15 +85,15 @@ def test_the_per_model_precision_is_the_one_loaded(models_dir: Path) -> None:
         close_engine(engine)
 
 
-def test_auto_loads_int8_on_a_cpu_with_avx512_bf16_and_float32_on_others(
+def test_auto_loads_int8_on_a_cpu_with_avx2_or_better_and_float32_on_others(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The suite pins ``auto`` to float32 (tests/conftest.py). Here the CPU's answer is a
     double: this CPU's real one, then the opposite, so both branches load a real model
     whatever the machine has."""
-    real = bool(torch.cpu._is_avx512_bf16_supported())
+    real = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     for has_bf16 in (real, not real):
-        monkeypatch.setattr(quantize, "cpu_has_bf16", lambda has=has_bf16: has)
+        monkeypatch.setattr(quantize, "cpu_runs_int8_fast", lambda has=has_bf16: has)
         engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
         try:
             asyncio.run(engine.load(EMBEDDED_MODEL_NAME))

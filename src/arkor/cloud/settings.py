@@ -183,7 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
             "turns it off).", int),
     Setting("engine_precision", DEFAULT_PRECISION,
             f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: int8 on a CPU "
-            "with AVX-512 BF16, float32 on other CPUs, bfloat16 on CUDA); int8 is weight-only "
+            "with AVX2 or better, float32 on other CPUs, bfloat16 on CUDA); int8 is weight-only "
             "int8 with bfloat16 activations. "
             "Base models that differ follow as NAME=PRECISION: auto,my-org/my-model=int8."),
     Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),

@@ -60,17 +60,19 @@ class Int8Linear(torch.nn.Linear):
         return self.weight.float() * self.scales.float()[:, None]
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has AVX-512 BF16 (what ``auto`` picks int8 on); False when this torch
-    cannot say (the check is a private helper of ``torch.cpu``)."""
-    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return bool(check()) if check is not None else False
+def cpu_runs_int8_fast() -> bool:
+    """Whether ``auto`` picks int8 on this CPU: one with AVX2 or better (torch's CPU
+    capability ``AVX2`` or ``AVX512``), where the engine decoded faster at int8 than at
+    float32 on every machine measured (docs/engine.md, "Precision"); False where torch
+    cannot say."""
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return capability is not None and str(capability()) in ("AVX2", "AVX512")
 
 
 def apply_precision(model: Any, precision: str, device: torch.device) -> str:
     """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one."""
     resolved = resolve_precision(precision, device.type,
-                                 cpu_bf16=device.type == "cpu" and cpu_has_bf16())
+                                 int8_fast=device.type == "cpu" and cpu_runs_int8_fast())
     if resolved == "float32":
         model.to(torch.float32)
     elif resolved == "bfloat16":
