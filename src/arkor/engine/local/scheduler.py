@@ -79,7 +79,7 @@ class SliceBudget:
     cost about one decode step of the running rows, so a prompt going in never stalls them
     for more than one step's worth at a time. Both costs are measured as the loop runs
     (moving averages): the decode step alone, and the extra seconds per slice token of a
-    step that carried one."""
+    step that carried one (which follows a rise at once)."""
 
     FIRST = 32  # before anything is measured
     LEAST = 8
@@ -96,7 +96,11 @@ class SliceBudget:
     def carried(self, seconds: float, tokens: int) -> None:
         if self.step is not None and tokens > 0:
             extra = max(seconds - self.step, 0.0) / tokens
-            self.per_token = self._average(self.per_token, extra)
+            # A rise is taken at once: a slice token costs more as the prompt's own cache
+            # grows (each slice attends to every earlier one), and an average that lagged
+            # behind it would overshoot the step's worth slice after slice.
+            self.per_token = (extra if self.per_token is None or extra > self.per_token
+                              else self._average(self.per_token, extra))
 
     def tokens(self) -> int:
         if self.step is None or self.per_token is None:
