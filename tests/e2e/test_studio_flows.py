@@ -102,6 +102,19 @@ def test_chat_with_the_trained_adapter(page) -> None:
     assert text.strip() and not text.startswith("[error]")
 
 
+def test_the_job_page_keeps_its_links_while_it_polls(page) -> None:
+    """The page redraws on every poll and event; a redraw that changes nothing leaves the
+    links in place, so a click in flight is not lost (one CI run's click on "Deploy this
+    adapter" landed on a link being replaced and went nowhere)."""
+    page.goto(f"/#/jobs/{RUN['job']}")
+    deploy = page.get_by_role("link", name="Deploy this adapter").element_handle()
+    checkpoint = page.get_by_role("link", name="Deploy", exact=True).first.element_handle()
+    with page.expect_response(lambda r: r.url.endswith("/api/jobs")):
+        pass  # the next poll
+    page.wait_for_timeout(300)
+    assert deploy.evaluate("e => e.isConnected") and checkpoint.evaluate("e => e.isConnected")
+
+
 def test_publish_call_revoke_disable_retarget_delete(page, dev_server) -> None:
     job = RUN["job"]
     page.goto(f"/#/jobs/{job}")

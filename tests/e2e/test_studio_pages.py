@@ -57,6 +57,25 @@ def test_every_page_renders_in_both_themes(page) -> None:
     page.get_by_text("This job is not in the current project").wait_for()
 
 
+def test_a_refreshed_region_keeps_its_nodes_while_its_markup_is_the_same(page) -> None:
+    """``refresh`` (polled regions): a link is not swapped under the pointer by a redraw that
+    changes nothing, so a click landing during it still follows the link."""
+    page.goto("/")
+    kept, changed, after_replace = page.evaluate("""async () => {
+        const { h, refresh, replace } = await import('/dom.js');
+        const box = document.createElement('div');
+        const draw = (label) => refresh(box, h('a', { href: '#/jobs' }, label), 'tail');
+        draw('Jobs'); const first = box.firstChild;
+        draw('Jobs'); const kept = box.firstChild === first;
+        draw('All jobs'); const changed = box.firstChild !== first
+            && box.firstChild.textContent === 'All jobs';
+        const second = box.firstChild;
+        replace(box, 'loading'); draw('All jobs');
+        return [kept, changed, box.firstChild !== second && box.textContent === 'All jobstail'];
+    }""")
+    assert (kept, changed, after_replace) == (True, True, True)
+
+
 def test_keyboard_reaches_the_navigation(page) -> None:
     page.goto("/")
     for _ in range(6):

@@ -39,6 +39,7 @@ from arkor.sdk._base import (
 )
 from arkor.sdk._credentials import AnyCredentials
 from arkor.sdk._events import EventFollower, JobEvent, ReconnectPolicy
+from arkor.sdk.pool import POOL_LIMITS
 
 T = TypeVar("T")
 Creds = AnyCredentials
@@ -57,7 +58,8 @@ class CloudApiClient(BaseCloudApiClient):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(base_url=base_url, credentials=credentials, token=token, timeout=timeout)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  limits=POOL_LIMITS)
 
     def __enter__(self) -> CloudApiClient:
         return self
@@ -390,7 +392,8 @@ class AsyncCloudApiClient(BaseCloudApiClient):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(base_url=base_url, credentials=credentials, token=token, timeout=timeout)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       transport=transport, limits=POOL_LIMITS)
 
     async def __aenter__(self) -> AsyncCloudApiClient:
         return self

@@ -31,6 +31,7 @@ from arkor.sdk import (
     read_state,
     usable_state,
 )
+from arkor.sdk.pool import POOL_LIMITS
 from arkor.studio.config import StudioConfig
 from arkor.studio.errors import SignInRequired
 from arkor.studio.sign_in import not_signed_in, token_refused
@@ -45,7 +46,10 @@ def scope_of(state: ProjectState) -> ProjectScope:
 
 class SharedPool(httpx.AsyncHTTPTransport):
     """One connection pool under every request's client; the app's lifespan closes it with
-    :meth:`shutdown`."""
+    :meth:`shutdown`. Idle connections are dropped as the SDK's own are (``POOL_LIMITS``)."""
+
+    def __init__(self) -> None:
+        super().__init__(limits=POOL_LIMITS)
 
     async def aclose(self) -> None:
         """Closing a request's client leaves the pool open."""

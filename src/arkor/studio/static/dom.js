@@ -28,8 +28,26 @@ function append(el, children) {
 }
 
 export function replace(el, ...children) {
+  shown.delete(el);
   el.replaceChildren();
   append(el, children);
+  return el;
+}
+
+// The markup each region last got from refresh(), as built (before custom elements render).
+const shown = new WeakMap();
+
+// Like replace(), for a region a page redraws on every poll or event: when the new children
+// make the same markup as last time, the region keeps the nodes it has. A link or button is
+// then not swapped under the pointer, so a click landing during a redraw is not lost. Event
+// listeners and properties are not markup: use it where the new ones would do the same.
+export function refresh(el, ...children) {
+  const fresh = document.createElement("div");
+  append(fresh, children);
+  const markup = fresh.innerHTML;
+  if (shown.get(el) === markup) return el;
+  el.replaceChildren(...fresh.childNodes);
+  shown.set(el, markup);
   return el;
 }
 

@@ -1,7 +1,7 @@
 // Endpoints (#/endpoints): deployments of this project, refreshed every 10 s while the tab
 // is visible, and the inline "New endpoint" form (prefilled by ?new=1&job=<id>[&step=<n>]).
 import { api, poll } from "../api.js";
-import { card, emptyState, errorBox, field, h, replace } from "../dom.js";
+import { card, emptyState, errorBox, field, h, refresh, replace } from "../dom.js";
 import { hostOf, targetSummary } from "../format.js";
 import { statusBadge } from "../components/widgets.js";
 import { ADAPTER, AUTH, TARGET } from "../contract.js";
@@ -96,7 +96,7 @@ export function mount(main, { query }) {
       replace(listBox, emptyState("No endpoints yet", "Create one to expose a model at its own OpenAI-compatible URL (…/d/<slug>/v1/chat/completions)."));
       return;
     }
-    replace(listBox, h("ul", { class: "list" }, data.deployments.map((d) => h("li", {},
+    refresh(listBox, h("ul", { class: "list" }, data.deployments.map((d) => h("li", {},
       h("a", { class: "list-row", href: `#/endpoints/${encodeURIComponent(d.id)}` },
         h("span", { class: "grow" },
           h("span", { class: "strong" }, d.slug), h("span", { class: "muted" }, ` ${hostOf(d.url)}${slugPath(d.url)}`),

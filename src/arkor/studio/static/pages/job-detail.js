@@ -1,7 +1,7 @@
 // Job detail (#/jobs/<id>): live loss chart and events from the job's SSE stream, the job
 // row (polled every 5 s), checkpoints, cancel, and the ways on: Playground and Deploy.
 import { api, eventsUrl, poll } from "../api.js";
-import { card, errorBox, h, replace } from "../dom.js";
+import { card, errorBox, h, refresh, replace } from "../dom.js";
 import { clock, dateTime, duration, shortId } from "../format.js";
 import { copyButton, statusBadge } from "../components/widgets.js";
 import { EVENT, TERMINAL_STATUS } from "../contract.js";
@@ -85,7 +85,7 @@ export function mount(main, { param: jobId }) {
     title.textContent = job?.name || shortId(jobId, 8, 6);
     const done = st === "completed";
     const cancellable = job && ["queued", "running"].includes(st);
-    replace(actions, statusBadge(st),
+    refresh(actions, statusBadge(st),
       cancellable ? h("button", { type: "button", class: "button danger", disabled: cancelling, onclick: cancel }, cancelling ? "Cancelling…" : "Cancel run") : null,
       done ? h("a", { class: "button", href: `#/playground?adapter=${encodeURIComponent(jobId)}` }, "Open in Playground") : null,
       done ? h("a", { class: "button primary", href: `#/endpoints?new=1&job=${encodeURIComponent(jobId)}` }, "Deploy this adapter") : null);
@@ -97,16 +97,16 @@ export function mount(main, { param: jobId }) {
       ["Artifacts", artifacts === null ? "—" : String(artifacts)],
       ["Job ID", h("span", { class: "row" }, h("span", { class: "mono", title: jobId }, shortId(jobId, 8, 6)), copyButton(jobId, "Copy", "Copy job ID"))],
     ];
-    replace(sidebar, rowsMeta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+    refresh(sidebar, rowsMeta.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     const steps = [...new Set([...(job?.checkpoints || []).map((c) => c.step), ...checkpoints])].sort((a, b) => a - b);
-    replace(checkpointBox, steps.length
+    refresh(checkpointBox, steps.length
       ? h("ul", { class: "list" }, steps.map((step) => h("li", { class: "list-row" },
         h("span", { class: "grow" }, `step ${step}`),
         h("a", { href: `#/playground?adapter=${encodeURIComponent(jobId)}&step=${step}` }, "Chat"),
         h("a", { href: `#/endpoints?new=1&job=${encodeURIComponent(jobId)}&step=${step}` }, "Deploy"))))
       : h("p", { class: "muted" }, "No checkpoints yet."));
     const failedText = failure || (st === "failed" ? job?.error : null);
-    replace(banner,
+    refresh(banner,
       loadError ? errorBox(`Failed to load job: ${loadError}`) : null,
       job === undefined ? errorBox("This job is not in the current project. Check the Jobs list.") : null,
       failedText ? errorBox(`Job failed: ${failedText}`) : null,

@@ -1,6 +1,6 @@
 // Jobs (#/jobs): every training job, searchable, filtered by status, refreshed every 5 s.
 import { api, poll } from "../api.js";
-import { emptyState, errorBox, h, replace } from "../dom.js";
+import { emptyState, errorBox, h, refresh, replace } from "../dom.js";
 import { duration, relativeTime, shortId } from "../format.js";
 import { statusBadge } from "../components/widgets.js";
 
@@ -29,7 +29,7 @@ export function mount(main) {
     const shown = jobs.filter((j) => (filter === "all" || j.status === filter) &&
       (!q || j.name.toLowerCase().includes(q) || j.id.toLowerCase().includes(q)));
     if (!shown.length) { replace(body, emptyState("No matches", "Try another search or status.")); return; }
-    replace(body, h("table", { class: "table" },
+    refresh(body, h("table", { class: "table" },
       h("thead", {}, h("tr", {}, ["Status", "Name", "Duration", "Created", "ID"].map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, shown.map((job) => h("tr", {},
         h("td", {}, statusBadge(job.status)),

@@ -1,6 +1,6 @@
 // Overview (#/): start a training run (demo data or an uploaded JSONL file), recent jobs.
 import { api, poll } from "../api.js";
-import { card, emptyState, errorBox, field, h, replace } from "../dom.js";
+import { card, emptyState, errorBox, field, h, refresh, replace } from "../dom.js";
 import { duration, relativeTime } from "../format.js";
 import { statusBadge } from "../components/widgets.js";
 
@@ -78,7 +78,7 @@ export function mount(main) {
         replace(jobsBox, emptyState("No jobs yet", "Start a training run above; it shows up here."));
         return;
       }
-      replace(jobsBox, h("ul", { class: "list" }, jobs.slice(0, 5).map((job) =>
+      refresh(jobsBox, h("ul", { class: "list" }, jobs.slice(0, 5).map((job) =>
         h("li", {}, h("a", { class: "list-row", href: `#/jobs/${encodeURIComponent(job.id)}` },
           statusBadge(job.status), h("span", { class: "grow strong" }, job.name),
           h("span", { class: "muted" }, duration(job)), h("span", { class: "muted" }, relativeTime(job.createdAt)))))));
