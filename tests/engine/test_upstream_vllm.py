@@ -154,6 +154,38 @@ def test_closing_the_stream_aborts_the_upstream_request(vllm: VllmServer) -> Non
     assert asyncio.run(go()) == 0
 
 
+def test_idle_connections_to_an_upstream_drop_before_it_would_close_them() -> None:
+    """Against a stand-in for vLLM's server (uvicorn, which closes a connection idle for 5 s):
+    health checks further apart than ``IDLE_CONNECTION_S`` each open a connection."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from arkor.engine.upstream import IDLE_CONNECTION_S
+    from tests.servers import LiveServer
+
+    ports: list[int] = []
+
+    async def health(request: Any) -> Response:
+        ports.append(request.client.port)
+        return Response()
+
+    async def three_checks(url: str) -> None:
+        engine = UpstreamEngine({"m": UpstreamSpec(urls=(url,))},
+                                health_interval_s=IDLE_CONNECTION_S + 0.5)
+        await engine.start()
+        try:
+            while len(ports) < 3:
+                await asyncio.sleep(0.1)
+        finally:
+            await engine.close()
+
+    assert IDLE_CONNECTION_S <= 5 / 2
+    with LiveServer(Starlette(routes=[Route("/health", health)])) as url:
+        asyncio.run(asyncio.wait_for(three_checks(url), 30))
+    assert len(set(ports)) == len(ports), ports
+
+
 def test_sampling_fields_are_forwarded() -> None:
     from arkor.engine.upstream import sampling_fields
 

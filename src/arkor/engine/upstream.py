@@ -65,6 +65,9 @@ log = logging.getLogger("arkor.engine.upstream")
 
 HEALTH_INTERVAL_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
+# vLLM's server (uvicorn) closes a connection idle for 5 s; one kept as long could carry a
+# request just as it closes (a ReadError, and a POST cannot be sent again), so ours drop sooner.
+IDLE_CONNECTION_S = 2.0
 CONTEXT_RE = re.compile(r"maximum context length is (?P<context>\d+).*?"
                         r"(?P<prompt>\d+) (?:tokens )?in the (?:messages|prompt)", re.S)
 
@@ -270,8 +273,9 @@ class UpstreamEngine:
 
     async def start(self) -> None:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self._timeout,
-                                             limits=httpx.Limits(max_connections=None))
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(max_connections=None, keepalive_expiry=IDLE_CONNECTION_S))
             self._health = asyncio.create_task(self._check_forever())
 
     async def close(self) -> None:
