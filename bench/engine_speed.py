@@ -51,7 +51,7 @@ from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedded_gguf_path
 
-PRECISIONS = ("float32", "bfloat16", "int8")
+PRECISIONS = ("float32", "bfloat16", "int8", "int4")
 
 
 async def single_stream(engine: LocalEngine, req: GenerationRequest) -> float:

@@ -44,7 +44,7 @@ from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 from arkor.training.demo import DEMO_CONFIG, demo_eval_path
 from training import ANSWER, run_demo
 
-PRECISIONS = ("float32", "bfloat16", "int8")
+PRECISIONS = ("float32", "bfloat16", "int8", "int4")
 PERPLEXITY_BAR = 0.02
 
 PROMPTS = [

@@ -39,7 +39,7 @@ def prefill(adapters: AdapterSet, names: list[str], tokenizer: object,
     return BatchTensors(cache, mask, positions[:, -1] + 1, logits.argmax(-1)), logits
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8", "int4"])
 def test_the_lean_forward_equals_the_model_forward(
     precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
 ) -> None:
@@ -96,7 +96,7 @@ def test_other_architectures_decode_through_their_forward() -> None:
     assert torch.equal(adapters.lean_forward([BASE_ADAPTER_NAME] * 2, input_ids=x), model(x))
 
 
-@pytest.mark.parametrize("precision", ["float32", "int8"])
+@pytest.mark.parametrize("precision", ["float32", "int8", "int4"])
 def test_passes_joined_give_what_each_gives_alone(
     precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
 ) -> None:

@@ -184,7 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("engine_precision", DEFAULT_PRECISION,
             f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: int8 on a CPU "
             "with AVX2 or better, float32 on other CPUs, bfloat16 on CUDA); int8 is weight-only "
-            "int8 with bfloat16 activations. "
+            "int8 with bfloat16 activations; int4 is 4-bit groups of 32 weights (lm_head int8). "
             "Base models that differ follow as NAME=PRECISION: auto,my-org/my-model=int8."),
     Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),
             "Largest request body other than an upload (JSON, chat requests), in KiB; more is "

@@ -8,6 +8,9 @@ engine. :mod:`arkor.engine.local.quantize` applies a precision to a loaded model
 - ``int8``: weight-only int8 for every ``nn.Linear`` of the base model and ``lm_head`` (one
   scale per output channel), bfloat16 activations and everything else in bfloat16; LoRA
   deltas stay in float32 outside the packed matmul.
+- ``int4``: weight-only 4-bit weights in groups of 32 along the input, each with a scale and a
+  minimum (a GGUF Q4_1 block: the embedded model's weights come back exactly, up to bfloat16
+  scales), for every ``nn.Linear`` but ``lm_head``, which is int8; bfloat16 activations.
 - ``auto`` (the default): the fastest precision that passes the quality bar on the device
   (docs/engine.md, "Precision"): ``int8`` on a CPU with AVX2 or better (the engine decoded
   faster at int8 than at float32 on every such machine measured, with or without AVX-512
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PRECISIONS = ("auto", "float32", "bfloat16", "int8")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8", "int4")
 DEFAULT_PRECISION = "auto"
 
 

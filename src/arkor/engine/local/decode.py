@@ -40,7 +40,12 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotat
 
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
-from arkor.engine.local.quantize import Int8Linear, release_free_memory
+from arkor.engine.local.quantize import (
+    INT4_GROUP,
+    Int4Linear,
+    Int8Linear,
+    release_free_memory,
+)
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
 _rotate_half = cast(Callable[[torch.Tensor], torch.Tensor], rotate_half)  # untyped upstream
@@ -63,29 +68,37 @@ class Logits:
 
 @dataclass
 class Fused:
-    """Int8 projections of one input (a layer's q, k and v; its gate and up) as one matrix:
-    their weights and scales side by side, which the modules' own become views of (no copy
-    is kept), so one packed product computes all of them."""
+    """Int8 (or int4) projections of one input (a layer's q, k and v; its gate and up) as one
+    matrix: their weights and scales side by side, which the modules' own weights become
+    views of (no copy is kept), so one packed product computes all of them."""
 
-    weight: torch.Tensor  # [sum of outputs, in] int8
-    scales: torch.Tensor  # [sum of outputs]
+    weight: torch.Tensor  # [sum of outputs, in] int8, or [sum of outputs, in / 2] packed int4
+    scales: torch.Tensor  # [sum of outputs]; int4: [in / group, sum of outputs, 2]
     sizes: list[int]
+    int4: bool = False
 
     @classmethod
     def of(cls, modules: list[Any]) -> Fused | None:
-        """``modules``' weights fused, or None when one is not a bias-free :class:`Int8Linear`
-        of the same input (computed as before, alone)."""
+        """``modules``' weights fused, or None when they are not all bias-free
+        :class:`Int8Linear` s (or all :class:`Int4Linear` s) of the same input (each is then
+        computed as before, alone)."""
         bases: list[Any] = [m.base_layer if isinstance(m, LoraLinear) else m for m in modules]
-        if (any(type(b) is not Int8Linear or b.bias is not None for b in bases)
-                or len({(b.in_features, b.scales.dtype) for b in bases}) != 1):
+        kinds = {type(b) for b in bases}
+        if (len(kinds) != 1 or not kinds <= {Int8Linear, Int4Linear}
+                or any(b.bias is not None for b in bases)):
             return None
-        fused = cls(torch.cat([b.weight for b in bases]), torch.cat([b.scales for b in bases]),
-                    [b.out_features for b in bases])
+        int4 = kinds == {Int4Linear}
+        scales = [b.scales_and_zeros if int4 else b.scales for b in bases]
+        if len({(b.in_features, s.dtype) for b, s in zip(bases, scales, strict=True)}) != 1:
+            return None
+        fused = cls(torch.cat([b.weight for b in bases]), torch.cat(scales, dim=1 if int4 else 0),
+                    [b.out_features for b in bases], int4)
         start = 0
         for base, size in zip(bases, fused.sizes, strict=True):
             base.weight = torch.nn.Parameter(fused.weight[start:start + size],
                                              requires_grad=False)
-            base.scales = fused.scales[start:start + size]
+            if not int4:  # an int4 module keeps its own (small) scales: a slice is not contiguous
+                base.scales = fused.scales[start:start + size]
             start += size
         return fused
 
@@ -96,7 +109,11 @@ class Fused:
         call's whole output ``[..., sum of outputs]``, of which the parts are views, unless
         a module had to be called on its own (None)."""
         flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
-        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        if self.int4:
+            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, INT4_GROUP,
+                                                             self.scales)
+        else:
+            out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
         out = out.reshape(*x.shape[:-1], -1)
         found, intact = [], True
         for module, part in zip(modules, out.split(self.sizes, dim=-1), strict=True):

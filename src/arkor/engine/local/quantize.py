@@ -6,6 +6,9 @@ torch's packed CPU kernel ``aten._weight_int8pack_mm(x, w_int8[out, in], scales[
 kernel is fast only with bfloat16 activations (with float32 ones it was 6-18x slower than a
 float32 matmul on this project's machine), so the rest of the model runs in bfloat16.
 
+``int4`` replaces them (``lm_head`` excepted, which is int8) by an :class:`Int4Linear`: 4-bit
+levels in groups of 32 with a scale and a minimum, on ``aten._weight_int4pack_mm_for_cpu``.
+
 ``Int8Linear`` is an ``nn.Linear`` subclass, so PEFT wraps it like any Linear: a LoRA layer's
 ``base_layer`` is the quantized module, and since its weight is not floating point PEFT keeps
 the adapter's own weights in float32 (the LoRA delta is computed in float32 and added to the
@@ -60,6 +63,65 @@ class Int8Linear(torch.nn.Linear):
         return self.weight.float() * self.scales.float()[:, None]
 
 
+INT4_GROUP = 32  # weights per scale and zero: a GGUF Q4_0/Q4_1 block
+INT4_LEVELS = 15.0
+
+
+class Int4Linear(torch.nn.Linear):
+    """A Linear with 4-bit weights in groups of :data:`INT4_GROUP` along the input, each group
+    with its own scale and minimum (asymmetric, as GGUF's Q4_1 blocks), packed for torch's CPU
+    kernel ``aten._weight_int4pack_mm_for_cpu``. A Q4_1 model's dequantized weights (what the
+    embedded model's float32 weights are) come back exactly, up to the bfloat16 rounding of
+    each group's scale and zero point."""
+
+    scales_and_zeros: torch.Tensor
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        torch.nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        weight = linear.weight.detach().float()
+        groups = weight.reshape(self.out_features, -1, INT4_GROUP)
+        low = groups.amin(dim=-1)
+        scales = ((groups.amax(dim=-1) - low) / INT4_LEVELS).clamp(
+            min=torch.finfo(torch.float32).tiny)
+        levels = ((groups - low[..., None]) / scales[..., None]).round_().clamp_(0, INT4_LEVELS)
+        del groups
+        self.weight = torch.nn.Parameter(
+            torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+                levels.reshape(self.out_features, -1).to(torch.int32).contiguous(), 2),
+            requires_grad=False)
+        del levels
+        # The kernel computes (level - 8) * scale + zero: the zero is the value of level 8.
+        zeros = low + scales * 8
+        self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1)
+                             .transpose(0, 1).contiguous().to(torch.bfloat16))
+        bias = linear.bias
+        self.bias = (None if bias is None
+                     else torch.nn.Parameter(bias.detach().float(), requires_grad=False))
+
+    @staticmethod
+    def fits(linear: torch.nn.Linear) -> bool:
+        """The kernel's shapes: whole groups along the input, outputs in blocks of 64."""
+        return linear.in_features % INT4_GROUP == 0 and linear.out_features % 64 == 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        flat = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype).contiguous()
+        out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            flat, self.weight, INT4_GROUP, self.scales_and_zeros)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*shape[:-1], self.out_features)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight this module computes with, as float32: the kernel applied to the identity
+        (so each value is rounded to bfloat16, as the kernel's outputs are)."""
+        eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
+        columns: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            eye, self.weight, INT4_GROUP, self.scales_and_zeros)
+        return columns.float().T.contiguous()
+
+
 def cpu_runs_int8_fast() -> bool:
     """Whether ``auto`` picks int8 on this CPU: one with AVX2 or better (torch's CPU
     capability ``AVX2`` or ``AVX512``), where the engine decoded faster at int8 than at
@@ -79,26 +141,37 @@ def apply_precision(model: Any, precision: str, device: torch.device) -> str:
         model.to(torch.bfloat16)
     else:
         if device.type != "cpu":
-            raise ValueError("int8 precision uses a CPU kernel; use bfloat16 on CUDA")
-        quantize_linears(model)  # from the float32 weights, before the bfloat16 cast
+            raise ValueError(f"{resolved} precision uses a CPU kernel; use bfloat16 on CUDA")
+        # From the float32 weights, before the bfloat16 cast.
+        quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear)
         model.to(torch.bfloat16)
     if resolved != "float32":
         release_free_memory()
     return resolved
 
 
-def quantize_linears(model: torch.nn.Module) -> int:
-    """Replace every ``nn.Linear`` (lm_head too) by an :class:`Int8Linear`; returns how many.
+def quantize_linears(model: torch.nn.Module,
+                     kind: type[Int8Linear] | type[Int4Linear] = Int8Linear) -> int:
+    """Replace every ``nn.Linear`` (lm_head too) by an :class:`Int8Linear`, or with ``kind``
+    :class:`Int4Linear` every one but ``lm_head`` (and a shape the int4 kernel cannot take) by
+    an :class:`Int4Linear`; returns how many.
 
     A tied ``lm_head`` is untied: the input embedding keeps its bfloat16 table.
     """
     # Names only: each float32 Linear is let go as soon as it is replaced (holding them all
     # until the end kept the whole float32 model beside its int8 copy).
     targets = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+    output = getattr(model, "get_output_embeddings", lambda: None)()
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear(getattr(parent, child)))
+        linear = getattr(parent, child)
+        # lm_head stays int8, as a Q4 GGUF keeps its output matrix at 6 or 8 bits: the
+        # embedded model's is not 4-bit, and 4 bits there changed its greedy answers.
+        four = kind is Int4Linear and linear is not output and Int4Linear.fits(linear)
+        setattr(parent, child, (Int4Linear if four else Int8Linear)(linear))
+        del linear
+    del output
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         # Keep transformers/PEFT from tying lm_head back to the embedding table.
