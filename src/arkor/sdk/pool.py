@@ -11,5 +11,6 @@ from __future__ import annotations
 import httpx
 
 IDLE_CONNECTION_S = 2.0
+# httpx's own client defaults (100 connections, 20 kept idle) with the shorter idle time.
 POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20,
                            keepalive_expiry=IDLE_CONNECTION_S)

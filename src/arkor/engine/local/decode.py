@@ -69,8 +69,8 @@ class Logits:
 @dataclass
 class Fused:
     """Int8 (or int4) projections of one input (a layer's q, k and v; its gate and up) as one
-    matrix: their weights and scales side by side, which the modules' own weights become
-    views of (no copy is kept), so one packed product computes all of them."""
+    matrix: their weights and scales side by side, which the modules' own become views of
+    (no copy is kept), so one packed product computes all of them."""
 
     weight: torch.Tensor  # [sum of outputs, in] int8, or [sum of outputs, in / 2] packed int4
     scales: torch.Tensor  # [sum of outputs]; int4: [in / group, sum of outputs, 2]
@@ -97,7 +97,9 @@ class Fused:
         for base, size in zip(bases, fused.sizes, strict=True):
             base.weight = torch.nn.Parameter(fused.weight[start:start + size],
                                              requires_grad=False)
-            if not int4:  # an int4 module keeps its own (small) scales: a slice is not contiguous
+            if int4:
+                base.scales_and_zeros = fused.scales[:, start:start + size]
+            else:
                 base.scales = fused.scales[start:start + size]
             start += size
         return fused

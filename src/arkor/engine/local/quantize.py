@@ -101,14 +101,16 @@ class Int4Linear(torch.nn.Linear):
 
     @staticmethod
     def fits(linear: torch.nn.Linear) -> bool:
-        """The kernel's shapes: whole groups along the input, outputs in blocks of 64."""
-        return linear.in_features % INT4_GROUP == 0 and linear.out_features % 64 == 0
+        """The kernel's shapes: whole groups along the input, outputs a multiple of 16."""
+        return linear.in_features % INT4_GROUP == 0 and linear.out_features % 16 == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype).contiguous()
+        # Contiguous: the scales may be a view of a fused layer's (decode.Fused), and the
+        # kernel reads strided scales wrongly, without an error.
         out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            flat, self.weight, INT4_GROUP, self.scales_and_zeros)
+            flat, self.weight, INT4_GROUP, self.scales_and_zeros.contiguous())
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -118,7 +120,7 @@ class Int4Linear(torch.nn.Linear):
         (so each value is rounded to bfloat16, as the kernel's outputs are)."""
         eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
         columns: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            eye, self.weight, INT4_GROUP, self.scales_and_zeros)
+            eye, self.weight, INT4_GROUP, self.scales_and_zeros.contiguous())
         return columns.float().T.contiguous()
 
 
@@ -162,6 +164,8 @@ def quantize_linears(model: torch.nn.Module,
     # until the end kept the whole float32 model beside its int8 copy).
     targets = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
     output = getattr(model, "get_output_embeddings", lambda: None)()
+    lm_head = next((name for name, module in model.named_modules() if module is output), None)
+    del output  # by name from here on: no float32 Linear is held past its turn
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -169,10 +173,9 @@ def quantize_linears(model: torch.nn.Module,
         # lm_head stays int8, as a Q4 GGUF keeps its output matrix at 6 or 8 bits: the
         # embedded model's is not 4-bit, and at 4 bits bench/quality.py's perplexity went
         # from float32's to +5.6 % (4/52 answers identical instead of 20).
-        four = kind is Int4Linear and linear is not output and Int4Linear.fits(linear)
+        four = kind is Int4Linear and name != lm_head and Int4Linear.fits(linear)
         setattr(parent, child, (Int4Linear if four else Int8Linear)(linear))
         del linear
-    del output
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         # Keep transformers/PEFT from tying lm_head back to the embedding table.
