@@ -47,9 +47,10 @@ def assert_same_or_a_rounding_tie(batched: Outcome, single: Outcome) -> None:
 def test_precision_is_parsed_and_a_bad_one_names_the_choices(tmp_path: Path) -> None:
     assert parse_precision(" INT8 ") == "int8"
     assert resolve_precision("auto", "cpu") == "float32"
-    assert resolve_precision("auto", "cpu", int8_fast=True) == "int8"
-    assert resolve_precision("auto", "cuda") == "bfloat16"
-    assert resolve_precision("float32", "cpu", int8_fast=True) == "float32"
+    assert resolve_precision("auto", "cpu", cpu_auto="int8") == "int8"
+    assert resolve_precision("auto", "cpu", cpu_auto="int4") == "int4"
+    assert resolve_precision("auto", "cuda", cpu_auto="int4") == "bfloat16"
+    assert resolve_precision("float32", "cpu", cpu_auto="int4") == "float32"
     assert Settings(data_dir=tmp_path).engine_precision == "auto"
     env = {"ARKOR_ENGINE_PRECISION": "bfloat16", "ARKOR_DATA_DIR": str(tmp_path)}
     assert Settings.from_env(env).engine_precision == "bfloat16"
@@ -86,22 +87,27 @@ def test_the_per_model_precision_is_the_one_loaded(models_dir: Path) -> None:
         close_engine(engine)
 
 
-def test_auto_loads_int8_on_a_cpu_with_avx2_or_better_and_float32_on_others(
+def test_auto_picks_by_the_cpu_and_loads_what_it_picks(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The suite pins ``auto`` to float32 (tests/conftest.py). Here the CPU's answer is a
-    double: this CPU's real one, then the opposite, so both branches load a real model
-    whatever the machine has."""
-    real = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    for has_bf16 in (real, not real):
-        monkeypatch.setattr(quantize, "cpu_runs_int8_fast", lambda has=has_bf16: has)
+    """The suite pins ``auto`` to float32 (tests/conftest.py). Here the answer for each kind
+    of CPU, then a real model loaded with each answer ``auto`` can give."""
+    assert quantize.auto_precision_for("AVX512", True) == "int4"
+    assert quantize.auto_precision_for("AVX512", False) == "int8"
+    assert quantize.auto_precision_for("AVX2", False) == "int8"
+    assert quantize.auto_precision_for("DEFAULT", False) == "float32"
+    assert quantize.auto_precision_for("ZVECTOR", False) == "float32"
+    kinds = {"int4": Int8Linear, "int8": Int8Linear, "float32": torch.nn.Linear}
+    for answer, head in kinds.items():
+        monkeypatch.setattr(quantize, "cpu_auto_precision", lambda answer=answer: answer)
         engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
         try:
             asyncio.run(engine.load(EMBEDDED_MODEL_NAME))
             loaded = engine._schedulers[EMBEDDED_MODEL_NAME].loaded
-            assert loaded.precision == ("int8" if has_bf16 else "float32")
-            linear = loaded.model.get_output_embeddings()
-            assert isinstance(linear, Int8Linear) == has_bf16
+            assert loaded.precision == answer
+            assert type(loaded.model.get_output_embeddings()) is head
+            layer = loaded.model.model.layers[0].mlp.down_proj
+            assert isinstance(layer, Int4Linear) == (answer == "int4")
         finally:
             close_engine(engine)
 

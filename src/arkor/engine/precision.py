@@ -12,9 +12,10 @@ engine. :mod:`arkor.engine.local.quantize` applies a precision to a loaded model
   minimum (a GGUF Q4_1 block: the embedded model's weights come back exactly, up to bfloat16
   scales), for every ``nn.Linear`` but ``lm_head``, which is int8; bfloat16 activations.
 - ``auto`` (the default): the fastest precision that passes the quality bar on the device
-  (docs/engine.md, "Precision"): ``int8`` on a CPU with AVX2 or better (the engine decoded
-  faster at int8 than at float32 on every such machine measured, with or without AVX-512
-  BF16), ``float32`` on other CPUs, ``bfloat16`` on CUDA.
+  (docs/engine.md, "Precision"): ``int4`` on a CPU with AVX-512 BF16 (faster than int8 there,
+  one stream and 16 concurrent, and nearer float32), ``int8`` on other CPUs with AVX2 or
+  better (the engine decoded faster at int8 than at float32 on every such machine measured;
+  int4 was no faster there), ``float32`` on other CPUs, ``bfloat16`` on CUDA.
 
 Logits always reach sampling, logprobs and grammar masking as float32.
 
@@ -41,15 +42,15 @@ def parse_precision(raw: str) -> str:
     return value
 
 
-def resolve_precision(precision: str, device_type: str, *, int8_fast: bool = False) -> str:
-    """The concrete precision (never ``auto``) for a model on ``device_type``; ``int8_fast``:
-    the CPU runs torch's packed int8 product fast (AVX2 or better)."""
+def resolve_precision(precision: str, device_type: str, *, cpu_auto: str = "float32") -> str:
+    """The concrete precision (never ``auto``) for a model on ``device_type``; ``cpu_auto``:
+    what ``auto`` is on this CPU (``arkor.engine.local.quantize.cpu_auto_precision``)."""
     value = parse_precision(precision)
     if value != "auto":
         return value
     if device_type != "cpu":
         return "bfloat16"
-    return "int8" if int8_fast else "float32"
+    return cpu_auto
 
 
 @dataclass(frozen=True)

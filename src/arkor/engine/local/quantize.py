@@ -124,19 +124,31 @@ class Int4Linear(torch.nn.Linear):
         return columns.float().T.contiguous()
 
 
-def cpu_runs_int8_fast() -> bool:
-    """Whether ``auto`` picks int8 on this CPU: one with AVX2 or better (torch's CPU
-    capability ``AVX2`` or ``AVX512``), where the engine decoded faster at int8 than at
-    float32 on every machine measured (docs/engine.md, "Precision"); False where torch
+def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
+    """What ``auto`` is on a CPU of torch's ``capability`` (docs/engine.md, "Precision"):
+    ``int4`` with AVX-512 BF16, where int4 decoded faster than int8 (one stream and 16
+    concurrent); ``int8`` with AVX2 or better (``AVX2`` or ``AVX512``), where the engine
+    decoded faster at int8 than at float32 on every machine measured and int4 was no faster;
+    ``float32`` on the rest."""
+    if capability not in ("AVX2", "AVX512"):
+        return "float32"
+    return "int4" if capability == "AVX512" and avx512_bf16 else "int8"
+
+
+def cpu_auto_precision() -> str:
+    """What ``auto`` is on this CPU (:func:`auto_precision_for`); ``float32`` where torch
     cannot say."""
     capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
-    return capability is not None and str(capability()) in ("AVX2", "AVX512")
+    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if capability is None:
+        return "float32"
+    return auto_precision_for(str(capability()), has_bf16 is not None and bool(has_bf16()))
 
 
 def apply_precision(model: Any, precision: str, device: torch.device) -> str:
     """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one."""
-    resolved = resolve_precision(precision, device.type,
-                                 int8_fast=device.type == "cpu" and cpu_runs_int8_fast())
+    resolved = resolve_precision(precision, device.type, cpu_auto=cpu_auto_precision()
+                                 if device.type == "cpu" else "float32")
     if resolved == "float32":
         model.to(torch.float32)
     elif resolved == "bfloat16":
