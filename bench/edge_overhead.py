@@ -34,6 +34,10 @@ under uvicorn with the product's server configuration (``arkor.cloud.serving``),
 HTTP with keep-alive connections, the ratio taken of the server process's CPU time per call
 (what serving a call costs, HTTP included; the client's work is not counted). ``--no-http``
 skips it.
+
+Both apps run as a server process runs them: its heap frozen once the app is built
+(``arkor.heap``, as ``arkor cloud serve`` does), so a full garbage collection that lands in
+one side's round does not charge that side a walk over every module the process imported.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from arkor import heap
 from arkor.cloud.serving import server_config
 from arkor.cloud.settings import Settings
 from arkor.engine.base import (
@@ -212,6 +217,8 @@ async def main() -> None:
     engine = InstantEngine()
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp)), engine=engine)
+        heap.enable()  # as a server process does (arkor cloud serve)
+        heap.settle()
         slug, key = seed(app)
         path = f"/d/{slug}/v1/chat/completions"
         assert await call(app, "POST", path, key, BODY) == 200
@@ -300,6 +307,8 @@ def serve(port: int, data_dir: Path) -> None:
     app = create_app(settings, engine=InstantEngine())
     quiet = seed(app, "bench-quiet", "disabled")
     limited = seed_limited(app)
+    heap.enable()  # as arkor cloud serve does
+    heap.settle()
     edge_app, recorder = app.state.edge, app.state.recorder
 
     async def bench_app(scope, receive, send) -> None:

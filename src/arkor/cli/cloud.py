@@ -35,6 +35,7 @@ def build_settings(**options: Any) -> Settings:
 def run_server(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
+    from arkor import heap
     from arkor.cloud.serving import server_config
     from arkor.cloud.signup import for_bind_address
     from arkor.middleware.access_log import configure_logging
@@ -48,6 +49,8 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     except Exception as exc:  # a bad database URL, an unreachable PostgreSQL...
         fail(f"Could not start the control plane: {exc}")
     configure_logging(log_format=settings.log_format, level=settings.log_level)
+    heap.enable()
+    heap.settle()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"Arkor cloud API:  http://{shown}:{port}")
     console.print(f"Deployments:      http://{shown}:{port}/d/<slug>/v1 (OpenAI base URL)")

@@ -29,11 +29,12 @@ client addresses and models named in requests are never labels.
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, get_args, runtime_checkable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 from sqlalchemy import func, select
@@ -116,6 +117,7 @@ class Metrics:
             "arkor_edge_rate_limited", "Calls refused by a deployment's rate limit, by limit.",
             ("deployment", "limit"), registry=self.registry)
         self.registry.register(ScrapeCollector(db, runs_dropped, engine))
+        GCCollector(registry=self.registry)  # python_gc_*: collections by generation
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def observe_call(self, call: Call) -> None:
@@ -158,6 +160,10 @@ class ScrapeCollector:
         yield CounterMetricFamily(
             "arkor_runs_dropped", "Runs not recorded: the recorder's buffer was full, or the "
             "database refused them.", value=self._runs_dropped())
+        yield GaugeMetricFamily(
+            "arkor_gc_frozen_objects", "Objects moved out of the garbage collector's reach "
+            "once the server and its models were loaded (arkor.heap).",
+            value=gc.get_freeze_count())
         yield from self._database()
         yield from self._engine_load()
 

@@ -29,11 +29,14 @@ def is_arkor_cloud(url: str) -> bool:
 
 class EmbeddedCloud:
     def __init__(self, settings: Settings, port: int) -> None:
+        from arkor import heap
         from arkor.cloud.serving import server_config
         from arkor.server import create_app
 
         self.url = f"http://127.0.0.1:{port}"
         config = server_config(create_app(settings), settings, host="127.0.0.1", port=port)
+        heap.enable()  # arkor dev runs until it is stopped
+        heap.settle()
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="arkor-cloud",
                                         daemon=True)

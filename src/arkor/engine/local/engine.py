@@ -11,6 +11,7 @@ from pathlib import Path
 
 from llguidance import LLMatcher
 
+from arkor import heap
 from arkor.engine.base import (
     EngineError,
     EngineOverloaded,
@@ -263,6 +264,7 @@ class LocalEngine:
             )
             scheduler.start()
             self._schedulers[base_model] = scheduler
+            heap.settle()  # a server process: the model, and the modules it imported, frozen
             return scheduler
 
 

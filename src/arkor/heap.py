@@ -1,0 +1,45 @@
+"""The cyclic garbage collector of a long-running server process.
+
+Once its engine has loaded a model, a server process holds about half a million objects the
+collector tracks (the modules of torch, transformers and PEFT, the app, the model), nearly
+all of them alive until the process ends. Each full collection walks every one of them:
+~300 ms on the 2-core machine, with the interpreter lock held throughout, so every stream
+and every request of the process waits that long (docs/self-hosting.md, "Memory and pauses").
+:func:`settle` moves what is alive at that moment out of the collector's reach
+(:func:`gc.freeze`): later collections walk only the objects made since.
+
+Only a process that runs a server freezes (:func:`enable`: ``arkor cloud serve`` and
+``arkor dev``), at the points where what it will keep has just been made: once its app is
+built, and once each base model is loaded. A library or test process that builds apps and
+engines and drops them is left alone: a frozen object that later becomes part of a garbage
+cycle is never collected.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+_enabled = False
+_lock = threading.Lock()
+
+
+def enable() -> None:
+    """Let :func:`settle` freeze: this process runs a server until it ends."""
+    global _enabled
+    _enabled = True
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def settle() -> int:
+    """When :func:`enable` d: collect what is garbage now, then freeze the rest; returns the
+    objects frozen so far (0 when not enabled)."""
+    if not _enabled:
+        return 0
+    with _lock:
+        gc.collect()
+        gc.freeze()
+        return gc.get_freeze_count()
