@@ -43,6 +43,8 @@ from arkor.engine.base import (
 )
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
+from arkor.engine.local.quantize import cpu_auto_precision
+from arkor.engine.precision import PRECISIONS, resolve_precision
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 
 SYSTEM = (
@@ -60,6 +62,11 @@ LONG = " ".join(
     f"Entry {i}: the parcel left the depot at {8 + i % 9}:{i % 6}0 and reached the hub."
     for i in range(62)
 )
+def resolved(precision: str) -> str:
+    """The precision an engine on this CPU loads for ``precision``."""
+    return resolve_precision(precision, "cpu", cpu_auto=cpu_auto_precision())
+
+
 CONFIGS = {"with": {}, "without": {"prefix_cache_mb": 0, "chunked_prefill": False}}
 
 
@@ -128,14 +135,14 @@ async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
     }
 
 
-def rss_child(config: str, models_dir: Path, adapters_dir: Path) -> None:
+def rss_child(config: str, models_dir: Path, adapters_dir: Path, precision: str) -> None:
     adapters = [
         AdapterRef(key=f"bench:{i}", path=adapters_dir / f"adapter-{i}") for i in range(4)
     ]
 
     async def serve() -> None:
         async with LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
-                               **CONFIGS[config]) as engine:
+                               precision=precision, **CONFIGS[config]) as engine:
             requests = [ask(p, [None, *adapters][i % 5], max_tokens=32, system=SYSTEM)
                         for i, p in enumerate(PROMPTS)]
             for _ in range(2):
@@ -146,10 +153,10 @@ def rss_child(config: str, models_dir: Path, adapters_dir: Path) -> None:
     print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def peak_rss(config: str, models_dir: Path, adapters_dir: Path) -> float:
+def peak_rss(config: str, models_dir: Path, adapters_dir: Path, precision: str) -> float:
     out = subprocess.run(
         [sys.executable, __file__, "--rss-child", config, "--models-dir", str(models_dir),
-         "--adapters-dir", str(adapters_dir)],
+         "--adapters-dir", str(adapters_dir), "--precision", precision],
         check=True, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
     ).stdout
@@ -157,7 +164,7 @@ def peak_rss(config: str, models_dir: Path, adapters_dir: Path) -> float:
 
 
 async def measure(
-    models_dir: Path, adapter: AdapterRef, repeat: int
+    models_dir: Path, adapter: AdapterRef, repeat: int, precision: str
 ) -> dict[str, dict[str, list[float]]]:
     """Each repeat loads each configuration's engine in turn, one alive at a time: two
     engines' scheduler threads alive at once slow each other's torch work on a small machine
@@ -166,7 +173,7 @@ async def measure(
     for round_ in range(repeat):
         for name, options in CONFIGS.items():
             async with LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
-                                   **options) as engine:
+                                   precision=precision, **options) as engine:
                 await engine.load(EMBEDDED_MODEL_NAME)
                 await first_event(engine, ask("Hello", adapter))  # attach the adapter, warm up
                 found = {**await repeated_prefix(engine, adapter, round_),
@@ -180,19 +187,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure; medians printed")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the engine's precision (default: auto, as a server picks it)")
     parser.add_argument("--rss-child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     parser.add_argument("--adapters-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
-        rss_child(args.rss_child, args.models_dir, args.adapters_dir)
+        rss_child(args.rss_child, args.models_dir, args.adapters_dir, args.precision)
         return
     base_dir = ensure_embedded_model(args.models_dir)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:
         adapters = make_adapters(base_dir, Path(scratch), 4)
-        figures = asyncio.run(measure(args.models_dir, adapters[0], args.repeat))
-        rss = {name: peak_rss(name, args.models_dir, Path(scratch)) for name in CONFIGS}
-    print(f"torch threads: {torch.get_num_threads()}, median of {args.repeat} runs; load average "
+        figures = asyncio.run(measure(args.models_dir, adapters[0], args.repeat, args.precision))
+        rss = {name: peak_rss(name, args.models_dir, Path(scratch), args.precision)
+               for name in CONFIGS}
+    print(f"precision {args.precision} (loaded: {resolved(args.precision)}), torch threads: "
+          f"{torch.get_num_threads()}, median of {args.repeat} runs; load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print("| figure | prefix cache + chunked prefill | without | ratio |")
     print("|---|---|---|---|")
