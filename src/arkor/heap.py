@@ -30,10 +30,6 @@ def enable() -> None:
     _enabled = True
 
 
-def enabled() -> bool:
-    return _enabled
-
-
 def settle() -> int:
     """When :func:`enable` d: collect what is garbage now, then freeze the rest; returns the
     objects frozen so far (0 when not enabled)."""
