@@ -4,7 +4,10 @@ then its running rows, its queue, and its adapters attached and evicted, on the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from arkor.engine.base import AdapterRef
 from arkor.engine.local.engine import BaseModelLoad
@@ -44,4 +47,18 @@ def test_the_load_report_counts_rows_and_adapter_churn(
         close_engine(engine)
     assert (busy.running, busy.waiting) == (1, 1)
     assert after == BaseModelLoad(running=0, waiting=0, adapters_loaded=1, adapter_loads=3,
-                                  adapter_evictions=2)
+                                  adapter_evictions=2, precision="float32")
+
+
+def test_a_base_model_load_says_its_precision(models_dir: Path, embedded_model_dir: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """What ``auto`` came to on this machine is in the log (and on /metrics, from the load
+    report above): the suite's ``auto`` is float32 (tests/conftest.py)."""
+    engine = make_engine(models_dir)
+    try:
+        with caplog.at_level(logging.INFO, logger="arkor.engine.local.loader"):
+            asyncio.run(engine.load(EMBEDDED_MODEL_NAME))
+    finally:
+        close_engine(engine)
+    assert f"base model {EMBEDDED_MODEL_NAME}: precision float32 (setting auto) on cpu" in (
+        caplog.text)

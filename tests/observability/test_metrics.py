@@ -196,6 +196,7 @@ class Load:
     adapters_loaded: int
     adapter_loads: int
     adapter_evictions: int
+    precision: str
 
 
 class ReportingEngine(ScriptedEngine):
@@ -204,7 +205,7 @@ class ReportingEngine(ScriptedEngine):
 
     def load_report(self) -> dict[str, Load]:
         return {EMBEDDED: Load(running=3, waiting=5, adapters_loaded=2, adapter_loads=4,
-                               adapter_evictions=2)}
+                               adapter_evictions=2, precision="int4")}
 
 
 def test_the_engine_load_is_read_at_scrape_and_a_scrape_starts_no_engine(
@@ -223,6 +224,7 @@ def test_the_engine_load_is_read_at_scrape_and_a_scrape_starts_no_engine(
         assert value(samples, "arkor_engine_loaded_adapters", **model) == 2
         assert value(samples, "arkor_engine_adapter_loads_total", **model) == 4
         assert value(samples, "arkor_engine_adapter_evictions_total", **model) == 2
+        assert value(samples, "arkor_engine_model_info", **model, precision="int4") == 1
         # Two apps in one process: each has its own registry and counts only its calls.
         shared = read(world[0])
         assert total(shared, REQUESTS, deployment=bot.deployment_id) == 0

@@ -84,6 +84,9 @@ class ModelLoad(Protocol):
     @property
     def adapter_evictions(self) -> int: ...
 
+    @property
+    def precision(self) -> str: ...
+
 
 @runtime_checkable
 class ReportsLoad(Protocol):
@@ -209,11 +212,15 @@ class ScrapeCollector:
                 "LoRA adapters detached to make room (least recently used first).",
                 labels=[MODEL_LABEL])),
         ]
+        loaded = InfoMetricFamily("arkor_engine_model", "Each loaded base model's precision "
+                                  "(what auto came to on this machine).", labels=[MODEL_LABEL])
         for model, load in sorted(report.items()):
             for field, family in families:
                 family.add_metric([model], getattr(load, field))
+            loaded.add_metric([model], {"precision": load.precision})
         for _, family in families:
             yield family
+        yield loaded
 
 
 _current: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar(

@@ -48,6 +48,7 @@ class BaseModelLoad:
     adapters_loaded: int
     adapter_loads: int
     adapter_evictions: int
+    precision: str  # as loaded: what ``auto`` (or the setting) came to on this machine
 
 
 class LocalEngine:
@@ -140,7 +141,8 @@ class LocalEngine:
                 running=scheduler.running, waiting=scheduler.waiting,
                 adapters_loaded=scheduler.adapters.loaded_count,
                 adapter_loads=scheduler.adapters.loads,
-                adapter_evictions=scheduler.adapters.evictions)
+                adapter_evictions=scheduler.adapters.evictions,
+                precision=scheduler.loaded.precision)
             for name, scheduler in list(self._schedulers.items())
         }
 

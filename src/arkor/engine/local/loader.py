@@ -99,6 +99,8 @@ def load_base_model(
     tokenizer = AutoTokenizer.from_pretrained(path)
     model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     resolved = apply_precision(model, precision, device)
+    logger.info("base model %s: precision %s (setting %s) on %s", spec.name, resolved,
+                precision, device)
     model = model.to(device).eval()
     config = model.config.get_text_config(decoder=True)
     eos_token_ids = _eos_token_ids(model, tokenizer)
