@@ -218,7 +218,6 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp)), engine=engine)
         heap.enable()  # as a server process does (arkor cloud serve)
-        heap.settle()
         slug, key = seed(app)
         path = f"/d/{slug}/v1/chat/completions"
         assert await call(app, "POST", path, key, BODY) == 200
@@ -308,7 +307,6 @@ def serve(port: int, data_dir: Path) -> None:
     quiet = seed(app, "bench-quiet", "disabled")
     limited = seed_limited(app)
     heap.enable()  # as arkor cloud serve does
-    heap.settle()
     edge_app, recorder = app.state.edge, app.state.recorder
 
     async def bench_app(scope, receive, send) -> None:

@@ -43,8 +43,8 @@ from arkor.engine.base import (
 )
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
-from arkor.engine.local.quantize import cpu_auto_precision
-from arkor.engine.precision import PRECISIONS, resolve_precision
+from arkor.engine.local.quantize import resolve_on
+from arkor.engine.precision import PRECISIONS
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 
 SYSTEM = (
@@ -62,11 +62,6 @@ LONG = " ".join(
     f"Entry {i}: the parcel left the depot at {8 + i % 9}:{i % 6}0 and reached the hub."
     for i in range(62)
 )
-def resolved(precision: str) -> str:
-    """The precision an engine on this CPU loads for ``precision``."""
-    return resolve_precision(precision, "cpu", cpu_auto=cpu_auto_precision())
-
-
 CONFIGS = {"with": {}, "without": {"prefix_cache_mb": 0, "chunked_prefill": False}}
 
 
@@ -202,8 +197,8 @@ def main() -> None:
         figures = asyncio.run(measure(args.models_dir, adapters[0], args.repeat, args.precision))
         rss = {name: peak_rss(name, args.models_dir, Path(scratch), args.precision)
                for name in CONFIGS}
-    print(f"precision {args.precision} (loaded: {resolved(args.precision)}), torch threads: "
-          f"{torch.get_num_threads()}, median of {args.repeat} runs; load average "
+    print(f"precision {args.precision} (loaded: {resolve_on(args.precision, 'cpu')}), "
+          f"torch threads: {torch.get_num_threads()}, median of {args.repeat} runs; load average "
           f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print("| figure | prefix cache + chunked prefill | without | ratio |")
     print("|---|---|---|---|")

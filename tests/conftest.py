@@ -53,9 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pin_float32() -> None:
     """The suite's exactness checks compare the engine with float32 references (plain
     transformers ``generate``, vLLM in float32), so the engine runs at float32 whatever the
-    CPU: ``auto`` picks int4 or int8 on a CPU with AVX2 or better. Servers the tests start inherit
-    ``ARKOR_ENGINE_PRECISION``; engines made in this process see a CPU without them.
-    ``tests/engine/test_precision.py`` covers the other precisions, and the real CPU's answer."""
+    CPU (``auto`` picks int4 or int8 on a CPU with AVX2 or better). Servers the tests start
+    inherit ``ARKOR_ENGINE_PRECISION``; for engines made in this process ``auto`` answers
+    float32. ``tests/engine/test_precision.py`` covers the other precisions and ``auto``'s
+    answer for each kind of CPU."""
     from arkor.engine.local import quantize
 
     os.environ.setdefault("ARKOR_ENGINE_PRECISION", "float32")

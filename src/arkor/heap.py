@@ -3,7 +3,7 @@
 Once its engine has loaded a model, a server process holds about half a million objects the
 collector tracks (the modules of torch, transformers and PEFT, the app, the model), nearly
 all of them alive until the process ends. Each full collection walks every one of them:
-~300 ms on the 2-core machine, with the interpreter lock held throughout, so every stream
+~270 ms on the 2-core machine, with the interpreter lock held throughout, so every stream
 and every request of the process waits that long (docs/self-hosting.md, "Memory and pauses").
 :func:`settle` moves what is alive at that moment out of the collector's reach
 (:func:`gc.freeze`): later collections walk only the objects made since.
@@ -24,10 +24,12 @@ _enabled = False
 _lock = threading.Lock()
 
 
-def enable() -> None:
-    """Let :func:`settle` freeze: this process runs a server until it ends."""
+def enable() -> int:
+    """Let :func:`settle` freeze (this process runs a server until it ends), and settle now:
+    the app just built; returns the objects frozen."""
     global _enabled
     _enabled = True
+    return settle()
 
 
 def settle() -> int:

@@ -50,7 +50,6 @@ def run_server(settings: Settings, host: str, port: int) -> None:
         fail(f"Could not start the control plane: {exc}")
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     heap.enable()
-    heap.settle()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"Arkor cloud API:  http://{shown}:{port}")
     console.print(f"Deployments:      http://{shown}:{port}/d/<slug>/v1 (OpenAI base URL)")

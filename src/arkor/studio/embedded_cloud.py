@@ -36,7 +36,6 @@ class EmbeddedCloud:
         self.url = f"http://127.0.0.1:{port}"
         config = server_config(create_app(settings), settings, host="127.0.0.1", port=port)
         heap.enable()  # arkor dev runs until it is stopped
-        heap.settle()
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="arkor-cloud",
                                         daemon=True)

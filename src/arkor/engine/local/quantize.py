@@ -145,10 +145,15 @@ def cpu_auto_precision() -> str:
     return auto_precision_for(str(capability()), has_bf16 is not None and bool(has_bf16()))
 
 
+def resolve_on(precision: str, device_type: str) -> str:
+    """The concrete precision a model loads at for ``precision`` on ``device_type`` here."""
+    return resolve_precision(precision, device_type, cpu_auto=cpu_auto_precision()
+                             if device_type == "cpu" else "float32")
+
+
 def apply_precision(model: Any, precision: str, device: torch.device) -> str:
     """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one."""
-    resolved = resolve_precision(precision, device.type, cpu_auto=cpu_auto_precision()
-                                 if device.type == "cpu" else "float32")
+    resolved = resolve_on(precision, device.type)
     if resolved == "float32":
         model.to(torch.float32)
     elif resolved == "bfloat16":
