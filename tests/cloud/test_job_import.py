@@ -24,6 +24,7 @@ from tests.workspace import Workspace, new_workspace
 
 WEIGHTS = "adapter_model.safetensors"
 FIRST = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+B_TENSOR = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +49,12 @@ def healthy(path: Path) -> Path:
     return adapter
 
 
-def with_weight(value: float) -> Callable[[Path], None]:
+def with_weight(value: float, name: str = FIRST) -> Callable[[Path], None]:
     def poison(adapter: Path) -> None:
         from safetensors.torch import load_file
 
         tensors = load_file(str(adapter / WEIGHTS))
-        tensors[FIRST][3, 5] = value
+        tensors[name][3, 5] = value
         save_file(tensors, str(adapter / WEIGHTS))
     return poison
 
@@ -91,6 +92,8 @@ def overlap(header: dict[str, Any]) -> None:
         (with_weight(math.nan), f"tensor {FIRST} holds NaN or infinite values"),
         (with_weight(math.inf), f"tensor {FIRST} holds NaN or infinite values"),
         (with_weight(-math.inf), f"tensor {FIRST} holds NaN or infinite values"),
+        (with_weight(3e38, B_TENSOR),  # finite, but times alpha 16 / r 8 it is not
+         f"tensor {B_TENSOR} times the adapter's scaling (2) overflows"),
         (with_header(set_field("shape", "x")), f"tensor {FIRST}: shape must be a list"),
         (with_header(set_field("shape", [8, True])), f"tensor {FIRST}: shape must be a list"),
         (with_header(set_field("dtype", 5)), f"tensor {FIRST} has an unknown dtype 5"),
@@ -113,9 +116,10 @@ def overlap(header: dict[str, Any]) -> None:
         (with_header(lambda h: h.__setitem__("lone\ud800", h.pop(FIRST))),
          "adapter holds lone\\ud800, which matches no weight"),
     ],
-    ids=["nan", "inf", "-inf", "shape-string", "shape-bool", "dtype-int", "offsets-one",
-         "offsets-string", "entry-list", "metadata-int", "shape-vs-offsets", "dtype-vs-offsets",
-         "overlap", "trailing-data", "truncated", "config-100k-deep", "surrogate-name"],
+    ids=["nan", "inf", "-inf", "scaled-b-overflow", "shape-string", "shape-bool", "dtype-int",
+         "offsets-one", "offsets-string", "entry-list", "metadata-int", "shape-vs-offsets",
+         "dtype-vs-offsets", "overlap", "trailing-data", "truncated", "config-100k-deep",
+         "surrogate-name"],
 )
 def test_an_adapter_that_cannot_be_served_is_400_and_leaves_nothing(
         cloud, ws, tmp_path, damage, needle) -> None:

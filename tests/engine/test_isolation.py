@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from arkor.engine.base import AdapterRef, EngineUnavailable, PromptTooLong, SamplingParams
+from arkor.engine.base import (
+    AdapterLoadError,
+    AdapterRef,
+    EngineUnavailable,
+    PromptTooLong,
+    SamplingParams,
+)
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.sampling import NON_FINITE_MESSAGE, RowSampler, next_tokens
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
@@ -55,46 +62,63 @@ def test_next_tokens_fails_only_the_row_whose_logits_are_not_finite() -> None:
     assert step.tokens[2] >= 10
 
 
-def test_an_adapter_that_yields_nan_fails_its_rows_alone(
-    models_dir: Path, reference: Reference, adapter_a: AdapterRef, adapter_b: AdapterRef
+def poisoned_copy(adapter: AdapterRef, where: Path, part: str) -> AdapterRef:
+    """``adapter`` with every ``lora_<part>`` weight at 3e38: finite, so the files pass the
+    loader's check. ``A``: ``x @ A`` overflows to infinity on any row it is computed for.
+    ``B``: times the adapter's scaling (alpha 16 / r 8) it overflows once stacked."""
+    shutil.copytree(adapter.path, where)
+    tensors = load_file(str(where / "adapter_model.safetensors"))
+    for name in [key for key in tensors if key.endswith(f"lora_{part}.weight")]:
+        tensors[name] = torch.full_like(tensors[name], 3e38)
+    save_file(tensors, str(where / "adapter_model.safetensors"))
+    return AdapterRef(key=f"job:overflow-{part}:final", path=where)
+
+
+@pytest.mark.parametrize("part", ["A", "B"])
+def test_an_adapter_whose_numbers_overflow_fails_its_rows_alone(
+    models_dir: Path, reference: Reference, adapter_a: AdapterRef, adapter_b: AdapterRef,
+    tmp_path: Path, part: str,
 ) -> None:
-    """Whatever an adapter does to its rows' numbers, the other rows finish correctly."""
+    """Whatever an adapter does to its rows' numbers, the other rows of the same batch
+    (stacked LoRA products share one matrix product) finish correctly, on every forward
+    pass: a prefill of its own, a slice joined to a decode step, a decode step. One whose
+    scaled weights cannot even be stacked is refused when it loads."""
+    bad = poisoned_copy(adapter_b, tmp_path / "overflow", part)
     engine = make_engine(models_dir)
 
     async def scenario() -> list[object]:
         await engine.load(EMBEDDED_MODEL_NAME)
-        scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
-        def poisoned(healthy: Callable[..., Any]) -> Callable[..., Any]:
-            def forward(row_adapters: list[str], **inputs: object) -> object:
-                out = healthy(row_adapters, **inputs)
-                slot = scheduler.adapters._slots.get(adapter_b.key)
-                for row, name in enumerate(row_adapters):
-                    if slot is not None and name == slot.name:
-                        out.logits[row] = float("nan")
-                return out
-            return forward
-
-        # Every forward pass: the lean one (decode steps, most prefills) and the model's.
-        scheduler.adapters.forward = poisoned(scheduler.adapters.forward)
-        scheduler.adapters.lean_forward = poisoned(scheduler.adapters.lean_forward)
-        return await asyncio.gather(
-            collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12)),
-            collect(engine, chat(COLORS, adapter=adapter_b, max_tokens=12, temperature=0.9)),
+        started = asyncio.Event()
+        # Already decoding when the poisoned rows come: their prompts join its steps.
+        running = asyncio.create_task(
+            collect(engine, chat(OTHERS[0], adapter=adapter_a, max_tokens=24), started))
+        await started.wait()
+        others = await asyncio.gather(
+            collect(engine, chat(COLORS, adapter=bad, max_tokens=12)),
+            collect(engine, chat(COLORS, adapter=bad, max_tokens=12, temperature=0.9)),
             collect(engine, chat(COLORS, max_tokens=12)),
             collect(engine, chat(COLORS, adapter=adapter_a, max_tokens=12)),
             collect(engine, chat(COLORS, max_tokens=12, temperature=0.8, seed=5)),
             return_exceptions=True,
         )
+        return [*others, await running]
 
     try:
-        greedy_bad, sampled_bad, base, good, sampled = run(scenario())
+        greedy_bad, sampled_bad, base, good, sampled, first = run(scenario())
     finally:
         close_engine(engine)
-    assert isinstance(greedy_bad, EngineUnavailable) and isinstance(sampled_bad, EngineUnavailable)
-    assert "non-finite" in str(greedy_bad)
+    if part == "A":
+        assert isinstance(greedy_bad, EngineUnavailable)
+        assert isinstance(sampled_bad, EngineUnavailable)
+        assert "non-finite" in str(greedy_bad)
+    else:
+        assert isinstance(greedy_bad, AdapterLoadError)
+        assert isinstance(sampled_bad, AdapterLoadError)
+        assert "overflow" in greedy_bad.message
     assert base.text == reference.text(COLORS, None, 12)
     assert good.text == reference.text(COLORS, adapter_a, 12)
     assert sampled.finished.completion_tokens == 12
+    assert first.text == reference.text(OTHERS[0], adapter_a, 24)
 
 
 def test_a_failing_prefill_fails_the_newcomers_only(

@@ -159,6 +159,22 @@ def _check_config(config: dict[str, Any]) -> tuple[int, float, tuple[str, ...] |
     raise AdapterIncompatible("adapter_config.json: target_modules must name the adapted modules")
 
 
+def largest_scaling(config: dict[str, Any]) -> float:
+    """The largest LoRA scaling any module of the adapter can have: the largest alpha over
+    the smallest rank (its square root with ``use_rslora``), patterns included."""
+    def positive(values: list[object]) -> list[float]:
+        return [float(v) for v in values
+                if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
+
+    alpha_pattern, rank_pattern = config.get("alpha_pattern"), config.get("rank_pattern")
+    alphas = positive([config.get("lora_alpha", 8),
+                       *(alpha_pattern.values() if isinstance(alpha_pattern, dict) else ())])
+    ranks = positive([config.get("r", 8),
+                      *(rank_pattern.values() if isinstance(rank_pattern, dict) else ())])
+    rank = min(ranks or [1.0])
+    return max(alphas or [1.0]) / (math.sqrt(rank) if config.get("use_rslora") else rank)
+
+
 def _module_names(weights: dict[str, tuple[int, ...]]) -> set[str]:
     names: set[str] = set()
     for key in weights:
@@ -284,16 +300,24 @@ def check_adapter_compatible(adapter_dir: Path, base_model_dir: Path, *,
 
 def check_adapter_weights(adapter_dir: Path) -> None:
     """Load every tensor of the adapter (after :func:`check_adapter_compatible`) and refuse
-    NaN or infinite values, naming the tensor."""
+    NaN or infinite values, and a ``lora_B`` that overflows once multiplied by the adapter's
+    largest scaling (the engine stacks ``B`` times its scaling beside other adapters'),
+    naming the tensor."""
     import torch
     from safetensors import SafetensorError, safe_open
 
+    scaling = largest_scaling(_load_json(Path(adapter_dir) / ADAPTER_CONFIG, "adapter config"))
     path = Path(adapter_dir) / ADAPTER_WEIGHTS
     try:
         with safe_open(str(path), framework="pt") as weights:
             for name in weights.keys():  # noqa: SIM118 (not a dict)
-                if not torch.isfinite(weights.get_tensor(name)).all():
+                tensor = weights.get_tensor(name)
+                if not torch.isfinite(tensor).all():
                     raise AdapterIncompatible(f"tensor {name} holds NaN or infinite values; "
                                               "re-export the adapter from a healthy run")
+                if ".lora_B." in name and not torch.isfinite(tensor.float() * scaling).all():
+                    raise AdapterIncompatible(
+                        f"tensor {name} times the adapter's scaling ({scaling:g}) overflows; "
+                        "re-export the adapter from a healthy run")
     except SafetensorError as exc:
         raise AdapterIncompatible(f"{ADAPTER_WEIGHTS} could not be read: {exc}") from exc

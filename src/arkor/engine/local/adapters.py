@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, PeftType
@@ -346,6 +346,9 @@ class AdapterSet:
                 if missing:
                     raise ValueError(f"no weights for {len(missing)} LoRA tensors, "
                                      f"e.g. {missing[0]}")
+            overflow = self._scaled_overflow(name)
+            if overflow is not None:
+                raise ValueError(f"{overflow}: its weights times its scaling overflow")
         except Exception as exc:
             self._undo_attach(name, wrapped_here)
             raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
@@ -356,6 +359,17 @@ class AdapterSet:
         self._slots[ref.key] = slot
         self._order, self._generation = (*self._order, name), self._generation + 1
         return slot
+
+    def _scaled_overflow(self, name: str) -> str | None:
+        """The first layer where the adapter's ``B`` times its scaling is not finite (the
+        files' weights are, :func:`read_adapter` checks): stacked beside the others', such a
+        ``B`` would turn the zeros of every other row into NaN."""
+        for qualified, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and name in module.lora_B:
+                weight = cast(torch.Tensor, module.lora_B[name].weight)
+                if not torch.isfinite(weight * module.scaling[name]).all():
+                    return str(qualified)
+        return None
 
     def _undo_attach(self, name: str, wrapped_here: bool) -> None:
         if not self.is_peft:

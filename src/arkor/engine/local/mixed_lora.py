@@ -115,7 +115,9 @@ def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack,
     (``rows`` is never None here: :func:`plan_of` gives no stack without them)."""
     assert rows is not None
     xa = torch.matmul(x.to(stack.a.dtype), stack.a)
-    xa = xa * rows.mask(stack.owner, stack.columns, xa.dim())
+    # Chosen, not multiplied by the mask: an adapter whose ``x @ A`` overflows (inf * 0 is
+    # NaN) must not reach the rows of the others.
+    xa = torch.where(rows.mask(stack.owner, stack.columns, xa.dim()), xa, 0.0)
     result += torch.matmul(xa, stack.b).to(result.dtype)
     return result
 
