@@ -225,8 +225,6 @@ def test_endpoint_detail_screenshots(page, theme: str) -> None:
     page.get_by_label("Base model only (no LoRA)").check()
     page.get_by_role("button", name="Create endpoint").click()
     page.locator("a.list-row").filter(has_text=f"shots-{theme}").click()
-    # Wait for the page to have drawn its keys (none yet) before typing the label: once, on a
-    # slow day, the button stayed disabled for 45 s after a label typed early.
     page.get_by_text("No keys yet.").wait_for()
     page.get_by_label("API key label").fill("production")
     page.get_by_role("button", name="Issue key").click()
@@ -237,6 +235,28 @@ def test_endpoint_detail_screenshots(page, theme: str) -> None:
     from tests.e2e.conftest import SCREENSHOTS
 
     page.screenshot(path=str(SCREENSHOTS / f"endpoint-detail-{theme}.png"), full_page=True)
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(re.compile(r"#/endpoints$"))
+
+
+def test_a_key_label_typed_a_key_at_a_time_keeps_every_key(page) -> None:
+    """The keys' box redraws on every keystroke (the button's state) and when the page's
+    data arrives; the label's input stays in the page, so it keeps its focus. It used to be
+    taken out and put back: focus went to the page after the first character (and a label
+    filled while the deployment's data arrived was lost, the button disabled for good)."""
+    page.goto("/#/endpoints?new=1")
+    page.get_by_label("Slug").fill("typed-label")
+    expect_true(page, "document.querySelector('target-picker').loaded")
+    page.get_by_label("Base model only (no LoRA)").check()
+    page.get_by_role("button", name="Create endpoint").click()
+    page.locator("a.list-row").filter(has_text="typed-label").click()
+    label = page.get_by_label("API key label")
+    label.press_sequentially("production", delay=20)
+    assert label.input_value() == "production"
+    assert page.evaluate("document.activeElement.id") == "key-label"
+    page.get_by_role("button", name="Issue key").click()
+    page.locator("#key-plaintext").wait_for()
+    page.get_by_role("button", name="I've saved it").click()
     page.get_by_role("button", name="Delete").click()
     page.wait_for_url(re.compile(r"#/endpoints$"))
 

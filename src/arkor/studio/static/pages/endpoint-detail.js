@@ -29,6 +29,13 @@ export function mount(main, { param: id, query }) {
   const keysBox = h("div");
   const label = h("input", { id: "key-label", maxLength: 80, placeholder: "Label (e.g. production)", autocomplete: "off",
     "aria-label": "API key label", oninput: () => renderKeys() });
+  // The form stays in the page while the keys redraw around it: an input taken out of the
+  // document loses its focus, and the next keystrokes went nowhere.
+  const issueButton = h("button", { type: "submit", class: "button primary" }, "Issue key");
+  const authNote = h("div");
+  const keysCallout = h("div");
+  const keysList = h("div");
+  replace(keysBox, authNote, h("form", { class: "row", onsubmit: issue }, label, issueButton), keysCallout, keysList);
   const picker = h("target-picker");
   const retention = h("retention-fields");
   const tabBar = h("div", { class: "subtabs", role: "tablist", "aria-label": "Endpoint" });
@@ -139,11 +146,11 @@ export function mount(main, { param: id, query }) {
             h("key-limits", { "deployment-id": id, apiKey: key }),
             key.enabled ? h("button", { type: "button", class: "button small danger", onclick: () => revoke(key) }, "Revoke") : statusBadge("revoked"))));
     const valid = label.value.trim().length >= 1 && label.value.trim().length <= 80;
-    replace(keysBox,
-      deployment?.authMode === AUTH.NONE ? h("p", { class: "note" }, "Auth is set to none; keys are not enforced.") : null,
-      h("form", { class: "row", onsubmit: issue }, label,
-        h("button", { type: "submit", class: "button primary", disabled: issuing || !valid || Boolean(plaintext) }, issuing ? "Issuing…" : "Issue key")),
-      callout, list);
+    replace(authNote, deployment?.authMode === AUTH.NONE ? h("p", { class: "note" }, "Auth is set to none; keys are not enforced.") : null);
+    issueButton.disabled = issuing || !valid || Boolean(plaintext);
+    issueButton.textContent = issuing ? "Issuing…" : "Issue key";
+    replace(keysCallout, callout);
+    replace(keysList, list);
   }
 
   function renderSettings() {
