@@ -76,14 +76,17 @@ fixed cost more often, delaying the newcomer's first token."""
 
 class SliceBudget:
     """How many padded prompt tokens a slice joined to a decode step may carry: as many as
-    cost about one decode step of the running rows, so a prompt going in never stalls them
-    for more than one step's worth at a time. Both costs are measured as the loop runs
+    cost ``SHARE`` of one decode step of the running rows, so a prompt going in never stalls
+    them for more than one step's worth at a time, the steps' jitter included; before
+    anything is measured, the fewest (a first slice of 32 tokens was the worst stall of a
+    fresh engine on a slow CPU: 3.3 steps). Both costs are measured as the loop runs
     (moving averages): the decode step alone, and the extra seconds per slice token of a
     step that carried one (which follows a rise at once)."""
 
-    FIRST = 32  # before anything is measured
     LEAST = 8
+    FIRST = LEAST  # before anything is measured: a slow CPU at int8 pays ~8 ms a token
     MOST = 1024
+    SHARE = 0.8  # of a step's cost a slice may add: room for the steps' own jitter
     WEIGHT = 0.3  # of the newest measurement in the averages
 
     def __init__(self) -> None:
@@ -107,7 +110,7 @@ class SliceBudget:
             return self.FIRST
         if self.per_token <= 0:
             return self.MOST
-        return max(self.LEAST, min(self.MOST, round(self.step / self.per_token)))
+        return max(self.LEAST, min(self.MOST, round(self.SHARE * self.step / self.per_token)))
 
     def _average(self, old: float | None, new: float) -> float:
         return new if old is None else (1 - self.WEIGHT) * old + self.WEIGHT * new
