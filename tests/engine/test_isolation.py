@@ -80,9 +80,9 @@ def test_an_adapter_whose_numbers_overflow_fails_its_rows_alone(
     tmp_path: Path, part: str,
 ) -> None:
     """Whatever an adapter does to its rows' numbers, the other rows of the same batch
-    (stacked LoRA products share one matrix product) finish correctly, on every forward
-    pass: a prefill of its own, a slice joined to a decode step, a decode step. One whose
-    scaled weights cannot even be stacked is refused when it loads."""
+    (stacked LoRA products share one matrix product) finish correctly: its prompt goes in
+    as slices joined to the decode steps of a request already running, then decodes beside
+    the others. One whose scaled weights cannot even be stacked is refused when it loads."""
     bad = poisoned_copy(adapter_b, tmp_path / "overflow", part)
     engine = make_engine(models_dir)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from arkor.contract.artifacts import ADAPTER_CONFIG, ADAPTER_WEIGHTS, largest_scaling
 from arkor.training.errors import AdapterIncompatible
 
 PEFT_PREFIX = "base_model.model."
@@ -159,22 +159,6 @@ def _check_config(config: dict[str, Any]) -> tuple[int, float, tuple[str, ...] |
     raise AdapterIncompatible("adapter_config.json: target_modules must name the adapted modules")
 
 
-def largest_scaling(config: dict[str, Any]) -> float:
-    """The largest LoRA scaling any module of the adapter can have: the largest alpha over
-    the smallest rank (its square root with ``use_rslora``), patterns included."""
-    def positive(values: list[object]) -> list[float]:
-        return [float(v) for v in values
-                if isinstance(v, int | float) and not isinstance(v, bool) and v > 0]
-
-    alpha_pattern, rank_pattern = config.get("alpha_pattern"), config.get("rank_pattern")
-    alphas = positive([config.get("lora_alpha", 8),
-                       *(alpha_pattern.values() if isinstance(alpha_pattern, dict) else ())])
-    ranks = positive([config.get("r", 8),
-                      *(rank_pattern.values() if isinstance(rank_pattern, dict) else ())])
-    rank = min(ranks or [1.0])
-    return max(alphas or [1.0]) / (math.sqrt(rank) if config.get("use_rslora") else rank)
-
-
 def _module_names(weights: dict[str, tuple[int, ...]]) -> set[str]:
     names: set[str] = set()
     for key in weights:
@@ -301,8 +285,7 @@ def check_adapter_compatible(adapter_dir: Path, base_model_dir: Path, *,
 def check_adapter_weights(adapter_dir: Path) -> None:
     """Load every tensor of the adapter (after :func:`check_adapter_compatible`) and refuse
     NaN or infinite values, and a ``lora_B`` that overflows once multiplied by the adapter's
-    largest scaling (the engine stacks ``B`` times its scaling beside other adapters'),
-    naming the tensor."""
+    largest scaling (:func:`largest_scaling`), naming the tensor."""
     import torch
     from safetensors import SafetensorError, safe_open
 

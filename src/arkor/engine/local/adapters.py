@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, PeftType
@@ -27,7 +27,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import load_peft_weights, set_peft_model_state_dict
 from transformers import PreTrainedModel
 
-from arkor.contract.artifacts import ADAPTER_CONFIG
+from arkor.contract.artifacts import ADAPTER_CONFIG, largest_scaling
 from arkor.engine.base import AdapterLoadError, AdapterRef
 from arkor.engine.local.decode import LeanDecoder
 from arkor.engine.local.decode import supports as supports_lean_decode
@@ -67,10 +67,16 @@ def read_adapter(ref: AdapterRef, device: torch.device) -> AdapterFiles:
         raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
     if config.peft_type != PeftType.LORA:
         raise AdapterLoadError(ref.key, f"only LoRA adapters are served, not {config.peft_type}")
+    scaling = largest_scaling(config.to_dict())
     for name, tensor in weights.items():
+        # Imports refuse these; one placed on disk some other way must not reach a batch.
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            # Imports refuse these; one placed on disk some other way must not reach a batch.
             raise AdapterLoadError(ref.key, f"tensor {name} holds NaN or infinite values")
+        # Stacked beside other adapters' (mixed_lora), a B that overflows times its scaling
+        # would turn every other row's zeros into NaN.
+        if ".lora_B." in name and not torch.isfinite(tensor.float() * scaling).all():
+            raise AdapterLoadError(ref.key, f"tensor {name} times the adapter's scaling "
+                                            f"({scaling:g}) overflows")
     return AdapterFiles(ref=ref, config=config, weights=weights)
 
 
@@ -346,9 +352,6 @@ class AdapterSet:
                 if missing:
                     raise ValueError(f"no weights for {len(missing)} LoRA tensors, "
                                      f"e.g. {missing[0]}")
-            overflow = self._scaled_overflow(name)
-            if overflow is not None:
-                raise ValueError(f"{overflow}: its weights times its scaling overflow")
         except Exception as exc:
             self._undo_attach(name, wrapped_here)
             raise AdapterLoadError(ref.key, f"{type(exc).__name__}: {exc}") from exc
@@ -359,17 +362,6 @@ class AdapterSet:
         self._slots[ref.key] = slot
         self._order, self._generation = (*self._order, name), self._generation + 1
         return slot
-
-    def _scaled_overflow(self, name: str) -> str | None:
-        """The first layer where the adapter's ``B`` times its scaling is not finite (the
-        files' weights are, :func:`read_adapter` checks): stacked beside the others', such a
-        ``B`` would turn the zeros of every other row into NaN."""
-        for qualified, module in self.model.named_modules():
-            if isinstance(module, LoraLayer) and name in module.lora_B:
-                weight = cast(torch.Tensor, module.lora_B[name].weight)
-                if not torch.isfinite(weight * module.scaling[name]).all():
-                    return str(qualified)
-        return None
 
     def _undo_attach(self, name: str, wrapped_here: bool) -> None:
         if not self.is_peft:
