@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from arkor.engine.base import AdapterRef
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
-from arkor.engine.local.decode import supports
+from arkor.engine.local.decode import attend, supports
 from arkor.engine.local.quantize import apply_precision
 
 PROMPTS = ["What is the capital of France?", "I was charged twice this month.",
@@ -164,3 +165,54 @@ def test_a_cache_made_with_room_never_copies_itself_to_grow() -> None:
     assert layer._key_buffer is buffer and layer.contents()[0].shape[2] == 100
     layer.update(keys, keys)
     assert layer._key_buffer is not buffer and layer.contents()[0].shape[2] == 110
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
+    dtype: torch.dtype, embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A decode step's one query always runs on the key/value heads (``attend``): without a
+    mask (a row alone, no padding) transformers asked SDPA for ``enable_gqa`` instead, 3-4x as
+    slow on the CPU; the packed call gives transformers' masked call's numbers bit for bit,
+    so a row alone computes what it computes in a padded batch."""
+    torch.manual_seed(0)
+    module = type("Attention", (), {"num_key_value_groups": 3, "scaling": 0.125,
+                                    "is_causal": True})()
+    query = torch.randn(4, 9, 1, 64, dtype=dtype)
+    key, value = (torch.randn(4, 3, 70, 64, dtype=dtype) for _ in range(2))
+    every_column = torch.ones(4, 1, 1, 70, dtype=torch.bool)
+    expected, _ = sdpa_attention_forward(module, query, key, value, every_column, scaling=0.125)
+    assert torch.equal(attend(module, query, key, value, None), expected)
+    assert torch.equal(attend(module, query, key, value, every_column), expected)
+    padded = every_column.clone()
+    padded[1, ..., :5] = False
+    expected, _ = sdpa_attention_forward(module, query, key, value, padded, scaling=0.125)
+    assert torch.equal(attend(module, query, key, value, padded), expected)
+
+    # The embedded model's decode step, one row with no padding: every attention call packed.
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append((tuple(q.shape), bool(kwargs.get("enable_gqa", False))))
+        return sdpa(q, *args, **kwargs)  # type: ignore[arg-type]
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, "float32" if dtype == torch.float32 else "bfloat16",
+                    torch.device("cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 1, torch.device("cpu"))
+    ids, mask, positions = BatchTensors.prompts([tokenizer("Hi there")["input_ids"]], 0,
+                                                torch.device("cpu"))
+    cache = new_cache()
+    with torch.inference_mode():
+        out = adapters.lean_forward([BASE_ADAPTER_NAME], input_ids=ids, attention_mask=mask,
+                                    position_ids=positions, cache=cache, use_cache=True,
+                                    logits_to_keep=1)
+        batch = BatchTensors(cache, mask, positions[:, -1] + 1, out.logits[:, -1].argmax(-1))
+        monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+        adapters.lean_forward([BASE_ADAPTER_NAME], **batch.step_inputs())
+    config = model.config
+    groups = config.num_attention_heads // config.num_key_value_heads
+    assert calls == [((1, config.num_key_value_heads, groups, 64), False)] * len(
+        model.model.layers)
