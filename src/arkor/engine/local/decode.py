@@ -165,9 +165,9 @@ def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
     groups = getattr(attention, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     if length != 1 or groups == 1:
-        out, _ = sdpa_attention_forward(attention, query, key, value, mask, dropout=0.0,
-                                        scaling=attention.scaling)
-        return cast(torch.Tensor, out)
+        out: torch.Tensor = sdpa_attention_forward(attention, query, key, value, mask,
+                                                   dropout=0.0, scaling=attention.scaling)[0]
+        return out
     packed = torch.nn.functional.scaled_dot_product_attention(
         query.reshape(batch, heads // groups, groups, dim), key, value, attn_mask=mask,
         dropout_p=0.0, scale=attention.scaling)
