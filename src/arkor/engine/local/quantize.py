@@ -1,19 +1,13 @@
 """Applying an engine precision to a loaded base model (see :mod:`arkor.engine.precision`).
 
-``int8`` replaces each ``nn.Linear`` of the base model by an :class:`Int8Linear`: symmetric
-int8 weights with one scale per output channel, multiplied by torch's packed CPU kernel
-``aten._weight_int8pack_mm(x, w_int8[out, in], scales[out])``. That kernel is fast only with
-bfloat16 activations (with float32 ones it was 6-18x slower than a float32 matmul on this
-project's machine), so the rest of the model runs in bfloat16.
+``int8`` replaces each ``nn.Linear`` of the base model, ``lm_head`` included, by an
+:class:`Int8Linear`: symmetric int8 weights with one scale per output channel, multiplied by
+torch's packed CPU kernel ``aten._weight_int8pack_mm(x, w_int8[out, in], scales[out])``. That
+kernel is fast only with bfloat16 activations (with float32 ones it was 6-18x slower than a
+float32 matmul on this project's machine), so the rest of the model runs in bfloat16.
 
-``int4`` replaces them by an :class:`Int4Linear`: 4-bit levels in groups of 32 with a scale
-and a minimum, on ``aten._weight_int4pack_mm_for_cpu``; ``lm_head`` is int8.
-
-An ``lm_head`` that is the input embedding (tied, as the embedded model's) is left as it is
-at both: that one table, bfloat16. The packed kernels' time grows with every row (lm_head's
-49152x576 at int8: 1.8 ms for one row, 11 ms for 16), where a bfloat16 product of 16 rows
-takes 5.4 ms (3.4 ms for one), and its rows come out the same whatever the batch; the int8
-copy of the table it replaces was 28 MB more.
+``int4`` replaces them (``lm_head`` excepted, which is int8) by an :class:`Int4Linear`: 4-bit
+levels in groups of 32 with a scale and a minimum, on ``aten._weight_int4pack_mm_for_cpu``.
 
 ``Int8Linear`` is an ``nn.Linear`` subclass, so PEFT wraps it like any Linear: a LoRA layer's
 ``base_layer`` is the quantized module, and since its weight is not floating point PEFT keeps
@@ -177,36 +171,30 @@ def apply_precision(model: Any, precision: str, device: torch.device) -> str:
 
 def quantize_linears(model: torch.nn.Module,
                      kind: type[Int8Linear] | type[Int4Linear] = Int8Linear) -> int:
-    """Replace every ``nn.Linear`` by an :class:`Int8Linear`, or with ``kind``
+    """Replace every ``nn.Linear`` (lm_head too) by an :class:`Int8Linear`, or with ``kind``
     :class:`Int4Linear` every one but ``lm_head`` (and a shape the int4 kernel cannot take) by
     an :class:`Int4Linear`; returns how many.
 
-    An ``lm_head`` tied to the input embedding is not replaced: it stays the embedding's table
-    (bfloat16 once the model is cast; see the module's docstring). An untied one is int8.
+    A tied ``lm_head`` is untied: the input embedding keeps its bfloat16 table.
     """
     # Names only: each float32 Linear is let go as soon as it is replaced (holding them all
     # until the end kept the whole float32 model beside its int8 copy).
     targets = [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
     output = getattr(model, "get_output_embeddings", lambda: None)()
     lm_head = next((name for name, module in model.named_modules() if module is output), None)
-    inputs = getattr(model, "get_input_embeddings", lambda: None)()
-    tied = (output is not None and inputs is not None
-            and getattr(output, "weight", None) is getattr(inputs, "weight", False))
-    del output, inputs  # by name from here on: no float32 Linear is held past its turn
-    if tied:
-        targets = [name for name in targets if name != lm_head]
+    del output  # by name from here on: no float32 Linear is held past its turn
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         linear = getattr(parent, child)
-        # An untied lm_head is int8, as a Q4 GGUF keeps its output matrix at 6 or 8 bits: the
+        # lm_head stays int8, as a Q4 GGUF keeps its output matrix at 6 or 8 bits: the
         # embedded model's is not 4-bit, and at 4 bits bench/quality.py's perplexity went
         # from float32's to +5.6 % (4/52 answers identical instead of 20).
         four = kind is Int4Linear and name != lm_head and Int4Linear.fits(linear)
         setattr(parent, child, (Int4Linear if four else Int8Linear)(linear))
         del linear
     config = getattr(model, "config", None)
-    if not tied and config is not None and getattr(config, "tie_word_embeddings", False):
+    if config is not None and getattr(config, "tie_word_embeddings", False):
         # Keep transformers/PEFT from tying lm_head back to the embedding table.
         config.tie_word_embeddings = False
     return len(targets)
