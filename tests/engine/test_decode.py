@@ -172,9 +172,9 @@ def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
     dtype: torch.dtype, embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A decode step's one query always runs on the key/value heads (``attend``): without a
-    mask (a row alone, no padding) transformers asked SDPA for ``enable_gqa`` instead, 3-4x as
-    slow on the CPU; the packed call gives transformers' masked call's numbers bit for bit,
-    so a row alone computes what it computes in a padded batch."""
+    mask (rows of one length, no padding) transformers asked SDPA for ``enable_gqa`` instead,
+    4-5x as slow on the CPU from a few rows up; the packed call gives transformers' masked
+    call's numbers bit for bit, so a row alone computes what it computes in a padded batch."""
     torch.manual_seed(0)
     module = type("Attention", (), {"num_key_value_groups": 3, "scaling": 0.125,
                                     "is_causal": True})()

@@ -158,10 +158,10 @@ def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
     """``sdpa_attention_forward``'s output (``[batch, length, heads, head_dim]``), with one
     change: a decode step's single query always runs on the key/value heads (its heads packed
     as ``groups`` queries of each key/value head, as transformers does only when there is a
-    mask). Without a mask transformers asks SDPA for ``enable_gqa``, which took 3-4x as long
-    on the CPU (76 against 22 us at one row and 78 columns, 900 against 200 us at 16 rows);
-    the packed call gives the masked packed call's numbers bit for bit, so a row computes the
-    same alone (no mask) as in a padded batch."""
+    mask). Without a mask transformers asks SDPA for ``enable_gqa``, which on the CPU took
+    4-5x as long from a few rows up (16 rows, 78 columns: ~1,000 against ~200 us; the same
+    ~16 us at one row); the packed call gives the masked packed call's numbers bit for bit,
+    so a row computes the same alone (no mask) as in a padded batch."""
     groups = getattr(attention, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     if length != 1 or groups == 1:
