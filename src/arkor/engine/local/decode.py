@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
 
@@ -168,9 +168,10 @@ def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
         out: torch.Tensor = sdpa_attention_forward(attention, query, key, value, mask,
                                                    dropout=0.0, scaling=attention.scaling)[0]
         return out
+    # transformers' own packing (pack_gqa), as its masked call makes it: query and mask alike
     packed = torch.nn.functional.scaled_dot_product_attention(
-        query.reshape(batch, heads // groups, groups, dim), key, value, attn_mask=mask,
-        dropout_p=0.0, scale=attention.scaling)
+        cast(torch.Tensor, pack_gqa(query, groups)), key, value,
+        attn_mask=pack_gqa(mask, groups), dropout_p=0.0, scale=attention.scaling)
     return packed.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
 
 
