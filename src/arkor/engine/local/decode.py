@@ -29,7 +29,7 @@ module as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -37,7 +37,11 @@ import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, rotate_half
+from transformers.models.llama.modeling_llama import (
+    LlamaRMSNorm,
+    apply_rotary_pos_emb,
+    rotate_half,
+)
 
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
@@ -105,22 +109,24 @@ class Fused:
             start += size
         return fused
 
-    def project(self, modules: list[Any], x: torch.Tensor,
+    def project(self, modules: Sequence[Any], plans: Sequence[Stack | str | None],
+                x: torch.Tensor,
                 rows: RowAdapters | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """``[project(m, x, rows) for m in modules]``, the base products from one kernel
-        call (each output column is the same dot product as in its own module's); and that
-        call's whole output ``[..., sum of outputs]``, of which the parts are views, unless
-        a module had to be called on its own (None)."""
+        """``[project(m, x, rows) for m in modules]`` (``plans``: each module's
+        :func:`lora_plan`), the base products from one kernel call (each output column is
+        the same dot product as in its own module's); and that call's whole output
+        ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
+        called on its own (None)."""
         flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
         if self.int4:
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, INT4_GROUP,
                                                              self.scales)
         else:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
-        out = out.reshape(*x.shape[:-1], -1)
+        out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
-        for module, part in zip(modules, out.split(self.sizes, dim=-1), strict=True):
-            plan = lora_plan(module, rows)
+        for module, plan, part in zip(modules, plans, out.split(self.sizes, dim=-1),
+                                      strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
                 part, intact = module(x), False
             elif plan is not None:
@@ -145,12 +151,108 @@ def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Ten
     """``module(x)`` for a projection: a LoRA layer as its mixed-batch forward computes it
     (the base projection, then every row's own adapter from the stacked weights), anything
     else (a Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
-    plan = lora_plan(module, rows)
+    return project_as(module, base_projection(module), lora_plan(module, rows), x, rows)
+
+
+def project_as(module: Any, base: Callable[[torch.Tensor], torch.Tensor],
+               plan: Stack | str | None, x: torch.Tensor,
+               rows: RowAdapters | None) -> torch.Tensor:
+    """:func:`project` with the module's :func:`base_projection` and :func:`lora_plan`
+    worked out beforehand."""
     if isinstance(plan, str):
         out: torch.Tensor = module(x)
         return out
-    result: torch.Tensor = (module.base_layer if isinstance(module, LoraLinear) else module)(x)
+    result = base(x)
     return result if plan is None else add_stacked(result, x, plan, rows)
+
+
+def base_projection(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What the projection's base layer computes, as a function: a bias-free int8 or int4
+    layer's own kernel call with its weights looked up once (its forward's operations, less
+    a module call and its attribute lookups: 120 a decode step), anything else the module."""
+    base = module.base_layer if isinstance(module, LoraLinear) else module
+    kind = type(base)
+    if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
+        return cast(Callable[[torch.Tensor], torch.Tensor], base)
+    weight, width = base.weight, base.in_features
+    if kind is Int8Linear:
+        scales = base.scales
+
+        def int8(x: torch.Tensor) -> torch.Tensor:
+            flat = x.reshape(-1, width).to(scales.dtype).contiguous()
+            out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(flat, weight, scales)
+            return out.view(*x.shape[:-1], out.shape[-1])
+
+        return int8
+    # Contiguous once: the kernel reads strided scales wrongly (see Int4Linear.forward).
+    packed = base.scales_and_zeros.contiguous()
+
+    def int4(x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, width).to(packed.dtype).contiguous()
+        out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, weight,
+                                                                        INT4_GROUP, packed)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    return int4
+
+
+def rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A Llama RMS norm module as a function: ``LlamaRMSNorm.forward``'s operations, in its
+    order and dtypes (so the same numbers), with its weight and epsilon looked up once; any
+    other module as itself."""
+    if type(norm) is not LlamaRMSNorm:
+        return cast(Callable[[torch.Tensor], torch.Tensor], norm)
+    weight, eps = norm.weight, norm.variance_epsilon
+
+    def normed(hidden: torch.Tensor) -> torch.Tensor:
+        dtype = hidden.dtype
+        hidden = hidden.to(torch.float32)
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        hidden = hidden * torch.rsqrt(variance + eps)
+        return weight * hidden.to(dtype)
+
+    return normed
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One decoder layer's parts for the passes of one layout of adapters (looked up once:
+    the attribute lookups, module calls and LoRA plans of 30 layers were about a fifth of a
+    one-row decode step at int4)."""
+
+    attention: Any
+    norm1: Callable[[torch.Tensor], torch.Tensor]
+    norm2: Callable[[torch.Tensor], torch.Tensor]
+    qkv_modules: tuple[Any, Any, Any]
+    qkv_plans: tuple[Stack | str | None, ...]
+    qkv_bases: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
+    qkv: Fused | None
+    o_module: Any
+    o_plan: Stack | str | None
+    o_base: Callable[[torch.Tensor], torch.Tensor]
+    gate_up_modules: tuple[Any, Any]
+    gate_up_plans: tuple[Stack | str | None, ...]
+    gate_up_bases: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
+    gate_up: Fused | None
+    act: Callable[[torch.Tensor], torch.Tensor]
+    down_module: Any
+    down_plan: Stack | str | None
+    down_base: Callable[[torch.Tensor], torch.Tensor]
+    head_dim: int
+    rotary_split: list[int]  # query and key heads, of the rotated q and k columns
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The decoder's parts for one layout of adapters: its layers, and its output layer."""
+
+    layers: list[_Layer]
+    head: Any
+    head_base: Callable[[torch.Tensor], torch.Tensor]
+    head_plan: Stack | str | None
+
+
+MAX_LAYOUTS = 64
 
 
 def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -206,6 +308,55 @@ class LeanDecoder:
                       for layer in self.inner.layers]
         if any(pair != (None, None) for pair in self.fused):
             release_free_memory()  # the modules' own int8 weights, replaced by views
+        self.norm = rms_norm(self.inner.norm)
+        # Per layout of adapters (attached set, and which of them the rows use): the layers'
+        # parts and LoRA plans. The modules themselves change when adapters are attached
+        # (PEFT wraps them), which changes the layout's generation.
+        self._layouts: dict[tuple[int, tuple[str, ...]] | None, _Layout] = {}
+
+    def layout(self, rows: RowAdapters | None) -> _Layout:
+        """Every layer's :class:`_Layer`, and the output layer's projection, for passes whose
+        rows are ``rows``."""
+        key = None if rows is None else (rows.generation, tuple(name for name, _ in rows.groups))
+        found = self._layouts.get(key)
+        if found is None:
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
+            head = self.lm.lm_head
+            found = self._layouts[key] = _Layout(
+                [self._layer(index, layer, rows) for index, layer in enumerate(self.inner.layers)],
+                head, base_projection(head), lora_plan(head, rows))
+        return found
+
+    def _layer(self, index: int, layer: Any, rows: RowAdapters | None) -> _Layer:
+        attention, mlp = layer.self_attn, layer.mlp
+        qkv, gate_up = self.fused[index]
+        qkv_modules = (attention.q_proj, attention.k_proj, attention.v_proj)
+        gate_up_modules = (mlp.gate_proj, mlp.up_proj)
+        act = mlp.act_fn
+        return _Layer(
+            attention=attention,
+            norm1=rms_norm(layer.input_layernorm),
+            norm2=rms_norm(layer.post_attention_layernorm),
+            qkv_modules=qkv_modules,
+            qkv_plans=tuple(lora_plan(m, rows) for m in qkv_modules),
+            qkv_bases=tuple(base_projection(m) for m in qkv_modules),
+            qkv=qkv,
+            o_module=attention.o_proj,
+            o_plan=lora_plan(attention.o_proj, rows),
+            o_base=base_projection(attention.o_proj),
+            gate_up_modules=gate_up_modules,
+            gate_up_plans=tuple(lora_plan(m, rows) for m in gate_up_modules),
+            gate_up_bases=tuple(base_projection(m) for m in gate_up_modules),
+            gate_up=gate_up,
+            act=(torch.nn.functional.silu if type(act).__name__ == "SiLUActivation" else act),
+            down_module=mlp.down_proj,
+            down_plan=lora_plan(mlp.down_proj, rows),
+            down_base=base_projection(mlp.down_proj),
+            head_dim=attention.head_dim,
+            rotary_split=([qkv.sizes[0] // attention.head_dim, qkv.sizes[1] // attention.head_dim]
+                          if qkv is not None else []),
+        )
 
     @torch.inference_mode()
     def step(self, rows: RowAdapters | None, inputs: dict[str, Any]) -> Logits:
@@ -214,7 +365,8 @@ class LeanDecoder:
         the logits of every column, or of the last ``logits_to_keep``, as the model's own
         forward gives them, and the cache grown by the columns."""
         [hidden] = self.hidden_states(rows, [inputs])
-        return Logits(project(self.lm.lm_head, hidden, rows))
+        layout = self.layout(rows)
+        return Logits(project_as(layout.head, layout.head_base, layout.head_plan, hidden, rows))
 
     @torch.inference_mode()
     def hidden_states(self, rows: RowAdapters | None,
@@ -234,50 +386,59 @@ class LeanDecoder:
         single = len(parts) == 1
         hidden = (parts[0].hidden if single else
                   torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
-        for index, layer in enumerate(self.inner.layers):
-            attention, mlp = layer.self_attn, layer.mlp
+        for index, layer in enumerate(self.layout(rows).layers):
             residual = hidden
-            hidden = layer.input_layernorm(hidden)
-            qkv, gate_up = self.fused[index]
-            projections = [attention.q_proj, attention.k_proj, attention.v_proj]
-            outputs, whole = (qkv.project(projections, hidden, rows) if qkv is not None
-                              else ([project(m, hidden, rows) for m in projections], None))
+            hidden = layer.norm1(hidden)
+            qkv = layer.qkv
+            if qkv is not None:
+                outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows)
+            else:
+                outputs, whole = [project_as(m, base, plan, hidden, rows) for m, base, plan
+                                  in zip(layer.qkv_modules, layer.qkv_bases, layer.qkv_plans,
+                                         strict=True)], None
             attended, start = [], 0
             for part in parts:
-                shape = (part.batch, part.length, -1, attention.head_dim)
-
-                def heads(t: torch.Tensor, part: _Part = part, start: int = start,
-                          shape: tuple[int, ...] = shape) -> torch.Tensor:
-                    """This pass's ``[batch, heads, length, head_dim]`` of a projection."""
-                    own = t if single else t[start:start + part.tokens]
-                    return own.view(shape).transpose(1, 2)
-
-                value = heads(outputs[2])
-                if whole is not None and qkv is not None:
+                shape = (part.batch, part.length, -1, layer.head_dim)
+                end = start + part.tokens
+                value = (outputs[2] if single else outputs[2][start:end]).view(
+                    shape).transpose(1, 2)
+                if whole is not None:
                     # q and k side by side in one output: apply_rotary_pos_emb's arithmetic
                     # (elementwise) once over both, then split by heads.
-                    both = heads(whole[..., : qkv.sizes[0] + qkv.sizes[1]])
+                    both = whole[..., : layer.rotary_split[0] * layer.head_dim
+                                 + layer.rotary_split[1] * layer.head_dim]
+                    both = (both if single else both[start:end]).view(shape).transpose(1, 2)
                     both = (both * part.cos) + (_rotate_half(both) * part.sin)
-                    query, key = torch.split(both, [qkv.sizes[0] // attention.head_dim,
-                                                    qkv.sizes[1] // attention.head_dim], dim=1)
+                    query, key = torch.split(both, layer.rotary_split, dim=1)
                 else:
-                    query, key = apply_rotary_pos_emb(heads(outputs[0]), heads(outputs[1]),
-                                                      part.cos.squeeze(1), part.sin.squeeze(1))
+                    query, key = apply_rotary_pos_emb(
+                        (outputs[0] if single else outputs[0][start:end]).view(
+                            shape).transpose(1, 2),
+                        (outputs[1] if single else outputs[1][start:end]).view(
+                            shape).transpose(1, 2),
+                        part.cos.squeeze(1), part.sin.squeeze(1))
                 key, value = part.layers[index].update(key, value)
-                out = attend(attention, query, key, value, part.mask)
+                out = attend(layer.attention, query, key, value, part.mask)
                 attended.append(out.reshape(part.batch, part.length, -1).contiguous()
                                 if single else out.reshape(part.tokens, 1, -1))
-                start += part.tokens
+                start = end
             joined = attended[0] if single else torch.cat(attended)
-            hidden = residual + project(attention.o_proj, joined, rows)
+            hidden = residual + project_as(layer.o_module, layer.o_base, layer.o_plan, joined,
+                                           rows)
             residual = hidden
-            hidden = layer.post_attention_layernorm(hidden)
-            projections = [mlp.gate_proj, mlp.up_proj]
-            gate, up = (gate_up.project(projections, hidden, rows)[0] if gate_up is not None
-                        else [project(m, hidden, rows) for m in projections])
-            gated = mlp.act_fn(gate) * up
-            hidden = residual + project(mlp.down_proj, gated, rows)
-        hidden = self.inner.norm(hidden)
+            hidden = layer.norm2(hidden)
+            gate_up = layer.gate_up
+            if gate_up is not None:
+                gate, up = gate_up.project(layer.gate_up_modules, layer.gate_up_plans, hidden,
+                                           rows)[0]
+            else:
+                gate, up = (project_as(m, base, plan, hidden, rows) for m, base, plan
+                            in zip(layer.gate_up_modules, layer.gate_up_bases,
+                                   layer.gate_up_plans, strict=True))
+            gated = layer.act(gate) * up
+            hidden = residual + project_as(layer.down_module, layer.down_base, layer.down_plan,
+                                           gated, rows)
+        hidden = self.norm(hidden)
         kept, start = [], 0
         for part in parts:
             own = hidden if single else hidden[start:start + part.tokens].view(
