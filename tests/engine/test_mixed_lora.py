@@ -3,6 +3,7 @@ and never applies weights an adapter no longer has."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import torch
@@ -94,3 +95,25 @@ def test_an_adapter_with_a_bias_on_lora_b_takes_pefts_path() -> None:
         expected = layer(x, adapter_names=names)
         install(layer, lambda: rows)
         assert torch.equal(layer(x, adapter_names=names), expected)
+
+
+def test_rows_of_one_adapter_take_its_own_columns() -> None:
+    """A pass whose rows all use one adapter multiplies by that adapter's columns alone (no
+    mask): the masked product's numbers over every attached adapter's columns, to float
+    rounding (the products have other shapes)."""
+    _, layer = tiny_lora()
+    x = torch.randn(3, 2, 16)
+    with torch.inference_mode():
+        for name in ("one", "two"):
+            rows = row_adapters_of([name] * 3, BASE, ("one", "two"), 1, x.device)
+            assert rows.only == ("one", "two").index(name)
+            masked = dataclasses.replace(rows, only=None)
+            install(layer, lambda rows=rows: rows)
+            alone = layer(x, adapter_names=[name] * 3)
+            install(layer, lambda masked=masked: masked)
+            torch.testing.assert_close(alone, layer(x, adapter_names=[name] * 3), rtol=1e-6,
+                                       atol=1e-6)
+            assert not torch.equal(alone, layer.base_layer(x))
+    mixed = row_adapters_of(["one", "two", "one"], BASE, ("one", "two"), 1, x.device)
+    assert mixed.only is None
+    assert row_adapters_of([BASE, BASE], BASE, ("one",), 1, x.device).only is None

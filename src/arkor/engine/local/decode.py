@@ -117,7 +117,7 @@ class Fused:
         the same dot product as in its own module's); and that call's whole output
         ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
         called on its own (None)."""
-        flat = x.reshape(-1, x.shape[-1]).to(self.scales.dtype).contiguous()
+        flat = _flat(x, x.shape[-1], self.scales.dtype)
         if self.int4:
             out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, INT4_GROUP,
                                                              self.scales)
@@ -125,7 +125,7 @@ class Fused:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
-        for module, plan, part in zip(modules, plans, out.split(self.sizes, dim=-1),
+        for module, plan, part in zip(modules, plans, out.split_with_sizes(self.sizes, dim=-1),
                                       strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
                 part, intact = module(x), False
@@ -179,7 +179,7 @@ def base_projection(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         scales = base.scales
 
         def int8(x: torch.Tensor) -> torch.Tensor:
-            flat = x.reshape(-1, width).to(scales.dtype).contiguous()
+            flat = _flat(x, width, scales.dtype)
             out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(flat, weight, scales)
             return out.view(*x.shape[:-1], out.shape[-1])
 
@@ -188,12 +188,21 @@ def base_projection(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     packed = base.scales_and_zeros.contiguous()
 
     def int4(x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, width).to(packed.dtype).contiguous()
+        flat = _flat(x, width, packed.dtype)
         out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, weight,
                                                                         INT4_GROUP, packed)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     return int4
+
+
+def _flat(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as the packed kernels take it: ``[tokens, width]``, contiguous, in ``dtype``
+    (the casts and copies only where needed: in a decode step ``x`` is already so)."""
+    flat = x.reshape(-1, width)
+    if flat.dtype != dtype:
+        flat = flat.to(dtype)
+    return flat if flat.is_contiguous() else flat.contiguous()
 
 
 def rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -409,7 +418,7 @@ class LeanDecoder:
                                  + layer.rotary_split[1] * layer.head_dim]
                     both = (both if single else both[start:end]).view(shape).transpose(1, 2)
                     both = (both * part.cos) + (_rotate_half(both) * part.sin)
-                    query, key = torch.split(both, layer.rotary_split, dim=1)
+                    query, key = both.split_with_sizes(layer.rotary_split, dim=1)
                 else:
                     query, key = apply_rotary_pos_emb(
                         (outputs[0] if single else outputs[0][start:end]).view(

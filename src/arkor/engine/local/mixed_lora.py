@@ -8,7 +8,9 @@ each layer keeps its attached adapters' weights stacked side by side (``A`` as
 adapter is attached or detached), and one forward pass computes ``x @ A`` for every row,
 keeps each row's own adapter's columns (a mask made once per pass for each layout of columns
 the layers share), and adds ``(...) @ B``: the same few operations whatever the number of
-adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly zero.
+adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly zero. A pass
+whose rows all use one adapter (a single stream) multiplies by that adapter's columns alone,
+with no mask (:meth:`Stack.alone`).
 Adapters with a LoRA variant (DoRA, ...) or a bias on ``lora_B`` fall back to PEFT's path.
 """
 
@@ -35,6 +37,8 @@ class RowAdapters:
     order: tuple[str, ...]  # every adapter attached, in the order of the stacked columns
     generation: int  # changes whenever an adapter is attached or detached
     which: torch.Tensor  # [rows, 1, 1]: each row's index in ``order``; -1: the base model
+    # The adapter every row uses (its index in ``order``), when they all use one; else None.
+    only: int | None = None
     _masks: dict[tuple[tuple[int, ...], int], torch.Tensor] = field(default_factory=dict)
 
     def mask(self, owner: tuple[int, ...], columns: torch.Tensor, dims: int) -> torch.Tensor:
@@ -59,9 +63,12 @@ def row_groups(row_adapters: list[str], base_name: str, device: torch.device) ->
 def row_adapters_of(row_adapters: list[str], base_name: str, order: tuple[str, ...],
                     generation: int, device: torch.device) -> RowAdapters:
     position = {name: index for index, name in enumerate(order)}
-    which = torch.tensor([-1 if name == base_name else position[name] for name in row_adapters],
-                         device=device).view(-1, 1, 1)
-    return RowAdapters(row_groups(row_adapters, base_name, device), order, generation, which)
+    indices = [-1 if name == base_name else position[name] for name in row_adapters]
+    which = torch.tensor(indices, device=device).view(-1, 1, 1)
+    only = indices[0] if indices and indices[0] >= 0 and indices.count(indices[0]) == len(
+        indices) else None
+    return RowAdapters(row_groups(row_adapters, base_name, device), order, generation, which,
+                       only)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,18 @@ class Stack:
     b: torch.Tensor  # [sum of ranks, out], each adapter's rows times its scaling
     owner: tuple[int, ...]  # each column's adapter, as an index in ``RowAdapters.order``
     columns: torch.Tensor  # ``owner`` as a tensor
+    _alone: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = field(
+        default_factory=dict, compare=False)
+
+    def alone(self, adapter: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One adapter's own ``A`` and ``B`` columns of the stack (copies, made once), or
+        None when it is not on this layer."""
+        if adapter not in self._alone:
+            kept = [i for i, owner in enumerate(self.owner) if owner == adapter]
+            self._alone[adapter] = (None if not kept else
+                                    (self.a[:, kept[0]:kept[-1] + 1].contiguous(),
+                                     self.b[kept[0]:kept[-1] + 1].contiguous()))
+        return self._alone[adapter]
 
 
 def stack_of(layer: Any, rows: RowAdapters) -> Stack | str | None:
@@ -114,6 +133,16 @@ def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack,
     """``result`` (the base projection of ``x``) plus each row's own adapter's LoRA term
     (``rows`` is never None here: :func:`plan_of` gives no stack without them)."""
     assert rows is not None
+    if rows.only is not None:
+        # Every row uses one adapter (one stream, or a batch of one adapter's calls): its own
+        # columns alone, no mask to choose them. The masked product's numbers to float
+        # rounding (the other adapters' columns are exact zeros there; the products differ
+        # in shape, as a row's do alone and in a batch).
+        own = stack.alone(rows.only)
+        if own is None:
+            return result
+        result += torch.matmul(torch.matmul(x.to(own[0].dtype), own[0]), own[1]).to(result.dtype)
+        return result
     xa = torch.matmul(x.to(stack.a.dtype), stack.a)
     # Chosen, not multiplied by the mask: an adapter whose ``x @ A`` overflows (inf * 0 is
     # NaN) must not reach the rows of the others.
