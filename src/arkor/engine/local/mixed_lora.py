@@ -8,9 +8,9 @@ each layer keeps its attached adapters' weights stacked side by side (``A`` as
 adapter is attached or detached), and one forward pass computes ``x @ A`` for every row,
 keeps each row's own adapter's columns (a mask made once per pass for each layout of columns
 the layers share), and adds ``(...) @ B``: the same few operations whatever the number of
-adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly zero. A pass
-whose rows all use one adapter (a single stream) multiplies by that adapter's columns alone,
-with no mask (:meth:`Stack.alone`).
+adapters. A row of the base model keeps none of the columns, so its LoRA term is exactly
+zero. A pass whose rows all use one adapter (a single stream) multiplies by that adapter's
+columns alone, with no mask (:meth:`Stack.alone`).
 Adapters with a LoRA variant (DoRA, ...) or a bias on ``lora_B`` fall back to PEFT's path.
 """
 
