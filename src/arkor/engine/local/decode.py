@@ -37,11 +37,7 @@ import torch
 from peft.tuners.lora.layer import Linear as LoraLinear
 from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_forward
 from transformers.masking_utils import create_causal_mask
-from transformers.models.llama.modeling_llama import (
-    LlamaRMSNorm,
-    apply_rotary_pos_emb,
-    rotate_half,
-)
+from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
@@ -53,7 +49,6 @@ from arkor.engine.local.quantize import (
 )
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
-_rotate_half = cast(Callable[[torch.Tensor], torch.Tensor], rotate_half)  # untyped upstream
 
 
 def supports(model: Any) -> bool:
@@ -295,6 +290,9 @@ class _Part:
     mask: Any
     cos: torch.Tensor
     sin: torch.Tensor
+    # ``sin`` with its first half negated: ``rotate_half(x) * sin`` is ``x.roll(half) *
+    # signed_sin``, bit for bit (a sign moves exactly), in one operation instead of four.
+    signed_sin: torch.Tensor
     layers: list[Any]
     batch: int
     length: int
@@ -418,7 +416,8 @@ class LeanDecoder:
                     both = whole[..., : layer.rotary_split[0] * layer.head_dim
                                  + layer.rotary_split[1] * layer.head_dim]
                     both = (both if single else both[start:end]).view(shape).transpose(1, 2)
-                    both = (both * part.cos) + (_rotate_half(both) * part.sin)
+                    half = both.shape[-1] // 2
+                    both = (both * part.cos) + (both.roll(half, -1) * part.signed_sin)
                     query, key = both.split_with_sizes(layer.rotary_split, dim=1)
                 else:
                     query, key = apply_rotary_pos_emb(
@@ -477,5 +476,8 @@ class LeanDecoder:
             layers.append(cache.layer_class_to_replicate())
         batch, length = hidden.shape[:2]
         # cos/sin with a heads axis, as apply_rotary_pos_emb unsqueezes them
-        return _Part(hidden, mask, cos.unsqueeze(1), sin.unsqueeze(1), layers, batch, length,
+        half = sin.shape[-1] // 2
+        signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        return _Part(hidden, mask, cos.unsqueeze(1), sin.unsqueeze(1), signed_sin.unsqueeze(1),
+                     layers, batch, length,
                      int(inputs.get("logits_to_keep") or 0))

@@ -141,7 +141,8 @@ def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack,
         own = stack.alone(rows.only)
         if own is None:
             return result
-        result += torch.matmul(torch.matmul(x.to(own[0].dtype), own[0]), own[1]).to(result.dtype)
+        flat = x.reshape(-1, x.shape[-1]).to(own[0].dtype)
+        result += torch.mm(torch.mm(flat, own[0]), own[1]).to(result.dtype).view(result.shape)
         return result
     xa = torch.matmul(x.to(stack.a.dtype), stack.a)
     # Chosen, not multiplied by the mask: an adapter whose ``x @ A`` overflows (inf * 0 is
