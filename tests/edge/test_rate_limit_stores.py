@@ -108,3 +108,31 @@ def test_a_buckets_first_call_is_judged_like_any_other(counters: Counters) -> No
     closed = bucket(Limits(requests_per_minute=0))  # not settable through the API (>= 1)
     assert admit(counters, closed).refused == (closed, REQUESTS)
     assert admit(counters, closed).refused == (closed, REQUESTS)
+
+
+def test_settling_one_bucket_in_memory_is_settling_it_as_a_list() -> None:
+    """``MemoryCounters.end_one`` (a call with one bucket, as most are) leaves the counts
+    ``end`` leaves: tokens charged to the window the call ends in, its lease given back."""
+    one, listed = MemoryCounters(), MemoryCounters()
+    limited = bucket(Limits(tokens_per_minute=100, concurrent_requests=1))
+    for counters in (one, listed):
+        assert admit(counters, limited, lease="a").refused is None
+        assert admit(counters, limited, lease="b").refused == (limited, CONCURRENT)
+    one.end_one(limited.name, WINDOW, 60, "a")
+    listed.end([limited.name], WINDOW, 60, [limited.name], "a")
+    for counters in (one, listed):
+        verdict = admit(counters, limited, lease="c")
+        assert verdict.refused is None and verdict.counts[limited.name] == Count(1, 60)
+    # A call ending in the next window charges that window; one with no tokens only frees.
+    one.end_one(limited.name, WINDOW + 60, 30, "c")
+    listed.end([limited.name], WINDOW + 60, 30, [limited.name], "c")
+    for counters in (one, listed):
+        assert admit(counters, limited, window=WINDOW + 60, lease="d").counts[
+            limited.name] == Count(0, 30)
+    one.end_one(limited.name, WINDOW + 60, 0, "d")
+    listed.end([], WINDOW + 60, 0, [limited.name], "d")
+    for counters in (one, listed):
+        assert admit(counters, limited, window=WINDOW + 60, lease="e").counts[
+            limited.name] == Count(1, 30)
+    one.end_one("key:never-seen", WINDOW, 0, "z")  # nothing to settle: no error, no slot
+    assert "key:never-seen" not in one._slots

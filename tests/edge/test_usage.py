@@ -178,3 +178,26 @@ def test_a_deleted_deployments_counts_do_not_lose_the_others(tmp_path) -> None:
         buckets = session.scalars(select(UsageBucket)).all()
         assert [(b.deployment_id, b.requests) for b in buckets] == [(made["kept"], 1)]
     db.dispose()
+
+
+def test_a_calls_usage_is_read_from_its_answer_once_and_follows_a_new_answer() -> None:
+    """The limiter, the metrics and the recorder each read a call's usage; an answer's is
+    worked out once, and a later answer (``runs.answered``) replaces it, never a stale one."""
+    from arkor.edge import runs
+
+    tap = RunTap(deployment_id="d", project_id="p", route="chat.completions",
+                 request_id="req_1", key_id=None, key_prefix=None, base_model=EMBEDDED,
+                 adapter=None)
+    tap.event(0, Finished("stop", prompt_tokens=7, completion_tokens=3))
+    assert tap.usage() == (7, 3)  # no answer yet: the rows' own counts
+    token = runs.current.set(tap)
+    try:
+        runs.answered({"usage": {"prompt_tokens": 9, "completion_tokens": 4}})
+        assert tap.usage() == (9, 4)
+        assert tap.answer is not None
+        tap.answer["usage"]["completion_tokens"] = 99  # read once: not again
+        assert tap.usage() == (9, 4)
+        runs.answered({"usage": {"input_tokens": 5, "output_tokens": 2}})
+        assert tap.usage() == (5, 2)
+    finally:
+        runs.current.reset(token)

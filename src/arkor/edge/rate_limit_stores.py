@@ -127,6 +127,22 @@ class MemoryCounters:
                 if slot_of is not None:
                     slot_of.leases.pop(lease, None)
 
+    def end_one(self, name: str, window_start: int, tokens: int, lease: str | None) -> None:
+        """:meth:`end` for a call with one bucket: ``tokens`` charged to it (0: none), its
+        ``lease`` given back (None: it holds none)."""
+        with self._lock:
+            slot = self._slots.get(name)
+            if slot is None:
+                if not tokens:
+                    return
+                slot = self._slots[name] = _Slot(window_start)
+            elif window_start > slot.window_start:
+                slot.start(window_start)
+            if tokens and slot.window_start == window_start:
+                slot.tokens += tokens
+            if lease is not None:
+                slot.leases.pop(lease, None)
+
     def renew(self, held: Sequence[tuple[str, str]], now_ms: int, expires_ms: int) -> None:
         with self._lock:
             for name, lease in held:

@@ -81,11 +81,7 @@ class Plan:
     leased: tuple[str, ...] = ()
     requests: tuple[Shown, ...] = ()  # the buckets with a limit of requests per minute
     tokens: tuple[Shown, ...] = ()  # ... of tokens per minute
-
-    @property
-    def one(self) -> Bucket | None:
-        """The plan's bucket when it has one (the deployment's limits or the key's)."""
-        return self.buckets[0] if len(self.buckets) == 1 else None
+    one: Bucket | None = None  # the plan's bucket when it has one (the deployment's or the key's)
 
     def headers(self, requests: int, tokens: int, reset_s: float) -> list[RawHeader]:
         """:func:`limit_headers` of a plan of one bucket (:attr:`one`) whose window has
@@ -103,7 +99,8 @@ class Plan:
             requests=tuple((b.name, limit, (_REQUEST_RAW[0], b"%d" % limit)) for b in buckets
                            if (limit := b.limits.requests_per_minute) is not None),
             tokens=tuple((b.name, limit, (_TOKEN_RAW[0], b"%d" % limit)) for b in buckets
-                         if (limit := b.limits.tokens_per_minute) is not None))
+                         if (limit := b.limits.tokens_per_minute) is not None),
+            one=buckets[0] if len(buckets) == 1 else None)
 
 
 NO_PLAN = Plan(())
@@ -272,8 +269,14 @@ class RateLimiter:
         tokens = charged_tokens(admission)
         if tokens or plan.leased:
             try:
-                self.counters.end(plan.charged if tokens else (), self.window_of(self.clock()),
-                                  tokens, plan.leased, admission.lease)
+                counters = self.counters
+                if plan.one is not None and isinstance(counters, MemoryCounters):
+                    counters.end_one(plan.one.name, self.window_of(self.clock()),
+                                     tokens if plan.charged else 0,
+                                     admission.lease if plan.leased else None)
+                    return
+                counters.end(plan.charged if tokens else (), self.window_of(self.clock()),
+                             tokens, plan.leased, admission.lease)
             except Exception as exc:
                 self._warn("could not settle a call's rate limits", exc)
 

@@ -85,6 +85,7 @@ class RunTap:
     ended: float = 0.0
     http_status: int = 0
     stream: bool = False
+    counted: tuple[int, int] | None = None  # usage() from the answer, once worked out
 
     def event(self, row: int, event: TextDelta | Finished) -> None:
         if isinstance(event, TextDelta):
@@ -102,6 +103,8 @@ class RunTap:
         (one prompt: a chat's ``n`` choices share it). A row cut before its end (the client
         left) counts the tokens it generated; its prompt, reported by the engine only at the
         end, counts 0."""
+        if self.counted is not None:  # the answer's, read before (the limiter, the metrics)
+            return self.counted
         usage = self.answer.get("usage") if self.answer is not None else None
         if isinstance(usage, dict):
             prompt = usage.get("prompt_tokens")
@@ -111,7 +114,8 @@ class RunTap:
             if completion is None:
                 completion = usage.get("output_tokens")
             if isinstance(prompt, int) and isinstance(completion, int):
-                return prompt, completion
+                self.counted = prompt, completion
+                return self.counted
         done = list(self.finished.values())
         cut = sum(count for row, count in self.deltas.items() if row not in self.finished)
         return (max((f.prompt_tokens for f in done), default=0),
@@ -195,7 +199,7 @@ def answered(body: dict[str, Any]) -> None:
     """The route's answer for the run being recorded, if one is."""
     tap = current.get()
     if tap is not None:
-        tap.answer = body
+        tap.answer, tap.counted = body, None
 
 
 def failed(message: str) -> None:
