@@ -61,7 +61,8 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
             key_buffer[:, :, self._length : end] = key_states
             value_buffer[:, :, self._length : end] = value_states
             self._set_length(end)
-        return self.contents()
+        # contents(), as _set_length just made them (views of the first ``length`` columns)
+        return cast(torch.Tensor, self.keys), cast(torch.Tensor, self.values)
 
     def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached keys and values (views of the first ``length`` columns)."""

@@ -120,12 +120,16 @@ class Fused:
             out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
+        lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
         for module, plan, part in zip(modules, plans, out.split_with_sizes(self.sizes, dim=-1),
                                       strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
                 part, intact = module(x), False
             elif plan is not None:
-                part = add_stacked(part, x, plan, rows)  # in place: still a view of ``out``
+                if lora_input is None or lora_input.dtype != plan.a.dtype:
+                    lora_input = x.to(plan.a.dtype)
+                # in place: still a view of ``out``
+                part = add_stacked(part, lora_input, plan, rows)
             found.append(part)
         return found, out if intact else None
 

@@ -141,10 +141,12 @@ def add_stacked(result: torch.Tensor, x: torch.Tensor, stack: Stack,
         own = stack.alone(rows.only)
         if own is None:
             return result
-        flat = x.reshape(-1, x.shape[-1]).to(own[0].dtype)
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.dtype != own[0].dtype:
+            flat = flat.to(own[0].dtype)
         result += torch.mm(torch.mm(flat, own[0]), own[1]).to(result.dtype).view(result.shape)
         return result
-    xa = torch.matmul(x.to(stack.a.dtype), stack.a)
+    xa = torch.matmul(x if x.dtype == stack.a.dtype else x.to(stack.a.dtype), stack.a)
     # Chosen, not multiplied by the mask: an adapter whose ``x @ A`` overflows (inf * 0 is
     # NaN) must not reach the rows of the others.
     xa = torch.where(rows.mask(stack.owner, stack.columns, xa.dim()), xa, 0.0)
