@@ -134,6 +134,32 @@ def test_a_one_row_step_equals_the_model_forward(
     assert not torch.equal(found[second], found[first])
 
 
+def test_a_layout_of_adapters_keeps_no_copy_of_the_weights(
+    embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
+) -> None:
+    """The parts the lean decoder keeps per layout of adapters (one per set of adapters the
+    rows use, up to 64) refer to the model's own weights and scales: a kept copy, such as a
+    fused int4 module's strided scales made contiguous, would grow with every layout."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, "int4", torch.device("cpu"))
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    first, second = adapters.acquire(adapter_a, None), adapters.acquire(adapter_b, None)
+    assert first is not None and second is not None and adapters._lean is not None
+    owned = {t.untyped_storage().data_ptr()
+             for t in [*model.parameters(), *model.buffers()]}
+    kept: list[torch.Tensor] = []
+    for names in ([BASE_ADAPTER_NAME], [first], [second], [first, second, BASE_ADAPTER_NAME]):
+        with adapters._rows(names):
+            layout = adapters._lean.layout(adapters._row_adapters)
+        functions = [layout.head_base]
+        for layer in layout.layers:
+            functions += [layer.o_base, layer.down_base, *layer.qkv_bases, *layer.gate_up_bases]
+        kept += [cell.cell_contents for f in functions for cell in (f.__closure__ or ())
+                 if isinstance(cell.cell_contents, torch.Tensor)]
+    assert kept, "the int4 projections' kernels are called with their weights looked up once"
+    assert all(t.untyped_storage().data_ptr() in owned for t in kept)
+
+
 def test_other_architectures_decode_through_their_forward() -> None:
     class Other(torch.nn.Module):
         config = type("Config", (), {"_attn_implementation": "sdpa"})()

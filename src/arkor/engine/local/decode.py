@@ -355,14 +355,17 @@ class LeanDecoder:
             norm2=rms_norm(layer.post_attention_layernorm),
             qkv_modules=qkv_modules,
             qkv_plans=tuple(lora_plan(m, rows) for m in qkv_modules),
-            qkv_bases=tuple(base_projection(m) for m in qkv_modules),
+            # Only where the modules are computed one by one: a fused member's int4 scales are
+            # a strided view, which base_projection would copy (for every layout kept).
+            qkv_bases=() if qkv is not None else tuple(base_projection(m) for m in qkv_modules),
             qkv=qkv,
             o_module=attention.o_proj,
             o_plan=lora_plan(attention.o_proj, rows),
             o_base=base_projection(attention.o_proj),
             gate_up_modules=gate_up_modules,
             gate_up_plans=tuple(lora_plan(m, rows) for m in gate_up_modules),
-            gate_up_bases=tuple(base_projection(m) for m in gate_up_modules),
+            gate_up_bases=(() if gate_up is not None
+                           else tuple(base_projection(m) for m in gate_up_modules)),
             gate_up=gate_up,
             act=(torch.nn.functional.silu if type(act).__name__ == "SiLUActivation" else act),
             down_module=mlp.down_proj,
