@@ -158,6 +158,15 @@ def test_a_layout_of_adapters_keeps_no_copy_of_the_weights(
                  if isinstance(cell.cell_contents, torch.Tensor)]
     assert kept, "the int4 projections' kernels are called with their weights looked up once"
     assert all(t.untyped_storage().data_ptr() in owned for t in kept)
+    # Another adapter attached: the layouts of the generation before (their LoRA stacks
+    # among them) are let go, not kept beside the new ones.
+    assert len(adapters._lean._layouts) == 4
+    third = adapters.acquire(AdapterRef(key="third", path=adapter_a.path), None)
+    assert third is not None
+    with adapters._rows([third]):
+        adapters._lean.layout(adapters._row_adapters)
+        generation = adapters._row_adapters.generation
+    assert [key[0] for key in adapters._lean._layouts if key is not None] == [generation]
 
 
 def test_other_architectures_decode_through_their_forward() -> None:

@@ -328,6 +328,7 @@ class LeanDecoder:
         # parts and LoRA plans. The modules themselves change when adapters are attached
         # (PEFT wraps them), which changes the layout's generation.
         self._layouts: dict[tuple[int, tuple[str, ...]] | None, _Layout] = {}
+        self._generation: int | None = None  # the layouts' generation of adapters
 
     def layout(self, rows: RowAdapters | None) -> _Layout:
         """Every layer's :class:`_Layer`, and the output layer's projection, for passes whose
@@ -335,8 +336,12 @@ class LeanDecoder:
         key = None if rows is None else (rows.generation, tuple(name for name, _ in rows.groups))
         found = self._layouts.get(key)
         if found is None:
-            if len(self._layouts) >= MAX_LAYOUTS:
+            generation = None if rows is None else rows.generation
+            if len(self._layouts) >= MAX_LAYOUTS or generation != self._generation:
+                # An adapter was attached or detached: the older layouts' modules and LoRA
+                # stacks are gone from the model, and are let go here too.
                 self._layouts.clear()
+                self._generation = generation
             head = self.lm.lm_head
             found = self._layouts[key] = _Layout(
                 [self._layer(index, layer, rows) for index, layer in enumerate(self.inner.layers)],
