@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from arkor.engine.base import AdapterRef
+from arkor.engine.local import decode
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
 from arkor.engine.local.decode import attend, supports
@@ -88,8 +89,6 @@ def test_a_one_row_step_equals_the_model_forward(
     among two attached. The lean step skips building a mask (create_causal_mask's answer for
     it is None) and takes the row's adapter's own LoRA columns; the logits and cache are the
     model forward's, bit for bit, on the base model and on each adapter."""
-    import arkor.engine.local.decode as decode
-
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
     apply_precision(model, precision, torch.device("cpu"))
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)

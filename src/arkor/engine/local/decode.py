@@ -42,9 +42,10 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_
 from arkor.engine.local.batch import growing_layers
 from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
 from arkor.engine.local.quantize import (
-    INT4_GROUP,
     Int4Linear,
     Int8Linear,
+    kernel_input,
+    packed_product,
     release_free_memory,
 )
 
@@ -107,17 +108,13 @@ class Fused:
     def project(self, modules: Sequence[Any], plans: Sequence[Stack | str | None],
                 x: torch.Tensor,
                 rows: RowAdapters | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """``[project(m, x, rows) for m in modules]`` (``plans``: each module's
-        :func:`lora_plan`), the base products from one kernel call (each output column is
-        the same dot product as in its own module's); and that call's whole output
-        ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
-        called on its own (None)."""
-        flat = _flat(x, x.shape[-1], self.scales.dtype)
-        if self.int4:
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, INT4_GROUP,
-                                                             self.scales)
-        else:
-            out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        """Each module's :func:`project_as` with its plan in ``plans`` (its
+        :func:`lora_plan`), the base products from one kernel call (each output column is the
+        same dot product as in its own module's); and that call's whole output ``[..., sum of
+        outputs]``, of which the parts are views, unless a module had to be called on its own
+        (None)."""
+        out = packed_product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
+                             self.scales, int4=self.int4)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
@@ -146,18 +143,13 @@ def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | str | None:
     return plan_of(module, rows)
 
 
-def project(module: Any, x: torch.Tensor, rows: RowAdapters | None) -> torch.Tensor:
-    """``module(x)`` for a projection: a LoRA layer as its mixed-batch forward computes it
-    (the base projection, then every row's own adapter from the stacked weights), anything
-    else (a Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
-    return project_as(module, base_projection(module), lora_plan(module, rows), x, rows)
-
-
 def project_as(module: Any, base: Callable[[torch.Tensor], torch.Tensor],
                plan: Stack | str | None, x: torch.Tensor,
                rows: RowAdapters | None) -> torch.Tensor:
-    """:func:`project` with the module's :func:`base_projection` and :func:`lora_plan`
-    worked out beforehand."""
+    """``module(x)`` for a projection, given its :func:`base_projection` and
+    :func:`lora_plan`: a LoRA layer as its mixed-batch forward computes it (the base
+    projection, then every row's own adapter from the stacked weights), anything else (a
+    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
     if isinstance(plan, str):
         out: torch.Tensor = module(x)
         return out
@@ -167,41 +159,21 @@ def project_as(module: Any, base: Callable[[torch.Tensor], torch.Tensor],
 
 def base_projection(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """What the projection's base layer computes, as a function: a bias-free int8 or int4
-    layer's own kernel call with its weights looked up once (its forward's operations, less
-    a module call and its attribute lookups: 120 a decode step), anything else the module."""
+    layer's kernel call (its forward's) with its weights looked up once (less a module call
+    and its attribute lookups: 120 a decode step), anything else the module."""
     base = module.base_layer if isinstance(module, LoraLinear) else module
     kind = type(base)
     if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
         return cast(Callable[[torch.Tensor], torch.Tensor], base)
-    weight, width = base.weight, base.in_features
-    if kind is Int8Linear:
-        scales = base.scales
+    weight, width, int4 = base.weight, base.in_features, kind is Int4Linear
+    # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).
+    scales = base.scales_and_zeros.contiguous() if int4 else base.scales
 
-        def int8(x: torch.Tensor) -> torch.Tensor:
-            flat = _flat(x, width, scales.dtype)
-            out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(flat, weight, scales)
-            return out.view(*x.shape[:-1], out.shape[-1])
-
-        return int8
-    # Contiguous once: the kernel reads strided scales wrongly (see Int4Linear.forward).
-    packed = base.scales_and_zeros.contiguous()
-
-    def int4(x: torch.Tensor) -> torch.Tensor:
-        flat = _flat(x, width, packed.dtype)
-        out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, weight,
-                                                                        INT4_GROUP, packed)
+    def projection(x: torch.Tensor) -> torch.Tensor:
+        out = packed_product(kernel_input(x, width, scales.dtype), weight, scales, int4=int4)
         return out.view(*x.shape[:-1], out.shape[-1])
 
-    return int4
-
-
-def _flat(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
-    """``x`` as the packed kernels take it: ``[tokens, width]``, contiguous, in ``dtype``
-    (the casts and copies only where needed: in a decode step ``x`` is already so)."""
-    flat = x.reshape(-1, width)
-    if flat.dtype != dtype:
-        flat = flat.to(dtype)
-    return flat if flat.is_contiguous() else flat.contiguous()
+    return projection
 
 
 def rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -387,8 +359,8 @@ class LeanDecoder:
         ``attention_mask``, ``position_ids`` and growing ``cache``, and ``logits_to_keep``):
         the logits of every column, or of the last ``logits_to_keep``, as the model's own
         forward gives them, and the cache grown by the columns."""
-        [hidden] = self.hidden_states(rows, [inputs])
         layout = self.layout(rows)
+        [hidden] = self._hidden_states(layout, rows, [inputs])
         return Logits(project_as(layout.head, layout.head_base, layout.head_plan, hidden, rows))
 
     @torch.inference_mode()
@@ -405,11 +377,15 @@ class LeanDecoder:
         hidden]``; ``rows`` then names each *token*'s adapter, pass after pass), so each
         weight is read once for all of them; only attention runs pass by pass, over each
         one's own cache."""
+        return self._hidden_states(self.layout(rows), rows, passes)
+
+    def _hidden_states(self, layout: _Layout, rows: RowAdapters | None,
+                       passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
         single = len(parts) == 1
         hidden = (parts[0].hidden if single else
                   torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
-        for index, layer in enumerate(self.layout(rows).layers):
+        for index, layer in enumerate(layout.layers):
             residual = hidden
             hidden = layer.norm1(hidden)
             qkv = layer.qkv
@@ -425,11 +401,10 @@ class LeanDecoder:
                 end = start + part.tokens
                 value = (outputs[2] if single else outputs[2][start:end]).view(
                     shape).transpose(1, 2)
-                if whole is not None:
+                if whole is not None and qkv is not None:
                     # q and k side by side in one output: apply_rotary_pos_emb's arithmetic
                     # (elementwise) once over both, then split by heads.
-                    both = whole[..., : layer.rotary_split[0] * layer.head_dim
-                                 + layer.rotary_split[1] * layer.head_dim]
+                    both = whole[..., : qkv.sizes[0] + qkv.sizes[1]]
                     both = (both if single else both[start:end]).view(shape).transpose(1, 2)
                     half = both.shape[-1] // 2
                     both = (both * part.cos) + (both.roll(half, -1) * part.signed_sin)

@@ -52,8 +52,8 @@ class Int8Linear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, self.in_features).to(self.scales.dtype).contiguous()
-        out: torch.Tensor = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales)
+        out = packed_product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
+                             self.scales, int4=False)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -106,11 +106,10 @@ class Int4Linear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        flat = x.reshape(-1, self.in_features).to(self.scales_and_zeros.dtype).contiguous()
         # Contiguous: the scales may be a view of a fused layer's (decode.Fused), and the
         # kernel reads strided scales wrongly, without an error.
-        out: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            flat, self.weight, INT4_GROUP, self.scales_and_zeros.contiguous())
+        out = packed_product(kernel_input(x, self.in_features, self.scales_and_zeros.dtype),
+                             self.weight, self.scales_and_zeros.contiguous(), int4=True)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -122,6 +121,25 @@ class Int4Linear(torch.nn.Linear):
         columns: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
             eye, self.weight, INT4_GROUP, self.scales_and_zeros.contiguous())
         return columns.float().T.contiguous()
+
+
+def kernel_input(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as the packed kernels take it: ``[tokens, width]``, contiguous, in ``dtype``
+    (cast and copied only where needed: in a decode step it already is)."""
+    flat = x.reshape(-1, width)
+    if flat.dtype != dtype:
+        flat = flat.to(dtype)
+    return flat if flat.is_contiguous() else flat.contiguous()
+
+
+def packed_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor, *,
+                   int4: bool) -> torch.Tensor:
+    """``flat @ weight.T`` by torch's packed CPU kernel: int8 weights with per-row ``scales``,
+    or packed int4 weights in groups of :data:`INT4_GROUP` with contiguous scales and zeros."""
+    out: torch.Tensor = (
+        torch.ops.aten._weight_int4pack_mm_for_cpu(flat, weight, INT4_GROUP, scales) if int4
+        else torch.ops.aten._weight_int8pack_mm(flat, weight, scales))
+    return out
 
 
 def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
