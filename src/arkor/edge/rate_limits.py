@@ -85,10 +85,19 @@ class Plan:
 
     def headers(self, requests: int, tokens: int, reset_s: float) -> list[RawHeader]:
         """:func:`limit_headers` of a plan of one bucket (:attr:`one`) whose window has
-        counted ``requests`` and ``tokens``, this call included."""
-        return _raw_headers(
-            (self.requests[0][1] - requests, self.requests[0][2]) if self.requests else None,
-            (self.tokens[0][1] - tokens, self.tokens[0][2]) if self.tokens else None, reset_s)
+        counted ``requests`` and ``tokens``, this call included (written out: it runs for
+        every call of a limited key)."""
+        headers: list[RawHeader] = []
+        if self.requests or self.tokens:
+            resets = _RESETS.get(math.ceil(reset_s * 100)) or _resets(reset_s)
+            if self.requests:
+                _, limit, shown = self.requests[0]
+                headers += (shown, (_REQUEST_RAW[1], b"%d" % max(0, limit - requests)),
+                            resets[0])
+            if self.tokens:
+                _, limit, shown = self.tokens[0]
+                headers += (shown, (_TOKEN_RAW[1], b"%d" % max(0, limit - tokens)), resets[1])
+        return headers
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> Plan:
@@ -212,9 +221,9 @@ class RateLimiter:
         task switch). The process that counts a lease is the one that holds it and gives it
         back when the call ends, however it ends: a lease in memory does not expire, and is
         not renewed."""
-        now = self.clock()
-        window_start = self.window_of(now)
-        reset = window_start + self.window_s - now
+        now, window_s = self.clock(), self.window_s
+        window_start = int(now // window_s) * window_s  # window_of, written out
+        reset = window_start + window_s - now
         lease = f"{LEASE_PREFIX}{next(_LEASE_SERIAL)}" if plan.leased else ""
         counters = self.counters
         try:
@@ -265,18 +274,19 @@ class RateLimiter:
 
     def end_now(self, admission: Admission) -> None:
         """:meth:`end` with counters in memory, on the loop."""
-        plan = admission.plan
-        tokens = charged_tokens(admission)
+        plan, tap = admission.plan, admission.tap
+        # charged_tokens(admission), written out (every call of a limited key ends here)
+        tokens = sum(tap.usage()) if plan.charged and tap is not None else 0
         if tokens or plan.leased:
             try:
-                counters = self.counters
+                counters, window_s = self.counters, self.window_s
+                window_start = int(self.clock() // window_s) * window_s  # window_of
                 if plan.one is not None and isinstance(counters, MemoryCounters):
-                    counters.end_one(plan.one.name, self.window_of(self.clock()),
-                                     tokens if plan.charged else 0,
+                    counters.end_one(plan.one.name, window_start, tokens,
                                      admission.lease if plan.leased else None)
                     return
-                counters.end(plan.charged if tokens else (), self.window_of(self.clock()),
-                             tokens, plan.leased, admission.lease)
+                counters.end(plan.charged if tokens else (), window_start, tokens, plan.leased,
+                             admission.lease)
             except Exception as exc:
                 self._warn("could not settle a call's rate limits", exc)
 
