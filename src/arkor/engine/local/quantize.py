@@ -136,10 +136,16 @@ def packed_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tenso
                    int4: bool) -> torch.Tensor:
     """``flat @ weight.T`` by torch's packed CPU kernel: int8 weights with per-row ``scales``,
     or packed int4 weights in groups of :data:`INT4_GROUP` with contiguous scales and zeros."""
+    # torch's own Python bindings of the two aten operations, not ``torch.ops.aten``'s: the
+    # same kernels, ~2-3 us less per call (121 calls a decode step).
     out: torch.Tensor = (
-        torch.ops.aten._weight_int4pack_mm_for_cpu(flat, weight, INT4_GROUP, scales) if int4
-        else torch.ops.aten._weight_int8pack_mm(flat, weight, scales))
+        _INT4_MM(flat, weight, INT4_GROUP, scales) if int4 else _INT8_MM(flat, weight, scales))
     return out
+
+
+_INT4_MM = getattr(torch, "_weight_int4pack_mm_for_cpu",
+                   torch.ops.aten._weight_int4pack_mm_for_cpu)
+_INT8_MM = getattr(torch, "_weight_int8pack_mm", torch.ops.aten._weight_int8pack_mm)
 
 
 def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
