@@ -87,8 +87,9 @@ def packed_attention(module: object, query: torch.Tensor, key: torch.Tensor,
 
 # The model's forward with its attention as the lean step calls it: without a mask, the model
 # asks SDPA for ``enable_gqa``, whose numbers differ from the packed call's in the last bits
-# on some CPUs (float32 everywhere; bfloat16 and int4 on an AVX2-only one, from the 25th
-# layer of the second step). ``attend`` against transformers' own call has its test below.
+# on some CPUs (float32 everywhere; on an AVX2-only one the int4 model's bfloat16 ones too,
+# its cache from the 25th layer of the second step on). ``attend`` against transformers' own
+# call has its test below.
 @pytest.mark.parametrize("precision", ["bfloat16", "int4"])
 def test_a_one_row_step_equals_the_model_forward(
     precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef,
