@@ -118,8 +118,7 @@ class Int4Linear(torch.nn.Linear):
         """The weight this module computes with, as float32: the kernel applied to the identity
         (so each value is rounded to bfloat16, as the kernel's outputs are)."""
         eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
-        columns: torch.Tensor = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            eye, self.weight, INT4_GROUP, self.scales_and_zeros.contiguous())
+        columns = packed_product(eye, self.weight, self.scales_and_zeros.contiguous(), int4=True)
         return columns.float().T.contiguous()
 
 
@@ -139,13 +138,9 @@ def packed_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tenso
     # torch's own Python bindings of the two aten operations, not ``torch.ops.aten``'s: the
     # same kernels, ~2-3 us less per call (121 calls a decode step).
     out: torch.Tensor = (
-        _INT4_MM(flat, weight, INT4_GROUP, scales) if int4 else _INT8_MM(flat, weight, scales))
+        torch._weight_int4pack_mm_for_cpu(flat, weight, INT4_GROUP, scales) if int4
+        else torch._weight_int8pack_mm(flat, weight, scales))
     return out
-
-
-_INT4_MM = getattr(torch, "_weight_int4pack_mm_for_cpu",
-                   torch.ops.aten._weight_int4pack_mm_for_cpu)
-_INT8_MM = getattr(torch, "_weight_int8pack_mm", torch.ops.aten._weight_int8pack_mm)
 
 
 def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
