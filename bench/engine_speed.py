@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from engine_throughput import PROMPTS, make_adapters, request
@@ -122,8 +123,9 @@ def llama_python(given: str | None) -> str | None:
 
 
 def llama_cpp_figures(python: str, base_dir: Path, max_tokens: int,
-                      repeat: int) -> dict[str, list[float]]:
-    """llama.cpp's figures for the same prompts, rendered with the same chat template."""
+                      repeat: int) -> dict[str, Any]:
+    """llama.cpp's figures for the same prompts, rendered with the same chat template (lists
+    of floats), and under ``note`` what was changed to get them (None: nothing)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -134,11 +136,22 @@ def llama_cpp_figures(python: str, base_dir: Path, max_tokens: int,
     ]
     spec = {"gguf": str(embedded_gguf_path()), "prompts": prompts, "max_tokens": max_tokens,
             "threads": torch.get_num_threads(), "repeat": repeat}
-    out = subprocess.run(
-        [python, str(Path(__file__).with_name("llama_cpp_runner.py"))],
-        input=json.dumps(spec), capture_output=True, text=True, check=True,
-    ).stdout
-    return dict(json.loads(out.strip().splitlines()[-1]))
+    runner = [python, str(Path(__file__).with_name("llama_cpp_runner.py"))]
+    done = subprocess.run(runner, input=json.dumps(spec), capture_output=True, text=True)
+    note = None
+    if done.returncode < 0:
+        # Killed by a signal: llama.cpp's repacked (AMX) weights crash on some CPUs it was
+        # built for (llama_cpp_runner.without_extra_bufts). Measured without them, and said.
+        note = (f"llama.cpp died with signal {-done.returncode} with its extra buffer types "
+                f"(weight repacking; AMX where the CPU has it); measured with them off")
+        done = subprocess.run(runner, input=json.dumps({**spec, "extra_bufts": False}),
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"llama_cpp_runner.py failed ({done.returncode}): "
+                           f"{done.stderr[-2000:]}")
+    figures: dict[str, Any] = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    figures["note"] = note
+    return figures
 
 
 async def vllm_concurrent(url: str, models: list[str], max_tokens: int) -> float:
@@ -246,6 +259,8 @@ def main() -> None:
     print(f"| llama.cpp Q4_1 (no adapter) | {single_l:.1f} | {single_l / single_ref:.2f}x "
           f"| {mixed_l:.1f} (one at a time) | {mixed_l / mixed_ref:.2f}x "
           f"| {', '.join(f'{v:.0f}' for v in llama['mixed'])} |")
+    if llama["note"]:
+        print(f"llama.cpp: {llama['note']}")
     print(f"llama.cpp, 1-token request for a prompt it has just seen: "
           f"{statistics.median(llama['ttft_repeat_ms']):.1f} ms")
     print("| precision | single stream vs llama.cpp (target >= 1.0x) "

@@ -1,7 +1,8 @@
 """llama.cpp's side of ``engine_speed.py``, run by an interpreter that has llama-cpp-python.
 
 Reads ``{"gguf", "prompts", "max_tokens", "threads", "repeat"}`` as JSON on stdin (prompts
-already rendered with the chat template) and prints one JSON line:
+already rendered with the chat template; ``"extra_bufts": false`` loads the model without
+llama.cpp's extra buffer types, see :func:`without_extra_bufts`) and prints one JSON line:
 ``{"single": [...], "mixed": [...], "ttft_repeat_ms": [...]}``.
 
 - single: decode tokens/s of ``prompts[0]`` (tokens after the first over the time from the
@@ -20,10 +21,31 @@ import time
 from typing import Any
 
 
+def without_extra_bufts() -> None:
+    """Load models with ``use_extra_bufts`` off: llama.cpp's weight repacking into its
+    "extra" buffer types, which on a CPU with AMX is its AMX path. llama-cpp-python has no
+    argument for it, so its default model parameters are wrapped. Built natively on an Intel
+    Xeon with AMX-INT8 (2026-12-03, llama-cpp-python 0.3.36), the AMX path died with SIGSEGV
+    on the first prompt; without it the same build answered correctly."""
+    import llama_cpp.llama as high_level
+
+    low_level = high_level.llama_cpp
+    default = low_level.llama_model_default_params
+
+    def params() -> Any:
+        found = default()
+        found.use_extra_bufts = False
+        return found
+
+    low_level.llama_model_default_params = params
+
+
 def main() -> None:
+    spec = json.load(sys.stdin)
+    if not spec.get("extra_bufts", True):
+        without_extra_bufts()
     from llama_cpp import Llama
 
-    spec = json.load(sys.stdin)
     llm = Llama(model_path=spec["gguf"], n_ctx=2048, n_threads=spec["threads"],
                 n_threads_batch=spec["threads"], verbose=False)
     ban_eos = {llm.token_eos(): -1e9}
