@@ -198,3 +198,101 @@ def test_mixed_batch_equals_one_at_a_time_at_precision(
     # The adapters change the answers: the same ticket, labelled only with adapter A.
     assert together[1].text.startswith("LABEL:") and not together[3].text.startswith("LABEL:")
     assert together[2].text.startswith("LANG:")
+
+
+def test_prompt_tokens_take_the_dense_copy_where_one_is_kept() -> None:
+    """A quantized layer's dense copy is the weight its kernel computes with, in bfloat16;
+    prompt tokens (within prompt_pass, or the rows from ``dense_from`` on) are multiplied by
+    it, every other row by the packed kernel, and the two agree to bfloat16 rounding."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False),
+                                torch.nn.Linear(128, 40, bias=False))
+    assert quantize_linears(model, Int4Linear) == 2
+    model.to(torch.bfloat16)
+    plain = torch.randn(5, 64).bfloat16()
+    before = model[0](plain)
+    assert quantize.keep_dense(model) == 2
+    first = model[0]
+    assert isinstance(first, Int4Linear) and first.dense is not None
+    assert torch.equal(first.dense, first.dequantized().bfloat16())
+    assert torch.equal(first(plain), before)  # decode tokens: the packed kernel, unchanged
+    with quantize.prompt_pass():
+        prompted = first(plain)
+    assert quantize.prompt_rows() is None  # only within the block
+    assert torch.equal(prompted, torch.nn.functional.linear(plain, first.dense))
+    assert not torch.equal(prompted, before)
+    assert (prompted.float() - before.float()).abs().max() < 0.02 * before.float().abs().max()
+    split = quantize.product(plain, first.weight, first.scales_and_zeros, first.dense,
+                             int4=True, dense_from=2)
+    assert torch.equal(split[:2], before[:2]) and torch.equal(split[2:], prompted[2:])
+    # Kept by default exactly where the CPU has AMX.
+    default = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
+    quantize.apply_precision(default, "int8", torch.device("cpu"))
+    assert (default[0].dense is not None) == quantize.dense_prompts_default()
+
+
+def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
+    embedded_model_dir: Path, adapter_a: AdapterRef, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With dense copies kept: a prompt slice computed alone (the lean pass, or the model's
+    own forward for prompt logprobs) multiplies every token by the dense copies, and the two
+    paths give the same logits; a decode step, and a slice joined to one, go through the
+    packed kernels; the fused q/k/v and gate/up copies are the modules' copies (views), not
+    a second copy."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from arkor.engine.local import decode
+    from arkor.engine.local.adapters import AdapterSet
+    from arkor.engine.local.batch import BatchTensors, new_cache
+
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    quantize.apply_precision(model, "int4", torch.device("cpu"), dense_prompts=True)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    name = adapters.acquire(adapter_a, None)
+    assert name is not None and adapters._lean is not None
+    q_proj = model.model.layers[0].self_attn.q_proj.base_layer
+    fused = adapters._lean.fused[0][0]
+    assert fused is not None and fused.dense is not None and q_proj.dense is not None
+    assert q_proj.dense.untyped_storage().data_ptr() == fused.dense.untyped_storage().data_ptr()
+    calls: list[int | None] = []
+    real = decode.product
+
+    def spied(*args: object, dense_from: int | None, **kwargs: object) -> torch.Tensor:
+        calls.append(dense_from)
+        return real(*args, dense_from=dense_from, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decode, "product", spied)
+    ids, mask, positions = BatchTensors.prompts(
+        [tokenizer("What is the capital of France?")["input_ids"]], 0, torch.device("cpu"))
+
+    def prompt(run: object, flagged: bool = True) -> tuple[torch.Tensor, BatchTensors]:
+        cache = new_cache()
+        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                  "cache": cache, "use_cache": True, "logits_to_keep": 1}
+        out = run([name], **inputs, **({"prompt": True} if flagged else {}))  # type: ignore[operator]
+        logits = out.logits[:, -1]
+        return logits, BatchTensors(cache, mask, positions[:, -1] + 1, logits.argmax(-1))
+
+    with torch.inference_mode():
+        lean, batch = prompt(adapters.lean_forward)
+        # Every layer's products dense; the output layer's last one packed (one column).
+        assert len(calls) > 1 and set(calls[:-1]) == {0} and calls[-1] is None
+        by_model, _ = prompt(adapters.forward)
+        assert torch.equal(lean, by_model)
+        packed, _ = prompt(adapters.lean_forward, flagged=False)
+        assert not torch.equal(lean, packed)
+        assert lean.argmax(-1).tolist() == packed.argmax(-1).tolist()
+        calls.clear()
+        step_inputs = batch.step_inputs()
+        adapters.lean_forward([name], **step_inputs)
+        assert calls and set(calls) == {None}
+        calls.clear()
+        other = new_cache()
+        adapters.joined_passes(
+            [([name], batch.step_inputs()),
+             ([name], {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
+                       "cache": other, "use_cache": True, "logits_to_keep": 1,
+                       "prompt": True})],
+            [True, True])
+        assert calls and set(calls) == {None}

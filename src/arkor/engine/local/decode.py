@@ -45,7 +45,8 @@ from arkor.engine.local.quantize import (
     Int4Linear,
     Int8Linear,
     kernel_input,
-    packed_product,
+    product,
+    prompt_pass,
     release_free_memory,
 )
 
@@ -77,6 +78,9 @@ class Fused:
     scales: torch.Tensor  # [sum of outputs]; int4: [in / group, sum of outputs, 2]
     sizes: list[int]
     int4: bool = False
+    # The modules' dense copies side by side (quantize.keep_dense), theirs views of it; None
+    # when they have none.
+    dense: torch.Tensor | None = None
 
     @classmethod
     def of(cls, modules: list[Any]) -> Fused | None:
@@ -92,12 +96,15 @@ class Fused:
         scales = [b.scales_and_zeros if int4 else b.scales for b in bases]
         if len({(b.in_features, s.dtype) for b, s in zip(bases, scales, strict=True)}) != 1:
             return None
+        dense = ([b.dense for b in bases if b.dense is not None]
+                 if all(b.dense is not None for b in bases) else [])
         fused = cls(torch.cat([b.weight for b in bases]), torch.cat(scales, dim=1 if int4 else 0),
-                    [b.out_features for b in bases], int4)
+                    [b.out_features for b in bases], int4, torch.cat(dense) if dense else None)
         start = 0
         for base, size in zip(bases, fused.sizes, strict=True):
             base.weight = torch.nn.Parameter(fused.weight[start:start + size],
                                              requires_grad=False)
+            base.dense = None if fused.dense is None else fused.dense[start:start + size]
             if int4:
                 base.scales_and_zeros = fused.scales[:, start:start + size]
             else:
@@ -106,22 +113,23 @@ class Fused:
         return fused
 
     def project(self, modules: Sequence[Any], plans: Sequence[Stack | str | None],
-                x: torch.Tensor,
-                rows: RowAdapters | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+                x: torch.Tensor, rows: RowAdapters | None,
+                prompt_from: int | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Each module's :func:`project_as` with its plan in ``plans`` (its
         :func:`lora_plan`), the base products from one kernel call (each output column is the
-        same dot product as in its own module's); and that call's whole output ``[..., sum of
-        outputs]``, of which the parts are views, unless a module had to be called on its own
-        (None)."""
-        out = packed_product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
-                             self.scales, int4=self.int4)
+        same dot product as in its own module's; tokens ``prompt_from`` on by the dense
+        copy, :func:`~arkor.engine.local.quantize.product`); and that call's whole output
+        ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
+        called on its own (None)."""
+        out = product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
+                      self.scales, self.dense, int4=self.int4, dense_from=prompt_from)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
         for module, plan, part in zip(modules, plans, out.split_with_sizes(self.sizes, dim=-1),
                                       strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
-                part, intact = module(x), False
+                part, intact = call_module(module, x, prompt_from), False
             elif plan is not None:
                 if lora_input is None or lora_input.dtype != plan.a.dtype:
                     lora_input = x.to(plan.a.dtype)
@@ -143,34 +151,57 @@ def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | str | None:
     return plan_of(module, rows)
 
 
-def project_as(module: Any, base: Callable[[torch.Tensor], torch.Tensor],
-               plan: Stack | str | None, x: torch.Tensor,
-               rows: RowAdapters | None) -> torch.Tensor:
+Projection = Callable[[torch.Tensor, int | None], torch.Tensor]
+"""A projection's base product of ``x`` (:func:`base_projection`), its tokens from the second
+argument on (None: none) being prompt tokens."""
+
+
+def call_module(module: Any, x: torch.Tensor, prompt_from: int | None) -> torch.Tensor:
+    """``module(x)``, within :func:`~arkor.engine.local.quantize.prompt_pass` where every
+    token of ``x`` is a prompt token (a module takes its rows as one kind: a pass that mixes
+    decode and prompt tokens is split here, which the lean passes never make of a module
+    they call)."""
+    if prompt_from is None or prompt_from >= x.shape[0] * x.shape[1]:
+        out: torch.Tensor = module(x)
+        return out
+    if prompt_from <= 0:
+        with prompt_pass():
+            whole: torch.Tensor = module(x)
+        return whole
+    decode, prompt = x[:prompt_from], x[prompt_from:]
+    with prompt_pass():
+        prompted = module(prompt)
+    return torch.cat((module(decode), prompted))
+
+
+def project_as(module: Any, base: Projection, plan: Stack | str | None, x: torch.Tensor,
+               rows: RowAdapters | None, prompt_from: int | None = None) -> torch.Tensor:
     """``module(x)`` for a projection, given its :func:`base_projection` and
     :func:`lora_plan`: a LoRA layer as its mixed-batch forward computes it (the base
     projection, then every row's own adapter from the stacked weights), anything else (a
-    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
+    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it; tokens
+    ``prompt_from`` on are prompt tokens."""
     if isinstance(plan, str):
-        out: torch.Tensor = module(x)
-        return out
-    result = base(x)
+        return call_module(module, x, prompt_from)
+    result = base(x, prompt_from)
     return result if plan is None else add_stacked(result, x, plan, rows)
 
 
-def base_projection(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+def base_projection(module: Any) -> Projection:
     """What the projection's base layer computes, as a function: a bias-free int8 or int4
     layer's kernel call (its forward's) with its weights looked up once (less a module call
     and its attribute lookups: 120 a decode step), anything else the module."""
     base = module.base_layer if isinstance(module, LoraLinear) else module
     kind = type(base)
     if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
-        return cast(Callable[[torch.Tensor], torch.Tensor], base)
-    weight, width, int4 = base.weight, base.in_features, kind is Int4Linear
+        return lambda x, prompt_from: call_module(base, x, prompt_from)
+    weight, width, int4, dense = base.weight, base.in_features, kind is Int4Linear, base.dense
     # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).
     scales = base.scales_and_zeros.contiguous() if int4 else base.scales
 
-    def projection(x: torch.Tensor) -> torch.Tensor:
-        out = packed_product(kernel_input(x, width, scales.dtype), weight, scales, int4=int4)
+    def projection(x: torch.Tensor, prompt_from: int | None) -> torch.Tensor:
+        out = product(kernel_input(x, width, scales.dtype), weight, scales, dense, int4=int4,
+                      dense_from=prompt_from)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     return projection
@@ -208,19 +239,19 @@ class _Layer:
     norm2: Callable[[torch.Tensor], torch.Tensor]
     qkv_modules: tuple[Any, Any, Any]
     qkv_plans: tuple[Stack | str | None, ...]
-    qkv_bases: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
+    qkv_bases: tuple[Projection, ...]
     qkv: Fused | None
     o_module: Any
     o_plan: Stack | str | None
-    o_base: Callable[[torch.Tensor], torch.Tensor]
+    o_base: Projection
     gate_up_modules: tuple[Any, Any]
     gate_up_plans: tuple[Stack | str | None, ...]
-    gate_up_bases: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
+    gate_up_bases: tuple[Projection, ...]
     gate_up: Fused | None
     act: Callable[[torch.Tensor], torch.Tensor]
     down_module: Any
     down_plan: Stack | str | None
-    down_base: Callable[[torch.Tensor], torch.Tensor]
+    down_base: Projection
     head_dim: int
     rotary_split: list[int]  # query and key heads, of the rotated q and k columns
 
@@ -231,7 +262,7 @@ class _Layout:
 
     layers: list[_Layer]
     head: Any
-    head_base: Callable[[torch.Tensor], torch.Tensor]
+    head_base: Projection
     head_plan: Stack | str | None
 
 
@@ -276,10 +307,20 @@ class _Part:
     batch: int
     length: int
     keep: int  # logits_to_keep: 0 for every column
+    prompt: bool  # a prompt slice (its tokens take the layers' dense copies, where kept)
 
     @property
     def tokens(self) -> int:
         return self.batch * self.length
+
+
+def prompt_start(parts: Sequence[_Part]) -> int | None:
+    """0 when every pass is a prompt slice (its tokens take the layers' dense copies, where
+    kept: quantize.keep_dense), else None. A slice joined to a decode step goes through the
+    packed kernels with the step's rows: the dense copies for its tokens alone would read
+    every layer's weights a second time, which cost more than the slice's tokens saved
+    (docs/engine.md, "Prompt tokens on AMX")."""
+    return 0 if all(part.prompt for part in parts) else None
 
 
 class LeanDecoder:
@@ -382,6 +423,7 @@ class LeanDecoder:
     def _hidden_states(self, layout: _Layout, rows: RowAdapters | None,
                        passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
+        prompt_from = prompt_start(parts)
         single = len(parts) == 1
         hidden = (parts[0].hidden if single else
                   torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
@@ -390,9 +432,11 @@ class LeanDecoder:
             hidden = layer.norm1(hidden)
             qkv = layer.qkv
             if qkv is not None:
-                outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows)
+                outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows,
+                                             prompt_from)
             else:
-                outputs, whole = [project_as(m, base, plan, hidden, rows) for m, base, plan
+                outputs, whole = [project_as(m, base, plan, hidden, rows, prompt_from)
+                                  for m, base, plan
                                   in zip(layer.qkv_modules, layer.qkv_bases, layer.qkv_plans,
                                          strict=True)], None
             attended, start = [], 0
@@ -423,20 +467,21 @@ class LeanDecoder:
                 start = end
             joined = attended[0] if single else torch.cat(attended)
             hidden = residual + project_as(layer.o_module, layer.o_base, layer.o_plan, joined,
-                                           rows)
+                                           rows, prompt_from)
             residual = hidden
             hidden = layer.norm2(hidden)
             gate_up = layer.gate_up
             if gate_up is not None:
                 gate, up = gate_up.project(layer.gate_up_modules, layer.gate_up_plans, hidden,
-                                           rows)[0]
+                                           rows, prompt_from)[0]
             else:
-                gate, up = (project_as(m, base, plan, hidden, rows) for m, base, plan
+                gate, up = (project_as(m, base, plan, hidden, rows, prompt_from)
+                            for m, base, plan
                             in zip(layer.gate_up_modules, layer.gate_up_bases,
                                    layer.gate_up_plans, strict=True))
             gated = layer.act(gate) * up
             hidden = residual + project_as(layer.down_module, layer.down_base, layer.down_plan,
-                                           gated, rows)
+                                           gated, rows, prompt_from)
         hidden = self.norm(hidden)
         kept, start = [], 0
         for part in parts:
@@ -470,4 +515,4 @@ class LeanDecoder:
         signed_sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         return _Part(hidden, mask, cos.unsqueeze(1), sin.unsqueeze(1), signed_sin.unsqueeze(1),
                      layers, batch, length,
-                     int(inputs.get("logits_to_keep") or 0))
+                     int(inputs.get("logits_to_keep") or 0), bool(inputs.get("prompt")))

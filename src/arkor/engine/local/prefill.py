@@ -77,6 +77,7 @@ class PrefillGroup:
             "cache": self.cache,
             "use_cache": True,
             "logits_to_keep": 1,
+            "prompt": True,  # prompt tokens: the dense copies (quantize.keep_dense)
         }
 
     def tensors(self) -> BatchTensors:

@@ -9,6 +9,14 @@ float32 matmul on this project's machine), so the rest of the model runs in bflo
 ``int4`` replaces them (``lm_head`` excepted, which is int8) by an :class:`Int4Linear`: 4-bit
 levels in groups of 32 with a scale and a minimum, on ``aten._weight_int4pack_mm_for_cpu``.
 
+On a CPU with AMX (:func:`dense_prompts_default`) each quantized layer but ``lm_head`` also
+keeps ``dense``: the weight it computes with, dequantized to bfloat16. Prompt tokens are
+multiplied by it (:func:`product`), decode tokens by the packed kernel: the packed kernels
+cost about the same per row as for one row (21 us a row for a 3072 x 576 product at 2 threads,
+linear in the rows), where AMX's bfloat16 matrix product costs about the same for 16 rows
+as for one, so a prompt of 70 tokens went through ~3.5x faster (docs/engine.md, "Prompt
+tokens on AMX").
+
 ``Int8Linear`` is an ``nn.Linear`` subclass, so PEFT wraps it like any Linear: a LoRA layer's
 ``base_layer`` is the quantized module, and since its weight is not floating point PEFT keeps
 the adapter's own weights in float32 (the LoRA delta is computed in float32 and added to the
@@ -20,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -33,10 +43,12 @@ class Int8Linear(torch.nn.Linear):
     """A Linear with int8 weights (``weight``, not trainable) and per-row ``scales``."""
 
     scales: torch.Tensor
+    dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("dense", None, persistent=False)  # keep_dense
         weight = linear.weight.detach().float()
         scales = (weight.abs().amax(dim=1) / INT8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
         quantized = weight / scales[:, None]  # one float32 temporary, rounded in place
@@ -52,8 +64,8 @@ class Int8Linear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        out = packed_product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
-                             self.scales, int4=False)
+        out = product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
+                      self.scales, self.dense, int4=False, dense_from=prompt_rows())
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -61,6 +73,10 @@ class Int8Linear(torch.nn.Linear):
     def dequantized(self) -> torch.Tensor:
         """The float32 weight this module computes with."""
         return self.weight.float() * self.scales.float()[:, None]
+
+    def keep_dense(self) -> None:
+        """Keep :attr:`dense` (the scales must be in their final dtype: bfloat16)."""
+        self.dense = self.dequantized().to(self.scales.dtype)
 
 
 INT4_GROUP = 32  # weights per scale and zero: a GGUF Q4_0/Q4_1 block
@@ -75,10 +91,12 @@ class Int4Linear(torch.nn.Linear):
     each group's scale and zero point."""
 
     scales_and_zeros: torch.Tensor
+    dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("dense", None, persistent=False)  # keep_dense
         weight = linear.weight.detach().float()
         groups = weight.reshape(self.out_features, -1, INT4_GROUP)
         low = groups.amin(dim=-1)
@@ -108,8 +126,9 @@ class Int4Linear(torch.nn.Linear):
         shape = x.shape
         # Contiguous: the scales may be a view of a fused layer's (decode.Fused), and the
         # kernel reads strided scales wrongly, without an error.
-        out = packed_product(kernel_input(x, self.in_features, self.scales_and_zeros.dtype),
-                             self.weight, self.scales_and_zeros.contiguous(), int4=True)
+        out = product(kernel_input(x, self.in_features, self.scales_and_zeros.dtype),
+                      self.weight, self.scales_and_zeros.contiguous(), self.dense, int4=True,
+                      dense_from=prompt_rows())
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -120,6 +139,11 @@ class Int4Linear(torch.nn.Linear):
         eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
         columns = packed_product(eye, self.weight, self.scales_and_zeros.contiguous(), int4=True)
         return columns.float().T.contiguous()
+
+    def keep_dense(self) -> None:
+        """Keep :attr:`dense`: the kernel's own products with the identity, so each weight is
+        the one the kernel computes with, rounded to bfloat16."""
+        self.dense = self.dequantized().to(self.scales_and_zeros.dtype)
 
 
 def kernel_input(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -141,6 +165,65 @@ def packed_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tenso
         torch._weight_int4pack_mm_for_cpu(flat, weight, INT4_GROUP, scales) if int4
         else torch._weight_int8pack_mm(flat, weight, scales))
     return out
+
+
+def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
+            dense: torch.Tensor | None, *, int4: bool, dense_from: int | None) -> torch.Tensor:
+    """:func:`packed_product`, except that rows ``dense_from`` on (prompt tokens: the rows
+    after a decode step's, when a prompt slice shares its pass) are multiplied by ``dense``,
+    the same weight dequantized to bfloat16, where there is one (:func:`keep_dense`)."""
+    if dense is None or dense_from is None or dense_from >= flat.shape[0]:
+        return packed_product(flat, weight, scales, int4=int4)
+    if dense_from <= 0:
+        return torch.nn.functional.linear(flat, dense)
+    return torch.cat((packed_product(flat[:dense_from], weight, scales, int4=int4),
+                      torch.nn.functional.linear(flat[dense_from:], dense)))
+
+
+class _PromptPass(threading.local):
+    active = False
+
+
+_PROMPT_PASS = _PromptPass()
+
+
+@contextlib.contextmanager
+def prompt_pass() -> Iterator[None]:
+    """Within it, on this thread, quantized layers called as modules take every row as a
+    prompt token (the model's own forward over a prompt slice)."""
+    _PROMPT_PASS.active = True
+    try:
+        yield
+    finally:
+        _PROMPT_PASS.active = False
+
+
+def prompt_rows() -> int | None:
+    """Where a module's rows of prompt tokens start: 0 within :func:`prompt_pass`, else
+    None."""
+    return 0 if _PROMPT_PASS.active else None
+
+
+def dense_prompts_default() -> bool:
+    """Whether quantized layers keep a dense copy for prompt tokens: where the CPU has AMX
+    (torch's bfloat16 matrix products use it there; measured in docs/engine.md). Without
+    AMX the packed kernels were not measured slower per prompt token than a bfloat16
+    product, and the copy would only cost memory."""
+    supported = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return supported is not None and bool(supported())
+
+
+def keep_dense(model: torch.nn.Module) -> int:
+    """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
+    (the model already in bfloat16); returns how many. The output layer takes one column
+    per prompt, where the packed kernel is the faster."""
+    output = getattr(model, "get_output_embeddings", lambda: None)()
+    count = 0
+    for module in model.modules():
+        if isinstance(module, (Int8Linear, Int4Linear)) and module is not output:
+            module.keep_dense()
+            count += 1
+    return count
 
 
 def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
@@ -170,8 +253,11 @@ def resolve_on(precision: str, device_type: str) -> str:
                              if device_type == "cpu" else "float32")
 
 
-def apply_precision(model: Any, precision: str, device: torch.device) -> str:
-    """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one."""
+def apply_precision(model: Any, precision: str, device: torch.device, *,
+                    dense_prompts: bool | None = None) -> str:
+    """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one.
+    At int8 and int4, ``dense_prompts`` (default: :func:`dense_prompts_default`) gives the
+    quantized layers their dense copies for prompt tokens (:func:`keep_dense`)."""
     resolved = resolve_on(precision, device.type)
     if resolved == "float32":
         model.to(torch.float32)
@@ -183,6 +269,8 @@ def apply_precision(model: Any, precision: str, device: torch.device) -> str:
         # From the float32 weights, before the bfloat16 cast.
         quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear)
         model.to(torch.bfloat16)
+        if dense_prompts_default() if dense_prompts is None else dense_prompts:
+            keep_dense(model)
     if resolved != "float32":
         release_free_memory()
     return resolved
