@@ -202,8 +202,8 @@ def test_mixed_batch_equals_one_at_a_time_at_precision(
 
 def test_prompt_tokens_take_the_dense_copy_where_one_is_kept() -> None:
     """A quantized layer's dense copy is the weight its kernel computes with, in bfloat16;
-    prompt tokens (within prompt_pass, or the rows from ``dense_from`` on) are multiplied by
-    it, every other row by the packed kernel, and the two agree to bfloat16 rounding."""
+    prompt tokens (within prompt_pass) are multiplied by it, others by the packed kernel,
+    and the two agree to bfloat16 rounding."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False),
                                 torch.nn.Linear(128, 40, bias=False))
@@ -218,13 +218,10 @@ def test_prompt_tokens_take_the_dense_copy_where_one_is_kept() -> None:
     assert torch.equal(first(plain), before)  # decode tokens: the packed kernel, unchanged
     with quantize.prompt_pass():
         prompted = first(plain)
-    assert quantize.prompt_rows() is None  # only within the block
+    assert not quantize.in_prompt_pass()  # only within the block
     assert torch.equal(prompted, torch.nn.functional.linear(plain, first.dense))
     assert not torch.equal(prompted, before)
     assert (prompted.float() - before.float()).abs().max() < 0.02 * before.float().abs().max()
-    split = quantize.product(plain, first.weight, first.scales_and_zeros, first.dense,
-                             int4=True, dense_from=2)
-    assert torch.equal(split[:2], before[:2]) and torch.equal(split[2:], prompted[2:])
     # Kept by default exactly where the CPU has AMX.
     default = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
     quantize.apply_precision(default, "int8", torch.device("cpu"))
@@ -255,12 +252,12 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
     fused = adapters._lean.fused[0][0]
     assert fused is not None and fused.dense is not None and q_proj.dense is not None
     assert q_proj.dense.untyped_storage().data_ptr() == fused.dense.untyped_storage().data_ptr()
-    calls: list[int | None] = []
+    calls: list[bool] = []
     real = decode.product
 
-    def spied(*args: object, dense_from: int | None, **kwargs: object) -> torch.Tensor:
-        calls.append(dense_from)
-        return real(*args, dense_from=dense_from, **kwargs)  # type: ignore[arg-type]
+    def spied(*args: object, prompt: bool, **kwargs: object) -> torch.Tensor:
+        calls.append(prompt)
+        return real(*args, prompt=prompt, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(decode, "product", spied)
     ids, mask, positions = BatchTensors.prompts(
@@ -277,7 +274,7 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
     with torch.inference_mode():
         lean, batch = prompt(adapters.lean_forward)
         # Every layer's products dense; the output layer's last one packed (one column).
-        assert len(calls) > 1 and set(calls[:-1]) == {0} and calls[-1] is None
+        assert len(calls) > 1 and set(calls[:-1]) == {True} and calls[-1] is False
         by_model, _ = prompt(adapters.forward)
         assert torch.equal(lean, by_model)
         packed, _ = prompt(adapters.lean_forward, flagged=False)
@@ -286,7 +283,7 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
         calls.clear()
         step_inputs = batch.step_inputs()
         adapters.lean_forward([name], **step_inputs)
-        assert calls and set(calls) == {None}
+        assert calls and set(calls) == {False}
         calls.clear()
         other = new_cache()
         adapters.joined_passes(
@@ -295,4 +292,4 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
                        "cache": other, "use_cache": True, "logits_to_keep": 1,
                        "prompt": True})],
             [True, True])
-        assert calls and set(calls) == {None}
+        assert calls and set(calls) == {False}

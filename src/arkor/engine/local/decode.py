@@ -114,22 +114,22 @@ class Fused:
 
     def project(self, modules: Sequence[Any], plans: Sequence[Stack | str | None],
                 x: torch.Tensor, rows: RowAdapters | None,
-                prompt_from: int | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+                prompt: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Each module's :func:`project_as` with its plan in ``plans`` (its
         :func:`lora_plan`), the base products from one kernel call (each output column is the
-        same dot product as in its own module's; tokens ``prompt_from`` on by the dense
-        copy, :func:`~arkor.engine.local.quantize.product`); and that call's whole output
+        same dot product as in its own module's; ``prompt`` tokens by the dense copies,
+        :func:`~arkor.engine.local.quantize.product`); and that call's whole output
         ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
         called on its own (None)."""
         out = product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
-                      self.scales, self.dense, int4=self.int4, dense_from=prompt_from)
+                      self.scales, self.dense, int4=self.int4, prompt=prompt)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
         for module, plan, part in zip(modules, plans, out.split_with_sizes(self.sizes, dim=-1),
                                       strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
-                part, intact = call_module(module, x, prompt_from), False
+                part, intact = call_module(module, x, prompt), False
             elif plan is not None:
                 if lora_input is None or lora_input.dtype != plan.a.dtype:
                     lora_input = x.to(plan.a.dtype)
@@ -151,39 +151,33 @@ def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | str | None:
     return plan_of(module, rows)
 
 
-Projection = Callable[[torch.Tensor, int | None], torch.Tensor]
-"""A projection's base product of ``x`` (:func:`base_projection`), its tokens from the second
-argument on (None: none) being prompt tokens."""
+Projection = Callable[[torch.Tensor, bool], torch.Tensor]
+"""A projection's base product of ``x`` (:func:`base_projection`), given whether its tokens
+are prompt tokens."""
 
 
-def call_module(module: Any, x: torch.Tensor, prompt_from: int | None) -> torch.Tensor:
-    """``module(x)``, within :func:`~arkor.engine.local.quantize.prompt_pass` where every
-    token of ``x`` is a prompt token (a module takes its rows as one kind: a pass that mixes
-    decode and prompt tokens is split here, which the lean passes never make of a module
-    they call)."""
-    if prompt_from is None or prompt_from >= x.shape[0] * x.shape[1]:
+def call_module(module: Any, x: torch.Tensor, prompt: bool) -> torch.Tensor:
+    """``module(x)``; for ``prompt`` tokens within
+    :func:`~arkor.engine.local.quantize.prompt_pass`, so its quantized layers take their
+    dense copies as the lean pass does."""
+    if not prompt:
         out: torch.Tensor = module(x)
         return out
-    if prompt_from <= 0:
-        with prompt_pass():
-            whole: torch.Tensor = module(x)
-        return whole
-    decode, prompt = x[:prompt_from], x[prompt_from:]
     with prompt_pass():
-        prompted = module(prompt)
-    return torch.cat((module(decode), prompted))
+        prompted: torch.Tensor = module(x)
+    return prompted
 
 
 def project_as(module: Any, base: Projection, plan: Stack | str | None, x: torch.Tensor,
-               rows: RowAdapters | None, prompt_from: int | None = None) -> torch.Tensor:
+               rows: RowAdapters | None, prompt: bool = False) -> torch.Tensor:
     """``module(x)`` for a projection, given its :func:`base_projection` and
     :func:`lora_plan`: a LoRA layer as its mixed-batch forward computes it (the base
     projection, then every row's own adapter from the stacked weights), anything else (a
-    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it; tokens
-    ``prompt_from`` on are prompt tokens."""
+    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it; ``prompt``: its
+    tokens are prompt tokens."""
     if isinstance(plan, str):
-        return call_module(module, x, prompt_from)
-    result = base(x, prompt_from)
+        return call_module(module, x, prompt)
+    result = base(x, prompt)
     return result if plan is None else add_stacked(result, x, plan, rows)
 
 
@@ -194,14 +188,14 @@ def base_projection(module: Any) -> Projection:
     base = module.base_layer if isinstance(module, LoraLinear) else module
     kind = type(base)
     if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
-        return lambda x, prompt_from: call_module(base, x, prompt_from)
+        return lambda x, prompt: call_module(base, x, prompt)
     weight, width, int4, dense = base.weight, base.in_features, kind is Int4Linear, base.dense
     # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).
     scales = base.scales_and_zeros.contiguous() if int4 else base.scales
 
-    def projection(x: torch.Tensor, prompt_from: int | None) -> torch.Tensor:
+    def projection(x: torch.Tensor, prompt: bool) -> torch.Tensor:
         out = product(kernel_input(x, width, scales.dtype), weight, scales, dense, int4=int4,
-                      dense_from=prompt_from)
+                      prompt=prompt)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     return projection
@@ -314,15 +308,6 @@ class _Part:
         return self.batch * self.length
 
 
-def prompt_start(parts: Sequence[_Part]) -> int | None:
-    """0 when every pass is a prompt slice (its tokens take the layers' dense copies, where
-    kept: quantize.keep_dense), else None. A slice joined to a decode step goes through the
-    packed kernels with the step's rows: the dense copies for its tokens alone would read
-    every layer's weights a second time, which cost more than the slice's tokens saved
-    (docs/engine.md, "Prompt tokens on AMX")."""
-    return 0 if all(part.prompt for part in parts) else None
-
-
 class LeanDecoder:
     """The forward pass of one loaded causal LM (see the module's docstring)."""
 
@@ -423,7 +408,12 @@ class LeanDecoder:
     def _hidden_states(self, layout: _Layout, rows: RowAdapters | None,
                        passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
-        prompt_from = prompt_start(parts)
+        # Prompt slices alone take the layers' dense copies, where kept (quantize.keep_dense).
+        # A slice joined to a decode step goes through the packed kernels with the step's
+        # rows: dense copies for its tokens alone would read every layer's weights a second
+        # time, which cost more than the slice's tokens saved (docs/engine.md, "Prompt tokens
+        # on AMX").
+        prompt = all(part.prompt for part in parts)
         single = len(parts) == 1
         hidden = (parts[0].hidden if single else
                   torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
@@ -433,9 +423,9 @@ class LeanDecoder:
             qkv = layer.qkv
             if qkv is not None:
                 outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows,
-                                             prompt_from)
+                                             prompt)
             else:
-                outputs, whole = [project_as(m, base, plan, hidden, rows, prompt_from)
+                outputs, whole = [project_as(m, base, plan, hidden, rows, prompt)
                                   for m, base, plan
                                   in zip(layer.qkv_modules, layer.qkv_bases, layer.qkv_plans,
                                          strict=True)], None
@@ -467,21 +457,21 @@ class LeanDecoder:
                 start = end
             joined = attended[0] if single else torch.cat(attended)
             hidden = residual + project_as(layer.o_module, layer.o_base, layer.o_plan, joined,
-                                           rows, prompt_from)
+                                           rows, prompt)
             residual = hidden
             hidden = layer.norm2(hidden)
             gate_up = layer.gate_up
             if gate_up is not None:
                 gate, up = gate_up.project(layer.gate_up_modules, layer.gate_up_plans, hidden,
-                                           rows, prompt_from)[0]
+                                           rows, prompt)[0]
             else:
-                gate, up = (project_as(m, base, plan, hidden, rows, prompt_from)
+                gate, up = (project_as(m, base, plan, hidden, rows, prompt)
                             for m, base, plan
                             in zip(layer.gate_up_modules, layer.gate_up_bases,
                                    layer.gate_up_plans, strict=True))
             gated = layer.act(gate) * up
             hidden = residual + project_as(layer.down_module, layer.down_base, layer.down_plan,
-                                           gated, rows, prompt_from)
+                                           gated, rows, prompt)
         hidden = self.norm(hidden)
         kept, start = [], 0
         for part in parts:

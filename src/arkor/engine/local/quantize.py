@@ -65,7 +65,7 @@ class Int8Linear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         out = product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
-                      self.scales, self.dense, int4=False, dense_from=prompt_rows())
+                      self.scales, self.dense, int4=False, prompt=in_prompt_pass())
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -128,7 +128,7 @@ class Int4Linear(torch.nn.Linear):
         # kernel reads strided scales wrongly, without an error.
         out = product(kernel_input(x, self.in_features, self.scales_and_zeros.dtype),
                       self.weight, self.scales_and_zeros.contiguous(), self.dense, int4=True,
-                      dense_from=prompt_rows())
+                      prompt=in_prompt_pass())
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -168,16 +168,12 @@ def packed_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tenso
 
 
 def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
-            dense: torch.Tensor | None, *, int4: bool, dense_from: int | None) -> torch.Tensor:
-    """:func:`packed_product`, except that rows ``dense_from`` on (prompt tokens: the rows
-    after a decode step's, when a prompt slice shares its pass) are multiplied by ``dense``,
-    the same weight dequantized to bfloat16, where there is one (:func:`keep_dense`)."""
-    if dense is None or dense_from is None or dense_from >= flat.shape[0]:
-        return packed_product(flat, weight, scales, int4=int4)
-    if dense_from <= 0:
+            dense: torch.Tensor | None, *, int4: bool, prompt: bool) -> torch.Tensor:
+    """:func:`packed_product`, or for ``prompt`` tokens the product with ``dense``, the same
+    weight dequantized to bfloat16, where the layer keeps one (:func:`keep_dense`)."""
+    if prompt and dense is not None:
         return torch.nn.functional.linear(flat, dense)
-    return torch.cat((packed_product(flat[:dense_from], weight, scales, int4=int4),
-                      torch.nn.functional.linear(flat[dense_from:], dense)))
+    return packed_product(flat, weight, scales, int4=int4)
 
 
 class _PromptPass(threading.local):
@@ -198,10 +194,9 @@ def prompt_pass() -> Iterator[None]:
         _PROMPT_PASS.active = False
 
 
-def prompt_rows() -> int | None:
-    """Where a module's rows of prompt tokens start: 0 within :func:`prompt_pass`, else
-    None."""
-    return 0 if _PROMPT_PASS.active else None
+def in_prompt_pass() -> bool:
+    """Whether this thread is within :func:`prompt_pass`."""
+    return _PROMPT_PASS.active
 
 
 def dense_prompts_default() -> bool:
