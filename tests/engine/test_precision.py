@@ -219,6 +219,10 @@ def test_prompt_tokens_take_the_dense_copy_where_one_is_kept() -> None:
     with quantize.prompt_pass():
         prompted = first(plain)
     assert not quantize.in_prompt_pass()  # only within the block
+    with quantize.prompt_pass():
+        with quantize.prompt_pass():
+            pass
+        assert quantize.in_prompt_pass()  # an inner block leaves the outer one as it was
     assert torch.equal(prompted, torch.nn.functional.linear(plain, first.dense))
     assert not torch.equal(prompted, before)
     assert (prompted.float() - before.float()).abs().max() < 0.02 * before.float().abs().max()

@@ -96,10 +96,10 @@ class Fused:
         scales = [b.scales_and_zeros if int4 else b.scales for b in bases]
         if len({(b.in_features, s.dtype) for b, s in zip(bases, scales, strict=True)}) != 1:
             return None
-        dense = ([b.dense for b in bases if b.dense is not None]
-                 if all(b.dense is not None for b in bases) else [])
+        copies = [b.dense for b in bases if b.dense is not None]  # all or none: keep_dense
         fused = cls(torch.cat([b.weight for b in bases]), torch.cat(scales, dim=1 if int4 else 0),
-                    [b.out_features for b in bases], int4, torch.cat(dense) if dense else None)
+                    [b.out_features for b in bases], int4,
+                    torch.cat(copies) if len(copies) == len(bases) else None)
         start = 0
         for base, size in zip(bases, fused.sizes, strict=True):
             base.weight = torch.nn.Parameter(fused.weight[start:start + size],
