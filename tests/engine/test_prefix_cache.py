@@ -287,9 +287,9 @@ def test_a_slice_costs_about_one_decode_step() -> None:
     assert budget.tokens() == SliceBudget.FIRST  # nothing measured yet
     budget.stepped(0.040)
     budget.carried(0.080, 32)  # 40 ms more for 32 tokens: 1.25 ms a token
-    assert budget.tokens() == 16  # half a 40 ms step: 20 ms, at 1.25 ms a token
+    assert budget.tokens() == 26  # 80 % of a 40 ms step: 32 ms, at 1.25 ms a token
     budget.carried(0.060, 10)  # 2 ms a token: a rise is followed at once
-    assert budget.tokens() == 10
+    assert budget.tokens() == 16
     budget.carried(0.010, 10)  # faster than a step without a slice: noise, not free tokens
     assert SliceBudget.LEAST <= budget.tokens() <= SliceBudget.MOST
     for _ in range(30):
@@ -297,13 +297,7 @@ def test_a_slice_costs_about_one_decode_step() -> None:
     assert budget.tokens() == SliceBudget.MOST
     for _ in range(30):
         budget.carried(5.0, 10)
-    assert budget.tokens() == SliceBudget.LEAST == 1
-    # A slice token that costs as much as a decode row of 8 (the packed kernels' cost per
-    # row on a 2-core CPU): 2 tokens, not a floor of 8 that would double every such step.
-    slow = SliceBudget()
-    slow.stepped(0.032)
-    slow.carried(0.064, 8)  # 4 ms a prompt token against a 32 ms step of 8 rows
-    assert slow.tokens() * 0.004 <= 0.5 * 0.032 and slow.tokens() >= 2
+    assert budget.tokens() == SliceBudget.LEAST
 
 
 def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_dir: Path) -> None:

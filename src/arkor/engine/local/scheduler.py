@@ -77,20 +77,16 @@ fixed cost more often, delaying the newcomer's first token."""
 class SliceBudget:
     """How many padded prompt tokens a slice joined to a decode step may carry: as many as
     cost ``SHARE`` of one decode step of the running rows, so a prompt going in never stalls
-    them for more than one step's worth at a time, the steps' own jitter included. Both
-    costs are measured as the loop runs (moving averages): the decode step alone, and the
-    extra seconds per slice token of a step that carried one (which follows a rise at once).
-    Before anything is measured, the fewest.
+    them for more than one step's worth at a time, the steps' jitter included; before
+    anything is measured, the fewest (a first slice of 32 tokens was the worst stall of a
+    fresh engine on a slow CPU: 3.3 steps). Both costs are measured as the loop runs
+    (moving averages): the decode step alone, and the extra seconds per slice token of a
+    step that carried one (which follows a rise at once)."""
 
-    The fewest is one token: on a CPU whose packed kernels cost the same per row as a
-    decode row (int4 and int8 on a 2-core AMD EPYC: a prompt token ~3.5-6 ms against a
-    ~30 ms step of 8 rows), a floor of 8 tokens made every slice cost 1.6-2.6 steps' worth
-    whatever ``SHARE`` said (docs/engine.md, "Slice size")."""
-
-    LEAST = 1
-    FIRST = LEAST
+    LEAST = 8
+    FIRST = LEAST  # before anything is measured: a slow CPU at int8 pays ~8 ms a token
     MOST = 1024
-    SHARE = 0.5  # of a step's cost a slice may add: the rest is room for the steps' jitter
+    SHARE = 0.8  # of a step's cost a slice may add: room for the steps' own jitter
     WEIGHT = 0.3  # of the newest measurement in the averages
 
     def __init__(self) -> None:
