@@ -9,6 +9,8 @@ runs both in turn, one alive at a time, and the medians are printed. Greedy thro
 1. Time to first token of a 1-token request whose 75-token prompt was seen before, on the
    base model and on an adapter; and of a new question after a shared ~60-token system
    prompt. TTFT is from ``generate`` to its first event, in-process (no HTTP).
+   The base request of 1. once more, sent 0.3 s after a ~1,340-token prompt arrived while
+   8 other rows decode: its prompt is whole in the cache, but the long one is going in.
 2. Stalls: 8 rows decode 64 tokens each; after their 8th token a ~1,340-token prompt
    arrives. The worst gap between two tokens of any running row while it goes in, against
    the median gap (one decode step), and the long prompt's own time to first token.
@@ -101,6 +103,27 @@ async def repeated_prefix(
     return figures
 
 
+async def again_while_long(engine: LocalEngine, round_: int) -> dict[str, float]:
+    """The base request of :func:`repeated_prefix` again, while a long prompt goes in beside
+    8 decoding rows (other prompts than :func:`stalls`', so neither finds the other's)."""
+    started = asyncio.Event()
+
+    async def running(index: int) -> None:
+        req = ask(PROMPTS[8 + index], max_tokens=64, system=None, ignore_eos=True)
+        async for _event in engine.generate(req):
+            started.set()
+
+    tasks = [asyncio.create_task(running(i)) for i in range(8)]
+    await started.wait()
+    long = asyncio.create_task(first_event(engine, ask(f"Summarise ({round_}, again):\n{LONG}",
+                                                       system=None)))
+    await asyncio.sleep(0.3)
+    figure = await first_event(engine, ask(f"{REPEATED} (case {round_})"))
+    await long
+    await asyncio.gather(*tasks)
+    return {"base again, while a long prompt goes in": figure}
+
+
 async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
     stamps: list[list[float]] = [[] for _ in range(8)]
     eighth = asyncio.Event()
@@ -172,6 +195,7 @@ async def measure(
                 await engine.load(EMBEDDED_MODEL_NAME)
                 await first_event(engine, ask("Hello", adapter))  # attach the adapter, warm up
                 found = {**await repeated_prefix(engine, adapter, round_),
+                         **await again_while_long(engine, round_),
                          **await stalls(engine, round_)}
             for key, value in found.items():
                 figures[name].setdefault(key, []).append(value)

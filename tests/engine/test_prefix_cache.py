@@ -118,6 +118,10 @@ def test_a_whole_prompt_comes_back_with_its_logits_and_keeps_them_when_extended(
     assert hit is not None and hit.length == 3 and hit.logits is logits
     assert hit.layers[0][0].shape == (3, 3, 4)
     assert cache.lookup_whole("other", [1, 2, 3]) is None  # per adapter
+    # Only looking: no counter, no recency changes.
+    assert cache.holds_whole("base", [1, 2, 3]) and not cache.holds_whole("other", [1, 2, 3])
+    assert not cache.holds_whole("base", [1, 2]) and cache.whole_hits == 1
+    assert cache.stores == 1
     assert cache.lookup_whole("base", [1, 2]) is None  # no logits kept at that length
     assert cache.lookup_whole("base", [1, 2, 3, 4]) is None
     # The answer extends the prompt: the longer entry replaces it and keeps its logits.
@@ -280,6 +284,46 @@ def test_a_long_prompt_goes_in_slices_joined_to_decode_steps(
     assert fed + prefix(cached).tokens_reused - reused >= prompt, (passes, alone)
     assert max(tokens for _, tokens in passes) <= SliceBudget.MOST, passes
     assert steps_alone, "steps without a slice before and after"
+
+
+def test_a_prompt_seen_whole_joins_while_a_long_prompt_goes_in(
+    cached: LocalEngine, plain: LocalEngine, adapter_a: AdapterRef
+) -> None:
+    """Regression: a request whose prompt is whole in the prefix cache needs no forward pass
+    for its first token, yet it waited in the queue until a long prompt going in by slices
+    had joined (one prefill group at a time). Now it joins at once: its first token comes
+    before the long prompt's, with the same text as ever."""
+    long_text = " ".join(f"Line {i}: the crate was loaded at noon." for i in range(40))
+    long_request = conversation(f"Summarise these lines:\n{long_text}", max_tokens=4)
+    running = [conversation(f"{q} Please be brief.", max_tokens=48) for q in QUESTIONS[:2]]
+    seen = [conversation("Is there a free plan?", max_tokens=6),
+            conversation("Is there a free plan?", adapter=adapter_a, max_tokens=6)]
+    expected = texts(plain, seen)
+    assert texts(cached, seen) == expected  # now whole in the cache, with their logits
+    scheduler: Any = cached._schedulers[EMBEDDED_MODEL_NAME]
+    whole = prefix(cached).whole_hits
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        started = asyncio.Event()
+        tasks = [asyncio.create_task(collect(cached, r, started)) for r in running]
+        await started.wait()
+        long_task = asyncio.create_task(collect(cached, long_request))
+        while scheduler._group is None:  # the long prompt is going in, slice by slice
+            assert not long_task.done()
+            await asyncio.sleep(0.001)
+        again = await asyncio.gather(*(collect(cached, r) for r in seen))
+        outcome = await long_task
+        await asyncio.gather(*tasks)
+        return outcome, again
+
+    long_outcome, again = asyncio.run(scenario())
+    assert [o.text for o in again] == expected
+    assert prefix(cached).whole_hits - whole == 2
+    firsts = [o.first_delta_at for o in again]
+    long_first = long_outcome.first_delta_at
+    assert long_first is not None and all(t is not None and t < long_first for t in firsts), (
+        firsts, long_first)
+    assert scheduler.joining == 0 and scheduler._group is None
 
 
 def test_a_slice_costs_about_one_decode_step() -> None:

@@ -174,6 +174,10 @@ class AdapterSet:
         slot = self._slots[key]
         return f"{slot.name}.{slot.serial}"
 
+    def current_instance(self, key: str | None) -> str | None:
+        """:meth:`instance`, or None when ``key``'s adapter is not attached now."""
+        return self.instance(key) if key is None or key in self._slots else None
+
     def forward(self, row_adapters: list[str], **inputs: object) -> object:
         """One forward pass where row ``i`` uses adapter ``row_adapters[i]`` (or ``__base__``).
 

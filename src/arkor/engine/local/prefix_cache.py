@@ -63,6 +63,12 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def stores(self) -> int:
+        """How many entries were ever stored (a prompt that was not whole in the cache can
+        only become so by a store)."""
+        return self._next_id
+
     def lookup(self, adapter: str, tokens: list[int], *, minimum: int = 1) -> PrefixHit | None:
         """The longest cached prefix of ``tokens`` under ``adapter``, leaving at least one token
         of ``tokens`` to compute (its logits are needed); None below ``minimum`` tokens."""
@@ -84,6 +90,20 @@ class PrefixCache:
     def lookup_whole(self, adapter: str, tokens: list[int]) -> PrefixHit | None:
         """All of ``tokens`` under ``adapter``, with the logits that followed them, when an
         entry holds both (a prompt served before); None otherwise."""
+        found = self._whole(adapter, tokens)
+        if found is None:
+            return None
+        entry_id, logits = found
+        self.whole_hits += 1
+        return self._hit(entry_id, len(tokens), logits)
+
+    def holds_whole(self, adapter: str, tokens: list[int]) -> bool:
+        """Whether :meth:`lookup_whole` would find ``tokens``; changes nothing (no counter,
+        no recency)."""
+        return self._whole(adapter, tokens) is not None
+
+    def _whole(self, adapter: str, tokens: list[int]) -> tuple[int, torch.Tensor] | None:
+        """The newest entry holding all of ``tokens`` and the logits that followed them."""
         if not self._entries or not tokens:
             return None
         length = len(tokens)
@@ -95,8 +115,7 @@ class PrefixCache:
             if wanted is None:
                 wanted = np.asarray(tokens, dtype=np.int64)
             if _common_prefix(entry.tokens, wanted) == length:
-                self.whole_hits += 1
-                return self._hit(entry_id, length, logits)
+                return entry_id, logits
         return None
 
     def _hit(self, entry_id: int, length: int, logits: torch.Tensor | None = None) -> PrefixHit:

@@ -252,7 +252,11 @@ class Scheduler:
                 self.prefix.clear()
             taken: list[Ticket] = []
             if self._group is not None:
-                return taken  # one prefill group at a time; the next waits its turn
+                # One prefill group at a time; the next waits its turn. A prompt found whole
+                # in the prefix cache needs no forward pass and joins at once.
+                taken = self._whole_prompts_waiting()
+                self._joining = len(self._group[1]) + len(taken)
+                return taken
             width = 0
             while self._waiting and len(self._rows) + len(taken) < self._max_batch_size:
                 ticket = self._waiting[0]
@@ -266,6 +270,38 @@ class Scheduler:
                 width = new_width
             self._joining = len(taken)
             return taken
+
+    def _whole_prompts_waiting(self) -> list[Ticket]:
+        """While a prefill group goes in: the waiting requests whose prompts are whole in the
+        prefix cache (with the logits that followed them), as many as the batch has room
+        for, taken out of the queue (called under the lock, on the scheduler's thread, which
+        owns the cache). Each request is looked at again only after a store."""
+        assert self._group is not None
+        room = self._max_batch_size - len(self._rows) - len(self._group[1])
+        if room <= 0 or not self.prefix.enabled:
+            return []
+        stores = self.prefix.stores
+        taken: list[Ticket] = []
+        for ticket in list(self._waiting):
+            if len(taken) >= room:
+                break
+            if ticket.cancelled or ticket.whole_checked == stores:
+                continue
+            ticket.whole_checked = stores
+            if self._held_whole(ticket):
+                self._waiting.remove(ticket)
+                taken.append(ticket)
+        return taken
+
+    def _held_whole(self, ticket: Ticket) -> bool:
+        """Whether the ticket's prompt is whole in the prefix cache under the adapter weights
+        it would run with now (an adapter not attached has none there)."""
+        request = ticket.request
+        if request.prompt_logprobs is not None:
+            return False  # they need every prompt position's hidden state
+        instance = self.adapters.current_instance(
+            request.adapter.key if request.adapter is not None else None)
+        return instance is not None and self.prefix.holds_whole(instance, ticket.prompt_ids)
 
     def _admit(self, tickets: list[Ticket]) -> None:
         rows: list[Row] = []
@@ -286,9 +322,10 @@ class Scheduler:
                 deferred.append(ticket)
             else:
                 rows.append(row)
+        busy = len(self._group[1]) if self._group is not None else 0  # a group going in
         with self._cond:
             self._waiting.extendleft(reversed(deferred))
-            self._joining = len(rows)
+            self._joining = busy + len(rows)
         if not rows:
             return
         try:
@@ -301,12 +338,20 @@ class Scheduler:
                                                       if hit.logits is not None]),
                            store=False)
                 rows = [row for row, hit in zip(rows, wholes, strict=True) if hit is None]
-                self._set_joining(len(rows))
-                if not rows:
-                    return
+            if rows and busy:
+                # Taken as whole prompts while a group goes in, and not found whole after
+                # all: back to the front of the queue, for their turn.
+                self._release(rows)
+                with self._cond:
+                    self._waiting.extendleft(reversed([row.ticket for row in rows]))
+                rows = []
+            self._set_joining(busy + len(rows))
+            if not rows:
+                return
             group = self._prefill_group(rows, [self._prefix_hit(row) for row in rows])
         except Exception as exc:
-            self._prefill_failed(rows, exc)
+            # While a group goes in, only the rows taken here fail; the group goes on.
+            self._prefill_failed(rows, exc, ends_group=not busy)
             return
         self._group = (group, rows)
 
@@ -326,14 +371,15 @@ class Scheduler:
             row.prefix_instance, row.ticket.prompt_ids, minimum=MIN_PREFIX_HIT
         )
 
-    def _prefill_failed(self, rows: list[Row], exc: Exception) -> None:
+    def _prefill_failed(self, rows: list[Row], exc: Exception, *, ends_group: bool = True) -> None:
         # A prefill group has a cache of its own, so the running batch is untouched: only
         # its rows fail.
         logger.error("prefill failed for %s", self.loaded.name, exc_info=exc)
-        self._group = None
+        if ends_group:
+            self._group = None
         self._fail_rows(rows, f"The engine failed while starting this request: "
                               f"{type(exc).__name__}", running=False)
-        self._set_joining(0)
+        self._set_joining(len(self._group[1]) if self._group is not None else 0)
 
     def _advance_prefill(self) -> None:
         """Feed the prefill group its next slice; join it to the batch once it is through."""

@@ -33,6 +33,9 @@ class Ticket:
     cancelled: bool = False
     done: bool = False
     submitted_at: float = field(default_factory=time.monotonic)
+    # The prefix cache's store count when this waiting request was last found not whole in
+    # it (the scheduler's look for whole prompts while a prefill group goes in).
+    whole_checked: int = -1
 
     def deliver(self, item: Delivery) -> None:
         """Called from the scheduler thread; the last item is a Finished or an exception."""
