@@ -295,13 +295,16 @@ def test_a_prompt_seen_whole_joins_while_a_long_prompt_goes_in(
     before the long prompt's, with the same text as ever."""
     long_text = " ".join(f"Line {i}: the crate was loaded at noon." for i in range(40))
     long_request = conversation(f"Summarise these lines:\n{long_text}", max_tokens=4)
-    running = [conversation(f"{q} Please be brief.", max_tokens=48) for q in QUESTIONS[:2]]
+    running = [conversation(f"{q} Please be brief.", max_tokens=64) for q in QUESTIONS[:2]]
     seen = [conversation("Is there a free plan?", max_tokens=6),
             conversation("Is there a free plan?", adapter=adapter_a, max_tokens=6)]
     expected = texts(plain, seen)
     assert texts(cached, seen) == expected  # now whole in the cache, with their logits
     scheduler: Any = cached._schedulers[EMBEDDED_MODEL_NAME]
     whole = prefix(cached).whole_hits
+    # Slices of 8 tokens, so the long prompt goes in over ~50 turns on any machine (a fast
+    # one sizes them to take it in one or two, and there would be no window to arrive in).
+    scheduler._slices.tokens = lambda: 8
 
     async def scenario() -> tuple[Any, list[Any]]:
         started = asyncio.Event()
@@ -316,7 +319,10 @@ def test_a_prompt_seen_whole_joins_while_a_long_prompt_goes_in(
         await asyncio.gather(*tasks)
         return outcome, again
 
-    long_outcome, again = asyncio.run(scenario())
+    try:
+        long_outcome, again = asyncio.run(scenario())
+    finally:
+        del scheduler._slices.tokens
     assert [o.text for o in again] == expected
     assert prefix(cached).whole_hits - whole == 2
     firsts = [o.first_delta_at for o in again]
