@@ -74,10 +74,6 @@ class Int8Linear(torch.nn.Linear):
         """The float32 weight this module computes with."""
         return self.weight.float() * self.scales.float()[:, None]
 
-    def keep_dense(self) -> None:
-        """Keep :attr:`dense` (the scales must be in their final dtype: bfloat16)."""
-        self.dense = self.dequantized().to(self.scales.dtype)
-
 
 INT4_GROUP = 32  # weights per scale and zero: a GGUF Q4_0/Q4_1 block
 INT4_LEVELS = 15.0
@@ -139,11 +135,6 @@ class Int4Linear(torch.nn.Linear):
         eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
         columns = packed_product(eye, self.weight, self.scales_and_zeros.contiguous(), int4=True)
         return columns.float().T.contiguous()
-
-    def keep_dense(self) -> None:
-        """Keep :attr:`dense`: the kernel's own products with the identity, so each weight is
-        the one the kernel computes with, rounded to bfloat16."""
-        self.dense = self.dequantized().to(self.scales_and_zeros.dtype)
 
 
 def kernel_input(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -209,13 +200,15 @@ def dense_prompts_default() -> bool:
 
 def keep_dense(model: torch.nn.Module) -> int:
     """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
-    (the model already in bfloat16); returns how many. The output layer takes one column
-    per prompt, where the packed kernel is the faster."""
+    (the model already in bfloat16): its :meth:`~Int4Linear.dequantized` weight (at int4 the
+    kernel's own products with the identity, so each weight is the one the kernel computes
+    with) rounded to bfloat16; returns how many. The output layer takes one column per
+    prompt, where the packed kernel is the faster."""
     output = getattr(model, "get_output_embeddings", lambda: None)()
     count = 0
     for module in model.modules():
         if isinstance(module, (Int8Linear, Int4Linear)) and module is not output:
-            module.keep_dense()
+            module.dense = module.dequantized().to(torch.bfloat16)
             count += 1
     return count
 
