@@ -304,7 +304,7 @@ def test_a_prompt_seen_whole_joins_while_a_long_prompt_goes_in(
     whole = prefix(cached).whole_hits
     # Slices of 8 tokens, so the long prompt goes in over ~50 turns on any machine (a fast
     # one sizes them to take it in one or two, and there would be no window to arrive in).
-    scheduler._slices.tokens = lambda: 8
+    scheduler._slices.tokens = lambda width=0, rows=0: 8
 
     async def scenario() -> tuple[Any, list[Any]]:
         started = asyncio.Event()
@@ -334,7 +334,7 @@ def test_a_prompt_seen_whole_joins_while_a_long_prompt_goes_in(
 
 def test_a_slice_costs_about_one_decode_step() -> None:
     budget = SliceBudget()
-    assert budget.tokens() == SliceBudget.FIRST  # nothing measured yet
+    assert budget.tokens() == SliceBudget.LEAST  # nothing measured yet
     budget.stepped(0.040)
     budget.carried(0.080, 32)  # 40 ms more for 32 tokens: 1.25 ms a token
     assert budget.tokens() == 26  # 80 % of a 40 ms step: 32 ms, at 1.25 ms a token
@@ -348,6 +348,32 @@ def test_a_slice_costs_about_one_decode_step() -> None:
     for _ in range(30):
         budget.carried(5.0, 10)
     assert budget.tokens() == SliceBudget.LEAST
+
+
+def test_a_long_prompt_goes_by_smaller_slices_that_fill_the_kernels_blocks() -> None:
+    """A long prompt's slices take half a step, down to one token; with the packed kernels
+    (rows in blocks of 4) a slice fills the pass's last block: a short prompt's up, a long
+    one's down to a whole block, or up to the first."""
+    long = SliceBudget.LONG + 1
+    budget = SliceBudget()
+    assert budget.tokens(long) == SliceBudget.LONG_LEAST  # nothing measured yet
+    budget.stepped(0.040)
+    budget.carried(0.080, 32)  # 1.25 ms a token
+    assert budget.tokens(long) == 16  # half of a 40 ms step
+    assert budget.tokens(SliceBudget.LONG) == 26  # not long: 80 %
+    budget.carried(0.240, 10)  # 20 ms a token
+    assert budget.tokens(long) == 1 and budget.tokens() == SliceBudget.LEAST
+
+    blocks = SliceBudget(block=4)
+    assert blocks.tokens(long, rows=8) == 4  # one token would cost a whole block anyway
+    assert blocks.tokens(long, rows=7) == 1  # it fills the last block
+    assert blocks.tokens(rows=7) == 9  # a short prompt's floor of 8, up to the block's end
+    assert blocks.tokens(rows=8) == 8
+    blocks.stepped(0.040)
+    blocks.carried(0.080, 32)
+    assert blocks.tokens(long, rows=8) == 16  # 16 rows of 8 + 16: whole blocks
+    assert blocks.tokens(long, rows=7) == 13  # down to 20 rows, never past the budget
+    assert blocks.tokens(rows=7) == 29  # up from 26 to 36 rows
 
 
 def test_a_request_being_joined_holds_its_slot(models_dir: Path, embedded_model_dir: Path) -> None:

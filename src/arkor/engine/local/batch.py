@@ -94,8 +94,14 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         batch = sum(keys.shape[0] for keys, _ in parts)
         heads = first_keys.shape[1]
         capacity = max(length + extra + SPARE_COLUMNS, self.reserve)
-        key_buffer = first_keys.new_zeros((batch, heads, capacity, first_keys.shape[-1]))
-        value_buffer = first_values.new_zeros((batch, heads, capacity, first_values.shape[-1]))
+        # Only the first ``length`` columns are ever read (the rest are written first, by
+        # update), so only they are zeroed (their padding must be finite: a masked column
+        # still goes through the attention's products). A prefill group's reserve is its
+        # whole width: zeroing all of it (~30 MB for a 1,340-token prompt) took ~6 ms.
+        key_buffer = first_keys.new_empty((batch, heads, capacity, first_keys.shape[-1]))
+        value_buffer = first_values.new_empty((batch, heads, capacity, first_values.shape[-1]))
+        key_buffer[:, :, :length].zero_()
+        value_buffer[:, :, :length].zero_()
         row = 0
         for keys, values in parts:
             rows, start = keys.shape[0], length - keys.shape[-2]

@@ -50,6 +50,7 @@ from arkor.engine.local.loader import LoadedModel
 from arkor.engine.local.logprobs import prompt_logprobs
 from arkor.engine.local.prefill import PrefillGroup, row_layers
 from arkor.engine.local.prefix_cache import PrefixCache, PrefixHit
+from arkor.engine.local.quantize import PACKED_BLOCK_ROWS, PACKED_PRECISIONS
 from arkor.engine.local.row import Row
 from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
 from arkor.engine.local.ticket import Ticket
@@ -81,15 +82,30 @@ class SliceBudget:
     anything is measured, the fewest (a first slice of 32 tokens was the worst stall of a
     fresh engine on a slow CPU: 3.3 steps). Both costs are measured as the loop runs
     (moving averages): the decode step alone, and the extra seconds per slice token of a
-    step that carried one (which follows a rise at once)."""
+    step that carried one (which follows a rise at once).
 
-    LEAST = 8
-    FIRST = LEAST  # before anything is measured: a slow CPU at int8 pays ~8 ms a token
+    A short prompt keeps a floor of ``LEAST`` tokens a slice: it is in within a few steps,
+    and its own first token is what its caller waits for. A long one (more than ``LONG``
+    columns to feed) stalls the running rows for seconds, and slices of a few tokens
+    more add little to its own first token: it goes by ``LONG_SHARE`` of a step, down to one
+    token a slice.
+
+    torch's packed int8/int4 CPU kernels compute rows in blocks of ``block`` (4): a pass of
+    9 rows costs what one of 12 does. So a slice is sized for the pass to fill its last
+    block: a short prompt's up (never fewer tokens than the budget), a long one's down to
+    the nearest whole block (never past its budget) but at least to the first one
+    (docs/engine.md, "Slice size")."""
+
+    LEAST = 8  # and before anything is measured: a slow CPU at int8 pays ~8 ms a token
     MOST = 1024
     SHARE = 0.8  # of a step's cost a slice may add: room for the steps' own jitter
+    LONG = 256  # columns to feed, from which a prompt is long
+    LONG_SHARE = 0.5  # of a step's cost a long prompt's slice may add
+    LONG_LEAST = 1  # and before anything is measured
     WEIGHT = 0.3  # of the newest measurement in the averages
 
-    def __init__(self) -> None:
+    def __init__(self, block: int = 1) -> None:
+        self.block = block  # rows the matrix kernels compute together
         self.step: float | None = None  # seconds of a decode step of the running rows
         self.per_token: float | None = None  # extra seconds per slice token
 
@@ -105,12 +121,20 @@ class SliceBudget:
             self.per_token = (extra if self.per_token is None or extra > self.per_token
                               else self._average(self.per_token, extra))
 
-    def tokens(self) -> int:
+    def tokens(self, width: int = 0, rows: int = 0) -> int:
+        """Tokens for the next slice of a prompt of ``width`` columns to feed in all, in a
+        pass with a decode step of ``rows`` rows."""
+        long = width > self.LONG
+        share, least = (self.LONG_SHARE, self.LONG_LEAST) if long else (self.SHARE, self.LEAST)
         if self.step is None or self.per_token is None:
-            return self.FIRST
-        if self.per_token <= 0:
+            budget = least
+        elif self.per_token <= 0:
             return self.MOST
-        return max(self.LEAST, min(self.MOST, round(self.SHARE * self.step / self.per_token)))
+        else:
+            budget = max(least, min(self.MOST, round(share * self.step / self.per_token)))
+        free = -(rows + budget) % self.block  # rows left in the pass's last block
+        below = budget + free - self.block  # the whole block below the budget
+        return below if long and free and below >= 1 else budget + free
 
     def _average(self, old: float | None, new: float) -> float:
         return new if old is None else (1 - self.WEIGHT) * old + self.WEIGHT * new
@@ -130,7 +154,8 @@ class Scheduler:
         self.loaded = loaded
         self.prefix = PrefixCache(prefix_cache_bytes)
         self._chunked_prefill = chunked_prefill
-        self._slices = SliceBudget()
+        self._slices = SliceBudget(block=PACKED_BLOCK_ROWS if loaded.precision in PACKED_PRECISIONS
+                                   and loaded.device.type == "cpu" else 1)
         self._group: tuple[PrefillGroup, list[Row]] | None = None
         # Batch slots held by requests taken from the queue that are not running rows yet
         # (being admitted, prefilled or joined): counted as busy, or a request arriving in
@@ -421,7 +446,7 @@ class Scheduler:
         theirs fails them there)."""
         assert self._group is not None and self._batch is not None
         group, rows = self._group
-        columns = max(1, self._slices.tokens() // group.size)
+        columns = max(1, self._slices.tokens(group.width, len(self._rows)) // group.size)
         mark = self._batch.mark()
         step_inputs, slice_inputs = self._batch.step_inputs(), group.next_slice(columns)
         began = time.perf_counter()
