@@ -199,8 +199,8 @@ def in_prompt_pass() -> bool:
 def dense_prompts_default() -> bool:
     """Whether quantized layers keep a dense copy for prompt tokens: where the CPU has AMX
     (torch's bfloat16 matrix products use it there; measured in docs/engine.md). Without
-    AMX the packed kernels were not measured slower per prompt token than a bfloat16
-    product, and the copy would only cost memory."""
+    AMX (an AMD EPYC with AVX-512 BF16) the copies gave no clear gain in the engine for
+    ~90 MiB more (docs/performance.md, "Prefix cache and chunked prefill")."""
     return bool(torch.cpu._is_amx_tile_supported())
 
 
