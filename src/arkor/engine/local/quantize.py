@@ -38,11 +38,16 @@ from arkor.engine.precision import resolve_precision
 
 INT8_MAX = 127.0
 
-PACKED_PRECISIONS = frozenset({"int8", "int4"})
 PACKED_BLOCK_ROWS = 4
 """Rows torch's packed int8/int4 CPU kernels compute together: a product of 5 to 8 rows
 costs about what one of 8 does, 9 to 12 what one of 12 does (3072 x 576 at int4 on a 2-core
 AMD EPYC: 334, 326; 476, 490 us; docs/engine.md, "Slice size")."""
+
+
+def block_rows(precision: str, device: torch.device) -> int:
+    """Rows the matrix kernels of a model at ``precision`` (resolved) on ``device`` compute
+    together: :data:`PACKED_BLOCK_ROWS` for the packed CPU kernels, else 1."""
+    return PACKED_BLOCK_ROWS if precision in ("int8", "int4") and device.type == "cpu" else 1
 
 
 class Int8Linear(torch.nn.Linear):

@@ -50,7 +50,7 @@ from arkor.engine.local.loader import LoadedModel
 from arkor.engine.local.logprobs import prompt_logprobs
 from arkor.engine.local.prefill import PrefillGroup, row_layers
 from arkor.engine.local.prefix_cache import PrefixCache, PrefixHit
-from arkor.engine.local.quantize import PACKED_BLOCK_ROWS, PACKED_PRECISIONS
+from arkor.engine.local.quantize import block_rows
 from arkor.engine.local.row import Row
 from arkor.engine.local.sampling import RowSampler, StepTokens, next_tokens
 from arkor.engine.local.ticket import Ticket
@@ -154,8 +154,7 @@ class Scheduler:
         self.loaded = loaded
         self.prefix = PrefixCache(prefix_cache_bytes)
         self._chunked_prefill = chunked_prefill
-        self._slices = SliceBudget(block=PACKED_BLOCK_ROWS if loaded.precision in PACKED_PRECISIONS
-                                   and loaded.device.type == "cpu" else 1)
+        self._slices = SliceBudget(block=block_rows(loaded.precision, loaded.device))
         self._group: tuple[PrefillGroup, list[Row]] | None = None
         # Batch slots held by requests taken from the queue that are not running rows yet
         # (being admitted, prefilled or joined): counted as busy, or a request arriving in
