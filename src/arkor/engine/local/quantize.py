@@ -224,25 +224,24 @@ def keep_dense(model: torch.nn.Module) -> int:
     return count
 
 
-def auto_precision_for(capability: str, avx512_bf16: bool) -> str:
+def auto_precision_for(capability: str) -> str:
     """What ``auto`` is on a CPU of torch's ``capability`` (docs/engine.md, "Precision"):
-    ``int4`` with AVX-512 BF16, where int4 decoded faster than int8 (one stream and 16
-    concurrent); ``int8`` with AVX2 or better (``AVX2`` or ``AVX512``), where the engine
-    decoded faster at int8 than at float32 on every machine measured and int4 was no faster;
-    ``float32`` on the rest."""
-    if capability not in ("AVX2", "AVX512"):
-        return "float32"
-    return "int4" if capability == "AVX512" and avx512_bf16 else "int8"
+    ``int4`` with AVX-512 (``AVX512``), where int4 decoded faster than int8 (one stream and 16
+    concurrent) on every such machine measured, with or without AVX-512 BF16; ``int8`` with
+    AVX2 (``AVX2``), where the engine decoded faster at int8 than at float32 and int4 was no
+    faster; ``float32`` on the rest."""
+    if capability == "AVX512":
+        return "int4"
+    return "int8" if capability == "AVX2" else "float32"
 
 
 def cpu_auto_precision() -> str:
     """What ``auto`` is on this CPU (:func:`auto_precision_for`); ``float32`` where torch
     cannot say."""
     capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
-    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     if capability is None:
         return "float32"
-    return auto_precision_for(str(capability()), has_bf16 is not None and bool(has_bf16()))
+    return auto_precision_for(str(capability()))
 
 
 def resolve_on(precision: str, device_type: str) -> str:
