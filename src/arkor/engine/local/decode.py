@@ -211,9 +211,9 @@ def rms_norm(norm: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     # Epsilon as a float32 tensor, made once: the same float32 sum as adding the Python float
     # (which torch wraps in a tensor and converts on every call: ~1.2 us, 61 times a step).
     eps = torch.tensor(norm.variance_epsilon, dtype=torch.float32, device=weight.device)
-    # On the CPU, the mean as torch's ``mean`` computes a float32 one there (a sum, divided
-    # in place by the count), the count a float32 tensor made once: the same numbers, ~4.5 us
-    # less a norm (``mean`` wraps the count in a tensor on every call).
+    # On the CPU torch's ``mean`` of float32 values is their sum divided in place by the
+    # count, which it wraps in a tensor on every call: the same here with the count made once
+    # (the same numbers, ~4.5 us less a norm).
     count = torch.tensor(float(weight.shape[-1]), dtype=torch.float32, device=weight.device)
     on_cpu = weight.device.type == "cpu"
 
