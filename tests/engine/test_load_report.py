@@ -4,7 +4,9 @@ then its running rows, its queue, and its adapters attached and evicted, on the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,15 @@ def test_the_load_report_counts_rows_and_adapter_churn(
     engine = make_engine(models_dir, max_loaded_adapters=1, max_batch_size=1)
     assert engine.load_report() == {}
 
+    # The first request cannot end before it is cancelled (no EOS for 400 tokens, ~12 s in
+    # float32). With 48 tokens, once in CI, it had already left the batch when the second
+    # was first seen waiting (running 0, waiting 1).
+    counting = chat("Count to fifty.", max_tokens=400)
+    counting = replace(counting, sampling=replace(counting.sampling, min_tokens=400))
+
     async def scenario() -> tuple[BaseModelLoad, BaseModelLoad]:
         started = asyncio.Event()
-        long = asyncio.create_task(collect(engine, chat("Count to fifty.", max_tokens=48),
-                                           started))
+        long = asyncio.create_task(collect(engine, counting, started))
         await started.wait()
         waiting = asyncio.create_task(collect(engine, chat("Hi", max_tokens=2)))
         for _ in range(2000):  # one batch slot: the second waits while the first decodes
@@ -32,7 +39,10 @@ def test_the_load_report_counts_rows_and_adapter_churn(
                 break
             await asyncio.sleep(0.005)
         busy = engine.load_report()[EMBEDDED_MODEL_NAME]
-        await asyncio.gather(long, waiting)
+        long.cancel()  # its row leaves at the next step; the second then runs
+        with contextlib.suppress(asyncio.CancelledError):
+            await long
+        await waiting
         for adapter in (adapter_a, adapter_b, adapter_a):  # one slot: each switch evicts
             await collect(engine, chat("Hi", adapter=adapter, max_tokens=2))
         for _ in range(200):  # the last row leaves the batch just after its answer is sent
