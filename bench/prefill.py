@@ -13,7 +13,10 @@ runs both in turn, one alive at a time, and the medians are printed. Greedy thro
    8 other rows decode: its prompt is whole in the cache, but the long one is going in.
 2. Stalls: 8 rows decode 64 tokens each; after their 8th token a ~1,340-token prompt
    arrives. The worst gap between two tokens of any running row while it goes in, against
-   the median gap (one decode step), and the long prompt's own time to first token.
+   the median gap (one decode step), and the long prompt's own time to first token. Beside
+   them, what tells a slice's cost from the machine's jitter: the median gap while it goes
+   in (a typical step that carries a slice), and the worst gap of the same rows before it
+   arrived (decode steps alone, every row started: no prompt going in).
 3. Peak RSS (``ru_maxrss``) of a process that has served the base model and 4 adapters at
    16 concurrent plus the long prompt, per engine configuration, each in a fresh process.
 """
@@ -142,12 +145,21 @@ async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
     long_ttft = await first_event(engine, ask(f"Summarise ({round_}):\n{LONG}", system=None))
     done = arrived + long_ttft
     await asyncio.gather(*tasks)
-    window, steady = [], []
+    started = max(row[0] for row in stamps)  # every row's first token is out
+    window, steady, alone = [], [], []
     for row in stamps:
         for before, after in itertools.pairwise(row):
-            (window if after >= arrived and before <= done else steady).append(after - before)
+            gap = after - before
+            if after >= arrived and before <= done:
+                window.append(gap)
+                continue
+            steady.append(gap)
+            if before >= started and after < arrived:
+                alone.append(gap)
     return {
         "worst gap while it goes in": max(window) if window else 0.0,
+        "median gap while it goes in": statistics.median(window) if window else 0.0,
+        "worst gap before it arrived (steps alone)": max(alone) if alone else 0.0,
         "median gap (one decode step)": statistics.median(steady),
         "long prompt TTFT": long_ttft,
     }
