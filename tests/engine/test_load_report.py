@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from arkor.engine.base import AdapterRef
 from arkor.engine.local.engine import BaseModelLoad
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
-from tests.engine.conftest import chat, close_engine, collect, make_engine
+from tests.engine.conftest import ask, chat, close_engine, collect, make_engine
 
 
 def test_the_load_report_counts_rows_and_adapter_churn(
@@ -26,8 +25,7 @@ def test_the_load_report_counts_rows_and_adapter_churn(
     # The first request cannot end before it is cancelled (no EOS for 400 tokens, ~12 s in
     # float32). With 48 tokens, once in CI, it had already left the batch when the second
     # was first seen waiting (running 0, waiting 1).
-    counting = chat("Count to fifty.", max_tokens=400)
-    counting = replace(counting, sampling=replace(counting.sampling, min_tokens=400))
+    counting = ask("Count to fifty.", max_tokens=400, min_tokens=400)
 
     async def scenario() -> tuple[BaseModelLoad, BaseModelLoad]:
         started = asyncio.Event()
