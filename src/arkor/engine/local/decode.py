@@ -30,7 +30,7 @@ module as before.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
@@ -39,7 +39,7 @@ from transformers.integrations.sdpa_attention import pack_gqa, sdpa_attention_fo
 from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
-from arkor.engine.local.batch import growing_layers
+from arkor.engine.local.batch import GrowingLayer, growing_layers
 from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
 from arkor.engine.local.quantize import (
     Int4Linear,
@@ -48,6 +48,12 @@ from arkor.engine.local.quantize import (
     product,
     prompt_pass,
     release_free_memory,
+)
+from arkor.engine.local.scripted import (
+    LAYER_PROJECTIONS,
+    LAYER_WEIGHTS,
+    run_unoptimized,
+    scripted_decode_layers,
 )
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
@@ -181,6 +187,11 @@ def project_as(module: Any, base: Projection, plan: Stack | str | None, x: torch
     return result if plan is None else add_stacked(result, x, plan, rows)
 
 
+def base_of(module: Any) -> Any:
+    """A projection's base layer: a LoRA layer's ``base_layer``, else the module."""
+    return module.base_layer if isinstance(module, LoraLinear) else module
+
+
 def base_projection(module: Any) -> Projection:
     """What the projection's base layer computes, as a function: a bias-free int8 or int4
     layer's kernel call (its forward's) with its weights looked up once (less a module call
@@ -265,6 +276,51 @@ class _Layout:
     head: Any
     head_base: Projection
     head_plan: Stack | str | None
+    # Its decode steps' arguments for scripted.decode_layers, or None: taken by the Python
+    # layers (a layer whose parts the script does not write out)
+    scripted: _ScriptedLayout | None = None
+
+
+@dataclass
+class _ScriptedLayout:
+    """What :func:`~arkor.engine.local.scripted.decode_layers` takes of one layout of
+    adapters, gathered once: its weights and shapes, and each projection's LoRA stack."""
+
+    weights: list[torch.Tensor]
+    int4: list[bool]
+    sizes: list[int]
+    stacks: list[Stack | None]  # q, k, v, o, gate, up, down of each layer
+    eps: torch.Tensor
+    count: torch.Tensor
+    final_norm: torch.Tensor
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scaling: float
+    # Per adapter that every row of a step uses: each projection's own columns (Stack.alone)
+    _alone: dict[int, tuple[list[torch.Tensor | None], list[torch.Tensor | None]]] = field(
+        default_factory=dict)
+
+    def lora(self, rows: RowAdapters | None) -> tuple[list[torch.Tensor | None],
+                                                     list[torch.Tensor | None],
+                                                     list[torch.Tensor | None]]:
+        """The LoRA arguments of a step whose rows are ``rows``: each projection's ``A``,
+        ``B`` and which of their columns each row keeps (None: every column, the one-adapter
+        case), as :func:`~arkor.engine.local.mixed_lora.add_stacked` chooses them."""
+        nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
+        if rows is None or all(stack is None for stack in self.stacks):
+            return nothing, nothing, nothing
+        if rows.only is not None:
+            found = self._alone.get(rows.only)
+            if found is None:
+                own = [None if stack is None else stack.alone(rows.only) for stack in self.stacks]
+                found = self._alone[rows.only] = ([None if o is None else o[0] for o in own],
+                                                  [None if o is None else o[1] for o in own])
+            return found[0], found[1], nothing
+        return ([None if stack is None else stack.a for stack in self.stacks],
+                [None if stack is None else stack.b for stack in self.stacks],
+                [None if stack is None else rows.mask(stack.owner, stack.columns, 3)
+                 for stack in self.stacks])
 
 
 MAX_LAYOUTS = 64
@@ -318,8 +374,11 @@ class _Part:
 class LeanDecoder:
     """The forward pass of one loaded causal LM (see the module's docstring)."""
 
-    def __init__(self, causal_lm: Any) -> None:
+    def __init__(self, causal_lm: Any, *, scripted: bool = True) -> None:
         self.lm = causal_lm
+        # Decode steps by scripted.decode_layers where a layout allows (False: always the
+        # Python layers; tests and benches compare the two)
+        self.scripted = scripted
         self.inner = causal_lm.model  # LlamaModel: embeddings, layers, norm, rotary_emb
         self.fused = [(Fused.of([layer.self_attn.q_proj, layer.self_attn.k_proj,
                                  layer.self_attn.v_proj]),
@@ -348,10 +407,64 @@ class LeanDecoder:
                 self._layouts.clear()
                 self._generation = generation
             head = self.lm.lm_head
+            layers = [self._layer(index, layer, rows)
+                      for index, layer in enumerate(self.inner.layers)]
             found = self._layouts[key] = _Layout(
-                [self._layer(index, layer, rows) for index, layer in enumerate(self.inner.layers)],
-                head, base_projection(head), lora_plan(head, rows))
+                layers, head, base_projection(head), lora_plan(head, rows),
+                self._scripted_layout(layers))
         return found
+
+    def _scripted_layout(self, layers: list[_Layer]) -> _ScriptedLayout | None:
+        """``layers`` as :func:`~arkor.engine.local.scripted.decode_layers` takes them, or
+        None where it does not write one of their parts out: projections not fused (not int8
+        or int4), a bias, a norm other than Llama's (or of another epsilon), an activation
+        other than SiLU, a LoRA layer on PEFT's path, attention without grouped key/value
+        heads."""
+        norms = [norm for layer in self.inner.layers
+                 for norm in (layer.input_layernorm, layer.post_attention_layernorm)]
+        norms.append(self.inner.norm)
+        if not layers or any(type(norm) is not LlamaRMSNorm for norm in norms) or len(
+                {(norm.variance_epsilon, norm.weight.shape[-1]) for norm in norms}) != 1:
+            return None
+        weights: list[torch.Tensor] = []
+        int4: list[bool] = []
+        sizes: list[int] = []
+        stacks: list[Stack | None] = []
+        attention = layers[0].attention
+        heads, kv_heads = attention.config.num_attention_heads, attention.config.num_key_value_heads
+        for index, layer in enumerate(layers):
+            qkv, gate_up = layer.qkv, layer.gate_up
+            plans = (*layer.qkv_plans, layer.o_plan, *layer.gate_up_plans, layer.down_plan)
+            ends = [base_of(layer.o_module), base_of(layer.down_module)]
+            if (qkv is None or gate_up is None or len(qkv.sizes) != 3 or len(gate_up.sizes) != 2
+                    or any(isinstance(plan, str) for plan in plans)
+                    or any(type(end) not in (Int8Linear, Int4Linear) or end.bias is not None
+                           for end in ends)
+                    or layer.act is not torch.nn.functional.silu
+                    or layer.head_dim != attention.head_dim
+                    or layer.attention.scaling != attention.scaling
+                    or layer.rotary_split != [heads, kv_heads]):
+                return None
+            source = self.inner.layers[index]
+            o, down = ((end.weight, end.scales_and_zeros.contiguous() if type(end) is Int4Linear
+                        else end.scales) for end in ends)
+            weights += [source.input_layernorm.weight, qkv.weight, qkv.scales, *o,
+                        source.post_attention_layernorm.weight, gate_up.weight, gate_up.scales,
+                        *down]
+            int4 += [qkv.int4, type(ends[0]) is Int4Linear, gate_up.int4,
+                     type(ends[1]) is Int4Linear]
+            sizes += [*qkv.sizes, *gate_up.sizes]
+            stacks += [plan if isinstance(plan, Stack) else None for plan in plans]
+        if heads % kv_heads or heads == kv_heads:
+            return None
+        assert len(stacks) == LAYER_PROJECTIONS * len(layers)
+        norm = self.inner.norm
+        return _ScriptedLayout(
+            weights, int4, sizes, stacks,
+            torch.tensor(norm.variance_epsilon, dtype=torch.float32, device=norm.weight.device),
+            torch.tensor(float(norm.weight.shape[-1]), dtype=torch.float32,
+                         device=norm.weight.device),
+            norm.weight, heads, kv_heads, attention.head_dim, float(attention.scaling))
 
     def _layer(self, index: int, layer: Any, rows: RowAdapters | None) -> _Layer:
         attention, mlp = layer.self_attn, layer.mlp
@@ -415,6 +528,10 @@ class LeanDecoder:
     def _hidden_states(self, layout: _Layout, rows: RowAdapters | None,
                        passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
+        if self.scripted and layout.scripted is not None and len(parts) == 1:
+            scripted = self._scripted_step(layout.scripted, rows, parts[0])
+            if scripted is not None:
+                return [scripted]
         # Prompt slices alone take the layers' dense copies, where kept (quantize.keep_dense).
         # A slice joined to a decode step goes through the packed kernels with the step's
         # rows: dense copies for its tokens alone would read every layer's weights a second
@@ -487,6 +604,39 @@ class LeanDecoder:
             kept.append(own[:, -part.keep:] if part.keep else own)
             start += part.tokens
         return kept
+
+    def _scripted_step(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
+                       part: _Part) -> torch.Tensor | None:
+        """The decoder's output for ``part`` by
+        :func:`~arkor.engine.local.scripted.decode_layers`, its cache grown by its column;
+        None (nothing done) unless it is a decode step (one column, not a prompt slice)
+        whose cache layers all hold the same columns and whose mask, if any, is shared by
+        the heads."""
+        mask = part.mask
+        if part.length != 1 or part.prompt or not (
+                mask is None or (isinstance(mask, torch.Tensor) and mask.shape[1] == 1)):
+            return None
+        layers = part.layers
+        length = layers[0].length if layers and isinstance(layers[0], GrowingLayer) else -1
+        if len(layers) * LAYER_WEIGHTS != len(scripted.weights):
+            return None
+        if length < 1 or any(not isinstance(layer, GrowingLayer) or layer.length != length
+                             for layer in layers):
+            return None
+        buffers = [layer.room_for(1) for layer in layers]
+        if any(pair is None for pair in buffers):
+            return None
+        keys = [pair[0] for pair in buffers if pair is not None]
+        values = [pair[1] for pair in buffers if pair is not None]
+        lora_a, lora_b, chosen = scripted.lora(rows)
+        hidden = run_unoptimized(
+            scripted_decode_layers(), part.hidden, part.cos, part.signed_sin, mask,
+            scripted.weights, scripted.int4, scripted.sizes, lora_a, lora_b, chosen, keys,
+            values, length, scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
+            scripted.kv_heads, scripted.head_dim, scripted.scaling)
+        for layer in layers:
+            layer.advance(1)
+        return hidden
 
     def _prepare(self, inputs: dict[str, Any]) -> _Part:
         inner, cache = self.inner, inputs["cache"]

@@ -1,0 +1,174 @@
+"""A decode step's decoder layers as one TorchScript function (:func:`decode_layers`).
+
+:class:`~arkor.engine.local.decode.LeanDecoder` makes a decode step's ~2,000 tensor
+operations from Python: each costs its kernel plus a few microseconds of Python around it
+(argument parsing, the result's wrapper, the attribute lookups and branches between them).
+For the step the engine takes most (one pass of decode rows, one column each, at int8 or
+int4 with the layers' projections fused), the same operations, in the same order, with the
+same arguments, are written here once more as a TorchScript function: TorchScript's
+interpreter calls each one from C++, with the GIL released for the whole step (the event
+loop's thread runs meanwhile). No compiler is involved (TorchScript ships inside torch's
+wheel), nothing is fused and nothing is reordered (the graph executor's optimizations are
+switched off for the call), so the numbers are the Python step's, bit for bit
+(``tests/engine/test_decode.py``). Measured on a 2-core AMD EPYC: the decoder layers of a
+one-row int4 step in 0.73-0.75x the Python step's time (docs/engine.md, "A scripted decode
+step").
+
+There is no ``from __future__ import annotations`` here: TorchScript reads the annotations.
+"""
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+LAYER_WEIGHTS = 10
+"""A layer's entries in :func:`decode_layers`' ``weights``: the first norm's weight, the
+fused q/k/v weight and scales, o's weight and scales, the second norm's weight, the fused
+gate/up weight and scales, down's weight and scales."""
+
+LAYER_PROJECTIONS = 7
+"""A layer's entries in the LoRA lists: q, k, v, o, gate, up, down."""
+
+LAYER_SIZES = 5
+"""A layer's entries in ``sizes``: the q, k and v outputs, then the gate and up outputs."""
+
+LAYER_KINDS = 4
+"""A layer's entries in ``int4``: q/k/v, o, gate/up, down (True: int4, False: int8)."""
+
+
+def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
+    # decode.rms_norm's operations (LlamaRMSNorm's on the CPU)
+    dtype = hidden.dtype
+    wide = hidden.to(torch.float32)
+    variance = wide.pow(2).sum(-1, keepdim=True).div_(count)
+    wide = wide * torch.rsqrt(variance.add_(eps))
+    return weight * wide.to(dtype)
+
+
+def _product(x: Tensor, weight: Tensor, scales: Tensor, int4: bool) -> Tensor:
+    # quantize.kernel_input, then quantize.packed_product, then the view of base_projection
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.dtype != scales.dtype:
+        flat = flat.to(scales.dtype)
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    if int4:
+        out = torch._weight_int4pack_mm_for_cpu(flat, weight, 32, scales)
+    else:
+        out = torch._weight_int8pack_mm(flat, weight, scales)
+    shape = list(x.shape[:-1])
+    shape.append(out.shape[-1])
+    return out.view(shape)
+
+
+def _lora(result: Tensor, x: Tensor, a: Tensor | None, b: Tensor | None,
+          chosen: Tensor | None) -> Tensor:
+    # mixed_lora.add_stacked: ``chosen`` None is the one-adapter case (its own columns)
+    if a is None or b is None:
+        return result
+    if chosen is None:
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.dtype != a.dtype:
+            flat = flat.to(a.dtype)
+        result.add_(torch.mm(torch.mm(flat, a), b).to(result.dtype).view(result.shape))
+        return result
+    xa = torch.matmul(x if x.dtype == a.dtype else x.to(a.dtype), a)
+    xa = torch.where(chosen, xa, 0.0)
+    result.add_(torch.matmul(xa, b).to(result.dtype))
+    return result
+
+
+def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[int],
+           a: list[Tensor | None], b: list[Tensor | None],
+           chosen: list[Tensor | None], first: int) -> Tensor:
+    # decode.Fused.project: one product, each part's LoRA term added in place (the parts are
+    # views of the whole), x cast to the LoRA weights' dtype once
+    out = _product(x, weight, scales, int4)
+    parts = out.split_with_sizes(sizes, dim=-1)
+    lora_input = x
+    for index in range(len(sizes)):
+        own_a = a[first + index]
+        if own_a is not None:
+            if lora_input.dtype != own_a.dtype:
+                lora_input = x.to(own_a.dtype)
+            _lora(parts[index], lora_input, own_a, b[first + index], chosen[first + index])
+    return out
+
+
+def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor | None,
+                  weights: list[Tensor], int4: list[bool], sizes: list[int],
+                  lora_a: list[Tensor | None], lora_b: list[Tensor | None],
+                  lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
+                  length: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
+                  kv_heads: int, head_dim: int, scaling: float) -> Tensor:
+    """The decoder's output (after its last norm) for a decode step of ``hidden``
+    (``[rows, 1, hidden]``, embedded), as ``LeanDecoder`` computes it; each layer's new key and
+    value written at column ``length`` of its cache buffers (``keys``/``values``, which have
+    room for it). ``mask``: the step's attention mask (None: no padding)."""
+    batch = hidden.shape[0]
+    groups = heads // kv_heads
+    rotated = (heads + kv_heads) * head_dim
+    end = length + 1
+    for layer in range(len(keys)):
+        # LAYER_WEIGHTS, LAYER_PROJECTIONS, LAYER_SIZES and LAYER_KINDS (TorchScript reads no
+        # global number)
+        w = layer * 10
+        p = layer * 7
+        s = layer * 5
+        kind = layer * 4
+        residual = hidden
+        hidden = _norm(hidden, weights[w], eps, count)
+        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes[s:s + 3],
+                     lora_a, lora_b, lora_chosen, p)
+        value = qkv.split_with_sizes(sizes[s:s + 3], dim=-1)[2].view(
+            batch, 1, -1, head_dim).transpose(1, 2)
+        both = qkv[:, :, :rotated].view(batch, 1, -1, head_dim).transpose(1, 2)
+        both = (both * cos) + (both.roll(head_dim // 2, -1) * signed_sin)
+        query_key = both.split_with_sizes([heads, kv_heads], dim=1)
+        key_buffer, value_buffer = keys[layer], values[layer]
+        key_buffer[:, :, length:end] = query_key[1]
+        value_buffer[:, :, length:end] = value
+        attended = torch.nn.functional.scaled_dot_product_attention(
+            query_key[0].reshape(batch, kv_heads, groups, head_dim),
+            key_buffer[:, :, :end], value_buffer[:, :, :end], attn_mask=mask, dropout_p=0.0,
+            scale=scaling)
+        joined = attended.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous()
+        joined = joined.reshape(batch, 1, -1).contiguous()
+        hidden = residual + _lora(
+            _product(joined, weights[w + 3], weights[w + 4], int4[kind + 1]), joined,
+            lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
+        residual = hidden
+        hidden = _norm(hidden, weights[w + 5], eps, count)
+        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2],
+                         sizes[s + 3:s + 5], lora_a, lora_b, lora_chosen, p + 4).split_with_sizes(
+                             sizes[s + 3:s + 5], dim=-1)
+        gated = torch.nn.functional.silu(gate_up[0]) * gate_up[1]
+        hidden = residual + _lora(
+            _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
+            lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+    return _norm(hidden, final_norm, eps, count)
+
+
+_SCRIPTED: list[Callable[..., Tensor]] = []
+
+
+def scripted_decode_layers() -> Callable[..., Tensor]:
+    """:func:`decode_layers` compiled by TorchScript (once a process: ~0.3 s)."""
+    if not _SCRIPTED:
+        with warnings.catch_warnings():
+            # torch 2.13 marks torch.jit.script deprecated (docs/engine.md, "A scripted
+            # decode step", says why it is used and what replaces it)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _SCRIPTED.append(torch.jit.script(decode_layers))
+    return _SCRIPTED[0]
+
+
+def run_unoptimized(function: Callable[..., Tensor], *args: object) -> Tensor:
+    """``function(*args)`` with the graph executor's optimizations off on this thread (a
+    thread's setting): the graph runs as written, never specialized, fused or reordered."""
+    if torch._C._get_graph_executor_optimize():
+        torch._C._set_graph_executor_optimize(False)
+    out: Tensor = function(*args)
+    return out

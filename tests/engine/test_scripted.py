@@ -1,0 +1,124 @@
+"""The scripted decode step (``scripted.decode_layers``) gives the Python layers' logits and
+cache bit for bit, and is the one taken for decode steps at int8 and int4: one row on the
+base model or on an adapter, and a padded batch mixing the base model with adapters on q/v
+alone and on all seven projections of every layer."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from arkor.engine.base import AdapterRef
+from arkor.engine.local import decode
+from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
+from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
+from arkor.engine.local.quantize import apply_precision
+from arkor.engine.registry import EMBEDDED_MODEL_NAME
+
+PROMPTS = ["What is the capital of France?", "I was charged twice this month.",
+           "Die Katze schläft auf dem Sofa.", "Hi"]
+# (module path in a layer, input width, output width) of SmolLM2-135M
+PROJECTIONS = {"self_attn.q_proj": (576, 576), "self_attn.k_proj": (576, 192),
+               "self_attn.v_proj": (576, 192), "self_attn.o_proj": (576, 576),
+               "mlp.gate_proj": (576, 1536), "mlp.up_proj": (576, 1536),
+               "mlp.down_proj": (1536, 576)}
+
+
+def every_projection_adapter(path: Path) -> AdapterRef:
+    """An adapter of random weights on all seven projections of every layer."""
+    generator = torch.Generator().manual_seed(7)
+    tensors = {}
+    for layer in range(30):
+        for module, (width, out) in PROJECTIONS.items():
+            stem = f"base_model.model.model.layers.{layer}.{module}"
+            tensors[f"{stem}.lora_A.weight"] = torch.randn(8, width, generator=generator) / 24
+            tensors[f"{stem}.lora_B.weight"] = torch.randn(out, 8, generator=generator) / 8
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16,
+        "target_modules": [name.rsplit(".", 1)[1] for name in PROJECTIONS],
+        "base_model_name_or_path": EMBEDDED_MODEL_NAME}))
+    save_file(tensors, str(path / "adapter_model.safetensors"))
+    return AdapterRef(key=f"test:{path.name}", path=path)
+
+
+def prefilled(adapters: AdapterSet, names: list[str], tokenizer: Any) -> BatchTensors:
+    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS[:len(names)]]
+    ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
+    cache = new_cache()
+    with torch.inference_mode():
+        out = adapters.lean_forward(names, input_ids=ids, attention_mask=mask,
+                                    position_ids=positions, cache=cache, use_cache=True,
+                                    logits_to_keep=1)
+    return BatchTensors(cache, mask, positions[:, -1] + 1, out.logits[:, -1].argmax(-1))
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_the_scripted_step_equals_the_python_layers(
+    precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, precision, torch.device("cpu"))
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    lean = adapters._lean
+    assert lean is not None and lean.scripted
+    qv = adapters.acquire(adapter_a, None)
+    every = adapters.acquire(every_projection_adapter(tmp_path / "every"), None)
+    assert qv is not None and every is not None
+    calls: list[int] = []
+    real = decode.run_unoptimized
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls.append(args[1].shape[0])  # the step's rows
+        return real(*args)
+
+    monkeypatch.setattr(decode, "run_unoptimized", counted)
+    for names in ([BASE_ADAPTER_NAME], [qv], [every],
+                  [BASE_ADAPTER_NAME, every, qv, every], [every, every]):
+        by_script = prefilled(adapters, names, tokenizer)
+        assert calls == [], "a prompt goes through the Python layers"
+        by_python = copy.deepcopy(by_script)
+        for _ in range(3):
+            with torch.inference_mode():
+                lean.scripted = True
+                got = adapters.lean_forward(names, **by_script.step_inputs()).logits
+                assert calls == [len(names)], f"{names}: the step was scripted"
+                lean.scripted = False
+                expected = adapters.lean_forward(names, **by_python.step_inputs()).logits
+                assert calls == [len(names)], "scripted=False: the Python layers"
+                lean.scripted = True
+            calls.clear()
+            assert torch.equal(got, expected), names
+            for mine, theirs in zip(growing_layers(by_script.cache),
+                                    growing_layers(by_python.cache), strict=True):
+                assert torch.equal(mine.contents()[0], theirs.contents()[0])
+                assert torch.equal(mine.contents()[1], theirs.contents()[1])
+            tokens = expected[:, -1].argmax(-1).tolist()
+            by_script.append_step(tokens)
+            by_python.append_step(tokens)
+    # The adapter on every projection changes the step: its rows' logits are not the base
+    # model's.
+    batch = prefilled(adapters, [BASE_ADAPTER_NAME, every], tokenizer)
+    inputs = batch.step_inputs()
+    with torch.inference_mode():
+        mixed = adapters.lean_forward([BASE_ADAPTER_NAME, every], **copy.deepcopy(inputs)).logits
+        base = adapters.lean_forward([BASE_ADAPTER_NAME] * 2, **inputs).logits
+    assert torch.equal(mixed[0], base[0]) and not torch.equal(mixed[1], base[1])
+
+
+def test_float_models_take_the_python_layers(embedded_model_dir: Path) -> None:
+    """No fused packed projections (float32, bfloat16): nothing for the script to take."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    assert adapters._lean is not None
+    assert adapters._lean.layout(None).scripted is None
