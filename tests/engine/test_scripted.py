@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from arkor.engine.base import AdapterRef
-from arkor.engine.local import decode
+from arkor.engine.local import decode, scripted
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
 from arkor.engine.local.quantize import apply_precision
@@ -122,3 +122,34 @@ def test_float_models_take_the_python_layers(embedded_model_dir: Path) -> None:
     adapters = AdapterSet(model, 4, torch.device("cpu"))
     assert adapters._lean is not None
     assert adapters._lean.layout(None).scripted is None
+
+
+def test_without_torchscript_the_python_layers_serve(
+    embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where TorchScript cannot compile the step, decode steps take the Python layers (the
+    same logits) and say so once in the log."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, "int4", torch.device("cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    lean = adapters._lean
+    assert lean is not None
+    by_script = prefilled(adapters, [BASE_ADAPTER_NAME], tokenizer)
+    by_python = copy.deepcopy(by_script)
+    with torch.inference_mode():
+        expected = adapters.lean_forward([BASE_ADAPTER_NAME], **by_script.step_inputs()).logits
+
+    def fails(function: object) -> None:
+        raise RuntimeError("TorchScript is not available")
+
+    monkeypatch.setattr(scripted, "_SCRIPTED", [])
+    monkeypatch.setattr(torch.jit, "script", fails)
+    with torch.inference_mode():
+        got = adapters.lean_forward([BASE_ADAPTER_NAME], **by_python.step_inputs()).logits
+        adapters.lean_forward([BASE_ADAPTER_NAME], **by_python.step_inputs())
+    assert torch.equal(got, expected)
+    assert not lean.scripted
+    warned = [r.getMessage() for r in caplog.records if "Python layers" in r.getMessage()]
+    assert warned == ["decode steps take the Python layers: TorchScript could not compile "
+                      "the scripted step (RuntimeError: TorchScript is not available)"]

@@ -623,6 +623,10 @@ class LeanDecoder:
         if length < 1 or any(not isinstance(layer, GrowingLayer) or layer.length != length
                              for layer in layers):
             return None
+        function = scripted_decode_layers()
+        if function is None:  # no TorchScript here (logged once): the Python layers from now
+            self.scripted = False
+            return None
         buffers = [layer.room_for(1) for layer in layers]
         if any(pair is None for pair in buffers):
             return None
@@ -630,7 +634,7 @@ class LeanDecoder:
         values = [pair[1] for pair in buffers if pair is not None]
         lora_a, lora_b, chosen = scripted.lora(rows)
         hidden = run_unoptimized(
-            scripted_decode_layers(), part.hidden, part.cos, part.signed_sin, mask,
+            function, part.hidden, part.cos, part.signed_sin, mask,
             scripted.weights, scripted.int4, scripted.sizes, lora_a, lora_b, chosen, keys,
             values, length, scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
             scripted.kv_heads, scripted.head_dim, scripted.scaling)

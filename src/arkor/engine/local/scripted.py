@@ -17,11 +17,14 @@ step").
 There is no ``from __future__ import annotations`` here: TorchScript reads the annotations.
 """
 
+import logging
 import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 LAYER_WEIGHTS = 10
 """A layer's entries in :func:`decode_layers`' ``weights``: the first norm's weight, the
@@ -151,17 +154,23 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
     return _norm(hidden, final_norm, eps, count)
 
 
-_SCRIPTED: list[Callable[..., Tensor]] = []
+_SCRIPTED: list[Callable[..., Tensor] | None] = []
 
 
-def scripted_decode_layers() -> Callable[..., Tensor]:
-    """:func:`decode_layers` compiled by TorchScript (once a process: ~0.3 s)."""
+def scripted_decode_layers() -> Callable[..., Tensor] | None:
+    """:func:`decode_layers` compiled by TorchScript (once a process: ~30 ms); None, logged
+    once, where TorchScript cannot compile it (decode steps then take the Python layers)."""
     if not _SCRIPTED:
-        with warnings.catch_warnings():
-            # torch 2.13 marks torch.jit.script deprecated (docs/engine.md, "A scripted
-            # decode step", says why it is used and what replaces it)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            _SCRIPTED.append(torch.jit.script(decode_layers))
+        try:
+            with warnings.catch_warnings():
+                # torch 2.13 marks torch.jit.script deprecated (docs/engine.md, "A scripted
+                # decode step", says why it is used and what replaces it)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                _SCRIPTED.append(torch.jit.script(decode_layers))
+        except Exception as exc:  # no TorchScript here: the Python layers serve
+            logger.warning("decode steps take the Python layers: TorchScript could not "
+                           "compile the scripted step (%s: %s)", type(exc).__name__, exc)
+            _SCRIPTED.append(None)
     return _SCRIPTED[0]
 
 
