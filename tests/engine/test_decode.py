@@ -166,6 +166,8 @@ def test_a_layout_of_adapters_keeps_no_copy_of_the_weights(
             functions += [layer.o_base, layer.down_base, *layer.qkv_bases, *layer.gate_up_bases]
         kept += [cell.cell_contents for f in functions for cell in (f.__closure__ or ())
                  if isinstance(cell.cell_contents, torch.Tensor)]
+        assert layout.scripted is not None, "int4 decode steps are scripted"
+        kept += [t for t in layout.scripted.weights if isinstance(t, torch.Tensor)]
     assert kept, "the int4 projections' kernels are called with their weights looked up once"
     assert all(t.untyped_storage().data_ptr() in owned for t in kept)
     # Another adapter attached: the layouts of the generation before (their LoRA stacks

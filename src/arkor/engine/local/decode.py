@@ -319,7 +319,7 @@ class _ScriptedLayout:
             return found[0], found[1], nothing
         return ([None if stack is None else stack.a for stack in self.stacks],
                 [None if stack is None else stack.b for stack in self.stacks],
-                [None if stack is None else rows.mask(stack.owner, stack.columns, 3)
+                [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
                  for stack in self.stacks])
 
 
@@ -455,7 +455,12 @@ class LeanDecoder:
                      type(ends[1]) is Int4Linear]
             sizes += [*qkv.sizes, *gate_up.sizes]
             stacks += [plan if isinstance(plan, Stack) else None for plan in plans]
-        if heads % kv_heads or heads == kv_heads:
+        # The packed kernels take activations in their scales' dtype: the script gives them
+        # the embedding's, uncast (as kernel_input leaves them in a decode step)
+        activations = self.inner.embed_tokens.weight.dtype
+        if (heads % kv_heads or heads == kv_heads
+                or any(weights[index].dtype != activations for index in range(len(weights))
+                       if index % LAYER_WEIGHTS in (2, 4, 7, 9))):  # the scales
             return None
         assert len(stacks) == LAYER_PROJECTIONS * len(layers)
         norm = self.inner.norm
@@ -634,13 +639,13 @@ class LeanDecoder:
         values = [pair[1] for pair in buffers if pair is not None]
         lora_a, lora_b, chosen = scripted.lora(rows)
         hidden = run_unoptimized(
-            function, part.hidden, part.cos, part.signed_sin, mask,
+            function, part.hidden.view(part.batch, -1), part.cos, part.signed_sin, mask,
             scripted.weights, scripted.int4, scripted.sizes, lora_a, lora_b, chosen, keys,
             values, length, scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
             scripted.kv_heads, scripted.head_dim, scripted.scaling)
         for layer in layers:
             layer.advance(1)
-        return hidden
+        return hidden.view(part.batch, 1, -1)
 
     def _prepare(self, inputs: dict[str, Any]) -> _Part:
         inner, cache = self.inner, inputs["cache"]

@@ -51,52 +51,47 @@ def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
 
 
 def _product(x: Tensor, weight: Tensor, scales: Tensor, int4: bool) -> Tensor:
-    # quantize.kernel_input, then quantize.packed_product, then the view of base_projection
-    flat = x.reshape(-1, x.shape[-1])
-    if flat.dtype != scales.dtype:
-        flat = flat.to(scales.dtype)
-    if not flat.is_contiguous():
-        flat = flat.contiguous()
+    # quantize.packed_product of ``[rows, in]``, contiguous and in the scales' dtype (what
+    # kernel_input gives in a decode step; decode._scripted_layout checks the dtypes)
     if int4:
-        out = torch._weight_int4pack_mm_for_cpu(flat, weight, 32, scales)
-    else:
-        out = torch._weight_int8pack_mm(flat, weight, scales)
-    shape = list(x.shape[:-1])
-    shape.append(out.shape[-1])
-    return out.view(shape)
+        return torch._weight_int4pack_mm_for_cpu(x, weight, 32, scales)
+    return torch._weight_int8pack_mm(x, weight, scales)
 
 
 def _lora(result: Tensor, x: Tensor, a: Tensor | None, b: Tensor | None,
           chosen: Tensor | None) -> Tensor:
-    # mixed_lora.add_stacked: ``chosen`` None is the one-adapter case (its own columns)
+    # mixed_lora.add_stacked on ``[rows, in]`` (torch.matmul folds its ``[rows, 1, in]`` to
+    # these very products): ``chosen`` None is the one-adapter case (its own columns)
     if a is None or b is None:
         return result
+    if x.dtype != a.dtype:
+        x = x.to(a.dtype)
     if chosen is None:
-        flat = x.reshape(-1, x.shape[-1])
-        if flat.dtype != a.dtype:
-            flat = flat.to(a.dtype)
-        result.add_(torch.mm(torch.mm(flat, a), b).to(result.dtype).view(result.shape))
+        result.add_(torch.mm(torch.mm(x, a), b).to(result.dtype))
         return result
-    xa = torch.matmul(x if x.dtype == a.dtype else x.to(a.dtype), a)
-    xa = torch.where(chosen, xa, 0.0)
-    result.add_(torch.matmul(xa, b).to(result.dtype))
+    xa = torch.where(chosen, torch.mm(x, a), 0.0)
+    result.add_(torch.mm(xa, b).to(result.dtype))
     return result
 
 
 def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[int],
-           a: list[Tensor | None], b: list[Tensor | None],
+           sized: int, parts: int, a: list[Tensor | None], b: list[Tensor | None],
            chosen: list[Tensor | None], first: int) -> Tensor:
-    # decode.Fused.project: one product, each part's LoRA term added in place (the parts are
-    # views of the whole), x cast to the LoRA weights' dtype once
+    # decode.Fused.project: one product, each part's LoRA term added in place (the parts,
+    # sizes[sized:sized + parts], are views of the whole), x cast to the LoRA weights' dtype
+    # once
     out = _product(x, weight, scales, int4)
-    parts = out.split_with_sizes(sizes, dim=-1)
     lora_input = x
-    for index in range(len(sizes)):
+    start = 0
+    for index in range(parts):
         own_a = a[first + index]
+        size = sizes[sized + index]
         if own_a is not None:
             if lora_input.dtype != own_a.dtype:
                 lora_input = x.to(own_a.dtype)
-            _lora(parts[index], lora_input, own_a, b[first + index], chosen[first + index])
+            _lora(out.narrow(1, start, size), lora_input, own_a, b[first + index],
+                  chosen[first + index])
+        start += size
     return out
 
 
@@ -106,10 +101,11 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
                   lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
                   length: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
                   kv_heads: int, head_dim: int, scaling: float) -> Tensor:
-    """The decoder's output (after its last norm) for a decode step of ``hidden``
-    (``[rows, 1, hidden]``, embedded), as ``LeanDecoder`` computes it; each layer's new key and
-    value written at column ``length`` of its cache buffers (``keys``/``values``, which have
-    room for it). ``mask``: the step's attention mask (None: no padding)."""
+    """The decoder's output (after its last norm, ``[rows, hidden]``) for a decode step of
+    ``hidden`` (``[rows, hidden]``, embedded), as ``LeanDecoder`` computes it; each layer's new
+    key and value written at column ``length`` of its cache buffers (``keys``/``values``,
+    which have room for it). ``mask``: the step's attention mask (None: no padding); a LoRA
+    stack's ``lora_chosen``: ``[rows, its columns]``."""
     batch = hidden.shape[0]
     groups = heads // kv_heads
     rotated = (heads + kv_heads) * head_dim
@@ -123,31 +119,33 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
         kind = layer * 4
         residual = hidden
         hidden = _norm(hidden, weights[w], eps, count)
-        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes[s:s + 3],
+        # narrow, not ``x[:, a:b]``: TorchScript makes every sliced axis, ``:`` too, an
+        # operation of its own (the same views)
+        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes, s, 3,
                      lora_a, lora_b, lora_chosen, p)
-        value = qkv.split_with_sizes(sizes[s:s + 3], dim=-1)[2].view(
-            batch, 1, -1, head_dim).transpose(1, 2)
-        both = qkv[:, :, :rotated].view(batch, 1, -1, head_dim).transpose(1, 2)
+        value = qkv.narrow(1, rotated, sizes[s + 2]).view(batch, 1, -1, head_dim).transpose(
+            1, 2)
+        both = qkv.narrow(1, 0, rotated).view(batch, 1, -1, head_dim).transpose(1, 2)
         both = (both * cos) + (both.roll(head_dim // 2, -1) * signed_sin)
-        query_key = both.split_with_sizes([heads, kv_heads], dim=1)
         key_buffer, value_buffer = keys[layer], values[layer]
-        key_buffer[:, :, length:end] = query_key[1]
-        value_buffer[:, :, length:end] = value
+        key_buffer.narrow(2, length, 1).copy_(both.narrow(1, heads, kv_heads))
+        value_buffer.narrow(2, length, 1).copy_(value)
         attended = torch.nn.functional.scaled_dot_product_attention(
-            query_key[0].reshape(batch, kv_heads, groups, head_dim),
-            key_buffer[:, :, :end], value_buffer[:, :, :end], attn_mask=mask, dropout_p=0.0,
-            scale=scaling)
-        joined = attended.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous()
-        joined = joined.reshape(batch, 1, -1).contiguous()
+            both.narrow(1, 0, heads).reshape(batch, kv_heads, groups, head_dim),
+            key_buffer.narrow(2, 0, end), value_buffer.narrow(2, 0, end), attn_mask=mask,
+            dropout_p=0.0, scale=scaling)
+        joined = attended.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous().view(
+            batch, -1)
         hidden = residual + _lora(
             _product(joined, weights[w + 3], weights[w + 4], int4[kind + 1]), joined,
             lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
         residual = hidden
         hidden = _norm(hidden, weights[w + 5], eps, count)
-        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2],
-                         sizes[s + 3:s + 5], lora_a, lora_b, lora_chosen, p + 4).split_with_sizes(
-                             sizes[s + 3:s + 5], dim=-1)
-        gated = torch.nn.functional.silu(gate_up[0]) * gate_up[1]
+        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3,
+                         2, lora_a, lora_b, lora_chosen, p + 4)
+        middle = sizes[s + 3]
+        gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
+                 * gate_up.narrow(1, middle, sizes[s + 4]))
         hidden = residual + _lora(
             _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
             lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
