@@ -4,15 +4,16 @@
 operations from Python: each costs its kernel plus a few microseconds of Python around it
 (argument parsing, the result's wrapper, the attribute lookups and branches between them).
 For the step the engine takes most (one pass of decode rows, one column each, at int8 or
-int4 with the layers' projections fused), the same operations, in the same order, with the
-same arguments, are written here once more as a TorchScript function: TorchScript's
-interpreter calls each one from C++, with the GIL released for the whole step (the event
-loop's thread runs meanwhile). No compiler is involved (TorchScript ships inside torch's
-wheel), nothing is fused and nothing is reordered (the graph executor's optimizations are
-switched off for the call), so the numbers are the Python step's, bit for bit
-(``tests/engine/test_decode.py``). Measured on a 2-core AMD EPYC: the decoder layers of a
-one-row int4 step in 0.73-0.75x the Python step's time (docs/engine.md, "A scripted decode
-step").
+int4 with the layers' projections fused), the same computations (the same kernels on the
+same operands, in the same order; the activations as ``[rows, hidden]`` views, every slice a
+``narrow``) are written here once more as a TorchScript function: TorchScript's interpreter
+calls each one from C++, with the GIL released for the whole step (the event loop's thread
+runs meanwhile). No compiler is involved (TorchScript ships inside torch's wheel), nothing
+is fused and nothing is reordered (the graph executor's optimizations are switched off for
+the call), so the numbers are the Python step's, bit for bit
+(``tests/engine/test_scripted.py``). Measured on a 2-core AMD EPYC: a one-row int4 step
+with an adapter, output layer included, in 0.73-0.78x the Python step's time
+(docs/engine.md, "A scripted decode step").
 
 There is no ``from __future__ import annotations`` here: TorchScript reads the annotations.
 """
