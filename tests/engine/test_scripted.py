@@ -153,3 +153,44 @@ def test_without_torchscript_the_python_layers_serve(
     warned = [r.getMessage() for r in caplog.records if "Python layers" in r.getMessage()]
     assert warned == ["decode steps take the Python layers: TorchScript could not compile "
                       "the scripted step (RuntimeError: TorchScript is not available)"]
+
+
+def test_the_scripted_step_grows_a_full_cache_as_update_does(
+    embedded_model_dir: Path, adapter_a: AdapterRef
+) -> None:
+    """Past the cache's spare columns the scripted step moves it to a larger buffer first
+    (``GrowingLayer.room_for``), as ``update`` does: 70 steps, every one equal to the Python
+    layers', the cache too."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    apply_precision(model, "int4", torch.device("cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    lean = adapters._lean
+    assert lean is not None
+    name = adapters.acquire(adapter_a, None)
+    assert name is not None
+    by_script = prefilled(adapters, [name], tokenizer)
+    by_python = copy.deepcopy(by_script)
+    first = growing_layers(by_script.cache)[0]
+
+    def capacity() -> int:
+        buffers = first.room_for(0)
+        assert buffers is not None
+        return int(buffers[0].shape[-2])
+
+    before = capacity()
+    for _ in range(70):
+        with torch.inference_mode():
+            lean.scripted = True
+            got = adapters.lean_forward([name], **by_script.step_inputs()).logits
+            lean.scripted = False
+            expected = adapters.lean_forward([name], **by_python.step_inputs()).logits
+        assert torch.equal(got, expected)
+        tokens = expected[:, -1].argmax(-1).tolist()
+        by_script.append_step(tokens)
+        by_python.append_step(tokens)
+    assert capacity() > before, "the cache outgrew its buffer"
+    for mine, theirs in zip(growing_layers(by_script.cache), growing_layers(by_python.cache),
+                            strict=True):
+        assert torch.equal(mine.contents()[0], theirs.contents()[0])
+        assert torch.equal(mine.contents()[1], theirs.contents()[1])
