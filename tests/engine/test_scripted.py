@@ -19,6 +19,7 @@ from arkor.engine.base import AdapterRef
 from arkor.engine.local import decode, scripted
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
+from arkor.engine.local.decode import LeanDecoder
 from arkor.engine.local.quantize import apply_precision
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 
@@ -60,18 +61,24 @@ def prefilled(adapters: AdapterSet, names: list[str], tokenizer: Any) -> BatchTe
     return BatchTensors(cache, mask, positions[:, -1] + 1, out.logits[:, -1].argmax(-1))
 
 
+def served(model_dir: Path, precision: str) -> tuple[AdapterSet, LeanDecoder, Any]:
+    """The embedded model at ``precision`` in an :class:`AdapterSet` of 4 slots, its lean
+    decoder, and its tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    apply_precision(model, precision, torch.device("cpu"))
+    model.eval()
+    adapters = AdapterSet(model, 4, torch.device("cpu"))
+    assert adapters._lean is not None
+    return adapters, adapters._lean, AutoTokenizer.from_pretrained(model_dir)
+
+
 @pytest.mark.parametrize("precision", ["int8", "int4"])
 def test_the_scripted_step_equals_the_python_layers(
     precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
-    apply_precision(model, precision, torch.device("cpu"))
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
-    adapters = AdapterSet(model, 4, torch.device("cpu"))
-    lean = adapters._lean
-    assert lean is not None and lean.scripted
+    adapters, lean, tokenizer = served(embedded_model_dir, precision)
+    assert lean.scripted
     qv = adapters.acquire(adapter_a, None)
     every = adapters.acquire(every_projection_adapter(tmp_path / "every"), None)
     assert qv is not None and every is not None
@@ -129,12 +136,7 @@ def test_without_torchscript_the_python_layers_serve(
 ) -> None:
     """Where TorchScript cannot compile the step, decode steps take the Python layers (the
     same logits) and say so once in the log."""
-    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
-    apply_precision(model, "int4", torch.device("cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
-    adapters = AdapterSet(model, 4, torch.device("cpu"))
-    lean = adapters._lean
-    assert lean is not None
+    adapters, lean, tokenizer = served(embedded_model_dir, "int4")
     by_script = prefilled(adapters, [BASE_ADAPTER_NAME], tokenizer)
     by_python = copy.deepcopy(by_script)
     with torch.inference_mode():
@@ -161,12 +163,7 @@ def test_the_scripted_step_grows_a_full_cache_as_update_does(
     """Past the cache's spare columns the scripted step moves it to a larger buffer first
     (``GrowingLayer.room_for``), as ``update`` does: 70 steps, every one equal to the Python
     layers', the cache too."""
-    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
-    apply_precision(model, "int4", torch.device("cpu"))
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
-    adapters = AdapterSet(model, 4, torch.device("cpu"))
-    lean = adapters._lean
-    assert lean is not None
+    adapters, lean, tokenizer = served(embedded_model_dir, "int4")
     name = adapters.acquire(adapter_a, None)
     assert name is not None
     by_script = prefilled(adapters, [name], tokenizer)
