@@ -6,6 +6,7 @@ alone and on all seven projections of every layer."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -191,3 +192,60 @@ def test_the_scripted_step_grows_a_full_cache_as_update_does(
                             strict=True):
         assert torch.equal(mine.contents()[0], theirs.contents()[0])
         assert torch.equal(mine.contents()[1], theirs.contents()[1])
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_joined_passes_scripted_equal_the_python_layers(
+    precision: str, embedded_model_dir: Path, adapter_a: AdapterRef, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A decode step of running rows and a prefill slice of newcomers as one pass (chunked
+    prefill): the scripted passes give the Python layers' logits and caches bit for bit, for a
+    slice with padding (a mask) and one without; a first slice (an empty cache) takes the
+    Python layers."""
+    adapters, lean, tokenizer = served(embedded_model_dir, precision)
+    qv = adapters.acquire(adapter_a, None)
+    every = adapters.acquire(every_projection_adapter(tmp_path / "every"), None)
+    assert qv is not None and every is not None
+    joined_function = scripted.scripted_joined_layers()
+    used: list[bool] = []
+    real = decode.run_unoptimized
+
+    def counted(function: Any, *args: Any) -> torch.Tensor:
+        used.append(function is joined_function)
+        return real(function, *args)
+
+    monkeypatch.setattr(decode, "run_unoptimized", counted)
+    running = [BASE_ADAPTER_NAME, every, qv, every]
+    for newcomers, texts in (([qv, BASE_ADAPTER_NAME], ["Tell me a story about a dragon.", "Why?"]),
+                             ([every], ["Write a poem about the sea and the wind."])):
+        batch = prefilled(adapters, running, tokenizer)
+        prompts = [tokenizer(t)["input_ids"] for t in texts]
+        ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
+        states = {mode: (copy.deepcopy(batch), new_cache()) for mode in (True, False)}
+        cuts = (0, 3, ids.shape[1] - 2, ids.shape[1])
+        for index, (start, end) in enumerate(itertools.pairwise(cuts)):
+            found = {}
+            for mode, (rows, cache) in states.items():
+                lean.scripted = mode
+                used.clear()
+                with torch.inference_mode():
+                    found[mode] = adapters.joined_passes(
+                        [(running, rows.step_inputs()),
+                         (newcomers, {"input_ids": ids[:, start:end],
+                                      "attention_mask": mask[:, :end],
+                                      "position_ids": positions[:, start:end],
+                                      "use_cache": True, "logits_to_keep": 1, "cache": cache})],
+                        [True, True])
+                assert used == ([True] if mode and index > 0 else []), (mode, index, used)
+            for got, expected in zip(found[True], found[False], strict=True):
+                assert got is not None and expected is not None
+                assert torch.equal(got, expected)
+            tokens = found[False][0].argmax(-1).tolist()
+            for rows, _ in states.values():
+                rows.append_step(tokens)
+        for mine, theirs in ((states[True][0].cache, states[False][0].cache),
+                             (states[True][1], states[False][1])):
+            for a, b in zip(growing_layers(mine), growing_layers(theirs), strict=True):
+                assert torch.equal(a.contents()[0], b.contents()[0])
+                assert torch.equal(a.contents()[1], b.contents()[1])

@@ -29,6 +29,7 @@ module as before.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -54,6 +55,7 @@ from arkor.engine.local.scripted import (
     LAYER_WEIGHTS,
     run_unoptimized,
     scripted_decode_layers,
+    scripted_joined_layers,
 )
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
@@ -533,10 +535,11 @@ class LeanDecoder:
     def _hidden_states(self, layout: _Layout, rows: RowAdapters | None,
                        passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
-        if self.scripted and layout.scripted is not None and len(parts) == 1:
-            scripted = self._scripted_step(layout.scripted, rows, parts[0])
-            if scripted is not None:
-                return [scripted]
+        if self.scripted and layout.scripted is not None:
+            found = (self._scripted_step(layout.scripted, rows, parts[0]) if len(parts) == 1
+                     else self._scripted_passes(layout.scripted, rows, parts))
+            if found is not None:
+                return found
         # Prompt slices alone take the layers' dense copies, where kept (quantize.keep_dense).
         # A slice joined to a decode step goes through the packed kernels with the step's
         # rows: dense copies for its tokens alone would read every layer's weights a second
@@ -610,8 +613,71 @@ class LeanDecoder:
             start += part.tokens
         return kept
 
+    def _scripted_passes(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
+                         parts: list[_Part]) -> list[torch.Tensor] | None:
+        """The decoder's output for several passes as one (a decode step and a prefill
+        slice) by :func:`~arkor.engine.local.scripted.joined_layers`, each pass's cache grown
+        by its columns, as :meth:`hidden_states` returns it; None (nothing done) where a
+        pass is not one it takes: a cache whose layers differ in length or hold nothing yet
+        (a first slice), a decode pass whose mask is not shared by the heads, or
+        transformers told to use SDPA's grouped heads with a mask
+        (``TRANSFORMERS_SDPA_FORCE_GQA``)."""
+        if all(part.prompt for part in parts) or os.environ.get(
+                "TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1":
+            return None
+        pasts: list[int] = []
+        for part in parts:
+            past = self._scripted_past(scripted, part)
+            if past is None or (part.length == 1 and part.mask is not None
+                                and part.mask.shape[1] != 1):
+                return None
+            pasts.append(past)
+        function = scripted_joined_layers()
+        if function is None:  # no TorchScript here (logged once): the Python layers from now
+            self.scripted = False
+            return None
+        keys: list[torch.Tensor] = []
+        values: list[torch.Tensor] = []
+        for part in parts:
+            for layer in part.layers:
+                pair = layer.room_for(part.length)
+                assert pair is not None  # _scripted_past saw every layer hold columns
+                keys.append(pair[0])
+                values.append(pair[1])
+        lora_a, lora_b, chosen = scripted.lora(rows)
+        hidden = run_unoptimized(
+            function, torch.cat([part.hidden.reshape(part.tokens, -1) for part in parts]),
+            [part.cos for part in parts], [part.signed_sin for part in parts],
+            [part.mask for part in parts], [part.batch for part in parts],
+            [part.length for part in parts], pasts, scripted.weights, scripted.int4,
+            scripted.sizes, lora_a, lora_b, chosen, keys, values, len(parts[0].layers),
+            scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
+            scripted.kv_heads, scripted.head_dim, scripted.scaling)
+        kept, start = [], 0
+        for part in parts:
+            for layer in part.layers:
+                layer.advance(part.length)
+            own = hidden[start:start + part.tokens].view(part.batch, part.length, -1)
+            kept.append(own[:, -part.keep:] if part.keep else own)
+            start += part.tokens
+        return kept
+
+    def _scripted_past(self, scripted: _ScriptedLayout, part: _Part) -> int | None:
+        """The columns every cache layer of ``part`` holds, or None where the scripted
+        layers cannot write its cache: layers that are not :class:`GrowingLayer` s, differ in
+        length, hold nothing yet, or are not one a layer; a mask that is not a tensor."""
+        layers = part.layers
+        if len(layers) * LAYER_WEIGHTS != len(scripted.weights) or not (
+                part.mask is None or isinstance(part.mask, torch.Tensor)):
+            return None
+        length = layers[0].length if isinstance(layers[0], GrowingLayer) else -1
+        if length < 1 or any(not isinstance(layer, GrowingLayer) or layer.length != length
+                             for layer in layers):
+            return None
+        return length
+
     def _scripted_step(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
-                       part: _Part) -> torch.Tensor | None:
+                       part: _Part) -> list[torch.Tensor] | None:
         """The decoder's output for ``part`` by
         :func:`~arkor.engine.local.scripted.decode_layers`, its cache grown by its column;
         None (nothing done) unless it is a decode step (one column, not a prompt slice)
@@ -622,11 +688,8 @@ class LeanDecoder:
                 mask is None or (isinstance(mask, torch.Tensor) and mask.shape[1] == 1)):
             return None
         layers = part.layers
-        length = layers[0].length if layers and isinstance(layers[0], GrowingLayer) else -1
-        if len(layers) * LAYER_WEIGHTS != len(scripted.weights):
-            return None
-        if length < 1 or any(not isinstance(layer, GrowingLayer) or layer.length != length
-                             for layer in layers):
+        length = self._scripted_past(scripted, part)
+        if length is None:
             return None
         function = scripted_decode_layers()
         if function is None:  # no TorchScript here (logged once): the Python layers from now
@@ -645,7 +708,7 @@ class LeanDecoder:
             scripted.kv_heads, scripted.head_dim, scripted.scaling)
         for layer in layers:
             layer.advance(1)
-        return hidden.view(part.batch, 1, -1)
+        return [hidden.view(part.batch, 1, -1)]
 
     def _prepare(self, inputs: dict[str, Any]) -> _Part:
         inner, cache = self.inner, inputs["cache"]

@@ -153,24 +153,126 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
     return _norm(hidden, final_norm, eps, count)
 
 
+def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batch: int,
+            length: int, heads: int, kv_heads: int, head_dim: int,
+            scaling: float) -> Tensor:
+    # One pass's attention, ``[batch * length, heads * head_dim]``: a decode pass's as
+    # decode.attend computes it (the query packed onto the key/value heads), a prompt slice's
+    # as transformers' sdpa_attention_forward does on the CPU (no mask: SDPA's grouped heads
+    # and causal mask, the keys cut to the queries; a mask: the key/value heads repeated)
+    groups = heads // kv_heads
+    if length == 1:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.reshape(batch, kv_heads, groups, head_dim), key, value, attn_mask=mask,
+            dropout_p=0.0, scale=scaling)
+        return out.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous().view(
+            batch, -1)
+    if mask is None:
+        if key.shape[2] > length:
+            key = key.narrow(2, 0, length)
+            value = value.narrow(2, 0, length)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=None, dropout_p=0.0, scale=scaling, is_causal=True,
+            enable_gqa=True)
+    else:
+        columns = key.shape[2]
+        key = key.unsqueeze(2).expand(batch, kv_heads, groups, columns, head_dim).reshape(
+            batch, heads, columns, head_dim)
+        value = value.unsqueeze(2).expand(batch, kv_heads, groups, columns, head_dim).reshape(
+            batch, heads, columns, head_dim)
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=mask, dropout_p=0.0, scale=scaling, is_causal=False)
+    out = out.reshape(out.shape[0], -1, length, head_dim).transpose(1, 2).contiguous()
+    return out.reshape(batch * length, -1)
+
+
+def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
+                  masks: list[Tensor | None], batches: list[int], lengths: list[int],
+                  past: list[int], weights: list[Tensor], int4: list[bool], sizes: list[int],
+                  lora_a: list[Tensor | None], lora_b: list[Tensor | None],
+                  lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
+                  layers: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
+                  kv_heads: int, head_dim: int, scaling: float) -> Tensor:
+    """:func:`decode_layers` for several passes as one (a decode step's rows and a prefill
+    slice's, chunked prefill; ``LeanDecoder.hidden_states``): their tokens stacked in
+    ``hidden`` (``[tokens, hidden]``, pass after pass: pass ``i`` has ``batches[i]`` rows of
+    ``lengths[i]`` columns), every projection over all of them, attention pass by pass over
+    each one's own cache (``keys[i * layers + layer]``, written from column ``past[i]``)
+    with its own rotary tables and mask."""
+    rotated = (heads + kv_heads) * head_dim
+    for layer in range(layers):
+        w = layer * 10
+        p = layer * 7
+        s = layer * 5
+        kind = layer * 4
+        residual = hidden
+        hidden = _norm(hidden, weights[w], eps, count)
+        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes, s, 3,
+                     lora_a, lora_b, lora_chosen, p)
+        attended: list[Tensor] = []
+        start = 0
+        for part in range(len(batches)):
+            batch, length = batches[part], lengths[part]
+            tokens = batch * length
+            rows = qkv.narrow(0, start, tokens)
+            value = rows.narrow(1, rotated, sizes[s + 2]).view(
+                batch, length, -1, head_dim).transpose(1, 2)
+            both = rows.narrow(1, 0, rotated).view(batch, length, -1, head_dim).transpose(1, 2)
+            both = (both * cos[part]) + (both.roll(head_dim // 2, -1) * signed_sin[part])
+            key_buffer, value_buffer = keys[part * layers + layer], values[part * layers + layer]
+            key_buffer.narrow(2, past[part], length).copy_(both.narrow(1, heads, kv_heads))
+            value_buffer.narrow(2, past[part], length).copy_(value)
+            end = past[part] + length
+            attended.append(_attend(both.narrow(1, 0, heads), key_buffer.narrow(2, 0, end),
+                                    value_buffer.narrow(2, 0, end), masks[part], batch, length,
+                                    heads, kv_heads, head_dim, scaling))
+            start += tokens
+        joined = torch.cat(attended)
+        hidden = residual + _lora(
+            _product(joined, weights[w + 3], weights[w + 4], int4[kind + 1]), joined,
+            lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
+        residual = hidden
+        hidden = _norm(hidden, weights[w + 5], eps, count)
+        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3,
+                         2, lora_a, lora_b, lora_chosen, p + 4)
+        middle = sizes[s + 3]
+        gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
+                 * gate_up.narrow(1, middle, sizes[s + 4]))
+        hidden = residual + _lora(
+            _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
+            lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+    return _norm(hidden, final_norm, eps, count)
+
+
 _SCRIPTED: list[Callable[..., Tensor] | None] = []
+_JOINED: list[Callable[..., Tensor] | None] = []
 
 
 def scripted_decode_layers() -> Callable[..., Tensor] | None:
     """:func:`decode_layers` compiled by TorchScript (once a process: ~30 ms); None, logged
     once, where TorchScript cannot compile it (decode steps then take the Python layers)."""
-    if not _SCRIPTED:
+    return _compiled(_SCRIPTED, decode_layers)
+
+
+def scripted_joined_layers() -> Callable[..., Tensor] | None:
+    """:func:`joined_layers` compiled by TorchScript, as :func:`scripted_decode_layers`."""
+    return _compiled(_JOINED, joined_layers)
+
+
+def _compiled(cell: list[Callable[..., Tensor] | None],
+              function: Callable[..., Tensor]) -> Callable[..., Tensor] | None:
+    if not cell:
         try:
             with warnings.catch_warnings():
                 # torch 2.13 marks torch.jit.script deprecated (docs/engine.md, "A scripted
                 # decode step", says why it is used and what replaces it)
                 warnings.simplefilter("ignore", DeprecationWarning)
-                _SCRIPTED.append(torch.jit.script(decode_layers))
+                cell.append(torch.jit.script(function))
         except Exception as exc:  # no TorchScript here: the Python layers serve
             logger.warning("decode steps take the Python layers: TorchScript could not "
                            "compile the scripted step (%s: %s)", type(exc).__name__, exc)
-            _SCRIPTED.append(None)
-    return _SCRIPTED[0]
+            cell.append(None)
+    return cell[0]
 
 
 def run_unoptimized(function: Callable[..., Tensor], *args: object) -> Tensor:
