@@ -96,6 +96,42 @@ def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[in
     return out
 
 
+def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], sizes: list[int],
+         lora_a: list[Tensor | None], lora_b: list[Tensor | None],
+         lora_chosen: list[Tensor | None], layer: int, eps: Tensor, count: Tensor) -> Tensor:
+    # A layer's first norm and its fused q/k/v product with their LoRA terms. The offsets:
+    # LAYER_WEIGHTS, LAYER_KINDS, LAYER_SIZES and LAYER_PROJECTIONS (TorchScript reads no
+    # global number; it inlines these functions)
+    w = layer * 10
+    return _fused(_norm(hidden, weights[w], eps, count), weights[w + 1], weights[w + 2],
+                  int4[layer * 4], sizes, layer * 5, 3, lora_a, lora_b, lora_chosen, layer * 7)
+
+
+def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
+                   int4: list[bool], sizes: list[int], lora_a: list[Tensor | None],
+                   lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
+                   eps: Tensor, count: Tensor) -> Tensor:
+    # A layer after its attention: o (and the residual), the second norm, gate/up, down (and
+    # the residual); the offsets as in _qkv
+    w = layer * 10
+    p = layer * 7
+    s = layer * 5
+    kind = layer * 4
+    hidden = residual + _lora(
+        _product(attended, weights[w + 3], weights[w + 4], int4[kind + 1]), attended,
+        lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
+    residual = hidden
+    hidden = _norm(hidden, weights[w + 5], eps, count)
+    gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3, 2,
+                     lora_a, lora_b, lora_chosen, p + 4)
+    middle = sizes[s + 3]
+    gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
+             * gate_up.narrow(1, middle, sizes[s + 4]))
+    return residual + _lora(
+        _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
+        lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+
+
 def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor | None,
                   weights: list[Tensor], int4: list[bool], sizes: list[int],
                   lora_a: list[Tensor | None], lora_b: list[Tensor | None],
@@ -112,18 +148,11 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
     rotated = (heads + kv_heads) * head_dim
     end = length + 1
     for layer in range(len(keys)):
-        # LAYER_WEIGHTS, LAYER_PROJECTIONS, LAYER_SIZES and LAYER_KINDS (TorchScript reads no
-        # global number)
-        w = layer * 10
-        p = layer * 7
-        s = layer * 5
-        kind = layer * 4
+        s = layer * 5  # LAYER_SIZES (TorchScript reads no global number)
         residual = hidden
-        hidden = _norm(hidden, weights[w], eps, count)
+        qkv = _qkv(hidden, weights, int4, sizes, lora_a, lora_b, lora_chosen, layer, eps, count)
         # narrow, not ``x[:, a:b]``: TorchScript makes every sliced axis, ``:`` too, an
         # operation of its own (the same views)
-        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes, s, 3,
-                     lora_a, lora_b, lora_chosen, p)
         value = qkv.narrow(1, rotated, sizes[s + 2]).view(batch, 1, -1, head_dim).transpose(
             1, 2)
         both = qkv.narrow(1, 0, rotated).view(batch, 1, -1, head_dim).transpose(1, 2)
@@ -137,19 +166,8 @@ def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor 
             dropout_p=0.0, scale=scaling)
         joined = attended.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous().view(
             batch, -1)
-        hidden = residual + _lora(
-            _product(joined, weights[w + 3], weights[w + 4], int4[kind + 1]), joined,
-            lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
-        residual = hidden
-        hidden = _norm(hidden, weights[w + 5], eps, count)
-        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3,
-                         2, lora_a, lora_b, lora_chosen, p + 4)
-        middle = sizes[s + 3]
-        gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
-                 * gate_up.narrow(1, middle, sizes[s + 4]))
-        hidden = residual + _lora(
-            _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
-            lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+        hidden = _rest_of_layer(residual, joined, weights, int4, sizes, lora_a, lora_b,
+                                lora_chosen, layer, eps, count)
     return _norm(hidden, final_norm, eps, count)
 
 
@@ -201,14 +219,9 @@ def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
     with its own rotary tables and mask."""
     rotated = (heads + kv_heads) * head_dim
     for layer in range(layers):
-        w = layer * 10
-        p = layer * 7
         s = layer * 5
-        kind = layer * 4
         residual = hidden
-        hidden = _norm(hidden, weights[w], eps, count)
-        qkv = _fused(hidden, weights[w + 1], weights[w + 2], int4[kind], sizes, s, 3,
-                     lora_a, lora_b, lora_chosen, p)
+        qkv = _qkv(hidden, weights, int4, sizes, lora_a, lora_b, lora_chosen, layer, eps, count)
         attended: list[Tensor] = []
         start = 0
         for part in range(len(batches)):
@@ -227,20 +240,8 @@ def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                                     value_buffer.narrow(2, 0, end), masks[part], batch, length,
                                     heads, kv_heads, head_dim, scaling))
             start += tokens
-        joined = torch.cat(attended)
-        hidden = residual + _lora(
-            _product(joined, weights[w + 3], weights[w + 4], int4[kind + 1]), joined,
-            lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
-        residual = hidden
-        hidden = _norm(hidden, weights[w + 5], eps, count)
-        gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3,
-                         2, lora_a, lora_b, lora_chosen, p + 4)
-        middle = sizes[s + 3]
-        gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
-                 * gate_up.narrow(1, middle, sizes[s + 4]))
-        hidden = residual + _lora(
-            _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
-            lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+        hidden = _rest_of_layer(residual, torch.cat(attended), weights, int4, sizes, lora_a,
+                                lora_b, lora_chosen, layer, eps, count)
     return _norm(hidden, final_norm, eps, count)
 
 
