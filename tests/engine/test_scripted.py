@@ -1,4 +1,4 @@
-"""The scripted decode step (``scripted.decode_layers``) gives the Python layers' logits and
+"""The scripted decode step (``scripted.decoder_layers``) gives the Python layers' logits and
 cache bit for bit, and is the one taken for decode steps at int8 and int4: one row on the
 base model or on an adapter, and a padded batch mixing the base model with adapters on q/v
 alone and on all seven projections of every layer."""
@@ -207,7 +207,7 @@ def test_joined_passes_scripted_equal_the_python_layers(
     qv = adapters.acquire(adapter_a, None)
     every = adapters.acquire(every_projection_adapter(tmp_path / "every"), None)
     assert qv is not None and every is not None
-    joined_function = scripted.scripted_joined_layers()
+    joined_function = scripted.scripted_decoder_layers()
     used: list[bool] = []
     real = decode.run_unoptimized
 

@@ -54,8 +54,7 @@ from arkor.engine.local.scripted import (
     LAYER_PROJECTIONS,
     LAYER_WEIGHTS,
     run_unoptimized,
-    scripted_decode_layers,
-    scripted_joined_layers,
+    scripted_decoder_layers,
 )
 
 ARCHITECTURES = frozenset({"LlamaForCausalLM"})
@@ -95,7 +94,7 @@ class Fused:
         """``modules``' weights fused, or None when they are not all bias-free
         :class:`Int8Linear` s (or all :class:`Int4Linear` s) of the same input (each is then
         computed as before, alone)."""
-        bases: list[Any] = [m.base_layer if isinstance(m, LoraLinear) else m for m in modules]
+        bases: list[Any] = [base_of(m) for m in modules]
         kinds = {type(b) for b in bases}
         if (len(kinds) != 1 or not kinds <= {Int8Linear, Int4Linear}
                 or any(b.bias is not None for b in bases)):
@@ -198,7 +197,7 @@ def base_projection(module: Any) -> Projection:
     """What the projection's base layer computes, as a function: a bias-free int8 or int4
     layer's kernel call (its forward's) with its weights looked up once (less a module call
     and its attribute lookups: 120 a decode step), anything else the module."""
-    base = module.base_layer if isinstance(module, LoraLinear) else module
+    base = base_of(module)
     kind = type(base)
     if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
         return lambda x, prompt: call_module(base, x, prompt)
@@ -278,14 +277,14 @@ class _Layout:
     head: Any
     head_base: Projection
     head_plan: Stack | str | None
-    # Its decode steps' arguments for scripted.decode_layers, or None: taken by the Python
+    # Its decode steps' arguments for scripted.decoder_layers, or None: taken by the Python
     # layers (a layer whose parts the script does not write out)
     scripted: _ScriptedLayout | None = None
 
 
 @dataclass
 class _ScriptedLayout:
-    """What :func:`~arkor.engine.local.scripted.decode_layers` takes of one layout of
+    """What :func:`~arkor.engine.local.scripted.decoder_layers` takes of one layout of
     adapters, gathered once: its weights and shapes, and each projection's LoRA stack."""
 
     weights: list[torch.Tensor]
@@ -378,7 +377,7 @@ class LeanDecoder:
 
     def __init__(self, causal_lm: Any, *, scripted: bool = True) -> None:
         self.lm = causal_lm
-        # Decode steps by scripted.decode_layers where a layout allows (False: always the
+        # Decode steps by scripted.decoder_layers where a layout allows (False: always the
         # Python layers; tests and benches compare the two)
         self.scripted = scripted
         self.inner = causal_lm.model  # LlamaModel: embeddings, layers, norm, rotary_emb
@@ -417,7 +416,7 @@ class LeanDecoder:
         return found
 
     def _scripted_layout(self, layers: list[_Layer]) -> _ScriptedLayout | None:
-        """``layers`` as :func:`~arkor.engine.local.scripted.decode_layers` takes them, or
+        """``layers`` as :func:`~arkor.engine.local.scripted.decoder_layers` takes them, or
         None where it does not write one of their parts out: projections not fused (not int8
         or int4), a bias, a norm other than Llama's (or of another epsilon), an activation
         other than SiLU, a LoRA layer on PEFT's path, attention without grouped key/value
@@ -536,8 +535,7 @@ class LeanDecoder:
                        passes: list[dict[str, Any]]) -> list[torch.Tensor]:
         parts = [self._prepare(inputs) for inputs in passes]
         if self.scripted and layout.scripted is not None:
-            found = (self._scripted_step(layout.scripted, rows, parts[0]) if len(parts) == 1
-                     else self._scripted_passes(layout.scripted, rows, parts))
+            found = self._scripted(layout.scripted, rows, parts)
             if found is not None:
                 return found
         # Prompt slices alone take the layers' dense copies, where kept (quantize.keep_dense).
@@ -613,17 +611,17 @@ class LeanDecoder:
             start += part.tokens
         return kept
 
-    def _scripted_passes(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
-                         parts: list[_Part]) -> list[torch.Tensor] | None:
-        """The decoder's output for several passes as one (a decode step and a prefill
-        slice) by :func:`~arkor.engine.local.scripted.joined_layers`, each pass's cache grown
-        by its columns, as :meth:`hidden_states` returns it; None (nothing done) where a
-        pass is not one it takes: a cache whose layers differ in length or hold nothing yet
-        (a first slice), a decode pass whose mask is not shared by the heads, or
-        transformers told to use SDPA's grouped heads with a mask
-        (``TRANSFORMERS_SDPA_FORCE_GQA``)."""
-        if all(part.prompt for part in parts) or os.environ.get(
-                "TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1":
+    def _scripted(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
+                  parts: list[_Part]) -> list[torch.Tensor] | None:
+        """The decoder's output for ``parts`` (a decode step, alone or with a prefill slice
+        joined to it) by :func:`~arkor.engine.local.scripted.decoder_layers`, each pass's
+        cache grown by its columns, as :meth:`hidden_states` returns it; None (nothing done)
+        where a pass is not one it takes: a pass of several columns alone (a prompt slice), a
+        cache whose layers differ in length or hold nothing yet (a group's first slice), a
+        decode pass whose mask is not shared by the heads, or a slice while transformers is
+        told to use SDPA's grouped heads with a mask (``TRANSFORMERS_SDPA_FORCE_GQA``)."""
+        if all(part.prompt for part in parts) or (len(parts) == 1 and parts[0].length != 1):
+            # a pass of several columns alone: its ``rows`` name rows, not tokens
             return None
         pasts: list[int] = []
         for part in parts:
@@ -632,7 +630,10 @@ class LeanDecoder:
                                 and part.mask.shape[1] != 1):
                 return None
             pasts.append(past)
-        function = scripted_joined_layers()
+        if any(part.length > 1 for part in parts) and os.environ.get(
+                "TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1":
+            return None
+        function = scripted_decoder_layers()
         if function is None:  # no TorchScript here (logged once): the Python layers from now
             self.scripted = False
             return None
@@ -646,7 +647,8 @@ class LeanDecoder:
                 values.append(pair[1])
         lora_a, lora_b, chosen = scripted.lora(rows)
         hidden = run_unoptimized(
-            function, torch.cat([part.hidden.reshape(part.tokens, -1) for part in parts]),
+            function, (parts[0].hidden.view(parts[0].tokens, -1) if len(parts) == 1 else
+                       torch.cat([part.hidden.reshape(part.tokens, -1) for part in parts])),
             [part.cos for part in parts], [part.signed_sin for part in parts],
             [part.mask for part in parts], [part.batch for part in parts],
             [part.length for part in parts], pasts, scripted.weights, scripted.int4,
@@ -675,40 +677,6 @@ class LeanDecoder:
                              for layer in layers):
             return None
         return length
-
-    def _scripted_step(self, scripted: _ScriptedLayout, rows: RowAdapters | None,
-                       part: _Part) -> list[torch.Tensor] | None:
-        """The decoder's output for ``part`` by
-        :func:`~arkor.engine.local.scripted.decode_layers`, its cache grown by its column;
-        None (nothing done) unless it is a decode step (one column, not a prompt slice)
-        whose cache layers all hold the same columns and whose mask, if any, is shared by
-        the heads."""
-        mask = part.mask
-        if part.length != 1 or part.prompt or not (
-                mask is None or (isinstance(mask, torch.Tensor) and mask.shape[1] == 1)):
-            return None
-        layers = part.layers
-        length = self._scripted_past(scripted, part)
-        if length is None:
-            return None
-        function = scripted_decode_layers()
-        if function is None:  # no TorchScript here (logged once): the Python layers from now
-            self.scripted = False
-            return None
-        buffers = [layer.room_for(1) for layer in layers]
-        if any(pair is None for pair in buffers):
-            return None
-        keys = [pair[0] for pair in buffers if pair is not None]
-        values = [pair[1] for pair in buffers if pair is not None]
-        lora_a, lora_b, chosen = scripted.lora(rows)
-        hidden = run_unoptimized(
-            function, part.hidden.view(part.batch, -1), part.cos, part.signed_sin, mask,
-            scripted.weights, scripted.int4, scripted.sizes, lora_a, lora_b, chosen, keys,
-            values, length, scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
-            scripted.kv_heads, scripted.head_dim, scripted.scaling)
-        for layer in layers:
-            layer.advance(1)
-        return [hidden.view(part.batch, 1, -1)]
 
     def _prepare(self, inputs: dict[str, Any]) -> _Part:
         inner, cache = self.inner, inputs["cache"]

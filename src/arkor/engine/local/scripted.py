@@ -1,10 +1,11 @@
-"""A decode step's decoder layers as one TorchScript function (:func:`decode_layers`).
+"""A decode step's decoder layers as one TorchScript function (:func:`decoder_layers`).
 
 :class:`~arkor.engine.local.decode.LeanDecoder` makes a decode step's ~2,000 tensor
 operations from Python: each costs its kernel plus a few microseconds of Python around it
 (argument parsing, the result's wrapper, the attribute lookups and branches between them).
-For the step the engine takes most (one pass of decode rows, one column each, at int8 or
-int4 with the layers' projections fused), the same computations (the same kernels on the
+For the steps the engine takes most (a pass of decode rows, one column each, alone or with
+a prefill slice joined to it, at int8 or int4 with the layers' projections fused), the same
+computations (the same kernels on the
 same operands, in the same order; the activations as ``[rows, hidden]`` views, every slice a
 ``narrow``) are written here once more as a TorchScript function: TorchScript's interpreter
 calls each one from C++, with the GIL released for the whole step (the event loop's thread
@@ -28,7 +29,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 LAYER_WEIGHTS = 10
-"""A layer's entries in :func:`decode_layers`' ``weights``: the first norm's weight, the
+"""A layer's entries in :func:`decoder_layers`' ``weights``: the first norm's weight, the
 fused q/k/v weight and scales, o's weight and scales, the second norm's weight, the fused
 gate/up weight and scales, down's weight and scales."""
 
@@ -132,45 +133,6 @@ def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
         lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
 
 
-def decode_layers(hidden: Tensor, cos: Tensor, signed_sin: Tensor, mask: Tensor | None,
-                  weights: list[Tensor], int4: list[bool], sizes: list[int],
-                  lora_a: list[Tensor | None], lora_b: list[Tensor | None],
-                  lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
-                  length: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
-                  kv_heads: int, head_dim: int, scaling: float) -> Tensor:
-    """The decoder's output (after its last norm, ``[rows, hidden]``) for a decode step of
-    ``hidden`` (``[rows, hidden]``, embedded), as ``LeanDecoder`` computes it; each layer's new
-    key and value written at column ``length`` of its cache buffers (``keys``/``values``,
-    which have room for it). ``mask``: the step's attention mask (None: no padding); a LoRA
-    stack's ``lora_chosen``: ``[rows, its columns]``."""
-    batch = hidden.shape[0]
-    groups = heads // kv_heads
-    rotated = (heads + kv_heads) * head_dim
-    end = length + 1
-    for layer in range(len(keys)):
-        s = layer * 5  # LAYER_SIZES (TorchScript reads no global number)
-        residual = hidden
-        qkv = _qkv(hidden, weights, int4, sizes, lora_a, lora_b, lora_chosen, layer, eps, count)
-        # narrow, not ``x[:, a:b]``: TorchScript makes every sliced axis, ``:`` too, an
-        # operation of its own (the same views)
-        value = qkv.narrow(1, rotated, sizes[s + 2]).view(batch, 1, -1, head_dim).transpose(
-            1, 2)
-        both = qkv.narrow(1, 0, rotated).view(batch, 1, -1, head_dim).transpose(1, 2)
-        both = (both * cos) + (both.roll(head_dim // 2, -1) * signed_sin)
-        key_buffer, value_buffer = keys[layer], values[layer]
-        key_buffer.narrow(2, length, 1).copy_(both.narrow(1, heads, kv_heads))
-        value_buffer.narrow(2, length, 1).copy_(value)
-        attended = torch.nn.functional.scaled_dot_product_attention(
-            both.narrow(1, 0, heads).reshape(batch, kv_heads, groups, head_dim),
-            key_buffer.narrow(2, 0, end), value_buffer.narrow(2, 0, end), attn_mask=mask,
-            dropout_p=0.0, scale=scaling)
-        joined = attended.reshape(batch, heads, 1, head_dim).transpose(1, 2).contiguous().view(
-            batch, -1)
-        hidden = _rest_of_layer(residual, joined, weights, int4, sizes, lora_a, lora_b,
-                                lora_chosen, layer, eps, count)
-    return _norm(hidden, final_norm, eps, count)
-
-
 def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batch: int,
             length: int, heads: int, kv_heads: int, head_dim: int,
             scaling: float) -> Tensor:
@@ -204,19 +166,21 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
     return out.reshape(batch * length, -1)
 
 
-def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
+def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                   masks: list[Tensor | None], batches: list[int], lengths: list[int],
                   past: list[int], weights: list[Tensor], int4: list[bool], sizes: list[int],
                   lora_a: list[Tensor | None], lora_b: list[Tensor | None],
                   lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
                   layers: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
                   kv_heads: int, head_dim: int, scaling: float) -> Tensor:
-    """:func:`decode_layers` for several passes as one (a decode step's rows and a prefill
-    slice's, chunked prefill; ``LeanDecoder.hidden_states``): their tokens stacked in
+    """The decoder's output (after its last norm, ``[tokens, hidden]``) for one or more
+    passes as one (a decode step's rows, and a prefill slice's joined to it: chunked
+    prefill), as ``LeanDecoder.hidden_states`` computes it: their embedded tokens stacked in
     ``hidden`` (``[tokens, hidden]``, pass after pass: pass ``i`` has ``batches[i]`` rows of
     ``lengths[i]`` columns), every projection over all of them, attention pass by pass over
-    each one's own cache (``keys[i * layers + layer]``, written from column ``past[i]``)
-    with its own rotary tables and mask."""
+    each one's own cache (``keys[i * layers + layer]``, which has room for its columns,
+    written from column ``past[i]``) with its own rotary tables and mask (None: no padding).
+    A LoRA stack's ``lora_chosen``: ``[tokens, its columns]``."""
     rotated = (heads + kv_heads) * head_dim
     for layer in range(layers):
         s = layer * 5
@@ -227,7 +191,7 @@ def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
         for part in range(len(batches)):
             batch, length = batches[part], lengths[part]
             tokens = batch * length
-            rows = qkv.narrow(0, start, tokens)
+            rows = qkv if len(batches) == 1 else qkv.narrow(0, start, tokens)
             value = rows.narrow(1, rotated, sizes[s + 2]).view(
                 batch, length, -1, head_dim).transpose(1, 2)
             both = rows.narrow(1, 0, rotated).view(batch, length, -1, head_dim).transpose(1, 2)
@@ -240,40 +204,30 @@ def joined_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                                     value_buffer.narrow(2, 0, end), masks[part], batch, length,
                                     heads, kv_heads, head_dim, scaling))
             start += tokens
-        hidden = _rest_of_layer(residual, torch.cat(attended), weights, int4, sizes, lora_a,
-                                lora_b, lora_chosen, layer, eps, count)
+        joined = attended[0] if len(attended) == 1 else torch.cat(attended)
+        hidden = _rest_of_layer(residual, joined, weights, int4, sizes, lora_a, lora_b,
+                                lora_chosen, layer, eps, count)
     return _norm(hidden, final_norm, eps, count)
 
 
 _SCRIPTED: list[Callable[..., Tensor] | None] = []
-_JOINED: list[Callable[..., Tensor] | None] = []
 
 
-def scripted_decode_layers() -> Callable[..., Tensor] | None:
-    """:func:`decode_layers` compiled by TorchScript (once a process: ~30 ms); None, logged
+def scripted_decoder_layers() -> Callable[..., Tensor] | None:
+    """:func:`decoder_layers` compiled by TorchScript (once a process: ~30 ms); None, logged
     once, where TorchScript cannot compile it (decode steps then take the Python layers)."""
-    return _compiled(_SCRIPTED, decode_layers)
-
-
-def scripted_joined_layers() -> Callable[..., Tensor] | None:
-    """:func:`joined_layers` compiled by TorchScript, as :func:`scripted_decode_layers`."""
-    return _compiled(_JOINED, joined_layers)
-
-
-def _compiled(cell: list[Callable[..., Tensor] | None],
-              function: Callable[..., Tensor]) -> Callable[..., Tensor] | None:
-    if not cell:
+    if not _SCRIPTED:
         try:
             with warnings.catch_warnings():
                 # torch 2.13 marks torch.jit.script deprecated (docs/engine.md, "A scripted
                 # decode step", says why it is used and what replaces it)
                 warnings.simplefilter("ignore", DeprecationWarning)
-                cell.append(torch.jit.script(function))
+                _SCRIPTED.append(torch.jit.script(decoder_layers))
         except Exception as exc:  # no TorchScript here: the Python layers serve
             logger.warning("decode steps take the Python layers: TorchScript could not "
                            "compile the scripted step (%s: %s)", type(exc).__name__, exc)
-            cell.append(None)
-    return cell[0]
+            _SCRIPTED.append(None)
+    return _SCRIPTED[0]
 
 
 def run_unoptimized(function: Callable[..., Tensor], *args: object) -> Tensor:
