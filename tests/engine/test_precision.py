@@ -13,7 +13,14 @@ import torch
 from arkor.cloud.settings import Settings
 from arkor.engine.base import AdapterRef
 from arkor.engine.local import LocalEngine, quantize
-from arkor.engine.local.quantize import INT4_GROUP, Int4Linear, Int8Linear, quantize_linears
+from arkor.engine.local.quantize import (
+    FIXED_POINT_STEPS,
+    INT4_GROUP,
+    Int4Linear,
+    Int8Linear,
+    integer_product,
+    quantize_linears,
+)
 from arkor.engine.precision import parse_precision, parse_precision_plan, resolve_precision
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
 from tests.engine.conftest import Outcome, ask, close_engine, collect
@@ -156,6 +163,70 @@ def test_int4_linear_gives_back_4_bit_group_weights_and_matches_them() -> None:
     assert second(got).shape == (3, 5, 40)
 
 
+def test_the_output_layer_product_is_exact_up_to_its_fixed_point_alone_and_in_a_batch(
+) -> None:
+    """:func:`integer_product`: each row off the exact product only by its activations'
+    15-bit fixed point (and float32's last bits), closer to it than torch's packed int8
+    kernel with the same weights; a row's outputs the same alone and among 16; a row of
+    zeros gives zeros and a row with a NaN gives NaNs without touching the others."""
+    torch.manual_seed(0)
+    weight = torch.randint(-127, 128, (1000, 96), dtype=torch.int8)
+    scales = (torch.rand(1000) * 0.01 + 1e-4).bfloat16().float()  # what the packed kernel takes
+    # A few large channels, as a decoder's last hidden state has.
+    x = (torch.randn(16, 96) * torch.where(torch.rand(96) < 0.05, 20.0, 1.0)).bfloat16()
+    x[3] = 0
+    got = integer_product(x, weight, scales)
+    assert got.dtype == torch.float32 and got.shape == (16, 1000)
+    exact = (x.double() @ weight.double().T) * scales.double()
+    step = x.double().abs().amax(1, keepdim=True) / FIXED_POINT_STEPS
+    bound = step / 2 * (weight.double().abs().sum(1) * scales.double()) + 1e-6 * exact.abs()
+    assert ((got.double() - exact).abs() <= bound + 1e-9).all()
+    assert torch.equal(got[3], torch.zeros(1000))
+    packed = torch._weight_int8pack_mm(x, weight, scales.bfloat16()).double()
+    assert (got.double() - exact).abs().max() < (packed - exact).abs().max() / 4
+    for row in range(16):
+        assert torch.equal(integer_product(x[row:row + 1], weight, scales), got[row:row + 1])
+    x[5, 7] = float("nan")
+    with_nan = integer_product(x, weight, scales)
+    assert with_nan[5].isnan().all()
+    assert torch.equal(torch.cat([with_nan[:5], with_nan[6:]]), torch.cat([got[:5], got[6:]]))
+    # Past 1,036 inputs the two halves' sums are combined in float32 (int32 could overflow).
+    wide, wide_x = weight.repeat(1, 12)[:50], x[:4].repeat(1, 12)
+    wide_x[0] = 1e30  # every weight at its largest: the worst case, no overflow
+    wide[0] = 127
+    assert torch.isfinite(wide_x.float()).all() and wide.shape[1] > 1036
+    exact = (wide_x.double() @ wide.double().T) * scales[:50].double()
+    assert torch.allclose(integer_product(wide_x, wide, scales[:50]).double(), exact,
+                          rtol=1e-3, atol=1e-3 * exact.abs().max().item())
+
+
+def test_the_output_layer_alone_multiplies_in_integers() -> None:
+    """A model's output layer (``get_output_embeddings``), untied, takes
+    :func:`integer_product` (float32 logits, a row's the same alone and among others); its
+    other int8 layers take the packed kernel."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    quantize_linears(model, Int4Linear)
+    model.to(torch.bfloat16)
+    head = model.lm_head
+    assert isinstance(head, Int8Linear) and head.output
+    assert not any(getattr(module, "output", False) for name, module in model.named_modules()
+                   if name != "lm_head")
+    assert head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    x = torch.randn(2, 4, 64).bfloat16()
+    got = head(x)
+    assert got.dtype == torch.float32 and got.shape == (2, 4, 256)
+    assert torch.equal(got.view(8, 256), integer_product(x.view(8, 64), head.weight,
+                                                         head.scales))
+    assert torch.equal(head(x[1, 2:3]), got[1, 2:3])
+    logits = model(torch.tensor([[1, 2, 3]])).logits
+    assert logits.dtype == torch.float32 and logits.isfinite().all()
+
+
 @pytest.mark.parametrize("precision", ["bfloat16", "int8", "int4"])
 def test_mixed_batch_equals_one_at_a_time_at_precision(
     precision: str, models_dir: Path, adapter_a: AdapterRef, adapter_b: AdapterRef
@@ -251,6 +322,9 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
     adapters = AdapterSet(model, 4, torch.device("cpu"))
     name = adapters.acquire(adapter_a, None)
     assert name is not None and adapters._lean is not None
+    # The Python layers, whose products are watched here: the scripted step (decode steps
+    # at int4) calls the packed kernels by construction (tests/engine/test_scripted.py).
+    adapters._lean.scripted = False
     q_proj = model.model.layers[0].self_attn.q_proj.base_layer
     fused = adapters._lean.fused[0][0]
     assert fused is not None and fused.dense is not None and q_proj.dense is not None
@@ -276,8 +350,8 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
 
     with torch.inference_mode():
         lean, batch = prompt(adapters.lean_forward)
-        # Every layer's products dense; the output layer's last one packed (one column).
-        assert len(calls) > 1 and set(calls[:-1]) == {True} and calls[-1] is False
+        # Every layer's products dense (the output layer's is integer_product, not these).
+        assert len(calls) > 1 and set(calls) == {True}
         by_model, _ = prompt(adapters.forward)
         assert torch.equal(lean, by_model)
         packed, _ = prompt(adapters.lean_forward, flagged=False)
