@@ -45,7 +45,6 @@ from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_sta
 from arkor.engine.local.quantize import (
     Int4Linear,
     Int8Linear,
-    integer_product,
     kernel_input,
     product,
     prompt_pass,
@@ -200,17 +199,11 @@ def base_projection(module: Any) -> Projection:
     and its attribute lookups: 120 a decode step), anything else the module."""
     base = base_of(module)
     kind = type(base)
-    if kind not in (Int8Linear, Int4Linear) or base.bias is not None:
+    # The output layer (Int8Linear.output) is called too: its forward chooses its product.
+    if (kind not in (Int8Linear, Int4Linear) or base.bias is not None
+            or getattr(base, "output", False)):
         return lambda x, prompt: call_module(base, x, prompt)
     weight, width, int4, dense = base.weight, base.in_features, kind is Int4Linear, base.dense
-    if not int4 and base.output:
-        scales = base.scales
-
-        def output(x: torch.Tensor, prompt: bool) -> torch.Tensor:
-            out = integer_product(x.reshape(-1, width), weight, scales)
-            return out.view(*x.shape[:-1], out.shape[-1])
-
-        return output
     # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).
     scales = base.scales_and_zeros.contiguous() if int4 else base.scales
 
