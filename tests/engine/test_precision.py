@@ -19,6 +19,7 @@ from arkor.engine.local.quantize import (
     Int4Linear,
     Int8Linear,
     integer_product,
+    onednn_packed,
     quantize_linears,
 )
 from arkor.engine.precision import parse_precision, parse_precision_plan, resolve_precision
@@ -200,6 +201,66 @@ def test_the_output_layer_product_is_exact_up_to_its_fixed_point_alone_and_in_a_
                           rtol=1e-3, atol=1e-3 * exact.abs().max().item())
 
 
+def test_onednn_gives_the_output_layer_product_int_mm_numbers_bit_for_bit() -> None:
+    """:func:`integer_product` with the weights packed for oneDNN gives ``torch._int_mm``'s
+    numbers bit for bit: 16 rows and each alone, a row of zeros, a row with a NaN, and past
+    1,036 inputs at the worst case (every weight at its largest)."""
+    torch.manual_seed(1)
+    weight = torch.randint(-127, 128, (1000, 96), dtype=torch.int8)
+    scales = (torch.rand(1000) * 0.01 + 1e-4).bfloat16().float()
+    x = (torch.randn(16, 96) * torch.where(torch.rand(96) < 0.05, 20.0, 1.0)).bfloat16()
+    x[3] = 0
+    x[9, 2] = float("nan")
+    packed = onednn_packed(weight)
+    if packed is None:
+        pytest.skip("oneDNN's int8 product is unavailable or inexact on this CPU: "
+                    "integer_product takes torch._int_mm alone")
+    got = integer_product(x, weight, scales, packed)
+    expected = integer_product(x, weight, scales)
+    assert torch.equal(got.nan_to_num(), expected.nan_to_num())
+    assert got[9].isnan().all() and torch.equal(got[3], torch.zeros(1000))
+    for row in (0, 5, 15):
+        alone = integer_product(x[row:row + 1], weight, scales, packed)
+        assert torch.equal(alone, got[row:row + 1])
+    wide, wide_x = weight.repeat(1, 12)[:50].contiguous(), x[:4].repeat(1, 12)
+    wide_x[0] = 1e30
+    wide[0] = 127
+    wide_packed = onednn_packed(wide)
+    assert wide_packed is not None and wide.shape[1] > 1036
+    assert torch.equal(integer_product(wide_x, wide, scales[:50], wide_packed),
+                       integer_product(wide_x, wide, scales[:50]))
+
+
+def test_inexact_or_missing_onednn_leaves_the_output_layer_on_int_mm(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The packed copy is kept only where its sums equal ``torch._int_mm``'s on the layer's
+    own weights: a product one off in one output (as a saturating 16-bit path would be), or
+    an operation torch refuses, leaves the layer on ``_int_mm`` and says why in the log."""
+    weight = torch.randint(-127, 128, (64, 96), dtype=torch.int8)
+    real = quantize.onednn_sums
+
+    def one_off(shifted: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        sums = real(shifted, packed)
+        sums[0, 5] += 1
+        return sums
+
+    monkeypatch.setattr(quantize, "onednn_sums", one_off)
+    with caplog.at_level("INFO", logger=quantize.__name__):
+        assert onednn_packed(weight) is None
+    assert "not exact on this CPU" in caplog.text
+    monkeypatch.setattr(quantize, "onednn_sums", real)
+
+    def refused(*_args: object) -> torch.Tensor:
+        raise RuntimeError("no oneDNN here")
+
+    monkeypatch.setattr(torch.ops.onednn, "qlinear_prepack", refused)
+    caplog.clear()
+    with caplog.at_level("INFO", logger=quantize.__name__):
+        assert onednn_packed(weight) is None
+    assert "unavailable here (no oneDNN here)" in caplog.text
+
+
 def test_the_output_layer_alone_multiplies_in_integers() -> None:
     """A model's output layer (``get_output_embeddings``), untied, takes
     :func:`integer_product` (float32 logits, a row's the same alone and among others); its
@@ -222,6 +283,8 @@ def test_the_output_layer_alone_multiplies_in_integers() -> None:
     assert got.dtype == torch.float32 and got.shape == (2, 4, 256)
     assert torch.equal(got.view(8, 256), integer_product(x.view(8, 64), head.weight,
                                                          head.scales))
+    # Packed for oneDNN wherever its sums are exact (the numbers above are _int_mm's)
+    assert (head.onednn is not None) == (onednn_packed(head.weight) is not None)
     assert torch.equal(head(x[1, 2:3]), got[1, 2:3])
     logits = model(torch.tensor([[1, 2, 3]])).logits
     assert logits.dtype == torch.float32 and logits.isfinite().all()

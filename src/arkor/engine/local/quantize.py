@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +40,8 @@ from typing import Any
 import torch
 
 from arkor.engine.precision import resolve_precision
+
+logger = logging.getLogger(__name__)
 
 INT8_MAX = 127.0
 
@@ -61,6 +64,8 @@ class Int8Linear(torch.nn.Linear):
     scales: torch.Tensor
     dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
     output: bool = False
+    # The output layer's weights as oneDNN packs them (:func:`onednn_packed`), or None
+    onednn: torch.Tensor | None = None
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
@@ -81,7 +86,8 @@ class Int8Linear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        out = (integer_product(x.reshape(-1, self.in_features), self.weight, self.scales)
+        out = (integer_product(x.reshape(-1, self.in_features), self.weight, self.scales,
+                               self.onednn)
                if self.output else
                product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
                        self.scales, self.dense, int4=False, prompt=in_prompt_pass()))
@@ -186,21 +192,32 @@ _INT32_COMBINED = (2**31 - 1) // (127 * 127 * 128 + 64 * 127)
 
 
 def integer_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
-                    ) -> torch.Tensor:
+                    onednn: torch.Tensor | None = None) -> torch.Tensor:
     """``flat @ (weight * scales[:, None]).T`` for int8 ``weight`` ``[out, in]`` and float
     ``scales`` ``[out]``, in integers: each row of ``flat`` is put on a fixed point of its
     own (its largest magnitude :data:`FIXED_POINT_STEPS` steps: 15 bits, where a bfloat16
     activation has 8), split into two int8 halves (``high * 128 + low``, ``low`` within
-    +-64), and both halves of every row are multiplied by the weights in one
-    ``torch._int_mm``, whose int32 sums are exact; they are combined and scaled in float32.
+    +-64), and both halves of every row are multiplied by the weights in one integer matrix
+    product, whose int32 sums are exact; they are combined and scaled in float32.
+
+    The product is oneDNN's (``onednn``: the same weights as :func:`onednn_packed` packs
+    them, the halves shifted into unsigned bytes) or else ``torch._int_mm``'s. The two give
+    the same numbers bit for bit: oneDNN's sums come out as float32 and a half's sum (at most
+    ``127 * 127 * in``) is an exact float up to 1,040 inputs, so ``128 * high + low`` rounds
+    once, as the int32 total does when it is scaled; past 1,036 inputs the int32 path
+    combines in float32 too, from the same sums. oneDNN keeps the weights in the blocked
+    layout its kernel reads, where ``_int_mm`` repacks them at every call: the embedded
+    model's 49,152 x 576 output layer for one row (two halves) in ~1.6-1.7 ms against
+    ~2.4 ms, for 16 rows in ~2.0 against ~3.2 ms (docs/engine.md, "The output layer at int8
+    and int4").
 
     The output layer's product at int8 and int4. Exact sums make a row's outputs the same
     whatever rows share the call, bit for bit, and the kernel reads the weights once for all
     of them, where torch's packed int8 kernel costs about one row's time per row: for the
     embedded model's 49,152 x 576 output layer on a 2-core AMD EPYC, 1.7 ms for one row, 2.6
-    for 4, 5.3 for 8 and 10.8 for 16, against 2.0, 2.9, 4.1 and 5.3 ms here (docs/engine.md,
-    "The output layer at int8 and int4"). Its outputs are nearer the exact product than the
-    packed kernel's, which rounds them to bfloat16. Float32 out."""
+    for 4, 5.3 for 8 and 10.8 for 16, against 2.0, 2.9, 4.1 and 5.3 ms by ``_int_mm``. Its
+    outputs are nearer the exact product than the packed kernel's, which rounds them to
+    bfloat16. Float32 out."""
     rows = flat.shape[0]
     values = flat.float()
     # A row of zeros gets the smallest step (its levels and outputs are zeros); NaN or an
@@ -209,12 +226,62 @@ def integer_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tens
     levels = torch.div(values, step).round_()
     high = levels.mul(1 / 128).round_()
     low = levels.add_(high, alpha=-128)
-    sums = torch._int_mm(torch.cat([high, low]).to(torch.int8), weight.t())
-    if weight.shape[1] <= _INT32_COMBINED:
-        total = torch.add(sums[rows:], sums[:rows], alpha=128)  # exact
+    halves = torch.cat([high, low])
+    if onednn is not None:
+        sums = onednn_sums(halves.add_(ONEDNN_ZERO_POINT).to(torch.uint8), onednn)
+        total = sums[:rows].mul_(128).add_(sums[rows:])
     else:
-        total = sums[:rows].float().mul_(128).add_(sums[rows:])
+        sums = torch._int_mm(halves.to(torch.int8), weight.t())
+        if weight.shape[1] <= _INT32_COMBINED:
+            total = torch.add(sums[rows:], sums[:rows], alpha=128)  # exact
+        else:
+            total = sums[:rows].float().mul_(128).add_(sums[rows:])
     return total.mul(step).mul_(scales)
+
+
+ONEDNN_ZERO_POINT = 128
+"""What :func:`integer_product` adds to its int8 halves to give oneDNN unsigned bytes (the
+kernel's zero point): its int8 x int8 product runs only on a reference path, ~300x slower."""
+_ONE = torch.ones(())
+_ZERO = torch.zeros((), dtype=torch.int64)
+
+
+def onednn_sums(shifted: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``(shifted - ONEDNN_ZERO_POINT) @ weight.T`` as float32, for uint8 ``shifted`` and the
+    int8 weights :func:`onednn_packed` packed: oneDNN's exact int32 sums, converted once."""
+    sums: torch.Tensor = torch.ops.onednn.qlinear_pointwise(
+        shifted, 1.0, ONEDNN_ZERO_POINT, packed, _ONE, _ZERO, None, 1.0, 0, torch.float32,
+        "none", [], "")
+    return sums
+
+
+def onednn_packed(weight: torch.Tensor) -> torch.Tensor | None:
+    """int8 ``weight`` ``[out, in]`` packed for oneDNN's int8 matrix product (``onednn::
+    qlinear_pointwise``, which :func:`integer_product` calls with it), or None where torch
+    has no oneDNN or its sums are not exact on this CPU. They are checked once, on these
+    weights, against ``torch._int_mm``'s for rows of the largest, the smallest and mixed
+    activations: a CPU without VNNI may take a oneDNN path whose 16-bit intermediates
+    saturate. The packed copy is oneDNN's own tensor (~the weights' size)."""
+    generator = torch.Generator().manual_seed(0)
+    width = weight.shape[1]
+    probe = torch.stack([
+        torch.full((width,), 127), torch.full((width,), -127),
+        torch.arange(width).remainder(2).mul(254).sub(127),
+        torch.randint(-127, 128, (width,), generator=generator)]).to(torch.int8)
+    try:
+        packed: torch.Tensor = torch.ops.onednn.qlinear_prepack(weight, None)
+        got = onednn_sums(probe.to(torch.int16).add(ONEDNN_ZERO_POINT).to(torch.uint8),
+                          packed)
+    except (AttributeError, RuntimeError) as exc:  # no such operation, or it refused
+        logger.info("the output layer multiplies by torch._int_mm: oneDNN's product is "
+                    "unavailable here (%s)", exc)
+        return None
+    expected = torch._int_mm(probe, weight.t())
+    if not torch.equal(got, expected.float()):
+        logger.info("the output layer multiplies by torch._int_mm: oneDNN's int8 sums are "
+                    "not exact on this CPU")
+        return None
+    return packed
 
 
 def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
@@ -346,6 +413,7 @@ def quantize_linears(model: torch.nn.Module,
         module = (Int4Linear if four else Int8Linear)(linear)
         if name == lm_head and isinstance(module, Int8Linear):
             module.output = True  # integer_product
+            module.onednn = onednn_packed(module.weight)
         setattr(parent, child, module)
         del module
         del linear
