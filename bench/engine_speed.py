@@ -119,16 +119,13 @@ async def measure(
                 lean = scheduler.adapters._lean
                 if label.endswith(PYTHON_LAYERS) and lean is not None:
                     lean.scripted = False  # decode steps in Python
-                if label.endswith(PACKED_HEAD):
-                    for module in scheduler.loaded.model.modules():
-                        if isinstance(module, Int8Linear):
-                            module.output = False
-                    if lean is not None:
-                        lean._layouts.clear()  # their output layer's product is looked up
-                if label.endswith(INT_MM_HEAD):
-                    for module in scheduler.loaded.model.modules():
-                        if isinstance(module, Int8Linear):
+                for module in scheduler.loaded.model.modules():
+                    if isinstance(module, Int8Linear):
+                        module.output = module.output and not label.endswith(PACKED_HEAD)
+                        if label.endswith(INT_MM_HEAD):
                             module.onednn = None
+                if label.endswith(PACKED_HEAD) and lean is not None:
+                    lean._layouts.clear()  # their output layer's product is looked up
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
                 figures[label]["single"].append(await single_stream(engine, alone))

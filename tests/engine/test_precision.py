@@ -240,8 +240,8 @@ def test_inexact_or_missing_onednn_leaves_the_output_layer_on_int_mm(
     weight = torch.randint(-127, 128, (64, 96), dtype=torch.int8)
     real = quantize.onednn_sums
 
-    def one_off(shifted: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        sums = real(shifted, packed)
+    def one_off(levels: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        sums = real(levels, packed)
         sums[0, 5] += 1
         return sums
 

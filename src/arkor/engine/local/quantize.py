@@ -11,7 +11,8 @@ levels in groups of 32 with a scale and a minimum, on ``aten._weight_int4pack_mm
 
 At both, the output layer (``lm_head``) multiplies its int8 weights by
 :func:`integer_product` instead of the packed kernel: exact integer sums over activations on
-a 15-bit fixed point, whose cost grows little with the rows of a step.
+a 15-bit fixed point, whose cost grows little with the rows of a step, on oneDNN's int8
+kernel with the weights packed once (:func:`onednn_packed`) where its sums are exact here.
 
 On a CPU with AMX (:func:`dense_prompts_default`) each quantized layer but ``lm_head`` also
 keeps ``dense``: the weight it computes with, dequantized to bfloat16. Prompt tokens are
@@ -228,7 +229,7 @@ def integer_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tens
     low = levels.add_(high, alpha=-128)
     halves = torch.cat([high, low])
     if onednn is not None:
-        sums = onednn_sums(halves.add_(ONEDNN_ZERO_POINT).to(torch.uint8), onednn)
+        sums = onednn_sums(halves, onednn)
         total = sums[:rows].mul_(128).add_(sums[rows:])
     else:
         sums = torch._int_mm(halves.to(torch.int8), weight.t())
@@ -246,9 +247,11 @@ _ONE = torch.ones(())
 _ZERO = torch.zeros((), dtype=torch.int64)
 
 
-def onednn_sums(shifted: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-    """``(shifted - ONEDNN_ZERO_POINT) @ weight.T`` as float32, for uint8 ``shifted`` and the
-    int8 weights :func:`onednn_packed` packed: oneDNN's exact int32 sums, converted once."""
+def onednn_sums(levels: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    """``levels @ weight.T`` as float32, for float ``levels`` holding whole numbers within
+    +-127 (taken in place) and the int8 weights :func:`onednn_packed` packed: oneDNN's exact
+    int32 sums, converted once."""
+    shifted = levels.add_(ONEDNN_ZERO_POINT).to(torch.uint8)
     sums: torch.Tensor = torch.ops.onednn.qlinear_pointwise(
         shifted, 1.0, ONEDNN_ZERO_POINT, packed, _ONE, _ZERO, None, 1.0, 0, torch.float32,
         "none", [], "")
@@ -270,8 +273,7 @@ def onednn_packed(weight: torch.Tensor) -> torch.Tensor | None:
         torch.randint(-127, 128, (width,), generator=generator)]).to(torch.int8)
     try:
         packed: torch.Tensor = torch.ops.onednn.qlinear_prepack(weight, None)
-        got = onednn_sums(probe.to(torch.int16).add(ONEDNN_ZERO_POINT).to(torch.uint8),
-                          packed)
+        got = onednn_sums(probe.float(), packed)
     except (AttributeError, RuntimeError) as exc:  # no such operation, or it refused
         logger.info("the output layer multiplies by torch._int_mm: oneDNN's product is "
                     "unavailable here (%s)", exc)
