@@ -10,10 +10,11 @@ from collections.abc import Callable
 import pytest
 
 from arkor.store import deployment_keys, deployments, jobs, projects
-from arkor.store.db import Database
+from arkor.store.db import Database, migrate
 from arkor.store.deployments import TargetColumns
 from arkor.store.tables import utcnow
-from tests.store.conftest import Tenant
+from tests.servers import postgres_schema_url
+from tests.store.conftest import Tenant, new_tenant
 
 BASE = TargetColumns(target_kind="base_model", base_model="acme/base")
 
@@ -123,3 +124,34 @@ def test_another_database_on_postgresql_hears_the_commit(
             time.sleep(0.02)
     finally:
         other.dispose()
+
+
+def test_an_installation_in_another_schema_is_not_heard(
+        backend: str, db: Database, tenant: Tenant) -> None:
+    """Notification channels are per database, not per schema: two installations that share a
+    PostgreSQL database in schemas of their own must not empty each other's caches."""
+    if backend != "postgres":
+        pytest.skip("one process per SQLite file: nothing to tell across processes")
+    twin = Database(str(db.engine.url.render_as_string(hide_password=False)))
+    try:
+        twin.listen_for_changes()
+        heard = Heard(twin)
+        with postgres_schema_url() as url:
+            neighbour = Database(url)
+            try:
+                migrate(neighbour.engine)
+                new_deployment(neighbour, new_tenant(neighbour), "neighbour-bot")
+            finally:
+                neighbour.dispose()
+        # Notifications arrive in commit order: once this installation's own change is heard,
+        # the neighbour's, committed before it, has been read (and must have been ignored).
+        new_deployment(db, tenant, "own-bot")
+        deadline = time.monotonic() + 5
+        while heard.count == 0:
+            assert time.monotonic() < deadline, "the twin never heard its own schema's commit"
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert heard.count == 1
+    finally:
+        twin.dispose()
+

@@ -5,10 +5,12 @@ a disabled or deleted deployment, or an old target after the change commits. Eve
 session of a :class:`~arkor.store.db.Database` reports committed changes to deployments,
 deployment keys, jobs and custom domains to the feed's subscribers in this process, before
 the request that made the change returns. On PostgreSQL the same transaction also sends
-``NOTIFY arkor_changes``; :class:`PostgresChangeListener` turns that into a publish in every
-other process, so several servers behind a load balancer stay in step (within the time it
-takes the notification to arrive, milliseconds). Bulk ``UPDATE`` statements such as the
-edge's own ``lastUsedAt`` flush do not count: they change nothing the edge caches.
+``NOTIFY arkor_changes`` naming its schema; :class:`PostgresChangeListener` turns that into
+a publish in every other process of the same schema, so several servers behind a load
+balancer stay in step (within the time it takes the notification to arrive, milliseconds),
+and another installation in another schema of the same database is not disturbed. Bulk
+``UPDATE`` statements such as the edge's own ``lastUsedAt`` flush do not count: they change
+nothing the edge caches.
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ class ChangeFeed:
                 return
             if notify and not session.info.get(_PENDING):
                 # Transactional: delivered at commit, dropped on rollback.
-                session.connection().execute(text("SELECT pg_notify(:channel, '')"),
-                                             {"channel": CHANNEL})
+                # The payload names the schema: channels are per database, and another
+                # installation in another schema of it must not hear this one's changes.
+                session.connection().execute(
+                    text("SELECT pg_notify(:channel, current_schema())"), {"channel": CHANNEL})
             session.info[_PENDING] = True
 
         @event.listens_for(sessions, "after_commit")
@@ -75,7 +79,8 @@ class ChangeFeed:
 
 
 class PostgresChangeListener:
-    """``LISTEN arkor_changes`` on a dedicated connection; each notification publishes.
+    """``LISTEN arkor_changes`` on a dedicated connection; each notification from this
+    installation's schema (its payload) publishes, another schema's is ignored.
 
     After a lost connection it reconnects and publishes once, since notifications sent
     while it was away are gone.
@@ -103,12 +108,16 @@ class PostgresChangeListener:
             try:
                 with psycopg.connect(self._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    row = conn.execute("SELECT current_schema()").fetchone()
+                    schema = row[0] if row else None
                     if self._ready.is_set():
                         self._feed.publish()  # we may have missed some while reconnecting
                     self._ready.set()
                     while not self._stop.is_set():
-                        for _note in conn.notifies(timeout=0.5):
-                            self._feed.publish()
+                        for note in conn.notifies(timeout=0.5):
+                            # An empty payload: a sender from before the schema was named.
+                            if note.payload in (schema, ""):
+                                self._feed.publish()
             except Exception:
                 if self._stop.is_set():
                     return

@@ -6,6 +6,7 @@ code and the same Alembic migrations serve both.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,19 +84,23 @@ class Database:
     def turn(self, key: int) -> Iterator[bool]:
         """Whether this process may do a periodic job now: True while it holds PostgreSQL's
         advisory lock ``key`` (another server holding it: False), always True on SQLite (one
-        process). For sweeps that several servers of one installation all run."""
+        process). For sweeps that several servers of one installation all run. Advisory locks
+        are per database, so the lock is ``key`` within this installation's schema: another
+        installation in another schema of the database takes its own turns."""
         if not self.is_postgres:
             yield True
             return
         with self.engine.connect() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar()
+            lock = {"key": schema_lock_key(str(schema), key)}
             mine = bool(connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar())
+                text("SELECT pg_try_advisory_lock(:key)"), lock).scalar())
             connection.commit()
             try:
                 yield mine
             finally:
                 if mine:
-                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
                     connection.commit()
 
     @contextmanager
@@ -109,3 +114,9 @@ class Database:
             self._listener.stop()
             self._listener = None
         self.engine.dispose()
+
+
+def schema_lock_key(schema: str, key: int) -> int:
+    """The advisory-lock number of ``key`` within ``schema`` (a signed 64-bit integer)."""
+    digest = hashlib.sha256(f"{schema}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
