@@ -8,14 +8,17 @@ LOCK_VENV := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
 BENCH_VENV := .venv-bench
 BENCH_LOCK := requirements-bench.lock
+TEST_WORKERS ?= 2
 
 .PHONY: dev test install lint lock lock-check bench-deps clean
 
 dev: install
 	$(BIN)/arkor dev
 
+# Two workers (TEST_WORKERS=1 for one process), each test module kept whole on one worker so
+# its servers start once; tests/conftest.py gives each worker's torch its share of the cores.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 install: $(STAMP)
 

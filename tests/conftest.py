@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,23 @@ def pytest_configure(config: pytest.Config) -> None:
     engine at float32 (see :func:`pin_float32`)."""
     if not os.environ.get(POSTGRES_ENV) and _postgres_answers(DEFAULT_POSTGRES_URL):
         os.environ[POSTGRES_ENV] = DEFAULT_POSTGRES_URL
+    share_the_cores()
     pin_float32()
+
+
+def share_the_cores() -> None:
+    """Under pytest-xdist, each worker's torch (and the servers it starts) takes its share of
+    the cores rather than all of them: two workers of two threads each on 2 cores spend the
+    time they would gain waiting on each other (measured: the engine's tests in 204 s
+    against 233 s, 270 against 333 CPU-seconds). ``OMP_NUM_THREADS`` set by the caller wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return
+    import torch
+
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
 
 
 def pin_float32() -> None:
@@ -80,6 +97,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def note_missing(what: str, fix: str) -> None:
     """Record a part of the machine the suite could not use; reported loudly at the end."""
     _missing[what] = fix
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A pytest-xdist worker hands what it could not use to the controller, which reports."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["arkor_missing"] = dict(_missing)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    _missing.update(getattr(node, "workeroutput", {}).get("arkor_missing", {}))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.locks import making
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,8 +45,13 @@ def ensure_vllm() -> Path:
     venv = venv_dir()
     python = venv / "bin" / "python"
     stamp = venv / ".arkor-lock"
-    if python.exists() and stamp.is_file() and stamp.read_text() == LOCK.read_text():
-        return python
+    with making(venv):
+        if not (python.exists() and stamp.is_file() and stamp.read_text() == LOCK.read_text()):
+            _install(venv, python, stamp)
+    return python
+
+
+def _install(venv: Path, python: Path, stamp: Path) -> None:
     try:
         if not python.exists():
             subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
@@ -54,7 +60,6 @@ def ensure_vllm() -> Path:
     except (subprocess.SubprocessError, OSError) as exc:
         _unavailable(f"vLLM's CPU build could not be installed into {venv}: {exc}")
     stamp.write_text(LOCK.read_text())
-    return python
 
 
 class VllmServer:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from arkor.cli import output
 from arkor.cli.main import app
 
 Run = Callable[..., Any]
@@ -18,11 +21,30 @@ def cli_runner() -> Run:
     runner = CliRunner()
 
     def run(*args: str, code: int = 0) -> Any:
-        result = runner.invoke(app, list(args))
+        with consoles_as_wide_as_columns():
+            result = runner.invoke(app, list(args))
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return result
 
     return run
+
+
+@contextmanager
+def consoles_as_wide_as_columns() -> Iterator[None]:
+    """The CLI's consoles as wide as the test's ``COLUMNS`` for one call: rich reads
+    ``COLUMNS`` when a console is made, at import, which under pytest-xdist is the worker's
+    80 columns, before any test sets its own."""
+    consoles = (output.console, output.err_console)
+    saved = [console._width for console in consoles]
+    columns = os.environ.get("COLUMNS")
+    try:
+        if columns is not None and columns.isdigit():
+            for console in consoles:
+                console.width = int(columns)
+        yield
+    finally:
+        for console, width in zip(consoles, saved, strict=True):
+            console._width = width
 
 
 @pytest.fixture

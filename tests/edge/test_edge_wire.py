@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import note_missing
 from tests.edge.conftest import EMBEDDED, EdgeWorld
+from tests.locks import making
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +234,12 @@ def node_openai(request: pytest.FixtureRequest) -> Path:
         note_missing("Node.js and npm (the JavaScript quick-start test)", fix)
         pytest.skip(f"Node.js and npm are missing: {fix}")
     folder = Path(request.config.cache.mkdir("node-openai-5.23.2"))
-    if not (folder / "node_modules" / "openai" / "package.json").is_file():
-        (folder / "package.json").write_text('{"type": "module", "private": true}\n')
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "openai@5.23.2"], cwd=folder,
-                       check=True, capture_output=True, timeout=300)
+    installed = folder / "node_modules" / "openai" / "package.json"
+    with making(folder):
+        if not installed.is_file():
+            (folder / "package.json").write_text('{"type": "module", "private": true}\n')
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund", "openai@5.23.2"],
+                           cwd=folder, check=True, capture_output=True, timeout=300)
     return folder
 
 

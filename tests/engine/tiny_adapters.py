@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from arkor.engine.local.adapters import PEFT_DEPRECATION
+from tests.locks import making
 
 TICKETS = {
     "billing": [
@@ -122,13 +123,21 @@ def lang_examples() -> list[tuple[str, str]]:
 def train_adapter(
     base_dir: Path, examples: list[tuple[str, str]], out: Path, *, steps: int = 20
 ) -> Path:
-    """Train a LoRA adapter on (prompt, answer) pairs; the loss covers the answer only."""
+    """Train a LoRA adapter on (prompt, answer) pairs; the loss covers the answer only (once
+    per ``out``: a second caller, in this process or another, gets the first's)."""
+    if (out / "adapter_config.json").is_file():
+        return out
+    with making(out):
+        if not (out / "adapter_config.json").is_file():
+            _train(base_dir, examples, out, steps)
+    return out
+
+
+def _train(base_dir: Path, examples: list[tuple[str, str]], out: Path, steps: int) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if (out / "adapter_config.json").is_file():
-        return out
     torch.manual_seed(0)
     rng = random.Random(0)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -160,7 +169,6 @@ def train_adapter(
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     staging.rename(out)
-    return out
 
 
 def _encode(tokenizer: object, prompt: str, answer: str) -> tuple[list[int], list[int]]:
