@@ -5,7 +5,8 @@ nobody. On PostgreSQL another ``Database`` on the same data hears it through NOT
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -109,21 +110,31 @@ def test_a_failing_subscriber_does_not_stop_the_others(db: Database, tenant: Ten
     assert heard.after(lambda: new_deployment(db, tenant, "robust-bot")) == 1
 
 
+@contextmanager
+def another_server(db: Database) -> Iterator[Heard]:
+    """Another server of ``db``'s installation (a ``Database`` on its URL), listening."""
+    other = Database(str(db.engine.url.render_as_string(hide_password=False)))
+    try:
+        other.listen_for_changes()
+        yield Heard(other)
+    finally:
+        other.dispose()
+
+
+def wait_until_heard(heard: Heard, what: str) -> None:
+    deadline = time.monotonic() + 5
+    while heard.count == 0:
+        assert time.monotonic() < deadline, f"the other server never heard {what}"
+        time.sleep(0.02)
+
+
 def test_another_database_on_postgresql_hears_the_commit(
         backend: str, db: Database, tenant: Tenant) -> None:
     if backend != "postgres":
         pytest.skip("one process per SQLite file: nothing to tell across processes")
-    other = Database(str(db.engine.url.render_as_string(hide_password=False)))
-    try:
-        other.listen_for_changes()
-        heard = Heard(other)
+    with another_server(db) as heard:
         new_deployment(db, tenant, "far-bot")
-        deadline = time.monotonic() + 5
-        while heard.count == 0:
-            assert time.monotonic() < deadline, "the other database never heard the commit"
-            time.sleep(0.02)
-    finally:
-        other.dispose()
+        wait_until_heard(heard, "the commit")
 
 
 def test_an_installation_in_another_schema_is_not_heard(
@@ -132,10 +143,7 @@ def test_an_installation_in_another_schema_is_not_heard(
     PostgreSQL database in schemas of their own must not empty each other's caches."""
     if backend != "postgres":
         pytest.skip("one process per SQLite file: nothing to tell across processes")
-    twin = Database(str(db.engine.url.render_as_string(hide_password=False)))
-    try:
-        twin.listen_for_changes()
-        heard = Heard(twin)
+    with another_server(db) as heard:
         with postgres_schema_url() as url:
             neighbour = Database(url)
             try:
@@ -146,12 +154,6 @@ def test_an_installation_in_another_schema_is_not_heard(
         # Notifications arrive in commit order: once this installation's own change is heard,
         # the neighbour's, committed before it, has been read (and must have been ignored).
         new_deployment(db, tenant, "own-bot")
-        deadline = time.monotonic() + 5
-        while heard.count == 0:
-            assert time.monotonic() < deadline, "the twin never heard its own schema's commit"
-            time.sleep(0.02)
+        wait_until_heard(heard, "its own schema's commit")
         time.sleep(0.2)
         assert heard.count == 1
-    finally:
-        twin.dispose()
-
