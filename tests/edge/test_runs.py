@@ -6,6 +6,7 @@ API pages, filters, marks, deletes and exports, scoped like every other route.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -18,8 +19,10 @@ import pytest
 from sqlalchemy import func, select
 
 from arkor.cloud.retention import LOCK_KEY, RunSweeper
+from arkor.edge.app import EdgeApp
 from arkor.engine.base import EngineUnavailable
 from arkor.sdk import RunFilters
+from arkor.store import runs as stored_runs
 from arkor.store.tables import Run, utcnow
 from tests import scripted
 from tests.conftest import CloudServer
@@ -342,3 +345,55 @@ def test_a_request_body_over_256_kib_is_kept_as_a_stub(cloud, bot) -> None:
     run = bot.api(cloud.url, "GET", f"/{listed['id']}").json()["run"]
     assert set(run["request"]) == {"omitted"} and "over 256 KiB" in run["request"]["omitted"]
     assert run["status"] == "completed" and run["response"] is not None
+
+
+def test_a_stored_answer_is_found_as_soon_as_it_is_received(cloud, bot, engine,
+                                                             monkeypatch) -> None:
+    """The run goes to the recorder before the answer's last bytes: a client retrieving
+    right away does not race what the server does after sending (here made slow, as it can
+    be under load) to a 404."""
+    real_call = EdgeApp.__call__
+
+    async def slow_after_the_answer(self, scope, receive, send) -> None:
+        async def send_then_dawdle(message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.5)
+
+        await real_call(self, scope, receive, send_then_dawdle)
+
+    monkeypatch.setattr(EdgeApp, "__call__", slow_after_the_answer)
+    client = bot.client()
+    response = client.responses.create(model="x", input="Hi")
+    assert client.responses.retrieve(response.id).output_text == "Hello there!"
+    made = client.chat.completions.create(model="x", messages=HI, store=True, stream=True)
+    chunks = list(made)
+    assert client.chat.completions.retrieve(chunks[0].id).choices[0].message.content == (
+        "Hello there!")
+
+
+def test_a_flush_waits_for_the_runs_the_recorder_is_writing(cloud, bot, engine,
+                                                             monkeypatch) -> None:
+    """A lookup's flush finds the buffer empty while the recorder's thread is still writing
+    the runs it took: it returns only once they are committed."""
+    recorder = cloud.app.state.recorder  # type: ignore[attr-defined]
+    real_add_runs = stored_runs.add_runs
+    writing, release = threading.Event(), threading.Event()
+
+    def held_add_runs(session, batch) -> None:
+        if threading.current_thread().name == "arkor-runs":
+            writing.set()
+            release.wait(10)
+        real_add_runs(session, batch)
+
+    monkeypatch.setattr(stored_runs, "add_runs", held_add_runs)
+    client = bot.client()
+    client.responses.create(model="x", input="Hi")
+    assert writing.wait(10), "the recorder's thread never wrote"
+    flushed = threading.Thread(target=recorder.flush)
+    flushed.start()
+    flushed.join(0.5)
+    assert flushed.is_alive()  # waiting for the thread's write, not returning before it
+    release.set()
+    flushed.join(10)
+    assert not flushed.is_alive()

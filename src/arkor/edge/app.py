@@ -20,7 +20,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from arkor.edge import chat, completions, rate_limits, responses, runs, stored
 from arkor.edge import openai_wire as wire
@@ -60,6 +60,17 @@ class EdgeApp:
         token = runs.current.set(None)
         status = 500  # unless an answer goes out
         streamed = False
+        recorded = False
+
+        def record(tap: runs.RunTap | None) -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            if tap is not None and self.recorder is not None:
+                tap.close(status, stream=streamed)
+                self.recorder.submit(tap)
+
         try:
             try:
                 response = await self.handle(request, scope[SLUG_SCOPE_KEY], request_id)
@@ -75,13 +86,19 @@ class EdgeApp:
                                         status_code=500)
             response.headers["x-request-id"] = request_id
             status, streamed = response.status_code, isinstance(response, StreamingResponse)
-            await response(scope, receive, send)
-        finally:
             tap = runs.current.get()
+
+            async def send_recorded(message: Message) -> None:
+                # The run goes to the recorder before the answer's last bytes go out, so a
+                # client that retrieves a stored answer as soon as it has it finds it.
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    record(tap)
+                await send(message)
+
+            await response(scope, receive, send_recorded)
+        finally:
+            record(runs.current.get())  # an answer cut short (or none): recorded as it ended
             runs.current.reset(token)
-            if tap is not None and self.recorder is not None:
-                tap.close(status, stream=streamed)
-                self.recorder.submit(tap)
 
     async def deployment(self, slug: str) -> ServedDeployment:
         hit, served = self.directory.cached(slug)

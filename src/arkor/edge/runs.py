@@ -250,6 +250,7 @@ class Recorder:
         self._hour_start = 0.0  # the same, epoch seconds
         self._max = max_buffered
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held while runs taken from the buffer are written
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -314,6 +315,12 @@ class Recorder:
         self._write_runs()
 
     def _write_runs(self) -> None:
+        # One writer at a time: a flush (a stored-answer lookup's) returns only once the runs
+        # the recorder's thread has taken from the buffer are committed too.
+        with self._writing:
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
         while True:
             with self._lock:
                 taps = [self._buffer.popleft() for _ in range(min(500, len(self._buffer)))]
