@@ -116,7 +116,12 @@ class Database:
         self.engine.dispose()
 
 
+def advisory_lock_key(name: str) -> int:
+    """A PostgreSQL advisory-lock number for ``name``: a signed 64-bit integer, the first
+    eight bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 def schema_lock_key(schema: str, key: int) -> int:
-    """The advisory-lock number of ``key`` within ``schema`` (a signed 64-bit integer)."""
-    digest = hashlib.sha256(f"{schema}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+    """The advisory-lock number of ``key`` within ``schema``."""
+    return advisory_lock_key(f"{schema}\0{key}")

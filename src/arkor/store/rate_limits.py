@@ -12,7 +12,6 @@ and releases are single atomic statements and take no lock.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -20,6 +19,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 
+from arkor.store.db import advisory_lock_key
 from arkor.store.tables import Deployment, DeploymentKey, RateLimitLease, RateLimitWindow
 
 REQUESTS, TOKENS, CONCURRENT = "requests", "tokens", "concurrent"
@@ -86,11 +86,6 @@ def judge(limits: Limits, requests: int, tokens: int, live: int) -> str | None:
     return None
 
 
-def lock_key(name: str) -> int:
-    """A bucket's advisory-lock number (a signed 64-bit integer)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
 class SqlCounters:
     """The shared counters on PostgreSQL (an :class:`arkor.edge.rate_limit_stores.Counters`).
     Times are the callers' (seconds and milliseconds since the epoch), so every process must
@@ -108,7 +103,7 @@ class SqlCounters:
         with self._engine.connect() as conn, conn.begin() as transaction:
             for bucket in ordered:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                             {"key": lock_key(bucket.name)})
+                             {"key": advisory_lock_key(bucket.name)})
                 row = conn.execute(select(RateLimitWindow.requests, RateLimitWindow.tokens).where(
                     RateLimitWindow.bucket == bucket.name,
                     RateLimitWindow.window_start == window_start)).first()
