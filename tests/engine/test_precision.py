@@ -5,6 +5,7 @@ batch gives each row what it gets alone at that precision (like compared with li
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -213,8 +214,8 @@ def test_onednn_gives_the_output_layer_product_int_mm_numbers_bit_for_bit() -> N
     x[9, 2] = float("nan")
     packed = onednn_packed(weight)
     if packed is None:
-        pytest.skip("oneDNN's int8 product is unavailable or inexact on this CPU: "
-                    "integer_product takes torch._int_mm alone")
+        pytest.skip("oneDNN's int8 product is unavailable or inexact on this CPU: the output "
+                    "layer takes torch._int_mm or the packed kernel")
     got = integer_product(x, weight, scales, packed)
     expected = integer_product(x, weight, scales)
     assert torch.equal(got.nan_to_num(), expected.nan_to_num())
@@ -231,25 +232,28 @@ def test_onednn_gives_the_output_layer_product_int_mm_numbers_bit_for_bit() -> N
                        integer_product(wide_x, wide, scales[:50]))
 
 
-def test_inexact_or_missing_onednn_leaves_the_output_layer_on_int_mm(
+def test_inexact_or_missing_onednn_is_not_taken(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The packed copy is kept only where its sums equal ``torch._int_mm``'s on the layer's
     own weights: a product one off in one output (as a saturating 16-bit path would be), or
-    an operation torch refuses, leaves the layer on ``_int_mm`` and says why in the log."""
+    an operation torch refuses, leaves oneDNN out (the layer takes ``_int_mm`` or the packed
+    kernel: below) and says why in the log."""
     weight = torch.randint(-127, 128, (64, 96), dtype=torch.int8)
-    real = quantize.onednn_sums
 
     def one_off(levels: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        sums = real(levels, packed)
+        # oneDNN's sums one off (computed without it: on a CPU without VNNI its int8 product
+        # may not run at all, which the second half covers)
+        sums = torch._int_mm(levels.to(torch.int8), weight.t()).float()
         sums[0, 5] += 1
         return sums
 
-    monkeypatch.setattr(quantize, "onednn_sums", one_off)
-    with caplog.at_level("INFO", logger=quantize.__name__):
-        assert onednn_packed(weight) is None
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.ops.onednn, "qlinear_prepack", lambda *args: torch.empty(0))
+        patched.setattr(quantize, "onednn_sums", one_off)
+        with caplog.at_level("INFO", logger=quantize.__name__):
+            assert onednn_packed(weight) is None
     assert "not exact on this CPU" in caplog.text
-    monkeypatch.setattr(quantize, "onednn_sums", real)
 
     def refused(*_args: object) -> torch.Tensor:
         raise RuntimeError("no oneDNN here")
@@ -261,21 +265,28 @@ def test_inexact_or_missing_onednn_leaves_the_output_layer_on_int_mm(
     assert "unavailable here (no oneDNN here)" in caplog.text
 
 
-def test_the_output_layer_alone_multiplies_in_integers() -> None:
-    """A model's output layer (``get_output_embeddings``), untied, takes
-    :func:`integer_product` (float32 logits, a row's the same alone and among others); its
-    other int8 layers take the packed kernel."""
+def tiny_llama() -> torch.nn.Module:
+    """A one-layer Llama of random weights, its embeddings tied to its output layer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
+    return LlamaForCausalLM(LlamaConfig(
         vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+
+
+def test_the_output_layer_alone_multiplies_in_integers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model's output layer (``get_output_embeddings``), untied, takes
+    :func:`integer_product` (float32 logits, a row's the same alone and among others) where an
+    integer product is fast here (``torch._int_mm`` said so: it is not on every CPU, below);
+    its other int8 layers take the packed kernel."""
+    monkeypatch.setattr(quantize, "int_mm_is_fast", lambda weight: True)
+    model = tiny_llama()
     quantize_linears(model, Int4Linear)
     model.to(torch.bfloat16)
     head = model.lm_head
-    assert isinstance(head, Int8Linear) and head.output
-    assert not any(getattr(module, "output", False) for name, module in model.named_modules()
+    assert isinstance(head, Int8Linear) and head.integer
+    assert not any(getattr(module, "integer", False) for name, module in model.named_modules()
                    if name != "lm_head")
     assert head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     x = torch.randn(2, 4, 64).bfloat16()
@@ -288,6 +299,66 @@ def test_the_output_layer_alone_multiplies_in_integers() -> None:
     assert torch.equal(head(x[1, 2:3]), got[1, 2:3])
     logits = model(torch.tensor([[1, 2, 3]])).logits
     assert logits.dtype == torch.float32 and logits.isfinite().all()
+
+
+def slowed(monkeypatch: pytest.MonkeyPatch, name: str, calls: list[str]) -> None:
+    """``torch.<name>`` made 20 ms slower a call (as ``_int_mm``'s plain loop is, against the
+    packed kernel, on a CPU without AVX-512 VNNI), each call noted in ``calls``."""
+    real = getattr(torch, name)
+
+    def slow(*args: object) -> torch.Tensor:
+        calls.append(name)
+        time.sleep(0.02)
+        out: torch.Tensor = real(*args)
+        return out
+
+    monkeypatch.setattr(torch, name, slow)
+
+
+def test_where_int_mm_is_slow_the_output_layer_keeps_the_packed_kernel(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No oneDNN product here and ``torch._int_mm`` far slower than the packed int8 kernel
+    (a 2-core AMD EPYC with AVX2 alone: 35 ms a step against 3.8 ms for the embedded model's
+    output layer, which made its int8 and int4 engines 2x slower): the output layer multiplies
+    by the packed kernel, as the other int8 layers do, and never calls ``_int_mm``; the log
+    says why."""
+    monkeypatch.setattr(quantize, "onednn_packed", lambda weight: None)
+    calls: list[str] = []
+    slowed(monkeypatch, "_int_mm", calls)
+    model = tiny_llama()
+    with caplog.at_level("INFO", logger=quantize.__name__):
+        quantize_linears(model, Int8Linear)
+    assert "the output layer keeps the packed int8 kernel" in caplog.text
+    model.to(torch.bfloat16)
+    head = model.lm_head
+    assert isinstance(head, Int8Linear) and not head.integer
+    calls.clear()
+    x = torch.randn(2, 4, 64).bfloat16()
+    got = head(x)
+    assert torch.equal(got.view(8, 256), torch._weight_int8pack_mm(x.view(8, 64), head.weight,
+                                                                   head.scales))
+    logits = model(torch.tensor([[1, 2, 3]])).logits
+    assert logits.isfinite().all() and calls == []
+
+
+def test_int_mm_is_fast_measures_it_against_the_packed_kernel(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """:func:`quantize.int_mm_is_fast` times ``torch._int_mm`` against the packed int8 kernel
+    on the layer's own weights: slow when it takes far longer, fast when the packed kernel
+    does."""
+    weight = torch.randint(-127, 128, (512, 64), dtype=torch.int8)
+    with monkeypatch.context() as patched:
+        calls: list[str] = []
+        slowed(patched, "_int_mm", calls)
+        with caplog.at_level("INFO", logger=quantize.__name__):
+            assert not quantize.int_mm_is_fast(weight)
+        assert calls == ["_int_mm"] * 5
+    assert "keeps the packed int8 kernel: torch._int_mm took" in caplog.text
+    with monkeypatch.context() as patched:
+        slowed(patched, "_weight_int8pack_mm", [])
+        assert quantize.int_mm_is_fast(weight)
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8", "int4"])
@@ -413,8 +484,11 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
 
     with torch.inference_mode():
         lean, batch = prompt(adapters.lean_forward)
-        # Every layer's products dense (the output layer's is integer_product, not these).
-        assert len(calls) > 1 and set(calls) == {True}
+        # Every layer's products dense; the output layer's is integer_product, or the packed
+        # kernel (one column, not a prompt's) where that is slow here.
+        head = [] if model.lm_head.integer else [False]
+        assert len(calls) > 1 and set(calls[:len(calls) - len(head)]) == {True}
+        assert calls[len(calls) - len(head):] == head
         by_model, _ = prompt(adapters.forward)
         assert torch.equal(lean, by_model)
         packed, _ = prompt(adapters.lean_forward, flagged=False)

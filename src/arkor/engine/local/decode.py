@@ -199,9 +199,9 @@ def base_projection(module: Any) -> Projection:
     and its attribute lookups: 120 a decode step), anything else the module."""
     base = base_of(module)
     kind = type(base)
-    # The output layer (Int8Linear.output) is called too: its forward chooses its product.
+    # The output layer (Int8Linear.integer) is called too: its forward chooses its product.
     if (kind not in (Int8Linear, Int4Linear) or base.bias is not None
-            or getattr(base, "output", False)):
+            or getattr(base, "integer", False)):
         return lambda x, prompt: call_module(base, x, prompt)
     weight, width, int4, dense = base.weight, base.in_features, kind is Int4Linear, base.dense
     # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).

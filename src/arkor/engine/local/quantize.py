@@ -12,7 +12,10 @@ levels in groups of 32 with a scale and a minimum, on ``aten._weight_int4pack_mm
 At both, the output layer (``lm_head``) multiplies its int8 weights by
 :func:`integer_product` instead of the packed kernel: exact integer sums over activations on
 a 15-bit fixed point, whose cost grows little with the rows of a step, on oneDNN's int8
-kernel with the weights packed once (:func:`onednn_packed`) where its sums are exact here.
+kernel with the weights packed once (:func:`onednn_packed`) where its sums are exact here,
+else on ``torch._int_mm`` where that is fast here (:func:`int_mm_is_fast`); on a CPU where
+neither is (no AVX-512 VNNI: ``_int_mm`` is a plain loop there, ~10x the packed kernel's
+time) it keeps the packed kernel.
 
 On a CPU with AMX (:func:`dense_prompts_default`) each quantized layer but ``lm_head`` also
 keeps ``dense``: the weight it computes with, dequantized to bfloat16. Prompt tokens are
@@ -35,6 +38,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,11 +64,12 @@ def block_rows(precision: str, device: torch.device) -> int:
 
 class Int8Linear(torch.nn.Linear):
     """A Linear with int8 weights (``weight``, not trainable) and per-row ``scales``;
-    ``output``: the model's output layer, multiplied by :func:`integer_product`."""
+    ``integer``: multiplied by :func:`integer_product` (the model's output layer, where an
+    integer product is fast here: :func:`quantize_linears`)."""
 
     scales: torch.Tensor
     dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
-    output: bool = False
+    integer: bool = False
     # The output layer's weights as oneDNN packs them (:func:`onednn_packed`), or None
     onednn: torch.Tensor | None = None
 
@@ -89,7 +94,7 @@ class Int8Linear(torch.nn.Linear):
         shape = x.shape
         out = (integer_product(x.reshape(-1, self.in_features), self.weight, self.scales,
                                self.onednn)
-               if self.output else
+               if self.integer else
                product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
                        self.scales, self.dense, int4=False, prompt=in_prompt_pass()))
         if self.bias is not None:
@@ -275,15 +280,54 @@ def onednn_packed(weight: torch.Tensor) -> torch.Tensor | None:
         packed: torch.Tensor = torch.ops.onednn.qlinear_prepack(weight, None)
         got = onednn_sums(probe.float(), packed)
     except (AttributeError, RuntimeError) as exc:  # no such operation, or it refused
-        logger.info("the output layer multiplies by torch._int_mm: oneDNN's product is "
+        logger.info("the output layer does not take oneDNN: its int8 product is "
                     "unavailable here (%s)", exc)
         return None
     expected = torch._int_mm(probe, weight.t())
     if not torch.equal(got, expected.float()):
-        logger.info("the output layer multiplies by torch._int_mm: oneDNN's int8 sums are "
-                    "not exact on this CPU")
+        logger.info("the output layer does not take oneDNN: its int8 sums are not exact "
+                    "on this CPU")
         return None
     return packed
+
+
+INT_MM_PROBE_OUTPUTS = 4096
+"""Outputs of a layer :func:`int_mm_is_fast` multiplies (its first ones): ~0.2 ms a call by
+the packed kernel, ~1.5 ms by ``_int_mm``'s plain loop, on a 2-core AMD EPYC without
+AVX-512."""
+INT_MM_SLOWER = 3.0
+"""How many times the packed kernel's time for one row ``torch._int_mm`` may take for two
+(one row's halves) and count as fast: ~1-1.4x where it has a fast kernel (an AMD EPYC with
+AVX-512 VNNI), ~9x where it is a plain loop."""
+
+
+def int_mm_is_fast(weight: torch.Tensor) -> bool:
+    """Whether ``torch._int_mm`` multiplies int8 ``weight`` ``[out, in]`` here at about the
+    packed int8 kernel's speed: two rows (what :func:`integer_product` gives it for one row)
+    against one row by ``torch._weight_int8pack_mm``, on the first
+    :data:`INT_MM_PROBE_OUTPUTS` outputs, the best of five calls each, alternated; fast
+    within :data:`INT_MM_SLOWER` times. torch has a fast kernel for ``_int_mm`` only on some
+    CPUs (AVX-512 VNNI); elsewhere it is a plain loop: on a 2-core AMD EPYC with AVX2 alone
+    (Zen 3) the embedded model's output layer took 35 ms a step by it against 3.8 ms by the
+    packed kernel (docs/performance.md, "An AMD EPYC with AVX2 alone")."""
+    part = weight[:INT_MM_PROBE_OUTPUTS]
+    halves = torch.ones(2, part.shape[1], dtype=torch.int8)
+    row = torch.ones(1, part.shape[1], dtype=torch.bfloat16)
+    scales = torch.ones(part.shape[0], dtype=torch.bfloat16)
+    int_mm, packed = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        torch._int_mm(halves, part.t())
+        int_mm.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        torch._weight_int8pack_mm(row, part, scales)
+        packed.append(time.perf_counter() - start)
+    fast = min(int_mm) <= INT_MM_SLOWER * min(packed)
+    logger.info("the output layer %s: torch._int_mm took %.2f ms for two rows of %d outputs, "
+                "the packed int8 kernel %.2f ms for one",
+                "multiplies by torch._int_mm" if fast else "keeps the packed int8 kernel",
+                min(int_mm) * 1e3, part.shape[0], min(packed) * 1e3)
+    return fast
 
 
 def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
@@ -414,8 +458,9 @@ def quantize_linears(model: torch.nn.Module,
         four = kind is Int4Linear and name != lm_head and Int4Linear.fits(linear)
         module = (Int4Linear if four else Int8Linear)(linear)
         if name == lm_head and isinstance(module, Int8Linear):
-            module.output = True  # integer_product
+            # integer_product, on oneDNN or torch._int_mm, where either is fast here
             module.onednn = onednn_packed(module.weight)
+            module.integer = module.onednn is not None or int_mm_is_fast(module.weight)
         setattr(parent, child, module)
         del module
         del linear
