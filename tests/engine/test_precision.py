@@ -347,7 +347,7 @@ def test_int_mm_is_fast_measures_it_against_the_packed_kernel(
 ) -> None:
     """:func:`quantize.int_mm_is_fast` times ``torch._int_mm`` against the packed int8 kernel
     on the layer's own weights: slow when it takes far longer, fast when the packed kernel
-    does."""
+    does, and slow (logged) when it refuses them."""
     weight = torch.randint(-127, 128, (512, 64), dtype=torch.int8)
     with monkeypatch.context() as patched:
         calls: list[str] = []
@@ -359,6 +359,15 @@ def test_int_mm_is_fast_measures_it_against_the_packed_kernel(
     with monkeypatch.context() as patched:
         slowed(patched, "_weight_int8pack_mm", [])
         assert quantize.int_mm_is_fast(weight)
+
+    def refused(*_args: object) -> torch.Tensor:
+        raise RuntimeError("no int8 product for this shape")
+
+    monkeypatch.setattr(torch, "_int_mm", refused)
+    caplog.clear()
+    with caplog.at_level("INFO", logger=quantize.__name__):
+        assert not quantize.int_mm_is_fast(weight)
+    assert "refused its weights (no int8 product for this shape)" in caplog.text
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8", "int4"])

@@ -344,10 +344,29 @@ def test_a_slice_costs_about_one_decode_step() -> None:
     assert SliceBudget.LEAST <= budget.tokens() <= SliceBudget.MOST
     for _ in range(30):
         budget.carried(0.0401, 10)
+    # Nearly free now, but no slice has been larger than 32 tokens: twice that at most
+    assert budget.tokens() == 2 * 32
+    for _ in range(6):  # 64, 128, ... each as cheap: doubling up to the most
+        budget.carried(0.0401, budget.tokens())
     assert budget.tokens() == SliceBudget.MOST
     for _ in range(30):
         budget.carried(5.0, 10)
     assert budget.tokens() == SliceBudget.LEAST
+
+
+def test_a_slice_measured_as_free_does_not_make_the_next_one_huge() -> None:
+    """Regression: a first slice step no slower than the average decode step (its 28 tokens'
+    cost lost in the steps' jitter: the steps of 8 rows on a 2-core AMD EPYC spread from 80
+    to 167 ms) read as free tokens, and the next slice of a 1,379-token prompt was 1,024
+    tokens: a 5.8 s stall of the 8 running streams, and of a request that was waiting behind
+    it. Now a slice is at most twice the largest one measured."""
+    budget = SliceBudget(block=4)
+    budget.stepped(0.120)
+    budget.carried(0.116, 28)
+    assert budget.per_token == 0
+    assert budget.tokens(1379, rows=8) == 2 * 28
+    budget.carried(0.200, 56)  # 1.4 ms a token: the cost shows, the budget follows it
+    assert budget.tokens(1379, rows=8) == 40  # half of a 120 ms step, a whole block
 
 
 def test_a_long_prompt_goes_by_smaller_slices_that_fill_the_kernels_blocks() -> None:

@@ -317,7 +317,12 @@ def int_mm_is_fast(weight: torch.Tensor) -> bool:
     int_mm, packed = [], []
     for _ in range(5):
         start = time.perf_counter()
-        torch._int_mm(halves, part.t())
+        try:
+            torch._int_mm(halves, part.t())
+        except RuntimeError as exc:  # a shape or build it refuses
+            logger.info("the output layer keeps the packed int8 kernel: torch._int_mm "
+                        "refused its weights (%s)", exc)
+            return False
         int_mm.append(time.perf_counter() - start)
         start = time.perf_counter()
         torch._weight_int8pack_mm(row, part, scales)

@@ -84,6 +84,11 @@ class SliceBudget:
     (moving averages): the decode step alone, and the extra seconds per slice token of a
     step that carried one (which follows a rise at once).
 
+    A slice is never more than ``GROWTH`` times the largest one measured so far: the cost
+    of a few tokens can be lost in the steps' own jitter (a slice step no slower than the
+    average step reads as free tokens), and extrapolated it gave a slice of ``MOST``
+    tokens, a stall of seconds; so slices grow by doubling until their cost shows.
+
     A short prompt keeps a floor of ``LEAST`` tokens a slice: it is in within a few steps,
     and its own first token is what its caller waits for. A long one (more than ``LONG``
     columns to feed) stalls the running rows for seconds, and slices of a few tokens
@@ -103,17 +108,20 @@ class SliceBudget:
     LONG_SHARE = 0.5  # of a step's cost a long prompt's slice may add
     LONG_LEAST = 1  # and before anything is measured
     WEIGHT = 0.3  # of the newest measurement in the averages
+    GROWTH = 2  # a slice is at most this many times the largest one measured
 
     def __init__(self, block: int = 1) -> None:
         self.block = block  # rows the matrix kernels compute together
         self.step: float | None = None  # seconds of a decode step of the running rows
         self.per_token: float | None = None  # extra seconds per slice token
+        self.largest = 0  # tokens of the largest slice whose cost was measured
 
     def stepped(self, seconds: float) -> None:
         self.step = self._average(self.step, seconds)
 
     def carried(self, seconds: float, tokens: int) -> None:
         if self.step is not None and tokens > 0:
+            self.largest = max(self.largest, tokens)
             extra = max(seconds - self.step, 0.0) / tokens
             # A rise is taken at once: a slice token costs more as the prompt's own cache
             # grows (each slice attends to every earlier one), and an average that lagged
@@ -128,10 +136,13 @@ class SliceBudget:
         share, least = (self.LONG_SHARE, self.LONG_LEAST) if long else (self.SHARE, self.LEAST)
         if self.step is None or self.per_token is None:
             budget = least
-        elif self.per_token <= 0:
-            return self.MOST
         else:
-            budget = max(least, min(self.MOST, round(share * self.step / self.per_token)))
+            # Never past GROWTH times the largest slice measured: a few tokens' cost is lost
+            # in the steps' jitter (measured as nothing, it once made the next slice 1,024
+            # tokens: a 5.8 s stall), so slices grow by doubling while their cost is unseen.
+            fits = (self.MOST if self.per_token <= 0
+                    else round(share * self.step / self.per_token))
+            budget = max(least, min(self.MOST, fits, self.GROWTH * self.largest))
         free = -(rows + budget) % self.block  # rows left in the pass's last block
         below = budget + free - self.block  # the whole block below the budget
         return below if long and free and below >= 1 else budget + free
