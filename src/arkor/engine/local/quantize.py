@@ -325,7 +325,7 @@ def int_mm_is_fast(weight: torch.Tensor) -> bool:
             return False
         int_mm.append(time.perf_counter() - start)
         start = time.perf_counter()
-        torch._weight_int8pack_mm(row, part, scales)
+        packed_product(row, part, scales, int4=False)
         packed.append(time.perf_counter() - start)
     fast = min(int_mm) <= INT_MM_SLOWER * min(packed)
     logger.info("the output layer %s: torch._int_mm took %.2f ms for two rows of %d outputs, "

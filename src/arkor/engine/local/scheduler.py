@@ -137,9 +137,7 @@ class SliceBudget:
         if self.step is None or self.per_token is None:
             budget = least
         else:
-            # Never past GROWTH times the largest slice measured: a few tokens' cost is lost
-            # in the steps' jitter (measured as nothing, it once made the next slice 1,024
-            # tokens: a 5.8 s stall), so slices grow by doubling while their cost is unseen.
+            # never past GROWTH times the largest slice measured (the class's docstring)
             fits = (self.MOST if self.per_token <= 0
                     else round(share * self.step / self.per_token))
             budget = max(least, min(self.MOST, fits, self.GROWTH * self.largest))
