@@ -183,8 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
             "turns it off).", int),
     Setting("engine_precision", DEFAULT_PRECISION,
             f"Base model weights and activations: {', '.join(PRECISIONS)} (auto: int4 on a CPU "
-            "with AVX-512, int8 on CPUs with AVX2 only, float32 on the rest, "
-            "bfloat16 on CUDA); int8 is weight-only "
+            "with AVX-512 or AVX2, float32 on the rest, bfloat16 on CUDA); int8 is weight-only "
             "int8 with bfloat16 activations; int4 is 4-bit groups of 32 weights (lm_head int8). "
             "Base models that differ follow as NAME=PRECISION: auto,my-org/my-model=int8."),
     Setting("max_body_kb", str(DEFAULT_MAX_BODY_KB),

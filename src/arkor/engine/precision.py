@@ -13,10 +13,9 @@ engine. :mod:`arkor.engine.local.quantize` applies a precision to a loaded model
   scales), for every ``nn.Linear`` but ``lm_head``, which is int8; bfloat16 activations.
 - ``auto`` (the default): the fastest precision that passes the quality bar on the device
   (docs/engine.md, "Precision"): ``int4`` on a CPU with AVX-512 (faster than int8 there,
-  one stream and 16 concurrent, with or without AVX-512 BF16, and nearer float32), ``int8``
-  on CPUs with AVX2 only (the engine decoded faster at int8 than at float32 on every such
-  machine measured; int4 was no faster there), ``float32`` on other CPUs, ``bfloat16`` on
-  CUDA.
+  one stream and 16 concurrent, with or without AVX-512 BF16, and nearer float32) or with
+  AVX2 alone (faster than int8 at one stream, about as fast at 16 concurrent, and nearer
+  float32), ``float32`` on other CPUs, ``bfloat16`` on CUDA.
 
 Logits always reach sampling, logprobs and grammar masking as float32.
 
