@@ -106,7 +106,7 @@ def test_auto_picks_by_the_cpu_and_loads_what_it_picks(
     assert quantize.auto_precision_for("AVX2") == "int4"
     assert quantize.auto_precision_for("DEFAULT") == "float32"
     assert quantize.auto_precision_for("ZVECTOR") == "float32"
-    kinds = {"int4": Int8Linear, "int8": Int8Linear, "float32": torch.nn.Linear}
+    kinds = {"int4": Int8Linear, "float32": torch.nn.Linear}
     for answer, head in kinds.items():
         monkeypatch.setattr(quantize, "cpu_auto_precision", lambda answer=answer: answer)
         engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir)
