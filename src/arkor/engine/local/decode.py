@@ -348,7 +348,8 @@ def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
     packed = torch.nn.functional.scaled_dot_product_attention(
         cast(torch.Tensor, pack_gqa(query, groups)), key, value,
         attn_mask=pack_gqa(mask, groups), dropout_p=0.0, scale=attention.scaling)
-    return packed.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
+    # [batch, kv_heads, groups, dim] is already [batch, 1, heads, dim]'s order: one reshape
+    return packed.reshape(batch, 1, heads, dim)
 
 
 @dataclass

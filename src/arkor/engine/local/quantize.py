@@ -392,11 +392,9 @@ def keep_dense(model: torch.nn.Module) -> int:
 
 def auto_precision_for(capability: str) -> str:
     """What ``auto`` is on a CPU of torch's ``capability`` (docs/engine.md, "Precision"):
-    ``int4`` with AVX-512 (``AVX512``) or AVX2 (``AVX2``): with AVX-512 int4 decoded faster
-    than int8 (one stream and 16 concurrent) on every such machine measured, with or without
-    AVX-512 BF16; with AVX2 alone it decoded one stream 1.18-1.33x as fast as int8 and 16
-    concurrent 0.92-1.17x, and it is the nearer float32 of the two everywhere;
-    ``float32`` on the rest."""
+    ``int4`` with AVX-512 (``AVX512``) or AVX2 (``AVX2``), where it decoded faster than int8
+    (or as fast, at 16 concurrent with AVX2 alone) and is the nearer float32; ``float32`` on
+    the rest."""
     return "int4" if capability in ("AVX512", "AVX2") else "float32"
 
 

@@ -145,8 +145,7 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
         out = torch.nn.functional.scaled_dot_product_attention(
             query.reshape(batch, kv_heads, groups, head_dim), key, value, attn_mask=mask,
             dropout_p=0.0, scale=scaling)
-        # [batch, kv_heads, groups, head_dim] is already [batch, heads * head_dim]'s order:
-        # decode.attend's reshape, transpose (of a length-1 axis) and contiguous, in one
+        # [batch, kv_heads, groups, head_dim] is already [batch, heads * head_dim]'s order
         return out.reshape(batch, -1)
     if mask is None:
         if key.shape[2] > length:
