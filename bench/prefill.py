@@ -16,19 +16,26 @@ runs both in turn, one alive at a time, and the medians are printed. Greedy thro
    the median gap (one decode step), and the long prompt's own time to first token. Beside
    them, what tells a slice's cost from the machine's jitter: the median gap while it goes
    in (a typical step that carries a slice), and the worst gap of the same rows before it
-   arrived (decode steps alone, every row started: no prompt going in).
-3. Peak RSS (``ru_maxrss``) of a process that has served the base model and 4 adapters at
-   16 concurrent plus the long prompt, per engine configuration, each in a fresh process.
+   arrived (decode steps alone, every row started: no prompt going in). Gaps are between
+   tokens: a delta that carries two tokens (text held back by the detokenizer, half of a
+   multi-byte character) does not count as one late step (the rows ask for their tokens'
+   logprobs, which say how many tokens each delta has).
+3. Peak RSS (``heap.peak_rss_mib``: the child's own, not the bench's) of a process that
+   has served the base model and 4 adapters at 16 concurrent plus the long prompt, per
+   engine configuration, each in a fresh process.
+
+The bench's process and its children freeze what their engines keep, as a server process
+does (``arkor.heap.enable``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +46,7 @@ from pathlib import Path
 import torch
 from engine_throughput import PROMPTS, make_adapters
 
+from arkor import heap
 from arkor.engine.base import (
     AdapterRef,
     ChatMessage,
@@ -71,12 +79,14 @@ CONFIGS = {"with": {}, "without": {"prefix_cache_mb": 0, "chunked_prefill": Fals
 
 
 def ask(user: str, adapter: AdapterRef | None = None, *, max_tokens: int = 1,
-        system: str | None = SYSTEM, ignore_eos: bool = False) -> GenerationRequest:
+        system: str | None = SYSTEM, ignore_eos: bool = False,
+        logprobs: bool = False) -> GenerationRequest:
     messages = ([ChatMessage("system", system)] if system else []) + [ChatMessage("user", user)]
     return GenerationRequest(
         base_model=EMBEDDED_MODEL_NAME,
         messages=tuple(messages),
-        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=ignore_eos),
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=ignore_eos,
+                                logprobs=0 if logprobs else None),
         adapter=adapter,
     )
 
@@ -128,14 +138,19 @@ async def again_while_long(engine: LocalEngine, round_: int) -> dict[str, float]
 
 
 async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
-    stamps: list[list[float]] = [[] for _ in range(8)]
+    # Each row's deltas: when it came, and how many tokens it carries. A delta of several
+    # tokens follows text held back (half of a multi-byte character is not sent until its
+    # other half comes), not a late step: the gap before it spans as many steps as it has
+    # tokens, so only gaps before a one-token delta are inter-token gaps. The rows ask for
+    # their tokens' logprobs to know how many each delta has.
+    stamps: list[list[tuple[float, int]]] = [[] for _ in range(8)]
     eighth = asyncio.Event()
 
     async def running(index: int) -> None:
-        req = ask(PROMPTS[index], max_tokens=64, system=None, ignore_eos=True)
+        req = ask(PROMPTS[index], max_tokens=64, system=None, ignore_eos=True, logprobs=True)
         async for event in engine.generate(req):
             if isinstance(event, TextDelta):
-                stamps[index].append(time.perf_counter())
+                stamps[index].append((time.perf_counter(), len(event.logprobs)))
                 if all(len(s) >= 8 for s in stamps):
                     eighth.set()
 
@@ -145,10 +160,12 @@ async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
     long_ttft = await first_event(engine, ask(f"Summarise ({round_}):\n{LONG}", system=None))
     done = arrived + long_ttft
     await asyncio.gather(*tasks)
-    started = max(row[0] for row in stamps)  # every row's first token is out
+    started = max(row[0][0] for row in stamps)  # every row's first token is out
     window, steady, alone = [], [], []
     for row in stamps:
-        for before, after in itertools.pairwise(row):
+        for (before, _), (after, tokens) in itertools.pairwise(row):
+            if tokens != 1:  # text held back (above)
+                continue
             gap = after - before
             if after >= arrived and before <= done:
                 window.append(gap)
@@ -166,6 +183,7 @@ async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
 
 
 def rss_child(config: str, models_dir: Path, adapters_dir: Path, precision: str) -> None:
+    heap.enable()  # as a server process (main)
     adapters = [
         AdapterRef(key=f"bench:{i}", path=adapters_dir / f"adapter-{i}") for i in range(4)
     ]
@@ -180,7 +198,7 @@ def rss_child(config: str, models_dir: Path, adapters_dir: Path, precision: str)
             await first_event(engine, ask(f"Summarise:\n{LONG}", system=None))
 
     asyncio.run(serve())
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": heap.peak_rss_mib()}))
 
 
 def peak_rss(config: str, models_dir: Path, adapters_dir: Path, precision: str) -> float:
@@ -209,6 +227,9 @@ async def measure(
                 found = {**await repeated_prefix(engine, adapter, round_),
                          **await again_while_long(engine, round_),
                          **await stalls(engine, round_)}
+            # What this engine kept was frozen at its load (main): given back to the collector
+            # now that it is closed, or every engine of the run would stay in memory.
+            gc.unfreeze()
             for key, value in found.items():
                 figures[name].setdefault(key, []).append(value)
     return figures
@@ -227,6 +248,11 @@ def main() -> None:
         rss_child(args.rss_child, args.models_dir, args.adapters_dir, args.precision)
         return
     base_dir = ensure_embedded_model(args.models_dir)
+    # As a server process does (arkor.heap): what each loaded engine keeps is frozen, out of
+    # the cyclic collector's reach. Without it a full collection here walks every object of
+    # torch, transformers and the model, ~170-200 ms with the interpreter lock held, which a
+    # server's streams never wait for (two or three a round of the stall figures here).
+    heap.enable()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:
         adapters = make_adapters(base_dir, Path(scratch), 4)

@@ -21,7 +21,6 @@ import argparse
 import itertools
 import json
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -127,7 +126,6 @@ def main() -> None:
     print(f"demo config: {json.dumps({k: v for k, v in config.items() if k != 'datasetSource'})}")
 
     found, wall = run_demo(base_dir, work, config)
-    child_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     logs = [e for e in found if e["type"] == "training.log"]
     metrics = next(e for e in found if e["type"] == "training.completed")["metrics"]
     gaps = [parse_time(b["timestamp"]) - parse_time(a["timestamp"])
@@ -141,7 +139,7 @@ def main() -> None:
     print(f"training tokens/s: {metrics['tokensPerSecond']:.0f} mean, "
           f"{per_step_tokens / statistics.median(gaps):.0f} at the median step "
           f"({metrics['trainTokens']} non-padding tokens)")
-    print(f"peak RSS of the runner: {child_rss_mb:.0f} MB")
+    print(f"peak RSS of the runner: {metrics['peakRssMb']:.0f} MiB (its own: heap.peak_rss_mib)")
     print(f"wall: {wall:.1f} s from launch to final adapter "
           f"({started_at - (time.time() - wall):.1f} s before training.started, "
           f"{metrics['trainRuntimeSeconds']:.1f} s training)")

@@ -90,3 +90,17 @@ def test_arkor_cloud_serve_freezes_its_heap_and_reports_it(tmp_path: Path) -> No
     assert frozen.value > 10_000  # the app and every module it imported
     generations = {s.labels["generation"] for s in families["python_gc_collections"].samples}
     assert generations == {"0", "1", "2"}
+
+
+def test_peak_rss_is_the_process_own_not_its_parents() -> None:
+    """A process started by a large one (a training runner by a server holding a model)
+    reports its own peak: Linux's ``ru_maxrss`` carries the parent's resident size into the
+    child across fork and exec (the runner's ``peakRssMb`` was the server's)."""
+    held = bytearray(1 << 30)
+    held[::4096] = b"\x01" * len(range(0, len(held), 4096))  # every page resident
+    assert heap.peak_rss_mib() >= 1024
+    child = subprocess.run(
+        [sys.executable, "-c", "from arkor import heap; print(heap.peak_rss_mib())"],
+        capture_output=True, text=True, check=True)
+    del held
+    assert 1 < float(child.stdout) < 256, child.stdout

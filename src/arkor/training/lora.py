@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import resource
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from arkor import heap
 from arkor.contract.artifacts import checkpoint_dir, final_dir
 from arkor.contract.job_config import (
     DRY_RUN_MAX_EXAMPLES,
@@ -98,10 +98,6 @@ def encode_all(tokenizer: Any, rows: list[Conversation], config: TrainingConfig
                for row in rows]
     kept = [e for e in encoded if e is not None]
     return kept, len(encoded) - len(kept)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass
@@ -274,7 +270,7 @@ class LoraRun:
             "samplesPerSecond": round(samples_seen / compute_seconds, 4),
             "tokensPerSecond": round(tokens_seen / compute_seconds, 2),
             "trainTokens": tokens_seen,
-            "peakRssMb": round(peak_rss_mb(), 1),
+            "peakRssMb": round(heap.peak_rss_mib(), 1),
         }
         event = events.completed(self.job_id, final_loss=losses[-1],
                                  total_steps=plan.total_steps,
