@@ -271,6 +271,11 @@ def main() -> None:
     on, off = rss["with"], rss["without"]
     print(f"| peak RSS, base + 4 adapters served | {on:.0f} MiB | {off:.0f} MiB "
           f"| {on / off:.2f}x |")
+    stalls_of = figures["with"]
+    print("worst gap while it goes in, each run, in decode steps (the run's median gap): "
+          + ", ".join(f"{worst / step:.2f}" for worst, step in zip(
+              stalls_of["worst gap while it goes in"], stalls_of["median gap (one decode step)"],
+              strict=True)))
 
 
 if __name__ == "__main__":
