@@ -9,7 +9,8 @@ request generates exactly ``--max-tokens`` tokens (no token is EOS). The adapter
 q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
 
 - single stream: one request with an adapter; decode tokens/s counts the tokens after the
-  first over the time from the first token to the last;
+  first over the time from the first token to the last; the same request on the base model
+  too (llama.cpp's has no adapter: that ratio is like for like);
 - 16 concurrent: 16 requests over 4 adapters + the base model; aggregate output tokens/s.
 
 ``--python-layers`` adds a row for each int8/int4 engine whose decode steps take the Python
@@ -102,9 +103,10 @@ async def measure(
     targets: list[AdapterRef | None] = [None, *adapters]
     mixed = [request(p, targets[i % len(targets)], max_tokens) for i, p in enumerate(PROMPTS)]
     alone = request(PROMPTS[0], adapters[0], max_tokens)
+    base_alone = request(PROMPTS[0], None, max_tokens)
     three = [request(p, targets[i % 4], max_tokens) for i, p in enumerate(PROMPTS)]
-    figures: dict[str, dict[str, list[float]]] = {p: {"single": [], "mixed": [], "three": []}
-                                                  for p in precisions}
+    figures: dict[str, dict[str, list[float]]] = {
+        p: {"single": [], "base": [], "mixed": [], "three": []} for p in precisions}
     # One engine at a time, loaded afresh for each precision in each repeat: two engines'
     # scheduler threads alive at once slow each other's torch work on a small machine
     # (arkor.engine.local.threads), which one server with one base model never does.
@@ -130,6 +132,7 @@ async def measure(
                 await concurrent(engine, [request(r.messages[0].content, r.adapter, 4)
                                           for r in mixed])
                 figures[label]["single"].append(await single_stream(engine, alone))
+                figures[label]["base"].append(await single_stream(engine, base_alone))
                 figures[label]["mixed"].append(await concurrent(engine, mixed))
                 if with_three:
                     figures[label]["three"].append(await concurrent(engine, three))
@@ -306,11 +309,14 @@ def main() -> None:
     print(f"llama.cpp, 1-token request for a prompt it has just seen: "
           f"{statistics.median(llama['ttft_repeat_ms']):.1f} ms")
     print("| precision | single stream vs llama.cpp (target >= 1.0x) "
-          "| 16 concurrent vs llama.cpp (target >= 3x) |")
-    print("|---|---|---|")
+          "| 16 concurrent vs llama.cpp (target >= 3x) "
+          "| single stream on the base model, tok/s | vs llama.cpp (no adapter either) |")
+    print("|---|---|---|---|---|")
     for precision in precisions:
         single, mixed = medians[precision]["single"], medians[precision]["mixed"]
-        print(f"| {precision} | {single / single_l:.2f}x | {mixed / mixed_l:.2f}x |")
+        base = medians[precision]["base"]
+        print(f"| {precision} | {single / single_l:.2f}x | {mixed / mixed_l:.2f}x "
+              f"| {base:.1f} | {base / single_l:.2f}x |")
 
 
 if __name__ == "__main__":
