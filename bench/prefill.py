@@ -251,7 +251,7 @@ def main() -> None:
     # As a server process does (arkor.heap): what each loaded engine keeps is frozen, out of
     # the cyclic collector's reach. Without it a full collection here walks every object of
     # torch, transformers and the model, ~170-200 ms with the interpreter lock held, which a
-    # server's streams never wait for (two or three a round of the stall figures here).
+    # server's streams never wait for (one to three a round here, engine loads included).
     heap.enable()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="arkor-bench-") as scratch:
