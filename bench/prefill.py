@@ -138,11 +138,8 @@ async def again_while_long(engine: LocalEngine, round_: int) -> dict[str, float]
 
 
 async def stalls(engine: LocalEngine, round_: int) -> dict[str, float]:
-    # Each row's deltas: when it came, and how many tokens it carries. A delta of several
-    # tokens follows text held back (half of a multi-byte character is not sent until its
-    # other half comes), not a late step: the gap before it spans as many steps as it has
-    # tokens, so only gaps before a one-token delta are inter-token gaps. The rows ask for
-    # their tokens' logprobs to know how many each delta has.
+    # Each row's deltas: when it came, and how many tokens it carries (by its logprobs); only
+    # gaps before one-token deltas are inter-token gaps (the module's docstring, 2.)
     stamps: list[list[tuple[float, int]]] = [[] for _ in range(8)]
     eighth = asyncio.Event()
 

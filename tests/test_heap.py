@@ -96,8 +96,7 @@ def test_peak_rss_is_the_process_own_not_its_parents() -> None:
     """A process started by a large one (a training runner by a server holding a model)
     reports its own peak: Linux's ``ru_maxrss`` carries the parent's resident size into the
     child across fork and exec (the runner's ``peakRssMb`` was the server's)."""
-    held = bytearray(1 << 30)
-    held[::4096] = b"\x01" * len(range(0, len(held), 4096))  # every page resident
+    held = b"\x01" * (1 << 30)  # written whole: every page resident
     assert heap.peak_rss_mib() >= 1024
     child = subprocess.run(
         [sys.executable, "-c", "from arkor import heap; print(heap.peak_rss_mib())"],
