@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 from arkor.server import create_app
 from arkor.store import jobs
 from arkor.store.db import Database
+from arkor.store.tables import Job
 from arkor.training.demo import demo_dataset_path
 from arkor.training.gpus import gpu_types_refusal, host_gpu_names
 from tests.servers import LiveServer
@@ -192,6 +194,97 @@ def test_cancel_stops_the_runner_within_seconds(api, cloud) -> None:
     frames = api.events(job["id"])
     assert [f["type"] for f in frames[-2:]] == ["training.cancelled", "end"]
     assert frames[-1] == {"type": "end", "jobId": job["id"]}
+
+
+class Followed:
+    """The supervisor's follower threads, seen from outside: each runner's pid, and when its
+    follower ended (the runner's output closed: it exited)."""
+
+    def __init__(self, supervisor, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.pids: list[int] = []
+        self.ended = threading.Event()
+        follow = supervisor._follow
+
+        def recorded(run, spec) -> None:  # type: ignore[no-untyped-def]
+            self.pids.append(run.process.pid)
+            try:
+                follow(run, spec)
+            finally:
+                self.ended.set()
+
+        monkeypatch.setattr(supervisor, "_follow", recorded)
+
+
+def cancel_first(api: Api, answers: list[httpx.Response], job_id_of):  # type: ignore[no-untyped-def]
+    """Wrap a function the dispatcher calls while it starts a job: on the dispatcher's thread,
+    cancel the job first (once). ``job_id_of(args)`` names the job from the call."""
+    def wrap(real):  # type: ignore[no-untyped-def]
+        def cancelling(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if threading.current_thread().name == "arkor-jobs" and not answers:
+                job_id = job_id_of(args)
+                answers.append(api.request("POST", f"/v1/jobs/{job_id}/cancel"))
+            return real(*args, **kwargs)
+        return cancelling
+    return wrap
+
+
+def test_a_cancel_while_the_dispatcher_reads_the_job_wins(api, cloud, monkeypatch) -> None:
+    """Regression: the dispatcher read the queued job, the cancel committed `cancelled`, then
+    the dispatcher wrote `running` over it and started the runner; the cancel answered 200
+    with `running` (CI, test_cancel_a_queued_or_running_job[postgres])."""
+    import arkor.training.dataset as dataset_module
+
+    def the_queued_job(_args) -> str:  # type: ignore[no-untyped-def]
+        listed = api.request("GET", "/v1/jobs").json()["jobs"]
+        return next(j["id"] for j in listed if j["status"] == "queued")
+
+    followed = Followed(cloud.app.state.supervisor, monkeypatch)
+    answers: list[httpx.Response] = []
+    monkeypatch.setattr(dataset_module, "dataset_location", cancel_first(
+        api, answers, the_queued_job)(dataset_module.dataset_location))
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    deadline = time.monotonic() + 30
+    while not answers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # the dispatcher's write, had it won, would be in by now
+    assert answers and answers[0].status_code == 200, answers
+    assert answers[0].json()["job"]["status"] == "cancelled"
+    assert api.job(job["id"])["status"] == "cancelled" and followed.pids == []
+
+
+def test_a_cancel_before_the_runner_is_registered_stops_it(api, cloud, monkeypatch) -> None:
+    """Regression: a cancel between the job's `running` commit and its runner's registration
+    found no process to stop, and the runner trained on under a cancelled job."""
+    from arkor.cloud import supervisor as supervisor_module
+
+    followed = Followed(cloud.app.state.supervisor, monkeypatch)
+    answers: list[httpx.Response] = []
+    monkeypatch.setattr(supervisor_module, "runner_command", cancel_first(
+        api, answers, lambda args: Path(args[0]).parent.name)(supervisor_module.runner_command))
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    assert followed.ended.wait(20), "the runner of a cancelled job was still running after 20 s"
+    assert answers[0].status_code == 200 and answers[0].json()["job"]["status"] == "cancelled"
+    with pytest.raises(ProcessLookupError):
+        os.kill(followed.pids[0], 0)
+    assert api.job(job["id"])["status"] == "cancelled"
+
+
+def test_a_job_ended_by_another_server_stops_its_runner(api, cloud) -> None:
+    """A cancel that reaches another server of the same database only changes the row: the
+    server running the job stops its runner at the runner's next event."""
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    pid = runner_pid(cloud, job["id"])
+    api.first(job["id"], "training.log")
+    elsewhere = Database(cloud.settings.db_url)
+    with elsewhere.session() as session:
+        jobs.set_status(session, session.get(Job, job["id"]), "cancelled")
+    elsewhere.dispose()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and cloud.app.state.supervisor.runner_pid(job["id"]):
+        time.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert api.job(job["id"])["status"] == "cancelled"
 
 
 def test_restart_fails_the_job_it_left_running(cloud, embedded_model_dir, tmp_path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from arkor.store import jobs
 from arkor.store.db import Database
@@ -64,6 +65,31 @@ def test_status_times_are_set_once_and_errors_kept_on_the_terminal_status(
         assert row.completed_at is not None and row.completed_at >= row.started_at
         assert row.id in {j.id for j in jobs.jobs_with_status(session, jobs.TERMINAL_STATUSES)}
         assert row.id not in {j.id for j in jobs.jobs_with_status(session, ("running",))}
+
+
+def test_two_writers_racing_for_a_status_cannot_both_win(db: Database, tenant: Tenant) -> None:
+    """Regression: the cancel route and the dispatcher each read a queued job and wrote their
+    status. The dispatcher's `running`, written after the cancel had committed, replaced
+    `cancelled` (CI failed on test_cancel_a_queued_or_running_job[postgres]) and the job ran."""
+    job = new_job(db, tenant)
+    with pytest.raises(jobs.JobMoved), db.session() as dispatcher:
+        starting = dispatcher.get(Job, job.id)
+        assert starting.status == "queued"
+        with db.session() as route:
+            jobs.set_status(route, route.get(Job, job.id), "cancelled")
+        jobs.set_status(dispatcher, starting, "running")
+    with db.session() as session:
+        row = session.get(Job, job.id)
+        assert (row.status, row.started_at) == ("cancelled", None)
+    # Any write of a job read before its status moved loses, not only a status write.
+    with pytest.raises(StaleDataError), db.session() as late:
+        stale = late.get(Job, job.id)
+        with db.session() as other:
+            jobs.set_status(other, other.get(Job, job.id), "failed", error="x")
+        stale.artifacts_dir = "/elsewhere"
+        late.flush()
+    with db.session() as session:
+        assert session.get(Job, job.id).artifacts_dir is None
 
 
 def test_events_are_read_in_write_order_after_an_id_and_per_job(

@@ -119,13 +119,8 @@ class JobSupervisor:
         """Stop a running job's process (the route has already marked it cancelled)."""
         with self._lock:
             run = self._running.get(job_id)
-        if run is None:
-            return
-        run.cancelled.set()
-        self._signal(run, signal.SIGTERM)
-        timer = threading.Timer(CANCEL_GRACE_SECONDS, self._kill_if_alive, args=(run,))
-        timer.daemon = True
-        timer.start()
+        if run is not None:
+            self._stop(run)
 
     def runner_pid(self, job_id: str) -> int | None:
         with self._lock:
@@ -136,10 +131,9 @@ class JobSupervisor:
 
     def _fail_orphans(self) -> None:
         with self.db.session() as session:
-            for job in jobs.jobs_with_status(session, ("running",)):
-                jobs.set_status(session, job, "failed", error=RESTART_MESSAGE)
-                jobs.add_event(session, job.id, events.failed(
-                    job.id, error=RESTART_MESSAGE, step=jobs.last_step(session, job.id)))
+            orphans = [job.id for job in jobs.jobs_with_status(session, ("running",))]
+        for job_id in orphans:
+            self._finish(job_id, "failed", events.failed(job_id, error=RESTART_MESSAGE))
 
     def _dispatch_loop(self) -> None:
         while not self._stopping.is_set():
@@ -172,6 +166,8 @@ class JobSupervisor:
     def _launch(self, job_id: str) -> None:
         try:
             spec = self._spec(job_id)
+        except jobs.JobMoved:
+            return  # cancelled while this read it, or another server's dispatcher took it
         except Exception as exc:
             log.exception("job %s could not be prepared", job_id)
             self._finish(job_id, "failed", events.failed(job_id, error=f"could not start: {exc}"))
@@ -196,6 +192,10 @@ class JobSupervisor:
         run.follower.start()
         if run.wall_timer is not None:
             run.wall_timer.start()
+        if not self._is_running(job_id):
+            # Cancelled after it was marked running and before it was registered above: that
+            # cancel found no process to stop. (A cancel after the registration finds it.)
+            self._stop(run)
 
     def _stop_over_wall_time(self, run: _Running) -> None:
         if run.process.poll() is not None:
@@ -209,6 +209,7 @@ class JobSupervisor:
         timer.start()
 
     def _spec(self, job_id: str) -> RunSpec | None:
+        """Mark a queued job running and say how to run it; None if it is no longer queued."""
         from arkor.cloud.dataset_roots import dataset_path_check
         from arkor.contract.job_config import parse_job_config
         from arkor.engine.embedded import ensure_embedded_model
@@ -296,6 +297,9 @@ class JobSupervisor:
         with self.db.session() as session:
             job = session.get(Job, run.job_id)
             if job is None or job.status != "running":
+                # Ended by someone else: a cancel that went to another server, or a server
+                # that took this one for dead. Its runner has nothing more to say.
+                self._stop(run)
                 return
             if event["type"] == CHECKPOINT and isinstance(event.get("step"), int):
                 step = event["step"]
@@ -309,15 +313,34 @@ class JobSupervisor:
             # Errors are shown to API callers: no server paths in them.
             event = {**event, "error": event["error"].replace(str(self.settings.data_dir),
                                                               "<data dir>")}
+        try:
+            with self.db.session() as session:
+                job = session.get(Job, job_id)
+                if job is None or job.status in jobs.TERMINAL_STATUSES:
+                    return
+                if event["type"] == FAILED and event.get("step") is None:
+                    event = {**event, "step": jobs.last_step(session, job_id)}
+                jobs.set_status(session, job, status,
+                                error=event.get("error") if status == "failed" else None)
+                jobs.add_event(session, job_id, event)
+        except jobs.JobMoved:
+            return  # a cancel ended it while this read it: the cancel stands
+
+    def _is_running(self, job_id: str) -> bool:
         with self.db.session() as session:
             job = session.get(Job, job_id)
-            if job is None or job.status in jobs.TERMINAL_STATUSES:
+            return job is not None and job.status == "running"
+
+    def _stop(self, run: _Running) -> None:
+        """SIGTERM the runner's group, SIGKILL after the grace period; once per run."""
+        with self._lock:
+            if run.cancelled.is_set():
                 return
-            if event["type"] == FAILED and event.get("step") is None:
-                event = {**event, "step": jobs.last_step(session, job_id)}
-            jobs.set_status(session, job, status,
-                            error=event.get("error") if status == "failed" else None)
-            jobs.add_event(session, job_id, event)
+            run.cancelled.set()
+        self._signal(run, signal.SIGTERM)
+        timer = threading.Timer(CANCEL_GRACE_SECONDS, self._kill_if_alive, args=(run,))
+        timer.daemon = True
+        timer.start()
 
     def _signal(self, run: _Running, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from arkor.contract.events import CHECKPOINT, LOG
 from arkor.store.tables import Checkpoint, Job, JobEvent, utcnow
@@ -77,16 +78,31 @@ def list_checkpoints(session: Session, job_id: str) -> list[Checkpoint]:
     )
 
 
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class JobMoved(Exception):
+    """Another writer changed the job's status after this one read it."""
+
+
 def set_status(session: Session, job: Job, status: str, *, error: str | None = None) -> None:
+    """Move ``job`` to ``status``, written at once and only if its status is still the one it
+    was read with (the status is the row's version, see :class:`~arkor.store.tables.Job`).
+
+    Raises :class:`JobMoved` when another writer moved it first: the caller's transaction
+    then rolls back, and the caller reads the job again to see where it is now.
+    """
+    job_id = job.id
     job.status = status
     if status == "running" and job.started_at is None:
         job.started_at = utcnow()
-    if status in ("completed", "failed", "cancelled"):
+    if status in TERMINAL_STATUSES:
         job.completed_at = utcnow()
         job.error = error
-
-
-TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+    try:
+        session.flush()
+    except StaleDataError as exc:
+        raise JobMoved(f"job {job_id} changed status while this was writing it") from exc
 
 
 def add_event(session: Session, job_id: str, payload: dict[str, Any]) -> JobEvent:

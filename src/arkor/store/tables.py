@@ -157,6 +157,14 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    # The status is the row's version: every UPDATE of a job says `WHERE status = <the status
+    # it was read with>`, so two writers racing for one job (a cancel and the dispatcher
+    # starting it, a runner finishing, two servers' dispatchers) cannot both win. The loser's
+    # flush raises StaleDataError and its transaction rolls back (:func:`jobs.set_status`).
+    # (ClassVar is what ruff asks for; SQLAlchemy's declarative base types it as an instance
+    # attribute, which mypy will not let a ClassVar override.)
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}  # noqa: RUF012
+
 
 class JobEvent(Base):
     """One event of a job, in order. ``id`` is the SSE event id (monotonic per database)."""

@@ -152,13 +152,18 @@ def get_job(job_id: str, db: DatabaseDep, scope: ProjectScopeDep) -> JobEnvelope
              summary="Cancel a queued or running job (409 once it has ended)")
 def cancel_job(job_id: str, db: DatabaseDep, scope: ProjectScopeDep,
                supervisor: SupervisorDep) -> JobEnvelope:
-    with db.session() as session:
-        job = job_or_404(session, scope.project_id, job_id)
-        if job.status in jobs.TERMINAL_STATUSES:
-            raise ApiError(409, f"Job is already {job.status}")
-        jobs.set_status(session, job, "cancelled")
-        jobs.add_event(session, job.id, {"type": CANCELLED, "jobId": job.id,
-                                         "timestamp": utc_timestamp()})
+    for _look in range(3):  # a job moves at most twice (queued, running, ended): 3 looks do
+        try:
+            with db.session() as session:
+                job = job_or_404(session, scope.project_id, job_id)
+                if job.status in jobs.TERMINAL_STATUSES:
+                    raise ApiError(409, f"Job is already {job.status}")
+                jobs.set_status(session, job, "cancelled")
+                jobs.add_event(session, job.id, {"type": CANCELLED, "jobId": job.id,
+                                                 "timestamp": utc_timestamp()})
+            break
+        except jobs.JobMoved:
+            continue  # the dispatcher started it, or it ended, while this read it: look again
     supervisor.cancel(job_id)
     with db.session() as session:
         return JobEnvelope(job=_load(session, scope, job_id))
