@@ -11,15 +11,17 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from arkor.cloud.supervisor import JobSupervisor
 from arkor.server import create_app
 from arkor.store import jobs
 from arkor.store.db import Database
-from arkor.store.tables import Job
+from arkor.store.tables import Job, Supervisor, utcnow
 from arkor.training.demo import demo_dataset_path
 from arkor.training.gpus import gpu_types_refusal, host_gpu_names
 from tests.servers import LiveServer
@@ -316,6 +318,56 @@ def test_restart_fails_the_job_it_left_running(cloud, embedded_model_dir, tmp_pa
         assert "server stopped" in api.wait_for(orphan_id, ("failed",), timeout=10)["error"]
         last = api.events(orphan_id)[-2]
         assert (last["type"], last["step"]) == ("training.failed", 7)
+
+
+class Watching(JobSupervisor):
+    """Another server's supervisor that starts no jobs of its own: it only beats and looks
+    for orphans, as every server does."""
+
+    def _start_queued(self) -> None:
+        return
+
+
+def test_a_second_server_fails_only_jobs_whose_server_is_gone(api, cloud, backend) -> None:
+    """Regression: every server failed every running job at its start, so a second server
+    starting on the same PostgreSQL failed the jobs the first one was running."""
+    if backend != "postgres":
+        pytest.skip("one process per SQLite file: any other supervisor is gone")
+    job = api.create_job(demo_upload(api), maxSteps=200)
+    pid = runner_pid(cloud, job["id"])
+    db = Database(cloud.settings.db_url)
+
+    def running_job(name: str, supervisor_id: str | None, seen_ago: float | None) -> str:
+        with db.session() as session:
+            row = jobs.create_job(session, org_id=api.org_id, project_id=api.project_id,
+                                  name=name, config=job["config"], status="running")
+            row.supervisor_id = supervisor_id
+            if supervisor_id is not None and seen_ago is not None:
+                session.add(Supervisor(id=supervisor_id,
+                                       seen_at=utcnow() - timedelta(seconds=seen_ago)))
+            return row.id
+
+    gone = running_job("gone", "0" * 32, seen_ago=120)
+    unowned = running_job("from before supervisors were recorded", None, None)
+    alive = running_job("alive", "1" * 32, seen_ago=0)
+    second = Watching(db, cloud.settings)
+    second.beat_seconds = 0.2
+    second.start()
+    try:
+        for orphan in (gone, unowned):
+            assert "server stopped" in api.wait_for(orphan, ("failed",), timeout=10)["error"]
+        time.sleep(1.0)  # a few of the second server's beats
+        assert api.job(alive)["status"] == "running"
+        assert api.job(job["id"])["status"] == "running"
+        os.kill(pid, 0)  # the first server's runner trains on
+        with db.session() as session:  # the "alive" server stops beating
+            session.get(Supervisor, "1" * 32).seen_at = utcnow() - timedelta(seconds=61)
+        assert "server stopped" in api.wait_for(alive, ("failed",), timeout=10)["error"]
+        assert api.job(job["id"])["status"] == "running"
+    finally:
+        second.stop()
+        db.dispose()
+    assert api.request("POST", f"/v1/jobs/{job['id']}/cancel").status_code == 200
 
 
 def test_completed_job_leaves_adapters_that_change_outputs(api, cloud, backend,

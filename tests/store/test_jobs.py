@@ -3,13 +3,15 @@ status times set once, and events read back in the order they were written, afte
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from arkor.store import jobs
 from arkor.store.db import Database
-from arkor.store.tables import Job
+from arkor.store.tables import Job, Supervisor, utcnow
 from tests.store.conftest import Tenant, new_tenant
 
 
@@ -90,6 +92,40 @@ def test_two_writers_racing_for_a_status_cannot_both_win(db: Database, tenant: T
         late.flush()
     with db.session() as session:
         assert session.get(Job, job.id).artifacts_dir is None
+
+
+def test_orphans_are_running_jobs_of_no_live_supervisor(db: Database, tenant: Tenant) -> None:
+    me, alive, gone = "a" * 32, "b" * 32, "c" * 32
+    with db.session() as session:
+        jobs.beat(session, me)
+        jobs.beat(session, alive)
+        jobs.beat(session, gone)
+        jobs.beat(session, gone)  # beats again: one row, a later time
+    with db.session() as session:
+        session.get(Supervisor, gone).seen_at = utcnow() - timedelta(seconds=120)
+    made = {}
+    for name, owner, status in [("mine", me, "running"), ("alive", alive, "running"),
+                                ("gone", gone, "running"), ("nobody", None, "running"),
+                                ("queued", None, "queued"), ("ended", gone, "failed")]:
+        with db.session() as session:
+            row = jobs.create_job(session, org_id=tenant.org_id, project_id=tenant.project_id,
+                                  name=name, config={}, status=status)
+            row.supervisor_id = owner
+            made[row.id] = name
+
+    def orphans(within: float | None) -> set[str]:
+        with db.session() as session:
+            found = jobs.orphaned_jobs(session, me, others_alive_within=within)
+        return {made[job_id] for job_id in found if job_id in made}
+
+    assert orphans(60) == {"gone", "nobody"}
+    assert orphans(None) == {"alive", "gone", "nobody"}  # SQLite: no other process is alive
+    with db.session() as session:
+        jobs.forget_supervisor(session, alive)
+    assert orphans(60) == {"alive", "gone", "nobody"}
+    with db.session() as session:
+        assert session.get(Supervisor, alive) is None
+        assert session.get(Supervisor, me) is not None
 
 
 def test_events_are_read_in_write_order_after_an_id_and_per_job(

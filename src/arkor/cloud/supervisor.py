@@ -5,7 +5,16 @@ runs ``python -m arkor.training.runner SPEC.json`` in its own process group. A r
 stores every JSON-line event, registers checkpoints and the final adapter, and moves the job
 through its statuses. A crash, OOM kill or bad exit of the runner fails the job with a
 reason; the server itself is never affected. Cancel sends SIGTERM, then SIGKILL after a
-grace period. On start, jobs left ``running`` by a previous server are marked failed.
+grace period; a job ended by anyone else (a cancel that went to another server) has its
+runner stopped at the runner's next event.
+
+Each supervisor has an id and beats (``supervisors.seen_at``, every ``BEAT_SECONDS``); a job
+it starts names it. Several servers may share one PostgreSQL database: a job is an orphan,
+and is failed, only once the supervisor that started it has not beaten for
+``ORPHAN_SECONDS`` (it crashed, or its machine went away), checked at start and at every beat.
+On SQLite (one process at a time) every job left ``running`` by another supervisor is an
+orphan at start. A server that stops cleanly fails its own running jobs itself.
+
 Every ``training.failed`` the supervisor writes itself carries ``step``: the runner's last
 step when it said one, else the last step stored for the job, else null.
 
@@ -27,6 +36,8 @@ import os
 import signal
 import subprocess
 import threading
+import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +62,8 @@ from arkor.training.spec import (
 log = logging.getLogger("arkor.training")
 
 CANCEL_GRACE_SECONDS = 5.0
+BEAT_SECONDS = 10.0
+ORPHAN_SECONDS = 60.0  # six missed beats
 RESTART_MESSAGE = "the server stopped while this job was running; start the job again"
 
 
@@ -79,6 +92,8 @@ class JobSupervisor:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        self.id = uuid.uuid4().hex
+        self.beat_seconds = BEAT_SECONDS
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -88,6 +103,7 @@ class JobSupervisor:
     # lifecycle
 
     def start(self) -> None:
+        self._beat()
         self._fail_orphans()
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="arkor-jobs",
                                             daemon=True)
@@ -110,6 +126,8 @@ class JobSupervisor:
                 run.follower.join(timeout=5)
         if self._dispatcher is not None:
             self._dispatcher.join(timeout=5)
+        with self.db.session() as session:
+            jobs.forget_supervisor(session, self.id)
 
     def submit(self) -> None:
         """A job was queued: look for work now rather than at the next poll."""
@@ -129,18 +147,33 @@ class JobSupervisor:
 
     # internals
 
-    def _fail_orphans(self) -> None:
+    def _beat(self) -> None:
         with self.db.session() as session:
-            orphans = [job.id for job in jobs.jobs_with_status(session, ("running",))]
+            jobs.beat(session, self.id)
+
+    def _fail_orphans(self) -> None:
+        alive_within = ORPHAN_SECONDS if self.db.is_postgres else None
+        with self.db.session() as session:
+            orphans = jobs.orphaned_jobs(session, self.id, others_alive_within=alive_within)
         for job_id in orphans:
+            log.warning("job %s was left running by a server that is gone; failing it", job_id)
             self._finish(job_id, "failed", events.failed(job_id, error=RESTART_MESSAGE))
 
     def _dispatch_loop(self) -> None:
+        next_beat = time.monotonic() + self.beat_seconds
         while not self._stopping.is_set():
             try:
                 self._start_queued()
             except Exception:
                 log.exception("could not start queued jobs")
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.beat_seconds
+                try:
+                    self._beat()
+                    if self.db.is_postgres:
+                        self._fail_orphans()  # another server's, once it stopped beating
+                except Exception:
+                    log.exception("could not beat or look for orphaned jobs")
             self._wake.wait(timeout=1.0)
             self._wake.clear()
 
@@ -240,6 +273,7 @@ class JobSupervisor:
                                                 check_path=check_path)
             output_dir = private_dir(self.settings.artifacts_dir / job.id)
             job.artifacts_dir = str(output_dir)
+            job.supervisor_id = self.id
             jobs.set_status(session, job, "running")
             job_config = dict(job.config)
         base_dir = spec_model.path or ensure_embedded_model(self.settings.models_dir)

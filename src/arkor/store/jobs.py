@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from arkor.contract.events import CHECKPOINT, LOG
-from arkor.store.tables import Checkpoint, Job, JobEvent, utcnow
+from arkor.store.tables import Checkpoint, Job, JobEvent, Supervisor, UTCDateTime, utcnow
 
 STEP_EVENTS = (LOG, CHECKPOINT)
 
@@ -141,3 +141,39 @@ def jobs_with_status(session: Session, statuses: tuple[str, ...]) -> list[Job]:
             select(Job).where(Job.status.in_(statuses)).order_by(Job.created_at)
         ).scalars()
     )
+
+
+def database_now(session: Session) -> datetime:
+    """The database's clock (whole seconds on SQLite): what every server of one database
+    shares, whatever each machine's own clock says."""
+    return session.execute(select(func.now(type_=UTCDateTime()))).scalar_one()
+
+
+def beat(session: Session, supervisor_id: str) -> None:
+    """Say that supervisor ``supervisor_id`` is alive now."""
+    now = database_now(session)
+    supervisor = session.get(Supervisor, supervisor_id)
+    if supervisor is None:
+        session.add(Supervisor(id=supervisor_id, seen_at=now))
+    else:
+        supervisor.seen_at = now
+    session.flush()
+
+
+def forget_supervisor(session: Session, supervisor_id: str) -> None:
+    session.execute(delete(Supervisor).where(Supervisor.id == supervisor_id))
+
+
+def orphaned_jobs(session: Session, supervisor_id: str, *,
+                  others_alive_within: float | None) -> list[str]:
+    """Running jobs that no live supervisor runs: not ``supervisor_id``'s own, and started by
+    one that has not beaten within ``others_alive_within`` seconds (None: every other one is
+    gone, as with SQLite, which one process uses at a time), or by nobody on record."""
+    query = select(Job.id).where(
+        Job.status == "running",
+        or_(Job.supervisor_id.is_(None), Job.supervisor_id != supervisor_id))
+    if others_alive_within is not None:
+        cutoff = database_now(session) - timedelta(seconds=others_alive_within)
+        alive = select(Supervisor.id).where(Supervisor.seen_at >= cutoff)
+        query = query.where(or_(Job.supervisor_id.is_(None), Job.supervisor_id.not_in(alive)))
+    return list(session.execute(query.order_by(Job.created_at)).scalars())

@@ -156,6 +156,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The supervisor (one server process) that started it: while that one beats, no other
+    # server takes the job for an orphan.
+    supervisor_id: Mapped[str | None] = mapped_column(String(32))
 
     # The status is the row's version: every UPDATE of a job says `WHERE status = <the status
     # it was read with>`, so two writers racing for one job (a cancel and the dispatcher
@@ -164,6 +167,15 @@ class Job(Base):
     # (ClassVar is what ruff asks for; SQLAlchemy's declarative base types it as an instance
     # attribute, which mypy will not let a ClassVar override.)
     __mapper_args__ = {"version_id_col": status, "version_id_generator": False}  # noqa: RUF012
+
+
+class Supervisor(Base):
+    """A server process's job supervisor, alive while it beats: ``seen_at`` is written with
+    the database's clock every few seconds, so servers' own clocks need not agree."""
+
+    __tablename__ = "supervisors"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class JobEvent(Base):
