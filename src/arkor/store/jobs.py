@@ -169,9 +169,8 @@ def orphaned_jobs(session: Session, supervisor_id: str, *,
     """Running jobs that no live supervisor runs: not ``supervisor_id``'s own, and started by
     one that has not beaten within ``others_alive_within`` seconds (None: every other one is
     gone, as with SQLite, which one process uses at a time), or by nobody on record."""
-    query = select(Job.id).where(
-        Job.status == "running",
-        or_(Job.supervisor_id.is_(None), Job.supervisor_id != supervisor_id))
+    query = select(Job.id).where(Job.status == "running",
+                                 Job.supervisor_id.is_distinct_from(supervisor_id))
     if others_alive_within is not None:
         cutoff = database_now(session) - timedelta(seconds=others_alive_within)
         alive = select(Supervisor.id).where(Supervisor.seen_at >= cutoff)
