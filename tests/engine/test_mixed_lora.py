@@ -11,7 +11,15 @@ from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear
 
 from arkor.engine.local.adapters import PEFT_DEPRECATION
-from arkor.engine.local.mixed_lora import RowAdapters, install, row_adapters_of
+from arkor.engine.local.mixed_lora import (
+    RowAdapters,
+    Share,
+    Stack,
+    group,
+    install,
+    plan_of,
+    row_adapters_of,
+)
 
 BASE = "__base__"
 
@@ -117,3 +125,65 @@ def test_rows_of_one_adapter_take_its_own_columns() -> None:
     mixed = row_adapters_of(["one", "two", "one"], BASE, ("one", "two"), 1, x.device)
     assert mixed.only is None
     assert row_adapters_of([BASE, BASE], BASE, ("one",), 1, x.device).only is None
+
+
+class Attention(torch.nn.Module):
+    """q, k and v of one input, as a decoder layer's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj = torch.nn.Linear(16, 12)
+        self.k_proj = torch.nn.Linear(16, 4)
+        self.v_proj = torch.nn.Linear(16, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], dim=-1)
+
+
+def attention_lora(order: tuple[str, ...]) -> list[torch.nn.Module]:
+    """q, k and v with "qv" (rank 4) on q and v, and "all" (rank 2) on the three if asked."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", PEFT_DEPRECATION, FutureWarning)
+        model = get_peft_model(Attention(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                       init_lora_weights=False),
+                               adapter_name="qv")
+    if "all" in order:
+        model.add_adapter("all", LoraConfig(r=2, lora_alpha=6, init_lora_weights=False,
+                                            target_modules=["q_proj", "k_proj", "v_proj"]))
+    inner = model.base_model.model
+    return [inner.q_proj, inner.k_proj, inner.v_proj]
+
+
+def test_layers_of_a_group_take_their_columns_of_one_product() -> None:
+    """q, k and v grouped (as the lean decoder fuses their base products): one stack for all,
+    ``A`` side by side and ``B`` one block per layer and adapter over the span of their
+    outputs, and each layer's output is PEFT's own, to float rounding: "qv" on q and v alone
+    (k is not even a LoRA layer for it; the span runs over k's columns with zeros), then
+    "all" on the three beside it, in a mixed batch and for rows of one adapter."""
+    x = torch.randn(4, 2, 16)
+    for order in (("qv",), ("qv", "all")):
+        for names in ([order[-1], BASE, order[0], order[-1]], [order[-1]] * 4):
+            layers = attention_lora(order)
+            with torch.inference_mode():
+                expected = [layer(x, adapter_names=names) if isinstance(layer, Linear)
+                            else layer(x) for layer in layers]
+            rows = row_adapters_of(names, BASE, order, 1, x.device)
+            for layer in layers:
+                install(layer, lambda rows=rows: rows)
+            group(layers, [12, 4, 8])
+            plans = [plan_of(layer, rows) if isinstance(layer, Linear) else None
+                     for layer in layers]
+            shares = [plan for plan in plans if isinstance(plan, Share)]
+            assert len(shares) == (2 if order == ("qv",) else 3), (order, names)
+            stack = shares[0].stack
+            assert all(share.stack is stack for share in shares), "one stack for the group"
+            assert isinstance(stack, Stack) and stack.b.shape[1] == 24  # q to v: k's between
+            assert [(s.start, s.size) for s in shares] == (
+                [(0, 12), (16, 8)] if order == ("qv",) else [(0, 12), (12, 4), (16, 8)])
+            with torch.inference_mode():
+                for layer, want in zip(layers, expected, strict=True):
+                    got = layer(x, adapter_names=names) if isinstance(layer, Linear) else layer(x)
+                    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+                    if isinstance(layer, Linear):
+                        assert not torch.equal(got, layer.base_layer(x))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,28 @@ def test_the_scripted_step_equals_the_python_layers(
         mixed = adapters.lean_forward([BASE_ADAPTER_NAME, every], **copy.deepcopy(inputs)).logits
         base = adapters.lean_forward([BASE_ADAPTER_NAME] * 2, **inputs).logits
     assert torch.equal(mixed[0], base[0]) and not torch.equal(mixed[1], base[1])
+
+
+def test_a_groups_lora_terms_are_one_product(embedded_model_dir: Path,
+                                             adapter_a: AdapterRef) -> None:
+    """A q/v adapter's terms in a layer whose q, k and v are one int4 product are one
+    ``x @ A`` and one ``(...) @ B`` (mixed_lora.group): two matrix products a layer in a
+    one-row scripted step, where q's and v's own took four, and the step gives the model
+    forward's logits (which takes each projection's columns of the same two products)."""
+    adapters, lean, tokenizer = served(embedded_model_dir, "int4")
+    assert lean.scripted
+    name = adapters.acquire(adapter_a, None)
+    assert name is not None
+    by_lean = prefilled(adapters, [name], tokenizer)
+    by_forward = copy.deepcopy(by_lean)
+    with torch.inference_mode():
+        with torch.profiler.profile() as profiler:
+            got = adapters.lean_forward([name], **by_lean.step_inputs()).logits
+        expected = adapters.forward([name], **by_forward.step_inputs()).logits
+    counts = Counter(event.name for event in profiler.events())
+    assert counts["decoder_layers"] == 1, "the step was scripted"
+    assert counts["aten::mm"] == 2 * 30, counts["aten::mm"]
+    assert torch.equal(got, expected)
 
 
 def test_float_models_take_the_python_layers(embedded_model_dir: Path) -> None:

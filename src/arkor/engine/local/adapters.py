@@ -272,6 +272,8 @@ class AdapterSet:
                     module.register_forward_pre_hook(self._inject_row_names, with_kwargs=True)
                     install_stacked_forward(module, lambda: self._row_adapters)
                     self._hooked.add(id(module))
+        if self._lean is not None:
+            self._lean.group_lora_layers()
 
     def _layers_for(self, config: PeftConfig,
                     weights: dict[str, torch.Tensor]) -> dict[str, Any] | None:

@@ -41,7 +41,16 @@ from transformers.masking_utils import create_causal_mask
 from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_pos_emb
 
 from arkor.engine.local.batch import GrowingLayer, growing_layers
-from arkor.engine.local.mixed_lora import PEFT_PATH, RowAdapters, Stack, add_stacked, plan_of
+from arkor.engine.local.mixed_lora import (
+    PEFT_PATH,
+    RowAdapters,
+    Share,
+    Stack,
+    add_stacked,
+    group,
+    lora_term,
+    plan_of,
+)
 from arkor.engine.local.quantize import (
     Int4Linear,
     Int8Linear,
@@ -119,7 +128,7 @@ class Fused:
             start += size
         return fused
 
-    def project(self, modules: Sequence[Any], plans: Sequence[Stack | str | None],
+    def project(self, modules: Sequence[Any], plans: Sequence[Stack | Share | str | None],
                 x: torch.Tensor, rows: RowAdapters | None,
                 prompt: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Each module's :func:`project_as` with its plan in ``plans`` (its
@@ -133,24 +142,37 @@ class Fused:
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
-        for module, plan, part in zip(modules, plans, out.split_with_sizes(self.sizes, dim=-1),
-                                      strict=True):
+        shared: set[int] = set()  # the group stacks (mixed_lora.Share) whose term is added
+        start = 0
+        for module, plan, part, size in zip(modules, plans,
+                                            out.split_with_sizes(self.sizes, dim=-1),
+                                            self.sizes, strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
                 part, intact = call_module(module, x, prompt), False
             elif plan is not None:
-                if lora_input is None or lora_input.dtype != plan.a.dtype:
-                    lora_input = x.to(plan.a.dtype)
-                # in place: still a view of ``out``
-                part = add_stacked(part, lora_input, plan, rows)
+                stack = plan.stack if isinstance(plan, Share) else plan
+                if lora_input is None or lora_input.dtype != stack.a.dtype:
+                    lora_input = x.to(stack.a.dtype)
+                if not isinstance(plan, Share):
+                    # in place: still a view of ``out``
+                    part = add_stacked(part, lora_input, plan, rows)
+                elif id(stack) not in shared:
+                    # the group's term once, over its span of ``out`` (the parts are views)
+                    shared.add(id(stack))
+                    term = lora_term(lora_input, stack, rows)
+                    if term is not None:
+                        out.narrow(-1, start - plan.start, term.shape[-1]).add_(
+                            term.to(out.dtype))
             found.append(part)
+            start += size
         return found, out if intact else None
 
 
-def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | str | None:
+def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | Share | str | None:
     """How a projection serves this pass: None (its base projection alone: not a LoRA
-    layer, or no row's adapter is on it), its :class:`Stack` (the base projection plus
-    :func:`add_stacked`), or a string: called as a module (PEFT's own path, or its adapters
-    switched off or merged)."""
+    layer, or no row's adapter is on it), its :class:`Stack` or its :class:`Share` of its
+    fused group's (the base projection plus :func:`add_stacked`), or a string: called as a
+    module (PEFT's own path, or its adapters switched off or merged)."""
     if not isinstance(module, LoraLinear):
         return None
     if module.disable_adapters or module.merged:
@@ -175,7 +197,7 @@ def call_module(module: Any, x: torch.Tensor, prompt: bool) -> torch.Tensor:
     return prompted
 
 
-def project_as(module: Any, base: Projection, plan: Stack | str | None, x: torch.Tensor,
+def project_as(module: Any, base: Projection, plan: Stack | Share | str | None, x: torch.Tensor,
                rows: RowAdapters | None, prompt: bool = False) -> torch.Tensor:
     """``module(x)`` for a projection, given its :func:`base_projection` and
     :func:`lora_plan`: a LoRA layer as its mixed-batch forward computes it (the base
@@ -253,19 +275,19 @@ class _Layer:
     norm1: Callable[[torch.Tensor], torch.Tensor]
     norm2: Callable[[torch.Tensor], torch.Tensor]
     qkv_modules: tuple[Any, Any, Any]
-    qkv_plans: tuple[Stack | str | None, ...]
+    qkv_plans: tuple[Stack | Share | str | None, ...]
     qkv_bases: tuple[Projection, ...]
     qkv: Fused | None
     o_module: Any
-    o_plan: Stack | str | None
+    o_plan: Stack | Share | str | None
     o_base: Projection
     gate_up_modules: tuple[Any, Any]
-    gate_up_plans: tuple[Stack | str | None, ...]
+    gate_up_plans: tuple[Stack | Share | str | None, ...]
     gate_up_bases: tuple[Projection, ...]
     gate_up: Fused | None
     act: Callable[[torch.Tensor], torch.Tensor]
     down_module: Any
-    down_plan: Stack | str | None
+    down_plan: Stack | Share | str | None
     down_base: Projection
     head_dim: int
     rotary_split: list[int]  # query and key heads, of the rotated q and k columns
@@ -278,7 +300,7 @@ class _Layout:
     layers: list[_Layer]
     head: Any
     head_base: Projection
-    head_plan: Stack | str | None
+    head_plan: Stack | Share | str | None
     # Its decode steps' arguments for scripted.decoder_layers, or None: taken by the Python
     # layers (a layer whose parts the script does not write out)
     scripted: _ScriptedLayout | None = None
@@ -292,7 +314,9 @@ class _ScriptedLayout:
     weights: list[torch.Tensor]
     int4: list[bool]
     sizes: list[int]
-    stacks: list[Stack | None]  # q, k, v, o, gate, up, down of each layer
+    # q, k, v, o, gate, up, down of each layer; a group's stack at its first projection
+    # (_script_stacks)
+    stacks: list[Stack | None]
     eps: torch.Tensor
     count: torch.Tensor
     final_norm: torch.Tensor
@@ -324,6 +348,22 @@ class _ScriptedLayout:
                 [None if stack is None else stack.b for stack in self.stacks],
                 [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
                  for stack in self.stacks])
+
+
+def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | None]:
+    """A layer's projections' stacks as ``scripted.decoder_layers`` takes them: a group's
+    stack (:class:`~arkor.engine.local.mixed_lora.Share`) at its first projection with a
+    share (where its span starts: ``_fused`` adds the term over ``B``'s columns from that
+    projection's), None at the others."""
+    stacks: list[Stack | None] = []
+    seen: set[int] = set()
+    for plan in plans:
+        if isinstance(plan, Share):
+            stacks.append(None if id(plan.stack) in seen else plan.stack)
+            seen.add(id(plan.stack))
+        else:
+            stacks.append(plan if isinstance(plan, Stack) else None)
+    return stacks
 
 
 MAX_LAYOUTS = 64
@@ -398,6 +438,18 @@ class LeanDecoder:
         self._layouts: dict[tuple[int, tuple[str, ...]] | None, _Layout] = {}
         self._generation: int | None = None  # the layouts' generation of adapters
 
+    def group_lora_layers(self) -> None:
+        """Give the LoRA layers of each fused group (a layer's q, k and v; its gate and up)
+        one stack between them (:func:`~arkor.engine.local.mixed_lora.group`): called
+        whenever new LoRA layers appear, so the model's own forward and this one compute the
+        group's LoRA term alike."""
+        for layer, (qkv, gate_up) in zip(self.inner.layers, self.fused, strict=True):
+            if qkv is not None:
+                group([layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj],
+                      qkv.sizes)
+            if gate_up is not None:
+                group([layer.mlp.gate_proj, layer.mlp.up_proj], gate_up.sizes)
+
     def layout(self, rows: RowAdapters | None) -> _Layout:
         """Every layer's :class:`_Layer`, and the output layer's projection, for passes whose
         rows are ``rows``."""
@@ -458,7 +510,7 @@ class LeanDecoder:
             int4 += [qkv.int4, type(ends[0]) is Int4Linear, gate_up.int4,
                      type(ends[1]) is Int4Linear]
             sizes += [*qkv.sizes, *gate_up.sizes]
-            stacks += [plan if isinstance(plan, Stack) else None for plan in plans]
+            stacks += _script_stacks(plans)
         # The packed kernels take activations in their scales' dtype: the script gives them
         # the embedding's, uncast (as kernel_input leaves them in a decode step)
         activations = self.inner.embed_tokens.weight.dtype

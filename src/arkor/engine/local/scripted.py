@@ -80,20 +80,21 @@ def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[in
            sized: int, parts: int, a: list[Tensor | None], b: list[Tensor | None],
            chosen: list[Tensor | None], first: int) -> Tensor:
     # decode.Fused.project: one product, each part's LoRA term added in place (the parts,
-    # sizes[sized:sized + parts], are views of the whole), x cast to the LoRA weights' dtype
-    # once
+    # sizes[sized:sized + parts], are views of the whole; a group's one term over its span
+    # at its first part, None at the others), x cast to the LoRA weights' dtype once
     out = _product(x, weight, scales, int4)
     lora_input = x
     start = 0
     for index in range(parts):
         own_a = a[first + index]
-        size = sizes[sized + index]
-        if own_a is not None:
+        own_b = b[first + index]
+        if own_a is not None and own_b is not None:
             if lora_input.dtype != own_a.dtype:
                 lora_input = x.to(own_a.dtype)
-            _lora(out.narrow(1, start, size), lora_input, own_a, b[first + index],
+            # B's columns from this part's: its own, or a group's span (mixed_lora.Share)
+            _lora(out.narrow(1, start, own_b.shape[1]), lora_input, own_a, own_b,
                   chosen[first + index])
-        start += size
+        start += sizes[sized + index]
     return out
 
 
