@@ -271,6 +271,31 @@ def test_a_cache_made_with_room_never_copies_itself_to_grow() -> None:
     assert layer._key_buffer is not buffer and layer.contents()[0].shape[2] == 110
 
 
+def test_a_cache_layers_keys_are_its_buffers_columns_when_read() -> None:
+    """``keys``/``values`` (what transformers reads) are the buffer's first ``length``
+    columns, made when read: after columns written by the caller (a scripted step's
+    ``room_for`` and ``advance``) as after ``update``; they cannot be replaced past the
+    buffers, and ``reset`` empties the layer."""
+    layer = new_cache().layer_class_to_replicate()
+    assert layer.keys is None and layer.get_seq_length() == 0
+    first = torch.arange(24, dtype=torch.float32).view(1, 2, 3, 4)
+    layer.update(first, -first)
+    room = layer.room_for(1)
+    assert room is not None
+    room[0][:, :, 3] = 7.0
+    room[1][:, :, 3] = -7.0
+    layer.advance(1)
+    assert layer.get_seq_length() == 4
+    assert torch.equal(layer.keys, torch.cat([first, torch.full((1, 2, 1, 4), 7.0)], dim=2))
+    assert torch.equal(layer.values, -layer.keys)
+    with pytest.raises(AttributeError, match="views of its buffers"):
+        layer.keys = first
+    layer.reset()
+    assert layer.keys is None and layer.values is None and layer.get_seq_length() == 0
+    layer.update(first, first)
+    assert torch.equal(layer.keys, first)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
     dtype: torch.dtype, embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch
