@@ -154,3 +154,15 @@ def test_a_default_row_is_only_in_the_argmax() -> None:
     step = next_tokens(logits, samplers)
     assert step.tokens == before.argmax(dim=-1).tolist()
     assert torch.equal(logits, before), "default rows must not be processed"
+
+
+def test_a_greedy_row_takes_the_first_of_tied_maxima() -> None:
+    """Greedy rows take argmax's token where the largest logit is tied (the first), on a
+    vocabulary as wide as the embedded model's, and on a row of one value."""
+    logits = torch.randn(3, 49152)
+    logits[0, [7, 9000, 40000]] = 50.0
+    logits[1, [48000, 12]] = 50.0
+    logits[2] = 1.5
+    samplers = [RowSampler.for_params(SamplingParams(temperature=0.0), CPU) for _ in range(3)]
+    step = next_tokens(logits.clone(), samplers)
+    assert step.tokens == logits.argmax(dim=-1).tolist() == [7, 12, 0]

@@ -235,7 +235,8 @@ def integer_product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tens
     halves = torch.cat([high, low])
     if onednn is not None:
         sums = onednn_sums(halves, onednn)
-        total = sums[:rows].mul_(128).add_(sums[rows:])
+        # low + 128 * high, in one pass: the product by 128 is exact, the sum rounds once
+        total = sums[rows:].add_(sums[:rows], alpha=128)
     else:
         sums = torch._int_mm(halves.to(torch.int8), weight.t())
         if weight.shape[1] <= _INT32_COMBINED:

@@ -6,14 +6,15 @@ One step, over the ``[rows, vocab]`` logits of the batch:
 2. *processing*, only for the rows that ask for it, in place: ``logit_bias``, then penalties
    (stacked rows, :mod:`penalties`), then the ``min_tokens`` EOS mask, then the grammar masks
    (stacked rows, :mod:`constraint`);
-3. greedy rows share one ``argmax`` over the batch;
+3. greedy rows share one arg-max over the batch (``max``'s indices: the first maximal
+   value's, as ``argmax``'s, in a third of its time on a 49,152-token vocabulary);
 4. sampled rows are scaled by their temperatures and filtered by top-k and min-p together,
    then drawn one by one (top-p on the sorted probabilities), each from its own
    ``torch.Generator`` seeded by the request, so a seeded row samples the same tokens
    whatever else shares its batch;
 5. rows that asked for logprobs get them from the processed logits (before temperature).
 
-A row with default settings costs what it always did: it is only in the ``argmax``.
+A row with default settings costs what it always did: it is only in the arg-max.
 One row's numbers never fail another row: a row whose logits are not finite (a corrupt
 adapter), whose grammar cannot continue, or whose sampling fails is reported in
 :attr:`StepTokens.failed` and the others get their tokens as usual.
@@ -159,7 +160,11 @@ def next_tokens(
     failed = {row: NON_FINITE_MESSAGE for row, ok in enumerate(finite) if not ok}
     grammar_failed = _process(logits, samplers, failed, vocab_size or logits.shape[1])
     failed.update(grammar_failed)
-    step = StepTokens(logits.argmax(dim=-1).tolist(), failed, by_grammar=set(grammar_failed))
+    # max's indices are argmax's (the first maximal value's; NaN counts as the maximum in
+    # both) in about a third of the time: 23 against 63 us for one row of 49,152, 167
+    # against 520 us for 16 (2-core Intel Xeon)
+    step = StepTokens(logits.max(dim=-1).indices.tolist(), failed,
+                      by_grammar=set(grammar_failed))
     sampled = [r for r, s in enumerate(samplers) if not s.greedy and r not in failed]
     if sampled:
         for row, outcome in _sample(logits, sampled, [samplers[r] for r in sampled]).items():
