@@ -79,6 +79,7 @@ def test_a_nan_or_positive_infinity_anywhere_in_a_row_fails_it() -> None:
             step = next_tokens(logits, samplers)
             assert step.failed == {1: NON_FINITE_MESSAGE, 2: NON_FINITE_MESSAGE}, (column, bad)
             assert step.tokens[0] == int(logits[0].argmax())
+            assert step.tokens[1] == step.tokens[2] == 0  # failed rows' placeholder
 
 
 def poisoned_copy(adapter: AdapterRef, where: Path, part: str) -> AdapterRef:

@@ -114,6 +114,13 @@ class RowSampler:
         return self.generator is None
 
     @property
+    def plain(self) -> bool:
+        """Greedy, with nothing to process and no logprobs: its token is the arg-max of its
+        logits as they come."""
+        return (self.generator is None and self.bias is None and self.penalties is None
+                and self.constraint is None and self.logprobs is None and not self.holds_eos)
+
+    @property
     def holds_eos(self) -> bool:
         """EOS is masked: fewer than ``min_tokens`` tokens so far."""
         return self.generated < self.min_tokens and bool(self.eos_token_ids)
@@ -152,12 +159,21 @@ def next_tokens(
     ``vocab_size`` is the tokenizer's (grammar masks are that wide; default: the logits');
     ``texts`` names tokens for logprobs.
     """
+    # Rows that are all greedy with nothing to process (plain greedy requests, as benches
+    # and most tool calls make) take their maximum and its index in one pass (~35 against
+    # ~115 us a step for one row).
+    plain = all(sampler.plain for sampler in samplers)
     # -inf is a legitimate mask value; NaN and +inf are not. A row's maximum is NaN where it
     # has one (torch's max propagates NaN) and +inf where it has that: one pass over the
     # logits, where isnan | isposinf then any made four (16 rows: ~2 ms against ~0.07).
-    top = logits.amax(dim=-1)
+    top, chosen = logits.max(dim=-1) if plain else (logits.amax(dim=-1), None)
     finite = (~(torch.isnan(top) | torch.isposinf(top))).tolist()
     failed = {row: NON_FINITE_MESSAGE for row, ok in enumerate(finite) if not ok}
+    if chosen is not None:
+        tokens = chosen.tolist()
+        for row in failed:
+            tokens[row] = 0
+        return StepTokens(tokens, failed)
     grammar_failed = _process(logits, samplers, failed, vocab_size or logits.shape[1])
     failed.update(grammar_failed)
     # max's indices are argmax's (the first maximal value's; NaN counts as the maximum in
