@@ -160,8 +160,8 @@ def next_tokens(
     ``texts`` names tokens for logprobs.
     """
     # Rows that are all greedy with nothing to process (plain greedy requests, as benches
-    # and most tool calls make) take their maximum and its index in one pass (~35 against
-    # ~115 us a step for one row).
+    # and most tool calls make) take their maximum and its index in one pass: 28 against
+    # 40 us for one row of 49,152 logits, 182 against 252 us for 16 (2-core Intel Xeon).
     plain = all(sampler.plain for sampler in samplers)
     # -inf is a legitimate mask value; NaN and +inf are not. A row's maximum is NaN where it
     # has one (torch's max propagates NaN) and +inf where it has that: one pass over the
