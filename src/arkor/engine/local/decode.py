@@ -142,7 +142,7 @@ class Fused:
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
-        shared: set[int] = set()  # the group stacks (mixed_lora.Share) whose term is added
+        shared = False  # the group's term (its layers' mixed_lora.Share s) is added
         start = 0
         for module, plan, part, size in zip(modules, plans,
                                             out.split_with_sizes(self.sizes, dim=-1),
@@ -156,9 +156,10 @@ class Fused:
                 if not isinstance(plan, Share):
                     # in place: still a view of ``out``
                     part = add_stacked(part, lora_input, plan, rows)
-                elif id(stack) not in shared:
-                    # the group's term once, over its span of ``out`` (the parts are views)
-                    shared.add(id(stack))
+                elif not shared:
+                    # the group's term once, over its span of ``out`` (the parts are views;
+                    # these modules are one group: every share is of one stack)
+                    shared = True
                     term = lora_term(lora_input, stack, rows)
                     if term is not None:
                         out.narrow(-1, start - plan.start, term.shape[-1]).add_(

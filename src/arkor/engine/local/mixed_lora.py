@@ -124,6 +124,10 @@ class _Group:
     sizes: tuple[int, ...]
     # (generation, the layers with a stack) -> (the group's stack, the span's first column)
     _stacks: dict[tuple[int, tuple[int, ...]], tuple[Stack, int]] = field(default_factory=dict)
+    offsets: tuple[int, ...] = field(init=False)  # each layer's first output column
+
+    def __post_init__(self) -> None:
+        self.offsets = tuple(sum(self.sizes[:i]) for i in range(len(self.sizes)))
 
     def share(self, index: int, plans: list[Stack | str | None],
               generation: int) -> Share | None:
@@ -139,7 +143,7 @@ class _Group:
             stacks = [cast(Stack, plans[i]) for i in present]
             if len({(stack.a.dtype, stack.b.dtype, stack.a.device) for stack in stacks}) != 1:
                 return None
-            offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+            offsets = self.offsets
             first = offsets[present[0]]
             a = torch.cat([stack.a for stack in stacks], dim=1).contiguous()
             b = stacks[0].b.new_zeros(a.shape[1], offsets[present[-1]] + self.sizes[present[-1]]
@@ -155,7 +159,7 @@ class _Group:
             self._stacks[key] = (Stack(a, b, owner, torch.tensor(owner, device=a.device)),
                                  first)
         stack, first = self._stacks[key]
-        return Share(stack, sum(self.sizes[:index]) - first, self.sizes[index])
+        return Share(stack, self.offsets[index] - first, self.sizes[index])
 
 
 def group(layers: Sequence[Any], sizes: Sequence[int]) -> None:
