@@ -1,6 +1,6 @@
 """LocalEngine decode speed per precision, as ratios against float32 measured in the same run.
 
-Run: ``.venv/bin/python bench/engine_speed.py`` (about three minutes on two cores).
+Run: ``.venv/bin/python bench/engine_speed.py`` (about four minutes on two cores).
 
 Each repeat loads an engine for every precision in turn (one alive at a time) and measures
 it, so load from other processes on the machine hits all of them alike, and the figures
@@ -30,6 +30,14 @@ llama.cpp, a few minutes on two cores), or this one. It runs in its own process
 it serves one request at a time, so its "16 concurrent" is the 16 requests in a row.
 Without it the column is skipped and the bench says so.
 
+The float32 engine of the day issue 11 was filed (commit ``ISSUE_DAY``), the baseline its
+16-concurrent target names ("2.5x today's float32 engine"), is a row of its own: that
+commit's ``src/`` is exported with ``git archive`` and served by ``issue_day_runner.py`` in a
+process of its own after the engines are closed, on the same requests and adapters
+(``--repeat`` runs; ``--no-issue-day`` skips it, and so does a checkout without git or that
+commit, saying why). Today's float32 engine is faster than that day's (the lean decode step
+serves it too), so the int8/int4 rows are also given against it.
+
 vLLM's CPU build is a column with ``--vllm`` (started from the virtualenv
 ``tests/vllm_server.py`` makes, float32, LoRA and runtime loading on) or ``--vllm-url URL``
 (a running one serving the embedded model under its name with the same options): 16
@@ -43,11 +51,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +73,8 @@ from arkor.engine.local.quantize import Int8Linear
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedded_gguf_path
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int4")
+ISSUE_DAY = "52be7a8"
+"""The last commit before issue 11's work: its float32 engine is the issue's "today's"."""
 
 
 async def single_stream(engine: LocalEngine, req: GenerationRequest) -> float:
@@ -230,6 +242,31 @@ def vllm_figures(url: str | None, base_dir: Path, adapters: list[AdapterRef], ma
             server.stop()
 
 
+def issue_day_figures(models_dir: Path, adapters: list[AdapterRef], max_tokens: int,
+                      repeat: int, scratch: Path) -> dict[str, Any] | str:
+    """The float32 engine of commit ``ISSUE_DAY`` on the bench's requests (lists of floats
+    under ``single`` and ``mixed``), or why it could not be measured."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        tree = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ISSUE_DAY,
+                               "src"], capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", b"") or str(exc).encode()
+        return f"no tree of {ISSUE_DAY} ({detail.decode(errors='replace').strip()[:200]})"
+    target = scratch / "issue-day"
+    with tarfile.open(fileobj=io.BytesIO(tree)) as archive:
+        archive.extractall(target, filter="data")
+    spec = {"src": str(target / "src"), "models_dir": str(models_dir.resolve()),
+            "prompts": PROMPTS, "max_tokens": max_tokens, "repeat": repeat,
+            "adapters": [[a.key, str(a.path)] for a in adapters]}
+    done = subprocess.run([sys.executable, str(Path(__file__).with_name("issue_day_runner.py"))],
+                          input=json.dumps(spec), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"issue_day_runner.py failed ({done.returncode}): "
+                           f"{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=Path(".pytest_cache/d/arkor-models"))
@@ -251,6 +288,9 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true",
                         help="add vLLM's CPU build as a column (started from its virtualenv)")
     parser.add_argument("--vllm-url", help="add a running vLLM as a column")
+    parser.add_argument("--no-issue-day", action="store_true",
+                        help=f"skip the float32 engine of the day issue 11 was filed "
+                             f"({ISSUE_DAY})")
     args = parser.parse_args()
     with_vllm = bool(args.vllm or args.vllm_url)
     precisions = ["float32", *(args.precision or PRECISIONS[1:])]
@@ -268,6 +308,9 @@ def main() -> None:
                                       args.repeat, with_vllm))
         vllm = (vllm_figures(args.vllm_url, base_dir, adapters, args.max_tokens, args.repeat,
                              Path(scratch)) if with_vllm else None)
+        issue_day = (None if args.no_issue_day else
+                     issue_day_figures(args.models_dir, adapters, args.max_tokens, args.repeat,
+                                       Path(scratch)))
     python = llama_python(args.llama_python)
     llama = (llama_cpp_figures(python, base_dir, args.max_tokens, args.repeat)
              if python else None)
@@ -285,6 +328,21 @@ def main() -> None:
         runs = ", ".join(f"{v:.0f}" for v in figures[precision]["mixed"])
         print(f"| {precision} | {single:.1f} | {single / single_ref:.2f}x | {mixed:.1f} "
               f"| {mixed / mixed_ref:.2f}x | {runs} |")
+    if isinstance(issue_day, str):
+        print(f"issue-day float32 engine: skipped, {issue_day}")
+    elif issue_day is not None:
+        day_single = statistics.median(issue_day["single"])
+        day_mixed = statistics.median(issue_day["mixed"])
+        runs = ", ".join(f"{v:.0f}" for v in issue_day["mixed"])
+        print(f"| float32, issue-day engine ({ISSUE_DAY}) | {day_single:.1f} "
+              f"| {day_single / single_ref:.2f}x | {day_mixed:.1f} "
+              f"| {day_mixed / mixed_ref:.2f}x | {runs} |")
+        print("| precision | 16 concurrent vs the issue-day float32 engine (target >= 2.5x) "
+              "| vs today's float32 engine |")
+        print("|---|---|---|")
+        for precision in precisions:
+            mixed = medians[precision]["mixed"]
+            print(f"| {precision} | {mixed / day_mixed:.2f}x | {mixed / mixed_ref:.2f}x |")
     if vllm is not None:
         vllm_mixed = statistics.median(vllm)
         print(f"vLLM CPU build (float32, LoRA on), 16 concurrent over base + 3 adapters: "
