@@ -303,7 +303,8 @@ def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
     """A decode step's one query always runs on the key/value heads (``attend``): without a
     mask (rows of one length, no padding) transformers asked SDPA for ``enable_gqa`` instead,
     4-5x as slow on the CPU from a few rows up; the packed call gives transformers' masked
-    call's numbers bit for bit, so a row alone computes what it computes in a padded batch."""
+    call's numbers bit for bit, so a row alone computes what it does with a mask of all its
+    columns (not what it computes behind padding in a batch: docs/engine.md, "Precision")."""
     torch.manual_seed(0)
     module = type("Attention", (), {"num_key_value_groups": 3, "scaling": 0.125,
                                     "is_causal": True})()
