@@ -65,8 +65,9 @@ from typing import Any
 
 import torch
 from engine_throughput import PROMPTS, make_adapters, request
+from streams import concurrent, single_stream
 
-from arkor.engine.base import AdapterRef, GenerationRequest, TextDelta
+from arkor.engine.base import AdapterRef
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
 from arkor.engine.local.quantize import Int8Linear
@@ -75,32 +76,6 @@ from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedd
 PRECISIONS = ("float32", "bfloat16", "int8", "int4")
 ISSUE_DAY = "52be7a8"
 """The last commit before issue 11's work: its float32 engine is the issue's "today's"."""
-
-
-async def single_stream(engine: LocalEngine, req: GenerationRequest) -> float:
-    """Decode tokens/s of one request alone."""
-    first = last = 0.0
-    count = 0
-    async for event in engine.generate(req):
-        if isinstance(event, TextDelta):
-            now = time.perf_counter()
-            first = first or now
-            last = now
-        else:
-            count = event.completion_tokens
-    return (count - 1) / (last - first)
-
-
-async def concurrent(engine: LocalEngine, requests: list[GenerationRequest]) -> float:
-    async def one(req: GenerationRequest) -> int:
-        async for event in engine.generate(req):
-            if not isinstance(event, TextDelta):
-                return event.completion_tokens
-        raise RuntimeError("stream ended without Finished")
-
-    began = time.perf_counter()
-    tokens = sum(await asyncio.gather(*(one(r) for r in requests)))
-    return tokens / (time.perf_counter() - began)
 
 
 PYTHON_LAYERS = ", Python layers"  # a row's label: decode steps without the scripted step

@@ -7,9 +7,9 @@ Run by this project's interpreter on another copy of ``src/`` (the tree of commi
 bench's four ``[key, path]`` pairs) and prints one JSON line, ``{"single": [...], "mixed":
 [...], "arkor": "<where arkor was imported from>"}``:
 
-- single: decode tokens/s of ``prompts[0]`` on the first adapter, as ``single_stream``;
+- single: decode tokens/s of ``prompts[0]`` on the first adapter (``streams.single_stream``);
 - mixed: the 16 prompts at once over the base model and the four adapters, aggregate output
-  tokens/s, as ``concurrent``.
+  tokens/s (``streams.concurrent``).
 
 Only the engine's public API of that day is used (``LocalEngine``, ``generate``, greedy
 ``SamplingParams`` with ``ignore_eos``), so the requests are the bench's own.
@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from streams import concurrent, single_stream
 
 
 def main() -> None:
@@ -34,7 +35,6 @@ def main() -> None:
         ChatMessage,
         GenerationRequest,
         SamplingParams,
-        TextDelta,
     )
     from arkor.engine.local import LocalEngine
     from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry
@@ -52,29 +52,6 @@ def main() -> None:
             sampling=SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True),
             adapter=adapter)
 
-    async def single(engine: Any, req: Any) -> float:
-        first = last = 0.0
-        count = 0
-        async for event in engine.generate(req):
-            if isinstance(event, TextDelta):
-                now = time.perf_counter()
-                first = first or now
-                last = now
-            else:
-                count = event.completion_tokens
-        return (count - 1) / (last - first)
-
-    async def concurrent(engine: Any, requests: list[Any]) -> float:
-        async def one(req: Any) -> int:
-            async for event in engine.generate(req):
-                if not isinstance(event, TextDelta):
-                    return int(event.completion_tokens)
-            raise RuntimeError("stream ended without Finished")
-
-        began = time.perf_counter()
-        tokens = sum(await asyncio.gather(*(one(r) for r in requests)))
-        return tokens / (time.perf_counter() - began)
-
     async def measure() -> dict[str, Any]:
         prompts: list[str] = spec["prompts"]
         mixed = [request(p, targets[i % len(targets)], max_tokens)
@@ -88,7 +65,7 @@ def main() -> None:
             await concurrent(engine, [request(p, targets[i % len(targets)], 4)
                                       for i, p in enumerate(prompts)])  # warm up
             for _ in range(spec["repeat"]):
-                figures["single"].append(await single(engine, alone))
+                figures["single"].append(await single_stream(engine, alone))
                 figures["mixed"].append(await concurrent(engine, mixed))
         return figures
 
