@@ -30,6 +30,26 @@ from transformers.cache_utils import Cache, DynamicLayer
 SPARE_COLUMNS = 64
 
 
+class _Columns:
+    """A :class:`GrowingLayer`'s ``keys`` or ``values``: the first ``length`` columns of its
+    buffer, as a view made when read; it cannot be assigned past the buffer (None only,
+    which ``CacheLayerMixin.__init__`` sets)."""
+
+    def __init__(self, buffer: str) -> None:
+        self.buffer = buffer
+
+    def __get__(self, layer: GrowingLayer | None, owner: type | None = None) -> torch.Tensor | None:
+        if layer is None:
+            return None
+        found: torch.Tensor | None = getattr(layer, self.buffer)
+        return None if found is None else found[:, :, : layer._length]
+
+    def __set__(self, layer: GrowingLayer, value: torch.Tensor | None) -> None:
+        if value is not None:
+            raise AttributeError("a GrowingLayer's keys and values are views of its buffers: "
+                                 "assign them with assign(), shorten them with truncate()")
+
+
 # transformers' DynamicLayer is not annotated; the two calls into it are the only untyped ones.
 class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     """A cache layer whose ``keys``/``values`` are views into a buffer with spare columns.
@@ -45,27 +65,8 @@ class GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         super().__init__()  # type: ignore[no-untyped-call]
         self.reserve = reserve  # columns its buffer has room for from the start
 
-    @property
-    def keys(self) -> torch.Tensor | None:
-        return None if self._key_buffer is None else self._key_buffer[:, :, : self._length]
-
-    @keys.setter
-    def keys(self, value: torch.Tensor | None) -> None:
-        self._no_views(value)
-
-    @property
-    def values(self) -> torch.Tensor | None:
-        return None if self._value_buffer is None else self._value_buffer[:, :, : self._length]
-
-    @values.setter
-    def values(self, value: torch.Tensor | None) -> None:
-        self._no_views(value)
-
-    def _no_views(self, value: torch.Tensor | None) -> None:
-        # CacheLayerMixin.__init__ sets None; anything else would bypass the buffers
-        if value is not None:
-            raise AttributeError("a GrowingLayer's keys and values are views of its buffers: "
-                                 "assign them with assign(), shorten them with truncate()")
+    keys = _Columns("_key_buffer")
+    values = _Columns("_value_buffer")
 
     def reset(self) -> None:
         self._key_buffer = self._value_buffer = None

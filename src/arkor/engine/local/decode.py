@@ -142,7 +142,6 @@ class Fused:
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
-        shared = False  # the group's term (its layers' mixed_lora.Share s) is added
         start = 0
         for module, plan, part, size in zip(modules, plans,
                                             out.split_with_sizes(self.sizes, dim=-1),
@@ -156,14 +155,12 @@ class Fused:
                 if not isinstance(plan, Share):
                     # in place: still a view of ``out``
                     part = add_stacked(part, lora_input, plan, rows)
-                elif not shared:
-                    # the group's term once, over its span of ``out`` (the parts are views;
-                    # these modules are one group: every share is of one stack)
-                    shared = True
+                elif plan.first:
+                    # the group's term once, over its span of ``out`` from here (the parts
+                    # are views; these modules are one group: every share is of one stack)
                     term = lora_term(lora_input, stack, rows)
                     if term is not None:
-                        out.narrow(-1, start - plan.start, term.shape[-1]).add_(
-                            term.to(out.dtype))
+                        out.narrow(-1, start, term.shape[-1]).add_(term.to(out.dtype))
             found.append(part)
             start += size
         return found, out if intact else None
@@ -356,15 +353,8 @@ def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | 
     stack (:class:`~arkor.engine.local.mixed_lora.Share`) at its first projection with a
     share (where its span starts: ``_fused`` adds the term over ``B``'s columns from that
     projection's), None at the others."""
-    stacks: list[Stack | None] = []
-    seen: set[int] = set()
-    for plan in plans:
-        if isinstance(plan, Share):
-            stacks.append(None if id(plan.stack) in seen else plan.stack)
-            seen.add(id(plan.stack))
-        else:
-            stacks.append(plan if isinstance(plan, Stack) else None)
-    return stacks
+    return [plan.stack if isinstance(plan, Share) and plan.first else
+            plan if isinstance(plan, Stack) else None for plan in plans]
 
 
 MAX_LAYOUTS = 64

@@ -115,6 +115,11 @@ class Share:
     start: int
     size: int
 
+    @property
+    def first(self) -> bool:
+        """The group's first layer with an adapter: where the span, and its one term, start."""
+        return self.start == 0
+
 
 @dataclass
 class _Group:
