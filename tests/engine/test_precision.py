@@ -413,46 +413,54 @@ def test_mixed_batch_equals_one_at_a_time_at_precision(
     assert together[2].text.startswith("LANG:")
 
 
-def test_prompt_tokens_take_the_dense_copy_where_one_is_kept() -> None:
-    """A quantized layer's dense copy is the weight its kernel computes with, in bfloat16;
-    prompt tokens (within prompt_pass) are multiplied by it, others by the packed kernel,
-    and the two agree to bfloat16 rounding."""
+BF16_ON_ONEDNN = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+"""Whether oneDNN multiplies bfloat16 here: the dense copies (quantize.Dense) need it; they
+are kept by default only where the CPU has AMX, and forced in these tests where it can."""
+
+
+@pytest.mark.skipif(not BF16_ON_ONEDNN, reason="oneDNN has no bfloat16 product on this CPU")
+def test_wide_products_take_the_dense_copy_where_one_is_kept() -> None:
+    """A quantized layer's dense copy is the weight its kernel computes with, in bfloat16,
+    packed once; a product of DENSE_ROWS rows or more is taken on it, a narrower one on the
+    packed kernel, and the two agree to bfloat16 rounding."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False),
-                                torch.nn.Linear(128, 40, bias=False))
+                                torch.nn.Linear(128, 48, bias=False))
     assert quantize_linears(model, Int4Linear) == 2
     model.to(torch.bfloat16)
-    plain = torch.randn(5, 64).bfloat16()
-    before = model[0](plain)
+    wide = torch.randn(quantize.DENSE_ROWS, 64).bfloat16()
+    narrow = wide[:quantize.DENSE_ROWS - 1]
+    before_wide, before_narrow = model[0](wide), model[0](narrow)
     assert quantize.keep_dense(model) == 2
     first = model[0]
     assert isinstance(first, Int4Linear) and first.dense is not None
-    assert torch.equal(first.dense, first.dequantized().bfloat16())
-    assert torch.equal(first(plain), before)  # decode tokens: the packed kernel, unchanged
-    with quantize.prompt_pass():
-        prompted = first(plain)
-    assert not quantize.in_prompt_pass()  # only within the block
-    with quantize.prompt_pass():
-        with quantize.prompt_pass():
-            pass
-        assert quantize.in_prompt_pass()  # an inner block leaves the outer one as it was
-    assert torch.equal(prompted, torch.nn.functional.linear(plain, first.dense))
-    assert not torch.equal(prompted, before)
-    assert (prompted.float() - before.float()).abs().max() < 0.02 * before.float().abs().max()
+    weight = first.dense.weight()
+    assert torch.equal(weight, first.dequantized().bfloat16())
+    assert torch.equal(first(narrow), before_narrow)  # the packed kernel, unchanged
+    got = first(wide)
+    assert torch.equal(got, torch.nn.functional.linear(wide, weight))  # oneDNN's numbers
+    assert not torch.equal(got, before_wide)
+    assert (got.float() - before_wide.float()).abs().max() < 0.02 * before_wide.float().abs().max()
+    # A share of a copy (a fused group's member) is its columns of the whole product.
+    share = first.dense.share(32, 48)
+    assert torch.equal(share.weight(), weight[32:80])
+    assert torch.equal(share.product(wide), got[:, 32:80])
     # Kept by default exactly where the CPU has AMX.
     default = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
     quantize.apply_precision(default, "int8", torch.device("cpu"))
-    assert (default[0].dense is not None) == quantize.dense_prompts_default()
+    assert (default[0].dense is not None) == quantize.dense_copies_default()
 
 
-def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
+@pytest.mark.skipif(not BF16_ON_ONEDNN, reason="oneDNN has no bfloat16 product on this CPU")
+def test_wide_passes_take_the_dense_copies_and_narrow_ones_never(
     embedded_model_dir: Path, adapter_a: AdapterRef, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With dense copies kept: a prompt slice computed alone (the lean pass, or the model's
-    own forward for prompt logprobs) multiplies every token by the dense copies, and the two
-    paths give the same logits; a decode step, and a slice joined to one, go through the
-    packed kernels; the fused q/k/v and gate/up copies are the modules' copies (views), not
-    a second copy."""
+    """With dense copies kept: a pass of DENSE_ROWS tokens or more (a prompt slice computed
+    alone by the lean pass or by the model's own forward for prompt logprobs, or a decode
+    step joined by a slice) multiplies them by the dense copies, both paths giving the same
+    logits; a narrower pass (a decode step of a few rows, a short slice) takes the packed
+    kernels; the fused q/k/v and gate/up copies are one packed copy each, which the modules
+    share."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from arkor.engine.local import decode
@@ -460,52 +468,57 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
     from arkor.engine.local.batch import BatchTensors, new_cache
 
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
-    quantize.apply_precision(model, "int4", torch.device("cpu"), dense_prompts=True)
+    quantize.apply_precision(model, "int4", torch.device("cpu"), dense_copies=True)
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
     adapters = AdapterSet(model, 4, torch.device("cpu"))
     name = adapters.acquire(adapter_a, None)
     assert name is not None and adapters._lean is not None
-    # The Python layers, whose products are watched here: the scripted step (decode steps
-    # at int4) calls the packed kernels by construction (tests/engine/test_scripted.py).
+    # The Python layers, whose products are watched here: the scripted step's are compared
+    # with them bit for bit in tests/engine/test_scripted.py.
     adapters._lean.scripted = False
     q_proj = model.model.layers[0].self_attn.q_proj.base_layer
     fused = adapters._lean.fused[0][0]
     assert fused is not None and fused.dense is not None and q_proj.dense is not None
-    assert q_proj.dense.untyped_storage().data_ptr() == fused.dense.untyped_storage().data_ptr()
-    calls: list[bool] = []
+    assert q_proj.dense.packed is fused.dense.packed
+    assert (q_proj.dense.start, q_proj.dense.size) == (0, 576)
+    calls: list[bool] = []  # each product: whether it took a dense copy
     real = decode.product
 
-    def spied(*args: object, prompt: bool, **kwargs: object) -> torch.Tensor:
-        calls.append(prompt)
-        return real(*args, prompt=prompt, **kwargs)  # type: ignore[arg-type]
+    def spied(flat: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        dense = args[2]
+        calls.append(dense is not None and flat.shape[0] >= quantize.DENSE_ROWS)
+        return real(flat, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(decode, "product", spied)
+    text = "What is the capital of France? Answer in one short sentence, please."
     ids, mask, positions = BatchTensors.prompts(
-        [tokenizer("What is the capital of France?")["input_ids"]], 0, torch.device("cpu"))
+        [tokenizer(text)["input_ids"]], 0, torch.device("cpu"))
+    assert ids.shape[1] >= quantize.DENSE_ROWS
 
-    def prompt(run: object, flagged: bool = True) -> tuple[torch.Tensor, BatchTensors]:
+    def prompt(run: object, columns: int) -> tuple[torch.Tensor, BatchTensors]:
         cache = new_cache()
-        inputs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions,
-                  "cache": cache, "use_cache": True, "logits_to_keep": 1}
-        out = run([name], **inputs, **({"prompt": True} if flagged else {}))  # type: ignore[operator]
+        inputs = {"input_ids": ids[:, :columns], "attention_mask": mask[:, :columns],
+                  "position_ids": positions[:, :columns], "cache": cache, "use_cache": True,
+                  "logits_to_keep": 1, "prompt": True}
+        out = run([name], **inputs)  # type: ignore[operator]
         logits = out.logits[:, -1]
-        return logits, BatchTensors(cache, mask, positions[:, -1] + 1, logits.argmax(-1))
+        return logits, BatchTensors(cache, mask[:, :columns], positions[:, columns - 1] + 1,
+                                    logits.argmax(-1))
 
     with torch.inference_mode():
-        lean, batch = prompt(adapters.lean_forward)
+        lean, batch = prompt(adapters.lean_forward, ids.shape[1])
         # Every layer's products dense; the output layer's is integer_product, or the packed
-        # kernel (one column, not a prompt's) where that is slow here.
+        # kernel (one column) where that is slow here.
         head = [] if model.lm_head.integer else [False]
         assert len(calls) > 1 and set(calls[:len(calls) - len(head)]) == {True}
         assert calls[len(calls) - len(head):] == head
-        by_model, _ = prompt(adapters.forward)
+        by_model, _ = prompt(adapters.forward, ids.shape[1])
         assert torch.equal(lean, by_model)
-        packed, _ = prompt(adapters.lean_forward, flagged=False)
-        assert not torch.equal(lean, packed)
-        assert lean.argmax(-1).tolist() == packed.argmax(-1).tolist()
         calls.clear()
-        step_inputs = batch.step_inputs()
-        adapters.lean_forward([name], **step_inputs)
+        prompt(adapters.lean_forward, quantize.DENSE_ROWS - 1)
+        assert calls and set(calls) == {False}
+        calls.clear()
+        adapters.lean_forward([name], **batch.step_inputs())
         assert calls and set(calls) == {False}
         calls.clear()
         other = new_cache()
@@ -515,4 +528,4 @@ def test_prompt_slices_alone_take_the_dense_copies_and_decode_steps_never(
                        "cache": other, "use_cache": True, "logits_to_keep": 1,
                        "prompt": True})],
             [True, True])
-        assert calls and set(calls) == {False}
+        assert len(calls) > 1 and set(calls[:len(calls) - len(head)]) == {True}

@@ -22,7 +22,7 @@ from arkor.engine.local import decode, scripted
 from arkor.engine.local.adapters import BASE_ADAPTER_NAME, AdapterSet
 from arkor.engine.local.batch import BatchTensors, growing_layers, new_cache
 from arkor.engine.local.decode import LeanDecoder
-from arkor.engine.local.quantize import apply_precision
+from arkor.engine.local.quantize import DENSE_ROWS, apply_precision
 from arkor.engine.registry import EMBEDDED_MODEL_NAME
 
 PROMPTS = ["What is the capital of France?", "I was charged twice this month.",
@@ -53,7 +53,7 @@ def every_projection_adapter(path: Path) -> AdapterRef:
 
 
 def prefilled(adapters: AdapterSet, names: list[str], tokenizer: Any) -> BatchTensors:
-    prompts = [tokenizer(p)["input_ids"] for p in PROMPTS[:len(names)]]
+    prompts = [tokenizer(PROMPTS[i % len(PROMPTS)])["input_ids"] for i in range(len(names))]
     ids, mask, positions = BatchTensors.prompts(prompts, 0, torch.device("cpu"))
     cache = new_cache()
     with torch.inference_mode():
@@ -65,9 +65,11 @@ def prefilled(adapters: AdapterSet, names: list[str], tokenizer: Any) -> BatchTe
 
 def served(model_dir: Path, precision: str) -> tuple[AdapterSet, LeanDecoder, Any]:
     """The embedded model at ``precision`` in an :class:`AdapterSet` of 4 slots, its lean
-    decoder, and its tokenizer."""
+    decoder, and its tokenizer; its layers keep dense copies (quantize.keep_dense) wherever
+    oneDNN multiplies bfloat16 here, so wide passes take them."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    apply_precision(model, precision, torch.device("cpu"))
+    apply_precision(model, precision, torch.device("cpu"),
+                    dense_copies=bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
     model.eval()
     adapters = AdapterSet(model, 4, torch.device("cpu"))
     assert adapters._lean is not None
@@ -85,15 +87,21 @@ def test_the_scripted_step_equals_the_python_layers(
     every = adapters.acquire(every_projection_adapter(tmp_path / "every"), None)
     assert qv is not None and every is not None
     calls: list[int] = []
+    wide: list[bool] = []
     real = decode.run_unoptimized
 
     def counted(*args: Any) -> torch.Tensor:
         calls.append(args[1].shape[0])  # the step's rows
+        wide.append(args[11])  # decoder_layers' ``wide``: the products on the dense copies
         return real(*args)
 
     monkeypatch.setattr(decode, "run_unoptimized", counted)
+    qkv = lean.fused[0][0]
+    dense = qkv is not None and qkv.dense is not None
+    assert dense == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    nine = [every, qv, BASE_ADAPTER_NAME, every, qv, every, BASE_ADAPTER_NAME, qv, every]
     for names in ([BASE_ADAPTER_NAME], [qv], [every],
-                  [BASE_ADAPTER_NAME, every, qv, every], [every, every]):
+                  [BASE_ADAPTER_NAME, every, qv, every], [every, every], nine):
         by_script = prefilled(adapters, names, tokenizer)
         assert calls == [], "a prompt goes through the Python layers"
         by_python = copy.deepcopy(by_script)
@@ -106,7 +114,9 @@ def test_the_scripted_step_equals_the_python_layers(
                 expected = adapters.lean_forward(names, **by_python.step_inputs()).logits
                 assert calls == [len(names)], "scripted=False: the Python layers"
                 lean.scripted = True
+            assert wide == [dense and len(names) >= DENSE_ROWS], names
             calls.clear()
+            wide.clear()
             assert torch.equal(got, expected), names
             for mine, theirs in zip(growing_layers(by_script.cache),
                                     growing_layers(by_python.cache), strict=True):

@@ -33,7 +33,6 @@ from arkor.engine.local.decode import LeanDecoder
 from arkor.engine.local.decode import supports as supports_lean_decode
 from arkor.engine.local.mixed_lora import RowAdapters, row_adapters_of
 from arkor.engine.local.mixed_lora import install as install_stacked_forward
-from arkor.engine.local.quantize import prompt_pass
 
 BASE_ADAPTER_NAME = "__base__"
 PEFT_DEPRECATION = "`is_gradient_checkpointing` is deprecated"
@@ -186,9 +185,7 @@ class AdapterSet:
         step that is measurable, so the hooks here are registered once and read the names
         from ``_row_names``.
         """
-        if inputs.pop("prompt", False):  # a prompt slice (prefill.PrefillGroup.next_slice)
-            with prompt_pass():
-                return self.forward(row_adapters, **inputs)
+        inputs.pop("prompt", None)  # a prompt slice's mark (prefill.PrefillGroup.next_slice)
         if not self.is_peft:
             return self.model(**inputs)
         with self._rows(row_adapters):

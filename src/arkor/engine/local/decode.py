@@ -52,11 +52,13 @@ from arkor.engine.local.mixed_lora import (
     plan_of,
 )
 from arkor.engine.local.quantize import (
+    DENSE_ROWS,
+    Dense,
     Int4Linear,
     Int8Linear,
     kernel_input,
+    pack_dense,
     product,
-    prompt_pass,
     release_free_memory,
 )
 from arkor.engine.local.scripted import (
@@ -94,9 +96,9 @@ class Fused:
     scales: torch.Tensor  # [sum of outputs]; int4: [in / group, sum of outputs, 2]
     sizes: list[int]
     int4: bool = False
-    # The modules' dense copies side by side (quantize.keep_dense), theirs views of it; None
-    # when they have none.
-    dense: torch.Tensor | None = None
+    # The modules' dense copies side by side (quantize.keep_dense), packed as one, theirs
+    # shares of it; None when they have none.
+    dense: Dense | None = None
 
     @classmethod
     def of(cls, modules: list[Any]) -> Fused | None:
@@ -115,12 +117,15 @@ class Fused:
         copies = [b.dense for b in bases if b.dense is not None]  # all or none: keep_dense
         fused = cls(torch.cat([b.weight for b in bases]), torch.cat(scales, dim=1 if int4 else 0),
                     [b.out_features for b in bases], int4,
-                    torch.cat(copies) if len(copies) == len(bases) else None)
+                    pack_dense(torch.cat([copy.weight() for copy in copies]))
+                    if copies and len(copies) == len(bases) else None)
         start = 0
         for base, size in zip(bases, fused.sizes, strict=True):
             base.weight = torch.nn.Parameter(fused.weight[start:start + size],
                                              requires_grad=False)
-            base.dense = None if fused.dense is None else fused.dense[start:start + size]
+            # A member alone (the model's own forward) computes the group's whole dense
+            # product and keeps its columns: the numbers of the group's product
+            base.dense = None if fused.dense is None else fused.dense.share(start, size)
             if int4:
                 base.scales_and_zeros = fused.scales[:, start:start + size]
             else:
@@ -129,16 +134,16 @@ class Fused:
         return fused
 
     def project(self, modules: Sequence[Any], plans: Sequence[Stack | Share | str | None],
-                x: torch.Tensor, rows: RowAdapters | None,
-                prompt: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+                x: torch.Tensor,
+                rows: RowAdapters | None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Each module's :func:`project_as` with its plan in ``plans`` (its
         :func:`lora_plan`), the base products from one kernel call (each output column is the
-        same dot product as in its own module's; ``prompt`` tokens by the dense copies,
+        same dot product as in its own module's; wide products by the dense copy,
         :func:`~arkor.engine.local.quantize.product`); and that call's whole output
         ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
         called on its own (None)."""
         out = product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
-                      self.scales, self.dense, int4=self.int4, prompt=prompt)
+                      self.scales, self.dense, int4=self.int4)
         out = out.view(*x.shape[:-1], out.shape[-1])
         found, intact = [], True
         lora_input: torch.Tensor | None = None  # x in the LoRA weights' dtype, cast once
@@ -147,7 +152,7 @@ class Fused:
                                             out.split_with_sizes(self.sizes, dim=-1),
                                             self.sizes, strict=True):
             if isinstance(plan, str):  # the module itself (PEFT's path, or adapters off)
-                part, intact = call_module(module, x, prompt), False
+                part, intact = module(x), False
             elif plan is not None:
                 stack = plan.stack if isinstance(plan, Share) else plan
                 if lora_input is None or lora_input.dtype != stack.a.dtype:
@@ -178,33 +183,20 @@ def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | Share | str | No
     return plan_of(module, rows)
 
 
-Projection = Callable[[torch.Tensor, bool], torch.Tensor]
-"""A projection's base product of ``x`` (:func:`base_projection`), given whether its tokens
-are prompt tokens."""
-
-
-def call_module(module: Any, x: torch.Tensor, prompt: bool) -> torch.Tensor:
-    """``module(x)``; for ``prompt`` tokens within
-    :func:`~arkor.engine.local.quantize.prompt_pass`, so its quantized layers take their
-    dense copies as the lean pass does."""
-    if not prompt:
-        out: torch.Tensor = module(x)
-        return out
-    with prompt_pass():
-        prompted: torch.Tensor = module(x)
-    return prompted
+Projection = Callable[[torch.Tensor], torch.Tensor]
+"""A projection's base product of ``x`` (:func:`base_projection`)."""
 
 
 def project_as(module: Any, base: Projection, plan: Stack | Share | str | None, x: torch.Tensor,
-               rows: RowAdapters | None, prompt: bool = False) -> torch.Tensor:
+               rows: RowAdapters | None) -> torch.Tensor:
     """``module(x)`` for a projection, given its :func:`base_projection` and
     :func:`lora_plan`: a LoRA layer as its mixed-batch forward computes it (the base
     projection, then every row's own adapter from the stacked weights), anything else (a
-    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it; ``prompt``: its
-    tokens are prompt tokens."""
+    Linear, an int8 Linear, a LoRA layer on PEFT's path) by calling it."""
     if isinstance(plan, str):
-        return call_module(module, x, prompt)
-    result = base(x, prompt)
+        out: torch.Tensor = module(x)
+        return out
+    result = base(x)
     return result if plan is None else add_stacked(result, x, plan, rows)
 
 
@@ -222,14 +214,13 @@ def base_projection(module: Any) -> Projection:
     # The output layer (Int8Linear.integer) is called too: its forward chooses its product.
     if (kind not in (Int8Linear, Int4Linear) or base.bias is not None
             or getattr(base, "integer", False)):
-        return lambda x, prompt: call_module(base, x, prompt)
+        return cast(Projection, base)
     weight, width, int4, dense = base.weight, base.in_features, kind is Int4Linear, base.dense
     # Contiguous once: the kernel reads strided int4 scales wrongly (see Int4Linear.forward).
     scales = base.scales_and_zeros.contiguous() if int4 else base.scales
 
-    def projection(x: torch.Tensor, prompt: bool) -> torch.Tensor:
-        out = product(kernel_input(x, width, scales.dtype), weight, scales, dense, int4=int4,
-                      prompt=prompt)
+    def projection(x: torch.Tensor) -> torch.Tensor:
+        out = product(kernel_input(x, width, scales.dtype), weight, scales, dense, int4=int4)
         return out.view(*x.shape[:-1], out.shape[-1])
 
     return projection
@@ -311,6 +302,9 @@ class _ScriptedLayout:
 
     weights: list[torch.Tensor]
     int4: list[bool]
+    # Each product's dense copy, packed (scripted.LAYER_KINDS a layer), where the layers keep
+    # them (quantize.keep_dense); else empty
+    dense: list[torch.Tensor]
     sizes: list[int]
     # q, k, v, o, gate, up, down of each layer; a group's stack at its first projection
     # (_script_stacks)
@@ -399,7 +393,7 @@ class _Part:
     batch: int
     length: int
     keep: int  # logits_to_keep: 0 for every column
-    prompt: bool  # a prompt slice (its tokens take the layers' dense copies, where kept)
+    prompt: bool  # a prompt slice (prefill.PrefillGroup.next_slice)
 
     @property
     def tokens(self) -> int:
@@ -475,6 +469,7 @@ class LeanDecoder:
             return None
         weights: list[torch.Tensor] = []
         int4: list[bool] = []
+        dense: list[Dense | None] = []
         sizes: list[int] = []
         stacks: list[Stack | None] = []
         attention = layers[0].attention
@@ -500,6 +495,7 @@ class LeanDecoder:
                         *down]
             int4 += [qkv.int4, type(ends[0]) is Int4Linear, gate_up.int4,
                      type(ends[1]) is Int4Linear]
+            dense += [qkv.dense, ends[0].dense, gate_up.dense, ends[1].dense]
             sizes += [*qkv.sizes, *gate_up.sizes]
             stacks += _script_stacks(plans)
         # The packed kernels take activations in their scales' dtype: the script gives them
@@ -511,8 +507,11 @@ class LeanDecoder:
             return None
         assert len(stacks) == LAYER_PROJECTIONS * len(layers)
         norm = self.inner.norm
+        # Copies for every product, each its layer's whole (not a share), or none used
+        copies = [copy.packed for copy in dense
+                  if copy is not None and copy.size == copy.outputs]
         return _ScriptedLayout(
-            weights, int4, sizes, stacks,
+            weights, int4, copies if len(copies) == len(dense) else [], sizes, stacks,
             torch.tensor(norm.variance_epsilon, dtype=torch.float32, device=norm.weight.device),
             torch.tensor(float(norm.weight.shape[-1]), dtype=torch.float32,
                          device=norm.weight.device),
@@ -584,12 +583,6 @@ class LeanDecoder:
             found = self._scripted(layout.scripted, rows, parts)
             if found is not None:
                 return found
-        # Prompt slices alone take the layers' dense copies, where kept (quantize.keep_dense).
-        # A slice joined to a decode step goes through the packed kernels with the step's
-        # rows: dense copies for its tokens alone would read every layer's weights a second
-        # time, which cost more than the slice's tokens saved (docs/engine.md, "Prompt tokens
-        # on AMX").
-        prompt = all(part.prompt for part in parts)
         single = len(parts) == 1
         hidden = (parts[0].hidden if single else
                   torch.cat([part.hidden.reshape(part.tokens, 1, -1) for part in parts]))
@@ -598,10 +591,9 @@ class LeanDecoder:
             hidden = layer.norm1(hidden)
             qkv = layer.qkv
             if qkv is not None:
-                outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows,
-                                             prompt)
+                outputs, whole = qkv.project(layer.qkv_modules, layer.qkv_plans, hidden, rows)
             else:
-                outputs, whole = [project_as(m, base, plan, hidden, rows, prompt)
+                outputs, whole = [project_as(m, base, plan, hidden, rows)
                                   for m, base, plan
                                   in zip(layer.qkv_modules, layer.qkv_bases, layer.qkv_plans,
                                          strict=True)], None
@@ -633,21 +625,21 @@ class LeanDecoder:
                 start = end
             joined = attended[0] if single else torch.cat(attended)
             hidden = residual + project_as(layer.o_module, layer.o_base, layer.o_plan, joined,
-                                           rows, prompt)
+                                           rows)
             residual = hidden
             hidden = layer.norm2(hidden)
             gate_up = layer.gate_up
             if gate_up is not None:
                 gate, up = gate_up.project(layer.gate_up_modules, layer.gate_up_plans, hidden,
-                                           rows, prompt)[0]
+                                           rows)[0]
             else:
-                gate, up = (project_as(m, base, plan, hidden, rows, prompt)
+                gate, up = (project_as(m, base, plan, hidden, rows)
                             for m, base, plan
                             in zip(layer.gate_up_modules, layer.gate_up_bases,
                                    layer.gate_up_plans, strict=True))
             gated = layer.act(gate) * up
             hidden = residual + project_as(layer.down_module, layer.down_base, layer.down_plan,
-                                           gated, rows, prompt)
+                                           gated, rows)
         hidden = self.norm(hidden)
         kept, start = [], 0
         for part in parts:
@@ -698,7 +690,9 @@ class LeanDecoder:
             [part.cos for part in parts], [part.signed_sin for part in parts],
             [part.mask for part in parts], [part.batch for part in parts],
             [part.length for part in parts], pasts, scripted.weights, scripted.int4,
-            scripted.sizes, lora_a, lora_b, chosen, keys, values, len(parts[0].layers),
+            scripted.dense, bool(scripted.dense) and sum(part.tokens for part in parts)
+            >= DENSE_ROWS, scripted.sizes, lora_a, lora_b, chosen, keys, values,
+            len(parts[0].layers),
             scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
             scripted.kv_heads, scripted.head_dim, scripted.scaling)
         kept, start = [], 0

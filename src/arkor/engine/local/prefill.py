@@ -77,7 +77,7 @@ class PrefillGroup:
             "cache": self.cache,
             "use_cache": True,
             "logits_to_keep": 1,
-            "prompt": True,  # prompt tokens: the dense copies (quantize.keep_dense)
+            "prompt": True,  # a prompt slice (decode.LeanDecoder._scripted leaves it alone)
         }
 
     def tensors(self) -> BatchTensors:

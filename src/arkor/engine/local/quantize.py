@@ -17,13 +17,13 @@ else on ``torch._int_mm`` where that is fast here (:func:`int_mm_is_fast`); on a
 neither is (no AVX-512 VNNI: ``_int_mm`` is a plain loop there, ~10x the packed kernel's
 time) it keeps the packed kernel.
 
-On a CPU with AMX (:func:`dense_prompts_default`) each quantized layer but ``lm_head`` also
-keeps ``dense``: the weight it computes with, dequantized to bfloat16. Prompt tokens are
-multiplied by it (:func:`product`), decode tokens by the packed kernel: the packed kernels
-cost about the same per row as for one row (21 us a row for a 3072 x 576 product at 2 threads,
-linear in the rows), where AMX's bfloat16 matrix product costs about the same for 16 rows
-as for one: a new prompt's first token came 2.1x sooner, a 1,340-token prompt 4x
-(docs/engine.md, "Prompt tokens on AMX").
+On a CPU with AMX (:func:`dense_copies_default`) each quantized layer but ``lm_head`` also
+keeps ``dense``: the weight it computes with, dequantized to bfloat16 and packed once for
+oneDNN's matrix product (:class:`Dense`). A product of :data:`DENSE_ROWS` rows or more (a
+prompt slice, a wide decode step) is taken on it, a narrower one on the packed kernel
+(:func:`product`): the packed kernels cost about the same *per row* as for one row (21 us a
+row for a 3072 x 576 product at 2 threads, linear in the rows), where AMX's bfloat16 product
+costs about the same for 16 rows as for one (docs/engine.md, "Dense copies on AMX").
 
 ``Int8Linear`` is an ``nn.Linear`` subclass, so PEFT wraps it like any Linear: a LoRA layer's
 ``base_layer`` is the quantized module, and since its weight is not floating point PEFT keeps
@@ -37,9 +37,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
-import threading
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -68,7 +67,7 @@ class Int8Linear(torch.nn.Linear):
     integer product is fast here: :func:`quantize_linears`)."""
 
     scales: torch.Tensor
-    dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
+    dense: Dense | None = None  # the bfloat16 copy wide products take (keep_dense)
     integer: bool = False
     # The output layer's weights as oneDNN packs them (:func:`onednn_packed`), or None
     onednn: torch.Tensor | None = None
@@ -76,7 +75,6 @@ class Int8Linear(torch.nn.Linear):
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("dense", None, persistent=False)  # keep_dense
         weight = linear.weight.detach().float()
         scales = (weight.abs().amax(dim=1) / INT8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
         quantized = weight / scales[:, None]  # one float32 temporary, rounded in place
@@ -96,7 +94,7 @@ class Int8Linear(torch.nn.Linear):
                                self.onednn)
                if self.integer else
                product(kernel_input(x, self.in_features, self.scales.dtype), self.weight,
-                       self.scales, self.dense, int4=False, prompt=in_prompt_pass()))
+                       self.scales, self.dense, int4=False))
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -118,12 +116,11 @@ class Int4Linear(torch.nn.Linear):
     each group's scale and zero point."""
 
     scales_and_zeros: torch.Tensor
-    dense: torch.Tensor | None  # the bfloat16 weight prompt tokens take (see above)
+    dense: Dense | None = None  # the bfloat16 copy wide products take (keep_dense)
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("dense", None, persistent=False)  # keep_dense
         weight = linear.weight.detach().float()
         groups = weight.reshape(self.out_features, -1, INT4_GROUP)
         low = groups.amin(dim=-1)
@@ -154,8 +151,7 @@ class Int4Linear(torch.nn.Linear):
         # Contiguous: the scales may be a view of a fused layer's (decode.Fused), and the
         # kernel reads strided scales wrongly, without an error.
         out = product(kernel_input(x, self.in_features, self.scales_and_zeros.dtype),
-                      self.weight, self.scales_and_zeros.contiguous(), self.dense, int4=True,
-                      prompt=in_prompt_pass())
+                      self.weight, self.scales_and_zeros.contiguous(), self.dense, int4=True)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*shape[:-1], self.out_features)
@@ -336,57 +332,82 @@ def int_mm_is_fast(weight: torch.Tensor) -> bool:
     return fast
 
 
+DENSE_ROWS = 8
+"""Rows from which a layer that keeps a :class:`Dense` copy multiplies by it instead of by
+its packed kernel. Measured on a 2-core Intel Xeon with AMX (2026-12-05; a decode step's 30
+layers of products, each layer's weights read from memory): the int4 kernel 5.5 ms at 2
+rows, 7.5 at 4, 12.0-12.2 at 5 to 7, 13.2 at 8, 18.4 at 12, 24.2 at 16; the packed bfloat16
+copies 12.2-13.0 ms at every count from 1 to 16 (docs/engine.md, "Dense copies on AMX")."""
+
+_NO_SCALARS: list[float | None] = []  # the fused activation's arguments: none
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A quantized layer's weight in bfloat16 as oneDNN packs it once for its matrix product
+    (AMX's, where the CPU has it; :func:`pack_dense`), ``[outputs, in]``: the layer's output
+    columns are the ``size`` from ``start`` (all of them, or a fused group's member's share of
+    the group's one copy: :class:`~arkor.engine.local.decode.Fused`)."""
+
+    packed: torch.Tensor  # oneDNN's own (opaque) tensor: ~the bfloat16 weight's size
+    start: int
+    size: int
+    outputs: int
+
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        """``flat`` (``[rows, in]``, bfloat16) times the weight: the columns of this layer
+        (a view of the whole product for a share)."""
+        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
+            flat, self.packed, None, "none", _NO_SCALARS, "")
+        return out if self.size == self.outputs else out.narrow(1, self.start, self.size)
+
+    def weight(self) -> torch.Tensor:
+        """The bfloat16 weight, unpacked (``[size, in]``): a copy."""
+        whole: torch.Tensor = self.packed.to_dense()
+        return whole if self.size == self.outputs else whole[self.start:self.start + self.size]
+
+    def share(self, start: int, size: int) -> Dense:
+        """Columns ``start`` to ``start + size`` of this copy, as a member of a group has."""
+        return Dense(self.packed, start, size, self.outputs)
+
+
+def pack_dense(weight: torch.Tensor) -> Dense:
+    """``weight`` (``[outputs, in]``, bfloat16) packed by oneDNN (``mkldnn::
+    _reorder_linear_weight``, as inductor packs frozen weights; the product gives
+    ``F.linear``'s numbers bit for bit, without repacking the weight on every call as
+    ``F.linear`` does: 30 layers' products at 16 rows 12.5 against 19.2 ms)."""
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 2 * DENSE_ROWS)
+    return Dense(packed, 0, weight.shape[0], weight.shape[0])
+
+
 def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
-            dense: torch.Tensor | None, *, int4: bool, prompt: bool) -> torch.Tensor:
-    """:func:`packed_product`, or for ``prompt`` tokens the product with ``dense``, the same
-    weight dequantized to bfloat16, where the layer keeps one (:func:`keep_dense`)."""
-    if prompt and dense is not None:
-        return torch.nn.functional.linear(flat, dense)
+            dense: Dense | None, *, int4: bool) -> torch.Tensor:
+    """:func:`packed_product`, or from :data:`DENSE_ROWS` rows the product with ``dense``, the
+    same weight dequantized to bfloat16, where the layer keeps one (:func:`keep_dense`)."""
+    if dense is not None and flat.shape[0] >= DENSE_ROWS:
+        return dense.product(flat)
     return packed_product(flat, weight, scales, int4=int4)
 
 
-class _PromptPass(threading.local):
-    active = False
-
-
-_PROMPT_PASS = _PromptPass()
-
-
-@contextlib.contextmanager
-def prompt_pass() -> Iterator[None]:
-    """Within it, on this thread, quantized layers called as modules take every row as a
-    prompt token (the model's own forward over a prompt slice)."""
-    outer, _PROMPT_PASS.active = _PROMPT_PASS.active, True
-    try:
-        yield
-    finally:
-        _PROMPT_PASS.active = outer
-
-
-def in_prompt_pass() -> bool:
-    """Whether this thread is within :func:`prompt_pass`."""
-    return _PROMPT_PASS.active
-
-
-def dense_prompts_default() -> bool:
-    """Whether quantized layers keep a dense copy for prompt tokens: where the CPU has AMX
-    (torch's bfloat16 matrix products use it there; measured in docs/engine.md). Without
-    AMX (an AMD EPYC with AVX-512 BF16) the copies gave no clear gain in the engine for
-    ~90 MiB more (docs/performance.md, "Prefix cache and chunked prefill")."""
-    return bool(torch.cpu._is_amx_tile_supported())
+def dense_copies_default() -> bool:
+    """Whether quantized layers keep a dense copy for wide products: where the CPU has AMX
+    (oneDNN's bfloat16 matrix products use it there; measured in docs/engine.md) and torch
+    has oneDNN. Without AMX (an AMD EPYC with AVX-512 BF16) the copies gave no clear gain in
+    the engine for ~90 MiB more (docs/performance.md, "Prefix cache and chunked prefill")."""
+    return bool(torch._C._has_mkldnn and torch.cpu._is_amx_tile_supported())
 
 
 def keep_dense(model: torch.nn.Module) -> int:
     """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
     (the model already in bfloat16): its :meth:`~Int4Linear.dequantized` weight (at int4 the
     kernel's own products with the identity, so each weight is the one the kernel computes
-    with) rounded to bfloat16; returns how many. The output layer takes one column per
-    prompt, where the packed kernel is the faster."""
+    with) rounded to bfloat16 and packed (:func:`pack_dense`); returns how many. The output
+    layer takes one column per prompt, where the packed kernel is the faster."""
     output = getattr(model, "get_output_embeddings", lambda: None)()
     count = 0
     for module in model.modules():
         if isinstance(module, (Int8Linear, Int4Linear)) and module is not output:
-            module.dense = module.dequantized().to(torch.bfloat16)
+            module.dense = pack_dense(module.dequantized().to(torch.bfloat16))
             count += 1
     return count
 
@@ -415,10 +436,10 @@ def resolve_on(precision: str, device_type: str) -> str:
 
 
 def apply_precision(model: Any, precision: str, device: torch.device, *,
-                    dense_prompts: bool | None = None) -> str:
+                    dense_copies: bool | None = None) -> str:
     """Convert ``model`` in place to ``precision`` on ``device``; returns the concrete one.
-    At int8 and int4, ``dense_prompts`` (default: :func:`dense_prompts_default`) gives the
-    quantized layers their dense copies for prompt tokens (:func:`keep_dense`)."""
+    At int8 and int4, ``dense_copies`` (default: :func:`dense_copies_default`) gives the
+    quantized layers their dense copies for wide products (:func:`keep_dense`)."""
     resolved = resolve_on(precision, device.type)
     if resolved == "float32":
         model.to(torch.float32)
@@ -430,7 +451,7 @@ def apply_precision(model: Any, precision: str, device: torch.device, *,
         # From the float32 weights, before the bfloat16 cast.
         quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear)
         model.to(torch.bfloat16)
-        if dense_prompts_default() if dense_prompts is None else dense_prompts:
+        if dense_copies_default() if dense_copies is None else dense_copies:
             keep_dense(model)
     if resolved != "float32":
         release_free_memory()

@@ -40,7 +40,9 @@ LAYER_SIZES = 5
 """A layer's entries in ``sizes``: the q, k and v outputs, then the gate and up outputs."""
 
 LAYER_KINDS = 4
-"""A layer's entries in ``int4``: q/k/v, o, gate/up, down (True: int4, False: int8)."""
+"""A layer's entries in ``int4`` and ``dense``: q/k/v, o, gate/up, down (``int4``: True for
+int4, False for int8; ``dense``: the product's :class:`~arkor.engine.local.quantize.Dense`
+copy, packed)."""
 
 
 def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
@@ -52,9 +54,16 @@ def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
     return weight * wide.to(dtype)
 
 
-def _product(x: Tensor, weight: Tensor, scales: Tensor, int4: bool) -> Tensor:
-    # quantize.packed_product of ``[rows, in]``, contiguous and in the scales' dtype (what
-    # kernel_input gives in a decode step; decode._scripted_layout checks the dtypes)
+def _product(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
+             kind: int, wide: bool) -> Tensor:
+    # quantize.product of ``[rows, in]``, contiguous and in the scales' dtype (what
+    # kernel_input gives in a decode step; decode._scripted_layout checks the dtypes): a wide
+    # pass's by the dense copy (Dense.product), else quantize.packed_product
+    if wide:
+        no_scalars: list[int | float | complex | None] = []
+        out: Tensor = torch.ops.mkldnn._linear_pointwise(x, dense[kind], None, "none",
+                                                         no_scalars, "")
+        return out
     if int4:
         return torch._weight_int4pack_mm_for_cpu(x, weight, 32, scales)
     return torch._weight_int8pack_mm(x, weight, scales)
@@ -76,13 +85,14 @@ def _lora(result: Tensor, x: Tensor, a: Tensor | None, b: Tensor | None,
     return result
 
 
-def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[int],
-           sized: int, parts: int, a: list[Tensor | None], b: list[Tensor | None],
-           chosen: list[Tensor | None], first: int) -> Tensor:
+def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
+           kind: int, wide: bool, sizes: list[int], sized: int, parts: int,
+           a: list[Tensor | None], b: list[Tensor | None], chosen: list[Tensor | None],
+           first: int) -> Tensor:
     # decode.Fused.project: one product, each part's LoRA term added in place (the parts,
     # sizes[sized:sized + parts], are views of the whole; a group's one term over its span
     # at its first part, None at the others), x cast to the LoRA weights' dtype once
-    out = _product(x, weight, scales, int4)
+    out = _product(x, weight, scales, int4, dense, kind, wide)
     lora_input = x
     start = 0
     for index in range(parts):
@@ -98,19 +108,22 @@ def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, sizes: list[in
     return out
 
 
-def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], sizes: list[int],
-         lora_a: list[Tensor | None], lora_b: list[Tensor | None],
-         lora_chosen: list[Tensor | None], layer: int, eps: Tensor, count: Tensor) -> Tensor:
+def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], dense: list[Tensor],
+         wide: bool, sizes: list[int], lora_a: list[Tensor | None],
+         lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
+         eps: Tensor, count: Tensor) -> Tensor:
     # A layer's first norm and its fused q/k/v product with their LoRA terms. The offsets:
     # LAYER_WEIGHTS, LAYER_KINDS, LAYER_SIZES and LAYER_PROJECTIONS (TorchScript reads no
     # global number; it inlines these functions)
     w = layer * 10
     return _fused(_norm(hidden, weights[w], eps, count), weights[w + 1], weights[w + 2],
-                  int4[layer * 4], sizes, layer * 5, 3, lora_a, lora_b, lora_chosen, layer * 7)
+                  int4[layer * 4], dense, layer * 4, wide, sizes, layer * 5, 3, lora_a, lora_b,
+                  lora_chosen, layer * 7)
 
 
 def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
-                   int4: list[bool], sizes: list[int], lora_a: list[Tensor | None],
+                   int4: list[bool], dense: list[Tensor], wide: bool, sizes: list[int],
+                   lora_a: list[Tensor | None],
                    lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
                    eps: Tensor, count: Tensor) -> Tensor:
     # A layer after its attention: o (and the residual), the second norm, gate/up, down (and
@@ -120,17 +133,19 @@ def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
     s = layer * 5
     kind = layer * 4
     hidden = residual + _lora(
-        _product(attended, weights[w + 3], weights[w + 4], int4[kind + 1]), attended,
+        _product(attended, weights[w + 3], weights[w + 4], int4[kind + 1], dense, kind + 1,
+                 wide), attended,
         lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
     residual = hidden
     hidden = _norm(hidden, weights[w + 5], eps, count)
-    gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], sizes, s + 3, 2,
-                     lora_a, lora_b, lora_chosen, p + 4)
+    gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], dense, kind + 2,
+                     wide, sizes, s + 3, 2, lora_a, lora_b, lora_chosen, p + 4)
     middle = sizes[s + 3]
     gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
              * gate_up.narrow(1, middle, sizes[s + 4]))
     return residual + _lora(
-        _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3]), gated,
+        _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3], dense, kind + 3,
+                 wide), gated,
         lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
 
 
@@ -169,7 +184,8 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
 
 def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                   masks: list[Tensor | None], batches: list[int], lengths: list[int],
-                  past: list[int], weights: list[Tensor], int4: list[bool], sizes: list[int],
+                  past: list[int], weights: list[Tensor], int4: list[bool],
+                  dense: list[Tensor], wide: bool, sizes: list[int],
                   lora_a: list[Tensor | None], lora_b: list[Tensor | None],
                   lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
                   layers: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
@@ -181,12 +197,15 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
     ``lengths[i]`` columns), every projection over all of them, attention pass by pass over
     each one's own cache (``keys[i * layers + layer]``, which has room for its columns,
     written from column ``past[i]``) with its own rotary tables and mask (None: no padding).
-    A LoRA stack's ``lora_chosen``: ``[tokens, its columns]``."""
+    A LoRA stack's ``lora_chosen``: ``[tokens, its columns]``. ``wide``: every product by
+    its ``dense`` copy (:data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, where
+    the layers keep copies; ``dense`` is empty where they keep none)."""
     rotated = (heads + kv_heads) * head_dim
     for layer in range(layers):
         s = layer * 5
         residual = hidden
-        qkv = _qkv(hidden, weights, int4, sizes, lora_a, lora_b, lora_chosen, layer, eps, count)
+        qkv = _qkv(hidden, weights, int4, dense, wide, sizes, lora_a, lora_b, lora_chosen,
+                   layer, eps, count)
         attended: list[Tensor] = []
         start = 0
         for part in range(len(batches)):
@@ -206,8 +225,8 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                                     heads, kv_heads, head_dim, scaling))
             start += tokens
         joined = attended[0] if len(attended) == 1 else torch.cat(attended)
-        hidden = _rest_of_layer(residual, joined, weights, int4, sizes, lora_a, lora_b,
-                                lora_chosen, layer, eps, count)
+        hidden = _rest_of_layer(residual, joined, weights, int4, dense, wide, sizes, lora_a,
+                                lora_b, lora_chosen, layer, eps, count)
     return _norm(hidden, final_norm, eps, count)
 
 
