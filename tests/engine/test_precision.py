@@ -451,6 +451,29 @@ def test_wide_products_take_the_dense_copy_where_one_is_kept() -> None:
     assert (default[0].dense is not None) == quantize.dense_copies_default()
 
 
+def test_where_onednn_cannot_pack_the_layers_keep_no_dense_copy(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A torch whose oneDNN cannot pack a copy: the model loads without any (a warning says
+    why), and its layers answer by their packed kernels at every width."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
+    quantize_linears(model, Int4Linear)
+    model.to(torch.bfloat16)
+    wide = torch.randn(quantize.DENSE_ROWS * 2, 64).bfloat16()
+    expected = model[0](wide)
+
+    def refused(weight: torch.Tensor) -> quantize.Dense:
+        raise RuntimeError("no oneDNN packing here")
+
+    monkeypatch.setattr(quantize, "pack_dense", refused)
+    with caplog.at_level("WARNING", logger=quantize.__name__):
+        assert quantize.keep_dense(model) == 0
+    assert "keep no dense copies: oneDNN could not pack one (RuntimeError: no oneDNN" in caplog.text
+    assert model[0].dense is None
+    assert torch.equal(model[0](wide), expected)
+
+
 @pytest.mark.skipif(not BF16_ON_ONEDNN, reason="oneDNN has no bfloat16 product on this CPU")
 def test_wide_passes_take_the_dense_copies_and_narrow_ones_never(
     embedded_model_dir: Path, adapter_a: AdapterRef, monkeypatch: pytest.MonkeyPatch

@@ -342,7 +342,7 @@ copies 12.2-13.0 ms at every count from 1 to 16 (docs/engine.md, "Dense copies o
 _NO_SCALARS: list[float | None] = []  # the fused activation's arguments: none
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: no comparing of tensors
 class Dense:
     """A quantized layer's weight in bfloat16 as oneDNN packs it once for its matrix product
     (AMX's, where the CPU has it; :func:`pack_dense`), ``[outputs, in]``: the layer's output
@@ -401,15 +401,22 @@ def keep_dense(model: torch.nn.Module) -> int:
     """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
     (the model already in bfloat16): its :meth:`~Int4Linear.dequantized` weight (at int4 the
     kernel's own products with the identity, so each weight is the one the kernel computes
-    with) rounded to bfloat16 and packed (:func:`pack_dense`); returns how many. The output
-    layer takes one column per prompt, where the packed kernel is the faster."""
+    with) rounded to bfloat16 and packed (:func:`pack_dense`); returns how many: none, with a
+    warning, where oneDNN cannot pack them (the layers then take their packed kernels
+    alone). The output layer takes one column per prompt, where the packed kernel is the
+    faster."""
     output = getattr(model, "get_output_embeddings", lambda: None)()
-    count = 0
-    for module in model.modules():
-        if isinstance(module, (Int8Linear, Int4Linear)) and module is not output:
-            module.dense = pack_dense(module.dequantized().to(torch.bfloat16))
-            count += 1
-    return count
+    layers = [module for module in model.modules()
+              if isinstance(module, (Int8Linear, Int4Linear)) and module is not output]
+    try:
+        copies = [pack_dense(layer.dequantized().to(torch.bfloat16)) for layer in layers]
+    except (RuntimeError, AttributeError) as exc:  # a torch without oneDNN's packing
+        logger.warning("quantized layers keep no dense copies: oneDNN could not pack one "
+                       "(%s: %s)", type(exc).__name__, exc)
+        return 0
+    for layer, copy in zip(layers, copies, strict=True):
+        layer.dense = copy
+    return len(layers)
 
 
 def auto_precision_for(capability: str) -> str:
