@@ -307,6 +307,47 @@ def test_a_cache_layers_keys_are_its_buffers_columns_when_read() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_masked_slice_packs_its_queries_and_gives_transformers_numbers(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass of several columns with a mask (a prompt slice over a cache, padded rows),
+    joined to a decode step, packs each key/value head's query heads along the columns
+    instead of repeating the keys and values for every head, as transformers does: its
+    numbers up to the last bits (SDPA's blocking follows the query rows); a pass alone is
+    transformers' call bit for bit, and so is any pass under TRANSFORMERS_SDPA_FORCE_GQA."""
+    torch.manual_seed(1)
+    module = type("Attention", (), {"num_key_value_groups": 3, "scaling": 0.125,
+                                    "is_causal": True})()
+    calls: list[tuple[int, ...]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(tuple(q.shape))
+        return sdpa(q, *args, **kwargs)  # type: ignore[arg-type]
+
+    for batch, length, past in ((1, 4, 850), (2, 24, 60), (3, 7, 0)):
+        columns = past + length
+        query = torch.randn(batch, 9, length, 64, dtype=dtype)
+        key, value = (torch.randn(batch, 3, columns, 64, dtype=dtype) for _ in range(2))
+        mask = torch.ones(batch, 1, length, columns, dtype=torch.bool).tril(past)
+        mask[-1, ..., :3] = False  # a padded row
+        expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.125)
+        assert decode.packs_queries(mask)
+        assert torch.equal(attend(module, query, key, value, mask), expected), (batch, length)
+        calls.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+            joined = attend(module, query, key, value, mask, joined=True)
+        assert calls == [(batch, 3, 3 * length, 64)]  # packed: the keys and values as they are
+        torch.testing.assert_close(joined, expected, atol=0.02 if dtype == torch.bfloat16
+                                   else 1e-5, rtol=0.0)
+    monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", "1")
+    assert not decode.packs_queries(mask)
+    forced, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.125)
+    assert torch.equal(attend(module, query, key, value, mask, joined=True), forced)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_decode_query_attends_on_the_key_value_heads_with_or_without_a_mask(
     dtype: torch.dtype, embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -155,7 +155,9 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
     # One pass's attention, ``[batch * length, heads * head_dim]``: a decode pass's as
     # decode.attend computes it (the query packed onto the key/value heads), a prompt slice's
     # as transformers' sdpa_attention_forward does on the CPU (no mask: SDPA's grouped heads
-    # and causal mask, the keys cut to the queries; a mask: the key/value heads repeated)
+    # and causal mask, the keys cut to the queries; a mask shared by the heads: the queries
+    # packed as decode.attend packs a joined pass's (a slice here is always joined to a
+    # decode step); another mask: the key/value heads repeated)
     groups = heads // kv_heads
     if length == 1:
         out = torch.nn.functional.scaled_dot_product_attention(
@@ -170,6 +172,17 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
         out = torch.nn.functional.scaled_dot_product_attention(
             query, key, value, attn_mask=None, dropout_p=0.0, scale=scaling, is_causal=True,
             enable_gqa=True)
+    elif mask.shape[1] == 1:
+        # decode.packed_queries: each key/value head's query heads one after another, the
+        # mask repeated to match (decode.attend; _scripted leaves TRANSFORMERS_SDPA_FORCE_GQA
+        # to the Python layers)
+        columns = key.shape[2]
+        rows = mask.shape[0]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.reshape(batch, kv_heads, groups * length, head_dim), key, value,
+            attn_mask=mask.expand(rows, groups, length, columns).reshape(
+                rows, 1, groups * length, columns),
+            dropout_p=0.0, scale=scaling, is_causal=False)
     else:
         columns = key.shape[2]
         key = key.unsqueeze(2).expand(batch, kv_heads, groups, columns, head_dim).reshape(
