@@ -307,6 +307,28 @@ def test_a_cache_layers_keys_are_its_buffers_columns_when_read() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_boolean_mask_is_made_additive_once_with_sdpas_numbers(dtype: torch.dtype) -> None:
+    """A pass's boolean mask becomes the additive one SDPA would make of it on every call
+    (0 and minus infinity in the query's dtype), once for all layers: SDPA's numbers bit for
+    bit, for decode rows and slices; a mask that is not boolean (or none) is left as it is."""
+    torch.manual_seed(2)
+    for batch, heads, length, columns in ((1, 3, 24, 524), (16, 3, 3, 90), (16, 9, 1, 130),
+                                          (2, 9, 40, 300)):
+        query = torch.randn(batch, heads, length, 64, dtype=dtype)
+        key, value = (torch.randn(batch, heads, columns, 64, dtype=dtype) for _ in range(2))
+        mask = torch.rand(batch, 1, length, columns) > 0.2
+        mask[..., -1] = True
+        made = decode.additive(mask, dtype)
+        assert made.dtype == dtype and made.shape == mask.shape
+        assert torch.equal(made == 0, mask) and bool(torch.isinf(made[~mask]).all())
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        assert torch.equal(sdpa(query, key, value, attn_mask=made, scale=0.125),
+                           sdpa(query, key, value, attn_mask=mask, scale=0.125))
+    assert decode.additive(None, dtype) is None
+    assert decode.additive(made, dtype) is made
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_masked_slice_packs_its_queries_and_gives_transformers_numbers(
     dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
 ) -> None:
