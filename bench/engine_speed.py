@@ -71,7 +71,7 @@ from streams import concurrent, single_stream
 from arkor.engine.base import AdapterRef
 from arkor.engine.embedded import ensure_embedded_model
 from arkor.engine.local import LocalEngine
-from arkor.engine.local.quantize import Int8Linear
+from arkor.engine.local.quantize import DENSE_ROWS, Int8Linear, dense_copies_default
 from arkor.engine.registry import EMBEDDED_MODEL_NAME, BaseModelRegistry, embedded_gguf_path
 
 PRECISIONS = ("float32", "bfloat16", "int8", "int4")
@@ -294,6 +294,9 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, max_tokens {args.max_tokens}, median of "
           f"{args.repeat} runs; load average {load_before:.1f} before, "
           f"{os.getloadavg()[0]:.1f} after")
+    print("int8/int4 passes of " + (f"{DENSE_ROWS} rows or more on packed bfloat16 copies (AMX)"
+                                    if dense_copies_default() else
+                                    "any width on the packed kernels (no AMX: no dense copies)"))
     medians = {p: {k: statistics.median(v) for k, v in runs.items() if v}
                for p, runs in figures.items()}
     single_ref, mixed_ref = medians["float32"]["single"], medians["float32"]["mixed"]
