@@ -64,6 +64,7 @@ from arkor.engine.local.quantize import (
 from arkor.engine.local.scripted import (
     LAYER_PROJECTIONS,
     LAYER_WEIGHTS,
+    packed_queries,
     run_unoptimized,
     scripted_decoder_layers,
 )
@@ -362,17 +363,19 @@ def attend(attention: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
     mask). Without a mask transformers asks SDPA for ``enable_gqa``, which on the CPU took
     4-5x as long from a few rows up (16 rows, 78 columns: ~1,000 against ~200 us; the same
     ~16 us at one row); the packed call gives the masked packed call's numbers bit for bit,
-    so a row computes the same alone (no mask) as in a padded batch.
+    so a row alone computes what it does with a mask of all its columns (behind padding in
+    a batch it does not: docs/engine.md, "Precision").
 
     A masked pass of several columns that is ``joined`` to a decode step (a prompt slice
     over its cache: chunked prefill) packs its queries the same way, each key/value head's
-    ``groups`` heads one after another along the columns (:func:`packed_queries`), where
-    transformers repeats the keys and values for every head (a copy of the whole cache a
-    layer): ~2.5x sooner for a slice of 4 tokens over 850 columns (81 against 206 us a
-    layer; an 8-token slice over 500 columns beside 8 rows added ~8.3 ms to their step
-    instead of ~11.5). Its numbers are transformers' up to the last bits (SDPA's blocking
-    follows the query rows: equal in some shapes, not in others), so a pass computed alone,
-    which the model's own forward computes too, keeps transformers' call."""
+    ``groups`` heads one after another along the columns
+    (:func:`~arkor.engine.local.scripted.packed_queries`), where transformers repeats the
+    keys and values for every head (a copy of the whole cache a layer): ~2.5x sooner for a
+    slice of 4 tokens over 850 columns (81 against 206 us a layer; an 8-token slice over 500
+    columns beside 8 rows added ~8.3 ms to their step instead of ~11.5). Its numbers are
+    transformers' up to the last bits (SDPA's blocking follows the query rows: equal in some
+    shapes, not in others), so a pass computed alone, which the model's own forward computes
+    too, keeps transformers' call."""
     groups = getattr(attention, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     if joined and length != 1 and groups != 1 and packs_queries(mask):
@@ -413,17 +416,6 @@ def packs_queries(mask: Any) -> bool:
     with ``TRANSFORMERS_SDPA_FORCE_GQA``, under which it asks SDPA for grouped heads)."""
     return (isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[1] == 1
             and os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA", "0") != "1")
-
-
-def packed_queries(query: torch.Tensor, mask: torch.Tensor,
-                   groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``query`` (``[batch, heads, length, dim]``) as ``[batch, kv_heads, groups * length,
-    dim]`` (each key/value head's query heads one after another) and ``mask`` (``[batch, 1,
-    length, columns]``) repeated to match (``[batch, 1, groups * length, columns]``)."""
-    batch, heads, length, dim = query.shape
-    rows, _, _, columns = mask.shape
-    return (query.reshape(batch, heads // groups, groups * length, dim),
-            mask.expand(rows, groups, length, columns).reshape(rows, 1, groups * length, columns))
 
 
 @dataclass

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from arkor.engine.local.scripted import dense_product
 from arkor.engine.precision import resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -339,8 +340,6 @@ layers of products, each layer's weights read from memory): the int4 kernel 5.5 
 rows, 7.5 at 4, 12.0-12.2 at 5 to 7, 13.2 at 8, 18.4 at 12, 24.2 at 16; the packed bfloat16
 copies 12.2-13.0 ms at every count from 1 to 16 (docs/engine.md, "Dense copies on AMX")."""
 
-_NO_SCALARS: list[float | None] = []  # the fused activation's arguments: none
-
 
 @dataclass(frozen=True, eq=False)  # eq=False: no comparing of tensors
 class Dense:
@@ -357,8 +356,7 @@ class Dense:
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat`` (``[rows, in]``, bfloat16) times the weight: the columns of this layer
         (a view of the whole product for a share)."""
-        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(
-            flat, self.packed, None, "none", _NO_SCALARS, "")
+        out = dense_product(flat, self.packed)
         return out if self.size == self.outputs else out.narrow(1, self.start, self.size)
 
     def weight(self) -> torch.Tensor:

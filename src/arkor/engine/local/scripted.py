@@ -54,16 +54,33 @@ def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
     return weight * wide.to(dtype)
 
 
+def dense_product(x: Tensor, packed: Tensor) -> Tensor:
+    """``x`` (``[rows, in]``, bfloat16) times a weight oneDNN packed
+    (:class:`~arkor.engine.local.quantize.Dense`): the one call both the Python layers and
+    this script make."""
+    no_scalars: list[int | float | complex | None] = []  # no fused activation
+    out: Tensor = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", no_scalars, "")
+    return out
+
+
+def packed_queries(query: Tensor, mask: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """``query`` (``[batch, heads, length, dim]``) as ``[batch, kv_heads, groups * length,
+    dim]`` (each key/value head's query heads one after another) and ``mask`` (``[batch, 1,
+    length, columns]``) repeated to match (``[batch, 1, groups * length, columns]``): a
+    joined prompt slice's attention on the key/value heads (``decode.attend``)."""
+    batch, heads, length, dim = query.shape[0], query.shape[1], query.shape[2], query.shape[3]
+    rows, columns = mask.shape[0], mask.shape[3]
+    return (query.reshape(batch, heads // groups, groups * length, dim),
+            mask.expand(rows, groups, length, columns).reshape(rows, 1, groups * length, columns))
+
+
 def _product(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
              kind: int, wide: bool) -> Tensor:
     # quantize.product of ``[rows, in]``, contiguous and in the scales' dtype (what
     # kernel_input gives in a decode step; decode._scripted_layout checks the dtypes): a wide
     # pass's by the dense copy (Dense.product), else quantize.packed_product
     if wide:
-        no_scalars: list[int | float | complex | None] = []
-        out: Tensor = torch.ops.mkldnn._linear_pointwise(x, dense[kind], None, "none",
-                                                         no_scalars, "")
-        return out
+        return dense_product(x, dense[kind])
     if int4:
         return torch._weight_int4pack_mm_for_cpu(x, weight, 32, scales)
     return torch._weight_int8pack_mm(x, weight, scales)
@@ -173,16 +190,12 @@ def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batc
             query, key, value, attn_mask=None, dropout_p=0.0, scale=scaling, is_causal=True,
             enable_gqa=True)
     elif mask.shape[1] == 1:
-        # decode.packed_queries: each key/value head's query heads one after another, the
-        # mask repeated to match (decode.attend; _scripted leaves TRANSFORMERS_SDPA_FORCE_GQA
+        # as decode.attend packs a joined slice (_scripted leaves TRANSFORMERS_SDPA_FORCE_GQA
         # to the Python layers)
-        columns = key.shape[2]
-        rows = mask.shape[0]
+        packed, repeated = packed_queries(query, mask, groups)
         out = torch.nn.functional.scaled_dot_product_attention(
-            query.reshape(batch, kv_heads, groups * length, head_dim), key, value,
-            attn_mask=mask.expand(rows, groups, length, columns).reshape(
-                rows, 1, groups * length, columns),
-            dropout_p=0.0, scale=scaling, is_causal=False)
+            packed, key, value, attn_mask=repeated, dropout_p=0.0, scale=scaling,
+            is_causal=False)
     else:
         columns = key.shape[2]
         key = key.unsqueeze(2).expand(batch, kv_heads, groups, columns, head_dim).reshape(
