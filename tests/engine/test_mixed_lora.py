@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.layer import Linear
@@ -15,11 +16,13 @@ from arkor.engine.local.mixed_lora import (
     RowAdapters,
     Share,
     Stack,
+    folded,
     group,
     install,
     plan_of,
     row_adapters_of,
 )
+from arkor.engine.local.quantize import DENSE_ROWS, pack_dense
 
 BASE = "__base__"
 
@@ -187,3 +190,48 @@ def test_layers_of_a_group_take_their_columns_of_one_product() -> None:
                     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
                     if isinstance(layer, Linear):
                         assert not torch.equal(got, layer.base_layer(x))
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="oneDNN has no bfloat16 product on this CPU")
+def test_a_wide_product_folds_each_rows_own_term_into_its_dense_copy() -> None:
+    """A wide pass's product by a dense copy (quantize.Dense) with the stack's terms folded
+    in (mixed_lora.folded): each row gets the base product plus its own adapter's term on
+    the span's columns alone (a base-model row none), to bfloat16 rounding; an adapter whose
+    ``x @ A`` overflows reaches no other row; the folded forms are made once a stack."""
+    torch.manual_seed(0)
+    weight = (torch.randn(48, 64) / 8).bfloat16()
+    packed = pack_dense(weight).packed
+    ranks = (4, 2, 4)  # three adapters, the third on no row but the overflowing one
+    a = torch.randn(64, sum(ranks)) / 8
+    b = torch.randn(sum(ranks), 16) / 4
+    owner = tuple(index for index, rank in enumerate(ranks) for _ in range(rank))
+    stack = Stack(a, b, owner, torch.tensor(owner))
+    names = [BASE, "one", "two", "one", BASE, "two", "one", "two", BASE, "one"]
+    assert len(names) >= DENSE_ROWS
+    rows = row_adapters_of(names, BASE, ("one", "two", "three"), 1, torch.device("cpu"))
+    x = torch.randn(len(names), 1, 64).bfloat16()
+    with torch.inference_mode():
+        got = folded(x, packed, stack, 16, rows).float()
+        assert got.shape == (len(names), 1, 48)
+        base = x.float() @ weight.float().t()
+        for index, name in enumerate(names):
+            expected = base[index].clone()
+            if name != BASE:
+                own = torch.tensor([o == ("one", "two").index(name) for o in owner])
+                expected[:, 16:32] += (x[index].float() @ a[:, own]) @ b[own]
+            torch.testing.assert_close(got[index], expected, rtol=0.02, atol=0.03)
+        assert not torch.allclose(got[1], base[1], rtol=0.02, atol=0.03), "the term is there"
+        # The same forms again: made once for this stack and product
+        assert stack.folded(packed, 16)[1] is stack.folded(packed, 16)[1]
+        # An adapter whose x @ A overflows bfloat16: its row is not finite, the others are
+        big = a.clone()
+        big[:, 6:] = 3e38  # bfloat16's largest is ~3.39e38: 64 of them sum past it
+        huge = Stack(big, b, owner, torch.tensor(owner))
+        names[4] = "three"
+        rows = row_adapters_of(names, BASE, ("one", "two", "three"), 1, torch.device("cpu"))
+        poisoned = folded(x, packed, huge, 16, rows).float()
+        assert not poisoned[4].isfinite().all()
+        others = [index for index in range(len(names)) if index != 4]
+        assert poisoned[others].isfinite().all()
+        torch.testing.assert_close(poisoned[others], got[others])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -486,7 +487,7 @@ def test_wide_passes_take_the_dense_copies_and_narrow_ones_never(
     share."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from arkor.engine.local import decode
+    from arkor.engine.local import decode, mixed_lora
     from arkor.engine.local.adapters import AdapterSet
     from arkor.engine.local.batch import BatchTensors, new_cache
 
@@ -513,6 +514,17 @@ def test_wide_passes_take_the_dense_copies_and_narrow_ones_never(
         return real(flat, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(decode, "product", spied)
+    # The adapter's products in a wide pass: its LoRA terms folded into the dense copies'
+    # products (mixed_lora.folded), by the lean pass and the model's own forward alike
+    folds: list[int] = []
+    real_folded = mixed_lora.folded
+
+    def folded(x: torch.Tensor, *args: Any) -> torch.Tensor:
+        folds.append(x.numel() // x.shape[-1])
+        return real_folded(x, *args)
+
+    monkeypatch.setattr(decode, "folded", folded)
+    monkeypatch.setattr(mixed_lora, "folded", folded)
     text = "What is the capital of France? Answer in one short sentence, please."
     ids, mask, positions = BatchTensors.prompts(
         [tokenizer(text)["input_ids"]], 0, torch.device("cpu"))
@@ -535,11 +547,18 @@ def test_wide_passes_take_the_dense_copies_and_narrow_ones_never(
         head = [] if model.lm_head.integer else [False]
         assert len(calls) > 1 and set(calls[:len(calls) - len(head)]) == {True}
         assert calls[len(calls) - len(head):] == head
+        layers = len(model.model.layers)
+        assert folds == [ids.shape[1]] * layers, "one folded q/k/v product a layer"
+        folds.clear()
         by_model, _ = prompt(adapters.forward, ids.shape[1])
         assert torch.equal(lean, by_model)
+        # q and v each compute the group's whole folded product (k has no adapter)
+        assert folds == [ids.shape[1]] * 2 * layers
+        folds.clear()
         calls.clear()
         prompt(adapters.lean_forward, quantize.DENSE_ROWS - 1)
         assert calls and set(calls) == {False}
+        assert folds == [], "a narrow pass adds its LoRA terms to the packed kernels' products"
         calls.clear()
         adapters.lean_forward([name], **batch.step_inputs())
         assert calls and set(calls) == {False}

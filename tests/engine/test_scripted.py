@@ -90,9 +90,13 @@ def test_the_scripted_step_equals_the_python_layers(
     wide: list[bool] = []
     real = decode.run_unoptimized
 
+    folded: list[bool] = []
+
     def counted(*args: Any) -> torch.Tensor:
         calls.append(args[1].shape[0])  # the step's rows
         wide.append(args[11])  # decoder_layers' ``wide``: the products on the dense copies
+        # its ``lora_b``: the stacks' folded forms (oneDNN's packed weights) in a wide pass
+        folded.append(any(b is not None and b.is_mkldnn for b in args[14]))
         return real(*args)
 
     monkeypatch.setattr(decode, "run_unoptimized", counted)
@@ -115,8 +119,10 @@ def test_the_scripted_step_equals_the_python_layers(
                 assert calls == [len(names)], "scripted=False: the Python layers"
                 lean.scripted = True
             assert wide == [dense and len(names) >= DENSE_ROWS], names
+            assert folded == wide, "a wide pass with adapters folds their terms in"
             calls.clear()
             wide.clear()
+            folded.clear()
             assert torch.equal(got, expected), names
             for mine, theirs in zip(growing_layers(by_script.cache),
                                     growing_layers(by_python.cache), strict=True):

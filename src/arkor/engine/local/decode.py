@@ -29,6 +29,7 @@ module as before.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from arkor.engine.local.mixed_lora import (
     Share,
     Stack,
     add_stacked,
+    fold_of,
+    folded,
+    folded_projection,
     group,
     lora_term,
     plan_of,
@@ -62,7 +66,9 @@ from arkor.engine.local.quantize import (
     release_free_memory,
 )
 from arkor.engine.local.scripted import (
+    LAYER_KINDS,
     LAYER_PROJECTIONS,
+    LAYER_SIZES,
     LAYER_WEIGHTS,
     packed_queries,
     run_unoptimized,
@@ -143,6 +149,11 @@ class Fused:
         :func:`~arkor.engine.local.quantize.product`); and that call's whole output
         ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
         called on its own (None)."""
+        fold = self._fold(plans, x)
+        if fold is not None:
+            assert self.dense is not None  # _fold gives none without it
+            out = folded(x, self.dense.packed, *fold, rows)
+            return list(out.split_with_sizes(self.sizes, dim=-1)), out
         out = product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
                       self.scales, self.dense, int4=self.int4)
         out = out.view(*x.shape[:-1], out.shape[-1])
@@ -172,6 +183,21 @@ class Fused:
         return found, out if intact else None
 
 
+    def _fold(self, plans: Sequence[Stack | Share | str | None],
+              x: torch.Tensor) -> tuple[Stack, int] | None:
+        """The one stack a wide pass folds into this product (:func:`~arkor.engine.local.
+        mixed_lora.folded`) and its span's first column, or None: a narrow pass, no dense
+        copy, no stack, a module on PEFT's path, or stacks of its own on two modules (a
+        group gives its modules one stack between them; this is only a guard)."""
+        if (self.dense is None or x.numel() < DENSE_ROWS * x.shape[-1]
+                or any(isinstance(plan, str) for plan in plans)):
+            return None
+        folds = {(id(fold[0]), fold[1]): fold for plan, start
+                 in zip(plans, itertools.accumulate(self.sizes[:-1], initial=0), strict=True)
+                 if (fold := fold_of(plan, start)) is not None}
+        return next(iter(folds.values())) if len(folds) == 1 else None
+
+
 def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | Share | str | None:
     """How a projection serves this pass: None (its base projection alone: not a LoRA
     layer, or no row's adapter is on it), its :class:`Stack` or its :class:`Share` of its
@@ -197,6 +223,9 @@ def project_as(module: Any, base: Projection, plan: Stack | Share | str | None, 
     if isinstance(plan, str):
         out: torch.Tensor = module(x)
         return out
+    whole = folded_projection(base_of(module), x, plan, rows)
+    if whole is not None:
+        return whole
     result = base(x)
     return result if plan is None else add_stacked(result, x, plan, rows)
 
@@ -320,16 +349,26 @@ class _ScriptedLayout:
     # Per adapter that every row of a step uses: each projection's own columns (Stack.alone)
     _alone: dict[int, tuple[list[torch.Tensor | None], list[torch.Tensor | None]]] = field(
         default_factory=dict)
+    # Each stack's folded forms (Stack.folded), for wide passes: made at the first
+    _folded: tuple[list[torch.Tensor | None], list[torch.Tensor | None]] | None = None
 
-    def lora(self, rows: RowAdapters | None) -> tuple[list[torch.Tensor | None],
-                                                     list[torch.Tensor | None],
-                                                     list[torch.Tensor | None]]:
+    def lora(self, rows: RowAdapters | None, wide: bool = False) -> tuple[
+            list[torch.Tensor | None], list[torch.Tensor | None], list[torch.Tensor | None]]:
         """The LoRA arguments of a step whose rows are ``rows``: each projection's ``A``,
         ``B`` and which of their columns each row keeps (None: every column, the one-adapter
-        case), as :func:`~arkor.engine.local.mixed_lora.add_stacked` chooses them."""
+        case), as :func:`~arkor.engine.local.mixed_lora.add_stacked` chooses them; in a
+        ``wide`` pass (its products by the dense copies) each stack's folded forms and the
+        columns each row keeps, as :func:`~arkor.engine.local.mixed_lora.folded` takes
+        them."""
         nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
         if rows is None or all(stack is None for stack in self.stacks):
             return nothing, nothing, nothing
+        if wide:
+            if self._folded is None:
+                self._folded = self._fold()
+            return (*self._folded,
+                    [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
+                     for stack in self.stacks])
         if rows.only is not None:
             found = self._alone.get(rows.only)
             if found is None:
@@ -341,6 +380,27 @@ class _ScriptedLayout:
                 [None if stack is None else stack.b for stack in self.stacks],
                 [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
                  for stack in self.stacks])
+
+
+    def _fold(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
+        # Each stack at its projection (where its span starts in its product, as
+        # _script_stacks places it) folded into that product's dense copy
+        a: list[torch.Tensor | None] = []
+        b: list[torch.Tensor | None] = []
+        for index, stack in enumerate(self.stacks):
+            layer, projection = divmod(index, LAYER_PROJECTIONS)
+            q, k, _, gate, _ = self.sizes[layer * LAYER_SIZES:(layer + 1) * LAYER_SIZES]
+            if stack is None:
+                a.append(None)
+                b.append(None)
+                continue
+            # the product (q/k/v, o, gate/up, down) and the projection's first column there
+            kind = (0, 0, 0, 1, 2, 2, 3)[projection]
+            span = (0, q, q + k, 0, 0, gate, 0)[projection]
+            found = stack.folded(self.dense[layer * LAYER_KINDS + kind], span)
+            a.append(found[0])
+            b.append(found[1])
+        return a, b
 
 
 def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | None]:
@@ -724,15 +784,15 @@ class LeanDecoder:
                 assert pair is not None  # _scripted_past saw every layer hold columns
                 keys.append(pair[0])
                 values.append(pair[1])
-        lora_a, lora_b, chosen = scripted.lora(rows)
+        wide = bool(scripted.dense) and sum(part.tokens for part in parts) >= DENSE_ROWS
+        lora_a, lora_b, chosen = scripted.lora(rows, wide)
         hidden = run_unoptimized(
             function, (parts[0].hidden.view(parts[0].tokens, -1) if len(parts) == 1 else
                        torch.cat([part.hidden.reshape(part.tokens, -1) for part in parts])),
             [part.cos for part in parts], [part.signed_sin for part in parts],
             [part.mask for part in parts], [part.batch for part in parts],
             [part.length for part in parts], pasts, scripted.weights, scripted.int4,
-            scripted.dense, bool(scripted.dense) and sum(part.tokens for part in parts)
-            >= DENSE_ROWS, scripted.sizes, lora_a, lora_b, chosen, keys, values,
+            scripted.dense, wide, scripted.sizes, lora_a, lora_b, chosen, keys, values,
             len(parts[0].layers),
             scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
             scripted.kv_heads, scripted.head_dim, scripted.scaling)

@@ -33,6 +33,9 @@ from typing import Any, cast
 import torch
 from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear
 
+from arkor.engine.local.quantize import DENSE_ROWS, Dense, kernel_input, pack_dense
+from arkor.engine.local.scripted import folded_product
+
 Groups = list[tuple[str, torch.Tensor]]
 STACK_ATTRIBUTE = "_arkor_lora_stack"
 GROUP_ATTRIBUTE = "_arkor_lora_group"  # (its _Group, its index there): see group()
@@ -91,6 +94,9 @@ class Stack:
     columns: torch.Tensor  # ``owner`` as a tensor
     _alone: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = field(
         default_factory=dict, compare=False)
+    # (the product's packed dense copy, the span's first column) -> its folded forms
+    _folded: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, compare=False)
 
     def alone(self, adapter: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """One adapter's own ``A`` columns and ``B`` rows of the stack (copies, made once;
@@ -103,6 +109,25 @@ class Stack:
                                     (self.a.index_select(1, index).contiguous(),
                                      self.b.index_select(0, index).contiguous()))
         return self._alone[adapter]
+
+
+    def folded(self, packed: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stack folded into the wide product whose dense copy oneDNN packed as
+        ``packed`` (:class:`~arkor.engine.local.quantize.Dense`), its ``B`` on that
+        product's outputs from ``span``: ``A`` in bfloat16, packed (``[sum of ranks,
+        in]``), and the product's weight with ``B`` as more input columns (``[outputs, in +
+        sum of ranks]``, zeros on the outputs outside the span), packed; made once
+        (:func:`~arkor.engine.local.scripted.folded_product` takes them)."""
+        key = (id(packed), span)
+        found = self._folded.get(key)
+        if found is None:
+            weight = packed.to_dense()
+            extra = weight.new_zeros(weight.shape[0], self.b.shape[0])
+            extra[span:span + self.b.shape[1]] = self.b.t()
+            found = self._folded[key] = (
+                pack_dense(self.a.t().to(weight.dtype).contiguous()).packed,
+                pack_dense(torch.cat([weight, extra], dim=1)).packed)
+        return found
 
 
 @dataclass(frozen=True)
@@ -251,6 +276,48 @@ def lora_term(x: torch.Tensor, stack: Stack, rows: RowAdapters | None) -> torch.
     return torch.matmul(xa, stack.b)
 
 
+def folded(x: torch.Tensor, packed: torch.Tensor, stack: Stack, span: int,
+           rows: RowAdapters | None) -> torch.Tensor:
+    """A wide pass's product of ``x`` (``[..., in]``) by the dense copy ``packed`` with each
+    row's own adapter's LoRA term of ``stack`` folded in (:meth:`Stack.folded`, ``span``
+    its first column there): ``[..., the product's outputs]``, in bfloat16."""
+    assert rows is not None  # a stack is only made for rows
+    a, weight = stack.folded(packed, span)
+    flat = kernel_input(x, x.shape[-1], torch.bfloat16)
+    chosen = rows.mask(stack.owner, stack.columns, x.dim())
+    # each token's row's columns, [tokens, sum of ranks] (a view where a row has one token)
+    chosen = chosen.expand(*x.shape[:-1], chosen.shape[-1]).reshape(-1, chosen.shape[-1])
+    out = folded_product(flat, a, weight, chosen)
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def fold_of(plan: Stack | Share | str | None, start: int) -> tuple[Stack, int] | None:
+    """The stack a projection whose outputs start at column ``start`` of its product
+    computes its LoRA term by (its own, or its group's), with that stack's span's first
+    column there; None for a plan without one."""
+    if isinstance(plan, Share):
+        return plan.stack, start - plan.start
+    if isinstance(plan, Stack):
+        return plan, start
+    return None
+
+
+def folded_projection(base: Any, x: torch.Tensor, plan: Stack | Share | str | None,
+                      rows: RowAdapters | None) -> torch.Tensor | None:
+    """What a LoRA layer whose base layer is ``base`` computes of ``x`` with its LoRA term
+    folded into its product (:func:`folded`, its columns of the product: a fused group's
+    member computes the group's whole), where that is how it is computed: a pass of
+    :data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, a base layer that keeps
+    a dense copy and no bias, a stack; else None."""
+    dense: Dense | None = getattr(base, "dense", None)
+    fold = fold_of(plan, 0 if dense is None else dense.start)
+    if (dense is None or fold is None or getattr(base, "bias", None) is not None
+            or x.numel() < DENSE_ROWS * x.shape[-1]):
+        return None
+    out = folded(x, dense.packed, *fold, rows)
+    return out if dense.size == dense.outputs else out.narrow(-1, dense.start, dense.size)
+
+
 def add_stacked(result: torch.Tensor, x: torch.Tensor, plan: Stack | Share,
                 rows: RowAdapters | None) -> torch.Tensor:
     """``result`` (the base projection of ``x``) plus each row's own adapter's LoRA term: the
@@ -281,6 +348,10 @@ def install(layer: Any, rows_of: Callable[[], RowAdapters | None]) -> None:
             return original(x, *args, adapter_names=adapter_names, **kwargs)
         for key in VARIANT_KWARG_KEYS:
             kwargs.pop(key, None)
+        if not args and not kwargs:
+            whole = folded_projection(self.base_layer, x, plan, rows)
+            if whole is not None:
+                return whole
         result = self.base_layer(x, *args, **kwargs)
         if plan is None:
             return cast(torch.Tensor, result)

@@ -63,6 +63,20 @@ def dense_product(x: Tensor, packed: Tensor) -> Tensor:
     return out
 
 
+def folded_product(x: Tensor, a: Tensor, weight: Tensor, chosen: Tensor) -> Tensor:
+    """A wide product with each row's own adapter's LoRA term folded into it
+    (:meth:`~arkor.engine.local.mixed_lora.Stack.folded`): ``x`` (``[tokens, in]``,
+    bfloat16) times the stack's ``A`` (``a``: packed, ``[sum of ranks, in]``), the columns of
+    other adapters than the token's own zeroed (``chosen``: ``[tokens, sum of ranks]``,
+    chosen rather than multiplied, so an adapter whose ``x @ A`` overflows reaches no other
+    row), put beside ``x`` as more inputs of the layer's product, whose packed ``weight`` is
+    its dense copy with ``B`` (times its scaling) as as many more input columns: the base
+    product and the LoRA term in one call, ``B`` read with the weights it is added to
+    (docs/engine.md, "Dense copies on AMX")."""
+    xa = torch.where(chosen, dense_product(x, a), 0.0)
+    return dense_product(torch.cat([x, xa], 1), weight)
+
+
 def packed_queries(query: Tensor, mask: Tensor, groups: int) -> tuple[Tensor, Tensor]:
     """``query`` (``[batch, heads, length, dim]``) as ``[batch, kv_heads, groups * length,
     dim]`` (each key/value head's query heads one after another) and ``mask`` (``[batch, 1,
@@ -102,13 +116,32 @@ def _lora(result: Tensor, x: Tensor, a: Tensor | None, b: Tensor | None,
     return result
 
 
+def _projected(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
+               kind: int, wide: bool, a: Tensor | None, b: Tensor | None,
+               chosen: Tensor | None) -> Tensor:
+    # decode.project_as of a projection not fused: a wide pass's LoRA term folded into its
+    # product (folded_product: ``a`` and ``b`` are then the stack's folded forms), else
+    # added to it
+    if wide and a is not None and b is not None and chosen is not None:
+        return folded_product(x, a, b, chosen)
+    return _lora(_product(x, weight, scales, int4, dense, kind, wide), x, a, b, chosen)
+
+
 def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
            kind: int, wide: bool, sizes: list[int], sized: int, parts: int,
            a: list[Tensor | None], b: list[Tensor | None], chosen: list[Tensor | None],
            first: int) -> Tensor:
     # decode.Fused.project: one product, each part's LoRA term added in place (the parts,
     # sizes[sized:sized + parts], are views of the whole; a group's one term over its span
-    # at its first part, None at the others), x cast to the LoRA weights' dtype once
+    # at its first part, None at the others), x cast to the LoRA weights' dtype once; in a
+    # wide pass the (one) stack's term folded into the product (folded_product)
+    if wide:
+        for index in range(parts):
+            own_a = a[first + index]
+            own_b = b[first + index]
+            own_chosen = chosen[first + index]
+            if own_a is not None and own_b is not None and own_chosen is not None:
+                return folded_product(x, own_a, own_b, own_chosen)
     out = _product(x, weight, scales, int4, dense, kind, wide)
     lora_input = x
     start = 0
@@ -149,9 +182,8 @@ def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
     p = layer * 7
     s = layer * 5
     kind = layer * 4
-    hidden = residual + _lora(
-        _product(attended, weights[w + 3], weights[w + 4], int4[kind + 1], dense, kind + 1,
-                 wide), attended,
+    hidden = residual + _projected(
+        attended, weights[w + 3], weights[w + 4], int4[kind + 1], dense, kind + 1, wide,
         lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
     residual = hidden
     hidden = _norm(hidden, weights[w + 5], eps, count)
@@ -160,9 +192,8 @@ def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
     middle = sizes[s + 3]
     gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
              * gate_up.narrow(1, middle, sizes[s + 4]))
-    return residual + _lora(
-        _product(gated, weights[w + 8], weights[w + 9], int4[kind + 3], dense, kind + 3,
-                 wide), gated,
+    return residual + _projected(
+        gated, weights[w + 8], weights[w + 9], int4[kind + 3], dense, kind + 3, wide,
         lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
 
 
@@ -225,7 +256,9 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
     written from column ``past[i]``) with its own rotary tables and mask (None: no padding).
     A LoRA stack's ``lora_chosen``: ``[tokens, its columns]``. ``wide``: every product by
     its ``dense`` copy (:data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, where
-    the layers keep copies; ``dense`` is empty where they keep none)."""
+    the layers keep copies; ``dense`` is empty where they keep none), with the LoRA terms
+    folded in (``lora_a`` and ``lora_b`` are then the stacks' folded forms,
+    :func:`folded_product`)."""
     rotated = (heads + kv_heads) * head_dim
     for layer in range(layers):
         s = layer * 5
