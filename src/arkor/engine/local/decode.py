@@ -29,6 +29,7 @@ module as before.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Sequence
@@ -108,7 +109,7 @@ class Fused:
     dense: Dense | None = None
 
     @classmethod
-    def of(cls, modules: list[Any]) -> Fused | None:
+    def of(cls, modules: list[Any], *, folds: bool = False) -> Fused | None:
         """``modules``' weights fused, or None when they are not all bias-free
         :class:`Int8Linear` s (or all :class:`Int4Linear` s) of the same input (each is then
         computed as before, alone)."""
@@ -124,7 +125,8 @@ class Fused:
         copies = [b.dense for b in bases if b.dense is not None]  # all or none: keep_dense
         fused = cls(torch.cat([b.weight for b in bases]), torch.cat(scales, dim=1 if int4 else 0),
                     [b.out_features for b in bases], int4,
-                    pack_dense(torch.cat([copy.weight() for copy in copies]))
+                    dataclasses.replace(pack_dense(torch.cat([copy.weight() for copy in copies])),
+                                        folds=folds)
                     if copies and len(copies) == len(bases) else None)
         start = 0
         for base, size in zip(bases, fused.sizes, strict=True):
@@ -187,9 +189,10 @@ class Fused:
               x: torch.Tensor) -> tuple[Stack, int] | None:
         """The one stack a wide pass folds into this product (:func:`~arkor.engine.local.
         mixed_lora.folded`) and its span's first column, or None: a narrow pass, no dense
-        copy, no stack, a module on PEFT's path, or stacks of its own on two modules (a
-        group gives its modules one stack between them; this is only a guard)."""
-        if (self.dense is None or x.numel() < DENSE_ROWS * x.shape[-1]
+        copy or one that does not fold (``Dense.folds``), no stack, a module on PEFT's path,
+        or stacks of its own on two modules (a group gives its modules one stack between
+        them; this is only a guard)."""
+        if (self.dense is None or not self.dense.folds or x.numel() < DENSE_ROWS * x.shape[-1]
                 or any(isinstance(plan, str) for plan in plans)):
             return None
         folds = {(id(fold[0]), fold[1]): fold for plan, start
@@ -335,6 +338,8 @@ class _ScriptedLayout:
     # Each product's dense copy, packed (scripted.LAYER_KINDS a layer), where the layers keep
     # them (quantize.keep_dense); else empty
     dense: list[torch.Tensor]
+    # Whether a wide pass folds each product's LoRA term into it (Dense.folds), as dense
+    folds: list[bool]
     sizes: list[int]
     # q, k, v, o, gate, up, down of each layer; a group's stack at its first projection
     # (_script_stacks)
@@ -349,7 +354,8 @@ class _ScriptedLayout:
     # Per adapter that every row of a step uses: each projection's own columns (Stack.alone)
     _alone: dict[int, tuple[list[torch.Tensor | None], list[torch.Tensor | None]]] = field(
         default_factory=dict)
-    # Each stack's folded forms (Stack.folded), for wide passes: made at the first
+    # Each stack's folded forms (Stack.folded) where its product folds, for wide passes:
+    # made at the first
     _folded: tuple[list[torch.Tensor | None], list[torch.Tensor | None]] | None = None
 
     def lora(self, rows: RowAdapters | None, wide: bool = False) -> tuple[
@@ -363,12 +369,24 @@ class _ScriptedLayout:
         nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
         if rows is None or all(stack is None for stack in self.stacks):
             return nothing, nothing, nothing
-        if wide:
-            if self._folded is None:
-                self._folded = self._fold()
-            return (*self._folded,
-                    [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
-                     for stack in self.stacks])
+        a, b, chosen = self._added(rows)
+        if not wide or not any(self.folds):
+            return a, b, chosen
+        if self._folded is None:
+            self._folded = self._fold()
+        folded_a, folded_b = self._folded
+        a, b, chosen = list(a), list(b), list(chosen)
+        for index, stack in enumerate(self.stacks):
+            if folded_a[index] is not None and stack is not None:
+                a[index], b[index] = folded_a[index], folded_b[index]
+                chosen[index] = rows.mask(stack.owner, stack.columns, 2)
+        return a, b, chosen
+
+    def _added(self, rows: RowAdapters) -> tuple[list[torch.Tensor | None],
+                                                 list[torch.Tensor | None],
+                                                 list[torch.Tensor | None]]:
+        # The LoRA arguments of terms added to their products (not folded)
+        nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
         if rows.only is not None:
             found = self._alone.get(rows.only)
             if found is None:
@@ -390,13 +408,13 @@ class _ScriptedLayout:
         for index, stack in enumerate(self.stacks):
             layer, projection = divmod(index, LAYER_PROJECTIONS)
             q, k, _, gate, _ = self.sizes[layer * LAYER_SIZES:(layer + 1) * LAYER_SIZES]
-            if stack is None:
-                a.append(None)
-                b.append(None)
-                continue
             # the product (q/k/v, o, gate/up, down) and the projection's first column there
             kind = (0, 0, 0, 1, 2, 2, 3)[projection]
             span = (0, q, q + k, 0, 0, gate, 0)[projection]
+            if stack is None or not self.folds[layer * LAYER_KINDS + kind]:
+                a.append(None)
+                b.append(None)
+                continue
             found = stack.folded(self.dense[layer * LAYER_KINDS + kind], span)
             a.append(found[0])
             b.append(found[1])
@@ -411,6 +429,16 @@ def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | 
     return [plan.stack if isinstance(plan, Share) and plan.first else
             plan if isinstance(plan, Stack) else None for plan in plans]
 
+
+FOLDED_PRODUCTS = ("q/k/v", "o")
+"""The products a wide pass folds a LoRA term into (:func:`~arkor.engine.local.mixed_lora.
+folded`; ``Dense.folds``): the attention's. A fold keeps a copy of its product's dense
+weight for each set of adapters attached (made at the first wide pass after an adapter is
+attached or detached), and saves about as much time for any product (one LoRA term's
+operations and reads at 16 rows, ~50 us here), so the MLP's (gate/up and down, two thirds
+of the weights) are left out: adapters on all seven projections would double the dense
+copies' memory (+284 MiB for the embedded model) where the attention's cost +53 MiB (q/v
+adapters: +35 MiB) (docs/engine.md, "Dense copies on AMX")."""
 
 MAX_LAYOUTS = 64
 
@@ -511,9 +539,13 @@ class LeanDecoder:
         self.scripted = scripted
         self.inner = causal_lm.model  # LlamaModel: embeddings, layers, norm, rotary_emb
         self.fused = [(Fused.of([layer.self_attn.q_proj, layer.self_attn.k_proj,
-                                 layer.self_attn.v_proj]),
+                                 layer.self_attn.v_proj], folds=True),
                        Fused.of([layer.mlp.gate_proj, layer.mlp.up_proj]))
                       for layer in self.inner.layers]
+        for layer in self.inner.layers:  # the attention's products fold: FOLDED_PRODUCTS
+            o_proj = base_of(layer.self_attn.o_proj)
+            if getattr(o_proj, "dense", None) is not None:
+                o_proj.dense = dataclasses.replace(o_proj.dense, folds=True)
         if any(pair != (None, None) for pair in self.fused):
             release_free_memory()  # the modules' own int8 weights, replaced by views
         self.norm = rms_norm(self.inner.norm)
@@ -611,8 +643,10 @@ class LeanDecoder:
         # Copies for every product, each its layer's whole (not a share), or none used
         copies = [copy.packed for copy in dense
                   if copy is not None and copy.size == copy.outputs]
+        kept = len(copies) == len(dense)
         return _ScriptedLayout(
-            weights, int4, copies if len(copies) == len(dense) else [], sizes, stacks,
+            weights, int4, copies if kept else [],
+            [kept and copy is not None and copy.folds for copy in dense], sizes, stacks,
             torch.tensor(norm.variance_epsilon, dtype=torch.float32, device=norm.weight.device),
             torch.tensor(float(norm.weight.shape[-1]), dtype=torch.float32,
                          device=norm.weight.device),
@@ -795,7 +829,7 @@ class LeanDecoder:
             scripted.dense, wide, scripted.sizes, lora_a, lora_b, chosen, keys, values,
             len(parts[0].layers),
             scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
-            scripted.kv_heads, scripted.head_dim, scripted.scaling)
+            scripted.kv_heads, scripted.head_dim, scripted.scaling, scripted.folds)
         kept, start = [], 0
         for part in parts:
             for layer in part.layers:

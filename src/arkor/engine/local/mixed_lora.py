@@ -308,10 +308,11 @@ def folded_projection(base: Any, x: torch.Tensor, plan: Stack | Share | str | No
     folded into its product (:func:`folded`, its columns of the product: a fused group's
     member computes the group's whole), where that is how it is computed: a pass of
     :data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, a base layer that keeps
-    a dense copy and no bias, a stack; else None."""
+    a dense copy that folds (``Dense.folds``) and no bias, a stack; else None."""
     dense: Dense | None = getattr(base, "dense", None)
     fold = fold_of(plan, 0 if dense is None else dense.start)
-    if (dense is None or fold is None or getattr(base, "bias", None) is not None
+    if (dense is None or not dense.folds or fold is None
+            or getattr(base, "bias", None) is not None
             or x.numel() < DENSE_ROWS * x.shape[-1]):
         return None
     out = folded(x, dense.packed, *fold, rows)

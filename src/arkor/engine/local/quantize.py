@@ -352,6 +352,9 @@ class Dense:
     start: int
     size: int
     outputs: int
+    # Whether a wide pass folds a LoRA term into this product (mixed_lora.folded): the lean
+    # decoder's choice for the attention's products (decode.FOLDED_PRODUCTS)
+    folds: bool = False
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat`` (``[rows, in]``, bfloat16) times the weight: the columns of this layer
@@ -366,7 +369,7 @@ class Dense:
 
     def share(self, start: int, size: int) -> Dense:
         """Columns ``start`` to ``start + size`` of this copy, as a member of a group has."""
-        return Dense(self.packed, start, size, self.outputs)
+        return Dense(self.packed, start, size, self.outputs, self.folds)
 
 
 def pack_dense(weight: torch.Tensor) -> Dense:

@@ -40,9 +40,10 @@ LAYER_SIZES = 5
 """A layer's entries in ``sizes``: the q, k and v outputs, then the gate and up outputs."""
 
 LAYER_KINDS = 4
-"""A layer's entries in ``int4`` and ``dense``: q/k/v, o, gate/up, down (``int4``: True for
-int4, False for int8; ``dense``: the product's :class:`~arkor.engine.local.quantize.Dense`
-copy, packed)."""
+"""A layer's entries in ``int4``, ``dense`` and ``folds``: q/k/v, o, gate/up, down
+(``int4``: True for int4, False for int8; ``dense``: the product's
+:class:`~arkor.engine.local.quantize.Dense` copy, packed; ``folds``: whether a wide pass
+folds the product's LoRA term into it)."""
 
 
 def _norm(hidden: Tensor, weight: Tensor, eps: Tensor, count: Tensor) -> Tensor:
@@ -117,25 +118,25 @@ def _lora(result: Tensor, x: Tensor, a: Tensor | None, b: Tensor | None,
 
 
 def _projected(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
-               kind: int, wide: bool, a: Tensor | None, b: Tensor | None,
+               kind: int, wide: bool, fold: bool, a: Tensor | None, b: Tensor | None,
                chosen: Tensor | None) -> Tensor:
     # decode.project_as of a projection not fused: a wide pass's LoRA term folded into its
-    # product (folded_product: ``a`` and ``b`` are then the stack's folded forms), else
-    # added to it
-    if wide and a is not None and b is not None and chosen is not None:
+    # product where it folds (folded_product: ``a`` and ``b`` are then the stack's folded
+    # forms), else added to it
+    if wide and fold and a is not None and b is not None and chosen is not None:
         return folded_product(x, a, b, chosen)
     return _lora(_product(x, weight, scales, int4, dense, kind, wide), x, a, b, chosen)
 
 
 def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Tensor],
-           kind: int, wide: bool, sizes: list[int], sized: int, parts: int,
+           kind: int, wide: bool, fold: bool, sizes: list[int], sized: int, parts: int,
            a: list[Tensor | None], b: list[Tensor | None], chosen: list[Tensor | None],
            first: int) -> Tensor:
     # decode.Fused.project: one product, each part's LoRA term added in place (the parts,
     # sizes[sized:sized + parts], are views of the whole; a group's one term over its span
     # at its first part, None at the others), x cast to the LoRA weights' dtype once; in a
-    # wide pass the (one) stack's term folded into the product (folded_product)
-    if wide:
+    # wide pass where the product folds, the (one) stack's term folded in (folded_product)
+    if wide and fold:
         for index in range(parts):
             own_a = a[first + index]
             own_b = b[first + index]
@@ -159,7 +160,7 @@ def _fused(x: Tensor, weight: Tensor, scales: Tensor, int4: bool, dense: list[Te
 
 
 def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], dense: list[Tensor],
-         wide: bool, sizes: list[int], lora_a: list[Tensor | None],
+         wide: bool, folds: list[bool], sizes: list[int], lora_a: list[Tensor | None],
          lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
          eps: Tensor, count: Tensor) -> Tensor:
     # A layer's first norm and its fused q/k/v product with their LoRA terms. The offsets:
@@ -167,12 +168,13 @@ def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], dense: list[Te
     # global number; it inlines these functions)
     w = layer * 10
     return _fused(_norm(hidden, weights[w], eps, count), weights[w + 1], weights[w + 2],
-                  int4[layer * 4], dense, layer * 4, wide, sizes, layer * 5, 3, lora_a, lora_b,
-                  lora_chosen, layer * 7)
+                  int4[layer * 4], dense, layer * 4, wide, folds[layer * 4], sizes, layer * 5, 3,
+                  lora_a, lora_b, lora_chosen, layer * 7)
 
 
 def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
-                   int4: list[bool], dense: list[Tensor], wide: bool, sizes: list[int],
+                   int4: list[bool], dense: list[Tensor], wide: bool, folds: list[bool],
+                   sizes: list[int],
                    lora_a: list[Tensor | None],
                    lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
                    eps: Tensor, count: Tensor) -> Tensor:
@@ -184,17 +186,17 @@ def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
     kind = layer * 4
     hidden = residual + _projected(
         attended, weights[w + 3], weights[w + 4], int4[kind + 1], dense, kind + 1, wide,
-        lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
+        folds[kind + 1], lora_a[p + 3], lora_b[p + 3], lora_chosen[p + 3])
     residual = hidden
     hidden = _norm(hidden, weights[w + 5], eps, count)
     gate_up = _fused(hidden, weights[w + 6], weights[w + 7], int4[kind + 2], dense, kind + 2,
-                     wide, sizes, s + 3, 2, lora_a, lora_b, lora_chosen, p + 4)
+                     wide, folds[kind + 2], sizes, s + 3, 2, lora_a, lora_b, lora_chosen, p + 4)
     middle = sizes[s + 3]
     gated = (torch.nn.functional.silu(gate_up.narrow(1, 0, middle))
              * gate_up.narrow(1, middle, sizes[s + 4]))
     return residual + _projected(
         gated, weights[w + 8], weights[w + 9], int4[kind + 3], dense, kind + 3, wide,
-        lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
+        folds[kind + 3], lora_a[p + 6], lora_b[p + 6], lora_chosen[p + 6])
 
 
 def _attend(query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None, batch: int,
@@ -246,7 +248,7 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                   lora_a: list[Tensor | None], lora_b: list[Tensor | None],
                   lora_chosen: list[Tensor | None], keys: list[Tensor], values: list[Tensor],
                   layers: int, eps: Tensor, count: Tensor, final_norm: Tensor, heads: int,
-                  kv_heads: int, head_dim: int, scaling: float) -> Tensor:
+                  kv_heads: int, head_dim: int, scaling: float, folds: list[bool]) -> Tensor:
     """The decoder's output (after its last norm, ``[tokens, hidden]``) for one or more
     passes as one (a decode step's rows, and a prefill slice's joined to it: chunked
     prefill), as ``LeanDecoder.hidden_states`` computes it: their embedded tokens stacked in
@@ -257,14 +259,14 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
     A LoRA stack's ``lora_chosen``: ``[tokens, its columns]``. ``wide``: every product by
     its ``dense`` copy (:data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, where
     the layers keep copies; ``dense`` is empty where they keep none), with the LoRA terms
-    folded in (``lora_a`` and ``lora_b`` are then the stacks' folded forms,
-    :func:`folded_product`)."""
+    folded into the products where ``folds`` says (one flag a product, as ``int4``;
+    ``lora_a`` and ``lora_b`` are the stacks' folded forms there, :func:`folded_product`)."""
     rotated = (heads + kv_heads) * head_dim
     for layer in range(layers):
         s = layer * 5
         residual = hidden
-        qkv = _qkv(hidden, weights, int4, dense, wide, sizes, lora_a, lora_b, lora_chosen,
-                   layer, eps, count)
+        qkv = _qkv(hidden, weights, int4, dense, wide, folds, sizes, lora_a, lora_b,
+                   lora_chosen, layer, eps, count)
         attended: list[Tensor] = []
         start = 0
         for part in range(len(batches)):
@@ -284,8 +286,8 @@ def decoder_layers(hidden: Tensor, cos: list[Tensor], signed_sin: list[Tensor],
                                     heads, kv_heads, head_dim, scaling))
             start += tokens
         joined = attended[0] if len(attended) == 1 else torch.cat(attended)
-        hidden = _rest_of_layer(residual, joined, weights, int4, dense, wide, sizes, lora_a,
-                                lora_b, lora_chosen, layer, eps, count)
+        hidden = _rest_of_layer(residual, joined, weights, int4, dense, wide, folds, sizes,
+                                lora_a, lora_b, lora_chosen, layer, eps, count)
     return _norm(hidden, final_norm, eps, count)
 
 
