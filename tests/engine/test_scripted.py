@@ -6,6 +6,7 @@ alone and on all seven projections of every layer."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from collections import Counter
@@ -34,19 +35,22 @@ PROJECTIONS = {"self_attn.q_proj": (576, 576), "self_attn.k_proj": (576, 192),
                "mlp.down_proj": (1536, 576)}
 
 
-def every_projection_adapter(path: Path) -> AdapterRef:
-    """An adapter of random weights on all seven projections of every layer."""
-    generator = torch.Generator().manual_seed(7)
+def every_projection_adapter(path: Path, modules: tuple[str, ...] = tuple(PROJECTIONS),
+                             seed: int = 7) -> AdapterRef:
+    """An adapter of random weights on all seven projections of every layer (or on
+    ``modules``)."""
+    generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for layer in range(30):
-        for module, (width, out) in PROJECTIONS.items():
+        for module in modules:
+            width, out = PROJECTIONS[module]
             stem = f"base_model.model.model.layers.{layer}.{module}"
             tensors[f"{stem}.lora_A.weight"] = torch.randn(8, width, generator=generator) / 24
             tensors[f"{stem}.lora_B.weight"] = torch.randn(out, 8, generator=generator) / 8
     path.mkdir(parents=True, exist_ok=True)
     (path / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 8, "lora_alpha": 16,
-        "target_modules": [name.rsplit(".", 1)[1] for name in PROJECTIONS],
+        "target_modules": [name.rsplit(".", 1)[1] for name in modules],
         "base_model_name_or_path": EMBEDDED_MODEL_NAME}))
     save_file(tensors, str(path / "adapter_model.safetensors"))
     return AdapterRef(key=f"test:{path.name}", path=path)
@@ -143,6 +147,82 @@ def test_the_scripted_step_equals_the_python_layers(
         mixed = adapters.lean_forward([BASE_ADAPTER_NAME, every], **copy.deepcopy(inputs)).logits
         base = adapters.lean_forward([BASE_ADAPTER_NAME] * 2, **inputs).logits
     assert torch.equal(mixed[0], base[0]) and not torch.equal(mixed[1], base[1])
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="oneDNN has no bfloat16 product on this CPU: no dense copies")
+def test_folded_terms_land_on_their_own_projections_columns(
+    embedded_model_dir: Path, tmp_path: Path
+) -> None:
+    """A wide pass's LoRA terms folded into the attention's products (mixed_lora.folded)
+    are the terms added to those products (the dense copies told not to fold), to bfloat16
+    rounding, for adapters whose span starts past a product's first column (v alone, its
+    own stack; then with k and o, one stack from k): each row's own adapter's term on its
+    own projections' outputs, none on a base row; and the scripted step folds them as the
+    Python layers do, bit for bit."""
+    adapters, lean, tokenizer = served(embedded_model_dir, "int4")
+    q, k = PROJECTIONS["self_attn.q_proj"][1], PROJECTIONS["self_attn.k_proj"][1]
+    v_only = adapters.acquire(every_projection_adapter(
+        tmp_path / "v", ("self_attn.v_proj",), seed=1), None)
+    assert v_only is not None
+    # each adapter's outputs: (q/k/v's columns, o's) where its term lands
+    own = {v_only: (slice(q + k, None), slice(0, 0)),
+           BASE_ADAPTER_NAME: (slice(0, 0), slice(0, 0))}
+
+    def check(names: list[str]) -> None:
+        assert len(names) >= DENSE_ROWS
+        batch = prefilled(adapters, names, tokenizer)
+        with torch.inference_mode():
+            lean.scripted = True
+            by_script = adapters.lean_forward(names, **copy.deepcopy(batch).step_inputs())
+            lean.scripted = False
+            by_python = adapters.lean_forward(names, **batch.step_inputs())
+        assert torch.equal(by_script.logits, by_python.logits)
+        with adapters._rows(names):
+            rows = adapters._row_adapters
+            layout = lean.layout(rows)
+        layer = layout.layers[3]
+        qkv, o_proj = layer.qkv, decode.base_of(layer.o_module)
+        assert qkv is not None and qkv.dense is not None and qkv.dense.folds
+        assert o_proj.dense.folds
+        x = torch.randn(len(names), 1, 576, generator=torch.Generator().manual_seed(0))
+        x = x.bfloat16()
+        with torch.inference_mode():
+            folded = [qkv.project(layer.qkv_modules, layer.qkv_plans, x, rows)[1],
+                      decode.project_as(layer.o_module, layer.o_base, layer.o_plan, x, rows)]
+            bases = [dense.product(x.view(len(names), -1)).view(len(names), 1, -1)
+                     for dense in (qkv.dense, o_proj.dense)]
+            qkv.dense = dataclasses.replace(qkv.dense, folds=False)
+            o_proj.dense = dataclasses.replace(o_proj.dense, folds=False)
+            added = [qkv.project(layer.qkv_modules, layer.qkv_plans, x, rows)[1],
+                     decode.project_as(layer.o_module, layer.o_base, layer.o_plan, x, rows)]
+            qkv.dense = dataclasses.replace(qkv.dense, folds=True)
+            o_proj.dense = dataclasses.replace(o_proj.dense, folds=True)
+        for product, (fold, add, base) in enumerate(zip(folded, added, bases, strict=True)):
+            assert fold is not None and add is not None
+            for row, name in enumerate(names):
+                term, expected = (fold[row] - base[row]).float(), (add[row] - base[row]).float()
+                outside = torch.ones(term.shape[-1], dtype=torch.bool)
+                outside[own[name][product]] = False
+                assert not term[..., outside].any(), (product, name)
+                assert not expected[..., outside].any(), (product, name)
+                if own[name][product] != slice(0, 0):
+                    scale = float(expected.abs().max())
+                    assert scale > 0.1, "the adapter's term is there"
+                    # to bfloat16 rounding: of the outputs (two roundings), and of the
+                    # term's own products (A, B and x @ A in bfloat16)
+                    torch.testing.assert_close(fold[row].float(), add[row].float(),
+                                               rtol=2**-7, atol=0.02 * scale,
+                                               msg=f"{product}, {name}")
+
+    check([v_only, BASE_ADAPTER_NAME, v_only, v_only, BASE_ADAPTER_NAME, v_only, v_only,
+           BASE_ADAPTER_NAME, v_only])
+    k_and_o = adapters.acquire(every_projection_adapter(
+        tmp_path / "ko", ("self_attn.k_proj", "self_attn.o_proj"), seed=2), None)
+    assert k_and_o is not None
+    own[k_and_o] = (slice(q, q + k), slice(None))
+    check([v_only, BASE_ADAPTER_NAME, k_and_o, v_only, k_and_o, v_only, BASE_ADAPTER_NAME,
+           k_and_o, v_only])
 
 
 def test_a_groups_lora_terms_are_one_product(embedded_model_dir: Path,
