@@ -100,7 +100,7 @@ def test_the_scripted_step_equals_the_python_layers(
         calls.append(args[1].shape[0])  # the step's rows
         wide.append(args[11])  # decoder_layers' ``wide``: the products on the dense copies
         # its ``lora_b``: the stacks' folded forms (oneDNN's packed weights) in a wide pass,
-        # the attention's products' alone (decode.FOLDED_PRODUCTS: q/k/v's group at q, o)
+        # the attention's products' alone (Dense.folds: q/k/v's group at q, and o)
         forms = {index % 7 for index, b in enumerate(args[14])
                  if b is not None and b.is_mkldnn}
         assert not forms or forms == ({0, 3} if every in names else {0}), forms

@@ -184,7 +184,6 @@ class Fused:
             start += size
         return found, out if intact else None
 
-
     def _fold(self, plans: Sequence[Stack | Share | str | None],
               x: torch.Tensor) -> tuple[Stack, int] | None:
         """The one stack a wide pass folds into this product (:func:`~arkor.engine.local.
@@ -399,7 +398,6 @@ class _ScriptedLayout:
                 [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
                  for stack in self.stacks])
 
-
     def _fold(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
         # Each stack at its projection (where its span starts in its product, as
         # _script_stacks places it) folded into that product's dense copy
@@ -429,16 +427,6 @@ def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | 
     return [plan.stack if isinstance(plan, Share) and plan.first else
             plan if isinstance(plan, Stack) else None for plan in plans]
 
-
-FOLDED_PRODUCTS = ("q/k/v", "o")
-"""The products a wide pass folds a LoRA term into (:func:`~arkor.engine.local.mixed_lora.
-folded`; ``Dense.folds``): the attention's. A fold keeps a copy of its product's dense
-weight for each set of adapters attached (made at the first wide pass after an adapter is
-attached or detached), and saves about as much time for any product (one LoRA term's
-operations and reads at 16 rows, ~50 us here), so the MLP's (gate/up and down, two thirds
-of the weights) are left out: adapters on all seven projections would double the dense
-copies' memory (+284 MiB for the embedded model) where the attention's cost +53 MiB (q/v
-adapters: +35 MiB) (docs/engine.md, "Dense copies on AMX")."""
 
 MAX_LAYOUTS = 64
 
@@ -542,7 +530,15 @@ class LeanDecoder:
                                  layer.self_attn.v_proj], folds=True),
                        Fused.of([layer.mlp.gate_proj, layer.mlp.up_proj]))
                       for layer in self.inner.layers]
-        for layer in self.inner.layers:  # the attention's products fold: FOLDED_PRODUCTS
+        # A wide pass folds the LoRA terms of the attention's products (q/k/v, o) into them
+        # (mixed_lora.folded; Dense.folds), not the MLP's: a fold keeps a copy of its
+        # product's dense weight for the adapters attached (made at the first wide pass
+        # after one is attached or detached) and saves about as much for any product (one
+        # term's operations and cold reads, ~50 us at 16 rows on a 2-core Xeon), and gate/up
+        # and down are two thirds of the weights: adapters on all seven projections cost
+        # +284 MiB folded everywhere, ~+70 MiB folded here (docs/engine.md, "LoRA terms
+        # folded into the attention's products").
+        for layer in self.inner.layers:
             o_proj = base_of(layer.self_attn.o_proj)
             if getattr(o_proj, "dense", None) is not None:
                 o_proj.dense = dataclasses.replace(o_proj.dense, folds=True)

@@ -110,7 +110,6 @@ class Stack:
                                      self.b.index_select(0, index).contiguous()))
         return self._alone[adapter]
 
-
     def folded(self, packed: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The stack folded into the wide product whose dense copy oneDNN packed as
         ``packed`` (:class:`~arkor.engine.local.quantize.Dense`), its ``B`` on that

@@ -353,7 +353,7 @@ class Dense:
     size: int
     outputs: int
     # Whether a wide pass folds a LoRA term into this product (mixed_lora.folded): the lean
-    # decoder's choice for the attention's products (decode.FOLDED_PRODUCTS)
+    # decoder's choice for the attention's products (decode.LeanDecoder)
     folds: bool = False
 
     def product(self, flat: torch.Tensor) -> torch.Tensor:
