@@ -45,16 +45,19 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm, apply_rotary_
 from arkor.engine.local.batch import GrowingLayer, growing_layers
 from arkor.engine.local.mixed_lora import (
     PEFT_PATH,
+    FoldTarget,
     RowAdapters,
     Share,
     Stack,
     add_stacked,
     fold_of,
+    fold_target,
     folded,
     folded_projection,
     group,
     lora_term,
     plan_of,
+    wide_pass,
 )
 from arkor.engine.local.quantize import (
     DENSE_ROWS,
@@ -67,9 +70,7 @@ from arkor.engine.local.quantize import (
     release_free_memory,
 )
 from arkor.engine.local.scripted import (
-    LAYER_KINDS,
     LAYER_PROJECTIONS,
-    LAYER_SIZES,
     LAYER_WEIGHTS,
     packed_queries,
     run_unoptimized,
@@ -151,10 +152,10 @@ class Fused:
         :func:`~arkor.engine.local.quantize.product`); and that call's whole output
         ``[..., sum of outputs]``, of which the parts are views, unless a module had to be
         called on its own (None)."""
-        fold = self._fold(plans, x)
-        if fold is not None:
-            assert self.dense is not None  # _fold gives none without it
-            out = folded(x, self.dense.packed, *fold, rows)
+        target = self.fold_target(plans) if wide_pass(x) else None
+        if target is not None:
+            dense, stack, span = target
+            out = folded(x, dense.packed, stack, span, rows)
             return list(out.split_with_sizes(self.sizes, dim=-1)), out
         out = product(kernel_input(x, x.shape[-1], self.scales.dtype), self.weight,
                       self.scales, self.dense, int4=self.int4)
@@ -184,20 +185,19 @@ class Fused:
             start += size
         return found, out if intact else None
 
-    def _fold(self, plans: Sequence[Stack | Share | str | None],
-              x: torch.Tensor) -> tuple[Stack, int] | None:
-        """The one stack a wide pass folds into this product (:func:`~arkor.engine.local.
-        mixed_lora.folded`) and its span's first column, or None: a narrow pass, no dense
-        copy or one that does not fold (``Dense.folds``), no stack, a module on PEFT's path,
-        or stacks of its own on two modules (a group gives its modules one stack between
-        them; this is only a guard)."""
-        if (self.dense is None or not self.dense.folds or x.numel() < DENSE_ROWS * x.shape[-1]
+    def fold_target(self, plans: Sequence[Stack | Share | str | None]) -> FoldTarget | None:
+        """Where a wide pass folds the LoRA term of this product
+        (:func:`~arkor.engine.local.mixed_lora.fold_target`: its one stack, of a group or of
+        one module), or None: no dense copy or one that does not fold (``Dense.folds``), no
+        stack, a module on PEFT's path, or stacks of its own on two modules (a group gives
+        its modules one stack between them; this is only a guard)."""
+        if (self.dense is None or not self.dense.folds
                 or any(isinstance(plan, str) for plan in plans)):
             return None
         folds = {(id(fold[0]), fold[1]): fold for plan, start
                  in zip(plans, itertools.accumulate(self.sizes[:-1], initial=0), strict=True)
                  if (fold := fold_of(plan, start)) is not None}
-        return next(iter(folds.values())) if len(folds) == 1 else None
+        return (self.dense, *next(iter(folds.values()))) if len(folds) == 1 else None
 
 
 def lora_plan(module: Any, rows: RowAdapters | None) -> Stack | Share | str | None:
@@ -337,7 +337,7 @@ class _ScriptedLayout:
     # Each product's dense copy, packed (scripted.LAYER_KINDS a layer), where the layers keep
     # them (quantize.keep_dense); else empty
     dense: list[torch.Tensor]
-    # Whether a wide pass folds each product's LoRA term into it (Dense.folds), as dense
+    # Whether a wide pass folds each product's LoRA term into it (as dense: a fold target)
     folds: list[bool]
     sizes: list[int]
     # q, k, v, o, gate, up, down of each layer; a group's stack at its first projection
@@ -350,73 +350,49 @@ class _ScriptedLayout:
     kv_heads: int
     head_dim: int
     scaling: float
-    # Per adapter that every row of a step uses: each projection's own columns (Stack.alone)
-    _alone: dict[int, tuple[list[torch.Tensor | None], list[torch.Tensor | None]]] = field(
-        default_factory=dict)
-    # Each stack's folded forms (Stack.folded) where its product folds, for wide passes:
-    # made at the first
-    _folded: tuple[list[torch.Tensor | None], list[torch.Tensor | None]] | None = None
+    # Where a wide pass folds each projection's stack (its fold target's packed copy and
+    # span, at the projection that holds the stack), or None
+    targets: list[tuple[torch.Tensor, int] | None]
+    # (the adapter every row uses or None, whether folded) -> each projection's A and B, and
+    # whether its rows choose their columns (made once per key: _made)
+    _forms: dict[tuple[int | None, bool], tuple[list[torch.Tensor | None],
+                                               list[torch.Tensor | None],
+                                               list[bool]]] = field(default_factory=dict)
 
     def lora(self, rows: RowAdapters | None, wide: bool = False) -> tuple[
             list[torch.Tensor | None], list[torch.Tensor | None], list[torch.Tensor | None]]:
         """The LoRA arguments of a step whose rows are ``rows``: each projection's ``A``,
         ``B`` and which of their columns each row keeps (None: every column, the one-adapter
         case), as :func:`~arkor.engine.local.mixed_lora.add_stacked` chooses them; in a
-        ``wide`` pass (its products by the dense copies) each stack's folded forms and the
-        columns each row keeps, as :func:`~arkor.engine.local.mixed_lora.folded` takes
-        them."""
-        nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
+        ``wide`` pass the folded forms of the stacks whose products fold, with the columns
+        each row keeps, as :func:`~arkor.engine.local.mixed_lora.folded` takes them."""
         if rows is None or all(stack is None for stack in self.stacks):
+            nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
             return nothing, nothing, nothing
-        a, b, chosen = self._added(rows)
-        if not wide or not any(self.folds):
-            return a, b, chosen
-        if self._folded is None:
-            self._folded = self._fold()
-        folded_a, folded_b = self._folded
-        a, b, chosen = list(a), list(b), list(chosen)
-        for index, stack in enumerate(self.stacks):
-            if folded_a[index] is not None and stack is not None:
-                a[index], b[index] = folded_a[index], folded_b[index]
-                chosen[index] = rows.mask(stack.owner, stack.columns, 2)
-        return a, b, chosen
+        key = (rows.only, wide and any(self.folds))
+        forms = self._forms.get(key)
+        if forms is None:
+            forms = self._forms[key] = self._made(*key)
+        a, b, chosen = forms
+        return a, b, [rows.mask(stack.owner, stack.columns, 2)
+                      if choose and stack is not None else None
+                      for stack, choose in zip(self.stacks, chosen, strict=True)]
 
-    def _added(self, rows: RowAdapters) -> tuple[list[torch.Tensor | None],
-                                                 list[torch.Tensor | None],
-                                                 list[torch.Tensor | None]]:
-        # The LoRA arguments of terms added to their products (not folded)
-        nothing: list[torch.Tensor | None] = [None] * len(self.stacks)
-        if rows.only is not None:
-            found = self._alone.get(rows.only)
-            if found is None:
-                own = [None if stack is None else stack.alone(rows.only) for stack in self.stacks]
-                found = self._alone[rows.only] = ([None if o is None else o[0] for o in own],
-                                                  [None if o is None else o[1] for o in own])
-            return found[0], found[1], nothing
-        return ([None if stack is None else stack.a for stack in self.stacks],
-                [None if stack is None else stack.b for stack in self.stacks],
-                [None if stack is None else rows.mask(stack.owner, stack.columns, 2)
-                 for stack in self.stacks])
-
-    def _fold(self) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None]]:
-        # Each stack at its projection (where its span starts in its product, as
-        # _script_stacks places it) folded into that product's dense copy
+    def _made(self, only: int | None, fold: bool) -> tuple[
+            list[torch.Tensor | None], list[torch.Tensor | None], list[bool]]:
+        # Each stack folded (Stack.folded) where its product folds in a folding pass, else
+        # its A and B (Stack.alone's columns where every row uses one adapter)
         a: list[torch.Tensor | None] = []
         b: list[torch.Tensor | None] = []
-        for index, stack in enumerate(self.stacks):
-            layer, projection = divmod(index, LAYER_PROJECTIONS)
-            q, k, _, gate, _ = self.sizes[layer * LAYER_SIZES:(layer + 1) * LAYER_SIZES]
-            # the product (q/k/v, o, gate/up, down) and the projection's first column there
-            kind = (0, 0, 0, 1, 2, 2, 3)[projection]
-            span = (0, q, q + k, 0, 0, gate, 0)[projection]
-            if stack is None or not self.folds[layer * LAYER_KINDS + kind]:
-                a.append(None)
-                b.append(None)
-                continue
-            found = stack.folded(self.dense[layer * LAYER_KINDS + kind], span)
-            a.append(found[0])
-            b.append(found[1])
-        return a, b
+        chosen: list[bool] = []
+        for stack, target in zip(self.stacks, self.targets, strict=True):
+            own = None if stack is None else (
+                stack.folded(*target) if fold and target is not None
+                else (stack.a, stack.b) if only is None else stack.alone(only))
+            a.append(None if own is None else own[0])
+            b.append(None if own is None else own[1])
+            chosen.append(stack is not None and (only is None or (fold and target is not None)))
+        return a, b, chosen
 
 
 def _script_stacks(plans: Sequence[Stack | Share | str | None]) -> list[Stack | None]:
@@ -491,7 +467,13 @@ def packs_queries(mask: Any) -> bool:
     a mask shared by the heads, where transformers would repeat the keys and values (not
     with ``TRANSFORMERS_SDPA_FORCE_GQA``, under which it asks SDPA for grouped heads)."""
     return (isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[1] == 1
-            and os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA", "0") != "1")
+            and not sdpa_forced_gqa())
+
+
+def sdpa_forced_gqa() -> bool:
+    """Whether transformers is told to ask SDPA for grouped heads even with a mask
+    (``TRANSFORMERS_SDPA_FORCE_GQA``): its own attention then computes a masked pass so."""
+    return os.environ.get("TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1"
 
 
 @dataclass
@@ -601,6 +583,8 @@ class LeanDecoder:
         dense: list[Dense | None] = []
         sizes: list[int] = []
         stacks: list[Stack | None] = []
+        targets: list[tuple[torch.Tensor, int] | None] = []
+        folds: list[bool] = []
         attention = layers[0].attention
         heads, kv_heads = attention.config.num_attention_heads, attention.config.num_key_value_heads
         for index, layer in enumerate(layers):
@@ -626,7 +610,19 @@ class LeanDecoder:
                      type(ends[1]) is Int4Linear]
             dense += [qkv.dense, ends[0].dense, gate_up.dense, ends[1].dense]
             sizes += [*qkv.sizes, *gate_up.sizes]
-            stacks += _script_stacks(plans)
+            own = _script_stacks(plans)
+            stacks += own
+            # each product's fold target, at the projection that holds its stack
+            found = [qkv.fold_target(layer.qkv_plans), fold_target(ends[0], layer.o_plan),
+                     gate_up.fold_target(layer.gate_up_plans),
+                     fold_target(ends[1], layer.down_plan)]
+            placed: list[tuple[torch.Tensor, int] | None] = [None] * len(own)
+            for target in found:
+                if target is not None:
+                    placed[next(i for i, stack in enumerate(own) if stack is target[1])] = (
+                        target[0].packed, target[2])
+            targets += placed
+            folds += [target is not None for target in found]
         # The packed kernels take activations in their scales' dtype: the script gives them
         # the embedding's, uncast (as kernel_input leaves them in a decode step)
         activations = self.inner.embed_tokens.weight.dtype
@@ -641,12 +637,13 @@ class LeanDecoder:
                   if copy is not None and copy.size == copy.outputs]
         kept = len(copies) == len(dense)
         return _ScriptedLayout(
-            weights, int4, copies if kept else [],
-            [kept and copy is not None and copy.folds for copy in dense], sizes, stacks,
+            weights, int4, copies if kept else [], [kept and fold for fold in folds], sizes,
+            stacks,
             torch.tensor(norm.variance_epsilon, dtype=torch.float32, device=norm.weight.device),
             torch.tensor(float(norm.weight.shape[-1]), dtype=torch.float32,
                          device=norm.weight.device),
-            norm.weight, heads, kv_heads, attention.head_dim, float(attention.scaling))
+            norm.weight, heads, kv_heads, attention.head_dim, float(attention.scaling),
+            targets)
 
     def _layer(self, index: int, layer: Any, rows: RowAdapters | None) -> _Layer:
         attention, mlp = layer.self_attn, layer.mlp
@@ -799,8 +796,7 @@ class LeanDecoder:
                                 and part.mask.shape[1] != 1):
                 return None
             pasts.append(past)
-        if any(part.length > 1 for part in parts) and os.environ.get(
-                "TRANSFORMERS_SDPA_FORCE_GQA", "0") == "1":
+        if any(part.length > 1 for part in parts) and sdpa_forced_gqa():
             return None
         function = scripted_decoder_layers()
         if function is None:  # no TorchScript here (logged once): the Python layers from now

@@ -301,20 +301,40 @@ def fold_of(plan: Stack | Share | str | None, start: int) -> tuple[Stack, int] |
     return None
 
 
+FoldTarget = tuple[Dense, Stack, int]
+"""Where a wide pass folds a projection's LoRA term (:func:`folded`): its product's dense
+copy, the stack, and the stack's span's first column in that product."""
+
+
+def wide_pass(x: torch.Tensor) -> bool:
+    """Whether a pass of ``x`` (``[..., in]``) is wide: its products on the dense copies
+    (:data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more), its LoRA terms folded
+    where its products fold."""
+    return x.numel() >= DENSE_ROWS * x.shape[-1]
+
+
+def fold_target(base: Any, plan: Stack | Share | str | None) -> FoldTarget | None:
+    """Where a wide pass folds the LoRA term of a projection whose base layer is ``base``
+    and whose plan is ``plan``: a base layer with a dense copy that folds (``Dense.folds``)
+    and no bias, a stack; else None."""
+    dense: Dense | None = getattr(base, "dense", None)
+    if dense is None or not dense.folds or getattr(base, "bias", None) is not None:
+        return None
+    fold = fold_of(plan, dense.start)
+    return None if fold is None else (dense, *fold)
+
+
 def folded_projection(base: Any, x: torch.Tensor, plan: Stack | Share | str | None,
                       rows: RowAdapters | None) -> torch.Tensor | None:
     """What a LoRA layer whose base layer is ``base`` computes of ``x`` with its LoRA term
     folded into its product (:func:`folded`, its columns of the product: a fused group's
-    member computes the group's whole), where that is how it is computed: a pass of
-    :data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more, a base layer that keeps
-    a dense copy that folds (``Dense.folds``) and no bias, a stack; else None."""
-    dense: Dense | None = getattr(base, "dense", None)
-    fold = fold_of(plan, 0 if dense is None else dense.start)
-    if (dense is None or not dense.folds or fold is None
-            or getattr(base, "bias", None) is not None
-            or x.numel() < DENSE_ROWS * x.shape[-1]):
+    member computes the group's whole), where a wide pass does (:func:`fold_target`); else
+    None."""
+    target = fold_target(base, plan) if wide_pass(x) else None
+    if target is None:
         return None
-    out = folded(x, dense.packed, *fold, rows)
+    dense, stack, span = target
+    out = folded(x, dense.packed, stack, span, rows)
     return out if dense.size == dense.outputs else out.narrow(-1, dense.start, dense.size)
 
 

@@ -174,8 +174,7 @@ def _qkv(hidden: Tensor, weights: list[Tensor], int4: list[bool], dense: list[Te
 
 def _rest_of_layer(residual: Tensor, attended: Tensor, weights: list[Tensor],
                    int4: list[bool], dense: list[Tensor], wide: bool, folds: list[bool],
-                   sizes: list[int],
-                   lora_a: list[Tensor | None],
+                   sizes: list[int], lora_a: list[Tensor | None],
                    lora_b: list[Tensor | None], lora_chosen: list[Tensor | None], layer: int,
                    eps: Tensor, count: Tensor) -> Tensor:
     # A layer after its attention: o (and the residual), the second norm, gate/up, down (and
