@@ -60,7 +60,6 @@ from arkor.engine.local.mixed_lora import (
     wide_pass,
 )
 from arkor.engine.local.quantize import (
-    DENSE_ROWS,
     Dense,
     Int4Linear,
     Int8Linear,
@@ -68,6 +67,7 @@ from arkor.engine.local.quantize import (
     pack_dense,
     product,
     release_free_memory,
+    wide,
 )
 from arkor.engine.local.scripted import (
     LAYER_PROJECTIONS,
@@ -810,15 +810,15 @@ class LeanDecoder:
                 assert pair is not None  # _scripted_past saw every layer hold columns
                 keys.append(pair[0])
                 values.append(pair[1])
-        wide = bool(scripted.dense) and sum(part.tokens for part in parts) >= DENSE_ROWS
-        lora_a, lora_b, chosen = scripted.lora(rows, wide)
+        wide_step = bool(scripted.dense) and wide(sum(part.tokens for part in parts))
+        lora_a, lora_b, chosen = scripted.lora(rows, wide_step)
         hidden = run_unoptimized(
             function, (parts[0].hidden.view(parts[0].tokens, -1) if len(parts) == 1 else
                        torch.cat([part.hidden.reshape(part.tokens, -1) for part in parts])),
             [part.cos for part in parts], [part.signed_sin for part in parts],
             [part.mask for part in parts], [part.batch for part in parts],
             [part.length for part in parts], pasts, scripted.weights, scripted.int4,
-            scripted.dense, wide, scripted.sizes, lora_a, lora_b, chosen, keys, values,
+            scripted.dense, wide_step, scripted.sizes, lora_a, lora_b, chosen, keys, values,
             len(parts[0].layers),
             scripted.eps, scripted.count, scripted.final_norm, scripted.heads,
             scripted.kv_heads, scripted.head_dim, scripted.scaling, scripted.folds)

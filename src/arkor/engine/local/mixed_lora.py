@@ -33,7 +33,7 @@ from typing import Any, cast
 import torch
 from peft.tuners.lora.layer import VARIANT_KWARG_KEYS, Linear
 
-from arkor.engine.local.quantize import DENSE_ROWS, Dense, kernel_input, pack_dense
+from arkor.engine.local.quantize import Dense, kernel_input, pack_dense, wide
 from arkor.engine.local.scripted import folded_product
 
 Groups = list[tuple[str, torch.Tensor]]
@@ -307,10 +307,10 @@ copy, the stack, and the stack's span's first column in that product."""
 
 
 def wide_pass(x: torch.Tensor) -> bool:
-    """Whether a pass of ``x`` (``[..., in]``) is wide: its products on the dense copies
-    (:data:`~arkor.engine.local.quantize.DENSE_ROWS` tokens or more), its LoRA terms folded
-    where its products fold."""
-    return x.numel() >= DENSE_ROWS * x.shape[-1]
+    """Whether a pass of ``x`` (``[..., in]``) is wide (:func:`~arkor.engine.local.quantize.
+    wide`: its products on the dense copies), its LoRA terms folded where its products
+    fold."""
+    return wide(x.numel() // x.shape[-1])
 
 
 def fold_target(base: Any, plan: Stack | Share | str | None) -> FoldTarget | None:
@@ -335,7 +335,7 @@ def folded_projection(base: Any, x: torch.Tensor, plan: Stack | Share | str | No
         return None
     dense, stack, span = target
     out = folded(x, dense.packed, stack, span, rows)
-    return out if dense.size == dense.outputs else out.narrow(-1, dense.start, dense.size)
+    return dense.own(out)
 
 
 def add_stacked(result: torch.Tensor, x: torch.Tensor, plan: Stack | Share,

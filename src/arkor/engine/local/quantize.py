@@ -341,6 +341,13 @@ rows, 7.5 at 4, 12.0-12.2 at 5 to 7, 13.2 at 8, 18.4 at 12, 24.2 at 16; the pack
 copies 12.2-13.0 ms at every count from 1 to 16 (docs/engine.md, "Dense copies on AMX")."""
 
 
+def wide(tokens: int) -> bool:
+    """Whether a pass of ``tokens`` tokens is wide: its products on the :class:`Dense` copies
+    where the layers keep them (:data:`DENSE_ROWS` or more), the one test for the Python
+    layers, the model's own forward and the scripted step."""
+    return tokens >= DENSE_ROWS
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: no comparing of tensors
 class Dense:
     """A quantized layer's weight in bfloat16 as oneDNN packs it once for its matrix product
@@ -359,8 +366,12 @@ class Dense:
     def product(self, flat: torch.Tensor) -> torch.Tensor:
         """``flat`` (``[rows, in]``, bfloat16) times the weight: the columns of this layer
         (a view of the whole product for a share)."""
-        out = dense_product(flat, self.packed)
-        return out if self.size == self.outputs else out.narrow(1, self.start, self.size)
+        return self.own(dense_product(flat, self.packed))
+
+    def own(self, whole: torch.Tensor) -> torch.Tensor:
+        """This layer's columns of ``whole`` (``[..., outputs]``: the product's output): all
+        of them, or a view of a share's."""
+        return whole if self.size == self.outputs else whole.narrow(-1, self.start, self.size)
 
     def weight(self) -> torch.Tensor:
         """The bfloat16 weight, unpacked (``[size, in]``): a copy."""
@@ -385,7 +396,7 @@ def product(flat: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor,
             dense: Dense | None, *, int4: bool) -> torch.Tensor:
     """:func:`packed_product`, or from :data:`DENSE_ROWS` rows the product with ``dense``, the
     same weight dequantized to bfloat16, where the layer keeps one (:func:`keep_dense`)."""
-    if dense is not None and flat.shape[0] >= DENSE_ROWS:
+    if dense is not None and wide(flat.shape[0]):
         return dense.product(flat)
     return packed_product(flat, weight, scales, int4=int4)
 
