@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 
 from arkor.cloud.settings import Settings
 from arkor.engine.base import AdapterRef
@@ -450,6 +451,41 @@ def test_wide_products_take_the_dense_copy_where_one_is_kept() -> None:
     default = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
     quantize.apply_precision(default, "int8", torch.device("cpu"))
     assert (default[0].dense is not None) == quantize.dense_copies_default()
+
+
+def test_the_weight_kept_at_conversion_is_the_kernels_bit_for_bit(
+        embedded_model_dir: Path) -> None:
+    """At int4 the dense copies are packed from the weights the conversion keeps (each
+    ``(level - 8) * scale + zero`` in bfloat16) rather than from the kernel's products with
+    the identity: the same numbers, bit for bit, on weights of every scale (tiny, huge, a
+    group of one value) and on the embedded model's own layers; each is let go once
+    packed."""
+    torch.manual_seed(0)
+    layers = []
+    for scale in (1e-30, 1e-3, 1.0, 1e4):
+        linear = torch.nn.Linear(96, 64, bias=False)
+        with torch.no_grad():
+            linear.weight.mul_(scale)
+            linear.weight[3, :INT4_GROUP] = 0.25  # a group with one value: scale ~0
+        layers.append(linear)
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    attention = model.model.layers[0].self_attn
+    layers += [attention.q_proj, attention.v_proj, model.model.layers[29].mlp.down_proj]
+    for linear in layers:
+        kept = Int4Linear(linear, keep=True)
+        assert kept.kept is not None and kept.kept.dtype == torch.bfloat16
+        assert torch.equal(kept.kept, kept.dequantized().bfloat16())
+        assert torch.equal(kept.bfloat16_weight(), kept.dequantized().bfloat16())
+        assert kept.kept is None  # taken
+        assert Int4Linear(linear).kept is None  # kept only when asked
+    # Through apply_precision: every layer's copy packed from its kept weight, none held.
+    small = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False),
+                                torch.nn.Linear(128, 48, bias=False))
+    quantize.apply_precision(small, "int4", torch.device("cpu"), dense_copies=True)
+    first = small[0]
+    assert isinstance(first, Int4Linear) and first.kept is None
+    if first.dense is not None:  # oneDNN packs bfloat16 here
+        assert torch.equal(first.dense.weight(), first.dequantized().bfloat16())
 
 
 def test_where_onednn_cannot_pack_the_layers_keep_no_dense_copy(

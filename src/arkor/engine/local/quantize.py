@@ -104,6 +104,10 @@ class Int8Linear(torch.nn.Linear):
         """The float32 weight this module computes with."""
         return self.weight.float() * self.scales.float()[:, None]
 
+    def bfloat16_weight(self) -> torch.Tensor:
+        """:meth:`dequantized` in bfloat16 (what :func:`keep_dense` packs)."""
+        return self.dequantized().to(torch.bfloat16)
+
 
 INT4_GROUP = 32  # weights per scale and zero: a GGUF Q4_0/Q4_1 block
 INT4_LEVELS = 15.0
@@ -118,8 +122,11 @@ class Int4Linear(torch.nn.Linear):
 
     scales_and_zeros: torch.Tensor
     dense: Dense | None = None  # the bfloat16 copy wide products take (keep_dense)
+    # The weight the kernel computes with, in bfloat16, made from the levels at conversion
+    # for keep_dense (``keep``); None once taken (bfloat16_weight)
+    kept: torch.Tensor | None = None
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    def __init__(self, linear: torch.nn.Linear, *, keep: bool = False) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
@@ -133,11 +140,14 @@ class Int4Linear(torch.nn.Linear):
             torch.ops.aten._convert_weight_to_int4pack_for_cpu(
                 levels.reshape(self.out_features, -1).to(torch.int32).contiguous(), 2),
             requires_grad=False)
-        del levels
         # The kernel computes (level - 8) * scale + zero: the zero is the value of level 8.
         zeros = low + scales * 8
         self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1)
                              .transpose(0, 1).contiguous().to(torch.bfloat16))
+        if keep:
+            self.kept = kernel_weight(levels, self.scales_and_zeros).reshape(
+                self.out_features, -1).to(torch.bfloat16)
+        del levels
         bias = linear.bias
         self.bias = (None if bias is None
                      else torch.nn.Parameter(bias.detach().float(), requires_grad=False))
@@ -163,6 +173,24 @@ class Int4Linear(torch.nn.Linear):
         eye = torch.eye(self.in_features, dtype=self.scales_and_zeros.dtype)
         columns = packed_product(eye, self.weight, self.scales_and_zeros.contiguous(), int4=True)
         return columns.float().T.contiguous()
+
+    def bfloat16_weight(self) -> torch.Tensor:
+        """:meth:`dequantized` in bfloat16: the :attr:`kept` weight where the conversion made
+        one (taken: the layer holds it no longer), else the kernel's products with the
+        identity (~1.4 s for the embedded model's 210 layers, against ~0.2 s to keep them)."""
+        kept, self.kept = self.kept, None
+        return kept if kept is not None else self.dequantized().to(torch.bfloat16)
+
+
+def kernel_weight(levels: torch.Tensor, scales_and_zeros: torch.Tensor) -> torch.Tensor:
+    """The float32 weights ``_weight_int4pack_mm_for_cpu`` computes with, from the 4-bit
+    ``levels`` (``[outputs, groups, INT4_GROUP]``, as floats) and the ``scales_and_zeros``
+    it is given (``[groups, outputs, 2]``): ``(level - 8) * scale + zero``, each scale and
+    zero a bfloat16. The product of a level (4 bits) and a scale (8 significant bits) is
+    exact in float32, so the sum rounds once, as the kernel's fused multiply-add does: the
+    same numbers bit for bit (``tests/engine/test_precision.py``)."""
+    pairs = scales_and_zeros.float().transpose(0, 1)  # [outputs, groups, 2]
+    return (levels - 8).mul_(pairs[..., 0:1]).add_(pairs[..., 1:2])
 
 
 def kernel_input(x: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -411,20 +439,23 @@ def dense_copies_default() -> bool:
 
 def keep_dense(model: torch.nn.Module) -> int:
     """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
-    (the model already in bfloat16): its :meth:`~Int4Linear.dequantized` weight (at int4 the
-    kernel's own products with the identity, so each weight is the one the kernel computes
-    with) rounded to bfloat16 and packed (:func:`pack_dense`); returns how many: none, with a
-    warning, where oneDNN cannot pack them (the layers then take their packed kernels
-    alone). The output layer takes one column per prompt, where the packed kernel is the
-    faster."""
+    (the model already in bfloat16): the weight its kernel computes with, in bfloat16
+    (:meth:`~Int4Linear.bfloat16_weight`: at int4 the one the conversion kept, or the
+    kernel's own products with the identity), packed (:func:`pack_dense`); returns how many:
+    none, with a warning, where oneDNN cannot pack them (the layers then take their packed
+    kernels alone). The output layer takes one column per prompt, where the packed kernel is
+    the faster."""
     output = getattr(model, "get_output_embeddings", lambda: None)()
     layers = [module for module in model.modules()
               if isinstance(module, (Int8Linear, Int4Linear)) and module is not output]
     try:
-        copies = [pack_dense(layer.dequantized().to(torch.bfloat16)) for layer in layers]
+        copies = [pack_dense(layer.bfloat16_weight()) for layer in layers]
     except (RuntimeError, AttributeError) as exc:  # a torch without oneDNN's packing
         logger.warning("quantized layers keep no dense copies: oneDNN could not pack one "
                        "(%s: %s)", type(exc).__name__, exc)
+        for layer in layers:  # the weights kept for the copies are let go
+            if isinstance(layer, Int4Linear):
+                layer.kept = None
         return 0
     for layer, copy in zip(layers, copies, strict=True):
         layer.dense = copy
@@ -468,9 +499,10 @@ def apply_precision(model: Any, precision: str, device: torch.device, *,
         if device.type != "cpu":
             raise ValueError(f"{resolved} precision uses a CPU kernel; use bfloat16 on CUDA")
         # From the float32 weights, before the bfloat16 cast.
-        quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear)
+        dense = dense_copies_default() if dense_copies is None else dense_copies
+        quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear, keep=dense)
         model.to(torch.bfloat16)
-        if dense_copies_default() if dense_copies is None else dense_copies:
+        if dense:
             keep_dense(model)
     if resolved != "float32":
         release_free_memory()
@@ -478,10 +510,12 @@ def apply_precision(model: Any, precision: str, device: torch.device, *,
 
 
 def quantize_linears(model: torch.nn.Module,
-                     kind: type[Int8Linear] | type[Int4Linear] = Int8Linear) -> int:
+                     kind: type[Int8Linear] | type[Int4Linear] = Int8Linear, *,
+                     keep: bool = False) -> int:
     """Replace every ``nn.Linear`` (lm_head too) by an :class:`Int8Linear`, or with ``kind``
     :class:`Int4Linear` every one but ``lm_head`` (and a shape the int4 kernel cannot take) by
-    an :class:`Int4Linear`; returns how many.
+    an :class:`Int4Linear` (``keep``: each keeping its weight in bfloat16 for
+    :func:`keep_dense`, to be called next); returns how many.
 
     A tied ``lm_head`` is untied: the input embedding keeps its bfloat16 table.
     """
@@ -499,7 +533,7 @@ def quantize_linears(model: torch.nn.Module,
         # embedded model's is not 4-bit, and at 4 bits bench/quality.py's perplexity went
         # from float32's to +5.6 % (4/52 answers identical instead of 20).
         four = kind is Int4Linear and name != lm_head and Int4Linear.fits(linear)
-        module = (Int4Linear if four else Int8Linear)(linear)
+        module = Int4Linear(linear, keep=keep) if four else Int8Linear(linear)
         if name == lm_head and isinstance(module, Int8Linear):
             # integer_product, on oneDNN or torch._int_mm, where either is fast here
             module.onednn = onednn_packed(module.weight)
