@@ -11,7 +11,9 @@ q_proj/v_proj LoRAs with small random weights (see ``engine_throughput.py``).
 - single stream: one request with an adapter; decode tokens/s counts the tokens after the
   first over the time from the first token to the last; the same request on the base model
   too (llama.cpp's has no adapter: that ratio is like for like);
-- 16 concurrent: 16 requests over 4 adapters + the base model; aggregate output tokens/s.
+- 16 concurrent: 16 requests over 4 adapters + the base model; aggregate output tokens/s;
+- load: ``LocalEngine.load`` of the embedded model at each precision (its safetensors read,
+  converted, and its scheduler started), seconds.
 
 ``--python-layers`` adds a row for each int8/int4 engine whose decode steps take the Python
 layers instead of the scripted step (``arkor.engine.local.scripted``), measured in the same
@@ -94,7 +96,7 @@ async def measure(
     base_alone = request(PROMPTS[0], None, max_tokens)
     three = [request(p, targets[i % 4], max_tokens) for i, p in enumerate(PROMPTS)]
     figures: dict[str, dict[str, list[float]]] = {
-        p: {"single": [], "base": [], "mixed": [], "three": []} for p in precisions}
+        p: {"single": [], "base": [], "mixed": [], "three": [], "load": []} for p in precisions}
     # One engine at a time, loaded afresh for each precision in each repeat: two engines'
     # scheduler threads alive at once slow each other's torch work on a small machine
     # (arkor.engine.local.threads), which one server with one base model never does.
@@ -104,7 +106,9 @@ async def measure(
             engine = LocalEngine(BaseModelRegistry.with_embedded(), models_dir=models_dir,
                                  precision=precision)
             async with engine:
+                began = time.perf_counter()
                 await engine.load(EMBEDDED_MODEL_NAME)
+                figures[label]["load"].append(time.perf_counter() - began)
                 scheduler = engine._schedulers[EMBEDDED_MODEL_NAME]
                 scheduler.loaded.eos_token_ids = frozenset()
                 lean = scheduler.adapters._lean
@@ -308,6 +312,8 @@ def main() -> None:
         runs = ", ".join(f"{v:.0f}" for v in figures[precision]["mixed"])
         print(f"| {precision} | {single:.1f} | {single / single_ref:.2f}x | {mixed:.1f} "
               f"| {mixed / mixed_ref:.2f}x | {runs} |")
+    print("engine load (the embedded model, converted and ready to serve), median s: "
+          + ", ".join(f"{p} {medians[p]['load']:.2f}" for p in precisions))
     if isinstance(issue_day, str):
         print(f"issue-day float32 engine: skipped, {issue_day}")
     elif issue_day is not None:

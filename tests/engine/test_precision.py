@@ -453,14 +453,19 @@ def test_wide_products_take_the_dense_copy_where_one_is_kept() -> None:
     assert (default[0].dense is not None) == quantize.dense_copies_default()
 
 
-def test_the_weight_kept_at_conversion_is_the_kernels_bit_for_bit(
-        embedded_model_dir: Path) -> None:
-    """At int4 the dense copies are packed from the weights the conversion keeps (each
-    ``(level - 8) * scale + zero`` in bfloat16) rather than from the kernel's products with
-    the identity: the same numbers, bit for bit, on weights of every scale (tiny, huge, a
-    group of one value) and on the embedded model's own layers; each is let go once
-    packed."""
+def test_an_int4_layers_bfloat16_weight_is_the_kernels_bit_for_bit(
+        embedded_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weight an int4 layer's dense copy is packed from is worked out from its packed
+    levels (``(level - 8) * scale + zero`` in bfloat16) rather than by the kernel's products
+    with the identity: the levels read back are the ones packed, and the weights are the
+    kernel's, bit for bit, on weights of every scale (tiny, huge, a group of one value), on
+    the embedded model's own layers, and where the layout is not read (outputs not in whole
+    blocks, or a layout the once-a-process check refuses) by the identity instead."""
     torch.manual_seed(0)
+    levels = torch.randint(0, 16, (192, 96), dtype=torch.int32)
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 2)
+    assert torch.equal(quantize.unpacked_levels(packed, 192).reshape(192, 96),
+                       levels.float())
     layers = []
     for scale in (1e-30, 1e-3, 1.0, 1e4):
         linear = torch.nn.Linear(96, 64, bias=False)
@@ -470,22 +475,18 @@ def test_the_weight_kept_at_conversion_is_the_kernels_bit_for_bit(
         layers.append(linear)
     model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
     attention = model.model.layers[0].self_attn
-    layers += [attention.q_proj, attention.v_proj, model.model.layers[29].mlp.down_proj]
+    layers += [attention.q_proj, attention.v_proj, model.model.layers[29].mlp.down_proj,
+               torch.nn.Linear(64, 80, bias=False)]  # 80 outputs: not whole blocks of 64
     for linear in layers:
-        kept = Int4Linear(linear, keep=True)
-        assert kept.kept is not None and kept.kept.dtype == torch.bfloat16
-        assert torch.equal(kept.kept, kept.dequantized().bfloat16())
-        assert torch.equal(kept.bfloat16_weight(), kept.dequantized().bfloat16())
-        assert kept.kept is None  # taken
-        assert Int4Linear(linear).kept is None  # kept only when asked
-    # Through apply_precision: every layer's copy packed from its kept weight, none held.
-    small = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False),
-                                torch.nn.Linear(128, 48, bias=False))
-    quantize.apply_precision(small, "int4", torch.device("cpu"), dense_copies=True)
-    first = small[0]
-    assert isinstance(first, Int4Linear) and first.kept is None
-    if first.dense is not None:  # oneDNN packs bfloat16 here
-        assert torch.equal(first.dense.weight(), first.dequantized().bfloat16())
+        layer = Int4Linear(linear)
+        expected = layer.dequantized().bfloat16()
+        assert torch.equal(layer.bfloat16_weight(), expected)
+        if layer.out_features % quantize.INT4_BLOCK == 0:
+            assert quantize.reads_int4_layout(layer.weight, layer.scales_and_zeros)
+        monkeypatch.setattr(quantize, "_LAYOUT", [False])  # a layout not read here
+        assert not quantize.reads_int4_layout(layer.weight, layer.scales_and_zeros)
+        assert torch.equal(layer.bfloat16_weight(), expected)
+        monkeypatch.undo()
 
 
 def test_where_onednn_cannot_pack_the_layers_keep_no_dense_copy(

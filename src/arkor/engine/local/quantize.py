@@ -122,11 +122,8 @@ class Int4Linear(torch.nn.Linear):
 
     scales_and_zeros: torch.Tensor
     dense: Dense | None = None  # the bfloat16 copy wide products take (keep_dense)
-    # The weight the kernel computes with, in bfloat16, made from the levels at conversion
-    # for keep_dense (``keep``); None once taken (bfloat16_weight)
-    kept: torch.Tensor | None = None
 
-    def __init__(self, linear: torch.nn.Linear, *, keep: bool = False) -> None:
+    def __init__(self, linear: torch.nn.Linear) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         weight = linear.weight.detach().float()
@@ -144,9 +141,6 @@ class Int4Linear(torch.nn.Linear):
         zeros = low + scales * 8
         self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1)
                              .transpose(0, 1).contiguous().to(torch.bfloat16))
-        if keep:
-            self.kept = kernel_weight(levels, self.scales_and_zeros).reshape(
-                self.out_features, -1).to(torch.bfloat16)
         del levels
         bias = linear.bias
         self.bias = (None if bias is None
@@ -175,20 +169,65 @@ class Int4Linear(torch.nn.Linear):
         return columns.float().T.contiguous()
 
     def bfloat16_weight(self) -> torch.Tensor:
-        """:meth:`dequantized` in bfloat16: the :attr:`kept` weight where the conversion made
-        one (taken: the layer holds it no longer), else the kernel's products with the
-        identity (~1.4 s for the embedded model's 210 layers, against ~0.2 s to keep them)."""
-        kept, self.kept = self.kept, None
-        return kept if kept is not None else self.dequantized().to(torch.bfloat16)
+        """:meth:`dequantized` in bfloat16 (what :func:`keep_dense` packs): worked out from
+        the packed levels (:func:`kernel_weight`) where :func:`reads_int4_layout` says their
+        layout is the one it reads, else the kernel's products with the identity (~1.4 s for
+        the embedded model's 210 layers, against ~0.2 s)."""
+        scales = self.scales_and_zeros.contiguous()
+        if reads_int4_layout(self.weight, scales):
+            levels = unpacked_levels(self.weight, self.out_features)
+            return kernel_weight(levels, scales).reshape(self.out_features, -1).to(
+                torch.bfloat16)
+        return self.dequantized().to(torch.bfloat16)
+
+
+INT4_BLOCK = 64
+"""Outputs a block of ``_convert_weight_to_int4pack_for_cpu``'s layout (AVX-512): for each
+block, each input column's 32 bytes hold the block's first 32 outputs' levels in their low
+halves and the next 32's in their high halves."""
+
+
+def unpacked_levels(packed: torch.Tensor, outputs: int) -> torch.Tensor:
+    """The 4-bit levels (``[outputs, groups, INT4_GROUP]``, as float32) of a weight
+    ``_convert_weight_to_int4pack_for_cpu`` packed (``[outputs, in / 2]`` bytes) in its
+    AVX-512 layout (:data:`INT4_BLOCK`); ``outputs`` a multiple of the block."""
+    inputs = packed.shape[1] * 2
+    blocks = packed.view(outputs // INT4_BLOCK, inputs, INT4_BLOCK // 2)
+    levels = torch.cat([blocks & 15, blocks >> 4], dim=2)  # [blocks, in, INT4_BLOCK]
+    return levels.transpose(1, 2).reshape(outputs, -1, INT4_GROUP).float()
+
+
+_LAYOUT: list[bool] = []
+
+
+def reads_int4_layout(packed: torch.Tensor, scales_and_zeros: torch.Tensor) -> bool:
+    """Whether :func:`unpacked_levels` reads this layer's packing (whole blocks of outputs)
+    and the layout it reads is torch's here: checked once a process, on the first such
+    layer, against the kernel's own products with the identity, bit for bit (a torch or a
+    CPU that packs otherwise: the products with the identity serve, as before)."""
+    outputs = packed.shape[0]
+    if outputs % INT4_BLOCK:
+        return False
+    if not _LAYOUT:
+        inputs = packed.shape[1] * 2
+        eye = torch.eye(inputs, dtype=scales_and_zeros.dtype)
+        kernel = packed_product(eye, packed, scales_and_zeros, int4=True).T
+        read = kernel_weight(unpacked_levels(packed, outputs), scales_and_zeros).reshape(
+            outputs, inputs).to(kernel.dtype)
+        _LAYOUT.append(torch.equal(read, kernel))
+        if not _LAYOUT[0]:
+            logger.info("int4 dense copies take the kernel's products with the identity: "
+                        "its packed layout is not the one read here")
+    return _LAYOUT[0]
 
 
 def kernel_weight(levels: torch.Tensor, scales_and_zeros: torch.Tensor) -> torch.Tensor:
     """The float32 weights ``_weight_int4pack_mm_for_cpu`` computes with, from the 4-bit
     ``levels`` (``[outputs, groups, INT4_GROUP]``, as floats) and the ``scales_and_zeros``
-    it is given (``[groups, outputs, 2]``): ``(level - 8) * scale + zero``, each scale and
-    zero a bfloat16. The product of a level (4 bits) and a scale (8 significant bits) is
-    exact in float32, so the sum rounds once, as the kernel's fused multiply-add does: the
-    same numbers bit for bit (``tests/engine/test_precision.py``)."""
+    it is given (``[groups, outputs, 2]``, contiguous): ``(level - 8) * scale + zero``, each
+    scale and zero a bfloat16. The product of a level (4 bits) and a scale (8 significant
+    bits) is exact in float32, so the sum rounds once, as the kernel's fused multiply-add
+    does: the same numbers bit for bit (``tests/engine/test_precision.py``)."""
     pairs = scales_and_zeros.float().transpose(0, 1)  # [outputs, groups, 2]
     return (levels - 8).mul_(pairs[..., 0:1]).add_(pairs[..., 1:2])
 
@@ -440,7 +479,7 @@ def dense_copies_default() -> bool:
 def keep_dense(model: torch.nn.Module) -> int:
     """Give every quantized layer but the output layer its :attr:`~Int4Linear.dense` copy
     (the model already in bfloat16): the weight its kernel computes with, in bfloat16
-    (:meth:`~Int4Linear.bfloat16_weight`: at int4 the one the conversion kept, or the
+    (:meth:`~Int4Linear.bfloat16_weight`: at int4 worked out from its packed levels, or the
     kernel's own products with the identity), packed (:func:`pack_dense`); returns how many:
     none, with a warning, where oneDNN cannot pack them (the layers then take their packed
     kernels alone). The output layer takes one column per prompt, where the packed kernel is
@@ -453,9 +492,6 @@ def keep_dense(model: torch.nn.Module) -> int:
     except (RuntimeError, AttributeError) as exc:  # a torch without oneDNN's packing
         logger.warning("quantized layers keep no dense copies: oneDNN could not pack one "
                        "(%s: %s)", type(exc).__name__, exc)
-        for layer in layers:  # the weights kept for the copies are let go
-            if isinstance(layer, Int4Linear):
-                layer.kept = None
         return 0
     for layer, copy in zip(layers, copies, strict=True):
         layer.dense = copy
@@ -499,10 +535,9 @@ def apply_precision(model: Any, precision: str, device: torch.device, *,
         if device.type != "cpu":
             raise ValueError(f"{resolved} precision uses a CPU kernel; use bfloat16 on CUDA")
         # From the float32 weights, before the bfloat16 cast.
-        dense = dense_copies_default() if dense_copies is None else dense_copies
-        quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear, keep=dense)
+        quantize_linears(model, Int4Linear if resolved == "int4" else Int8Linear)
         model.to(torch.bfloat16)
-        if dense:
+        if dense_copies_default() if dense_copies is None else dense_copies:
             keep_dense(model)
     if resolved != "float32":
         release_free_memory()
@@ -510,12 +545,10 @@ def apply_precision(model: Any, precision: str, device: torch.device, *,
 
 
 def quantize_linears(model: torch.nn.Module,
-                     kind: type[Int8Linear] | type[Int4Linear] = Int8Linear, *,
-                     keep: bool = False) -> int:
+                     kind: type[Int8Linear] | type[Int4Linear] = Int8Linear) -> int:
     """Replace every ``nn.Linear`` (lm_head too) by an :class:`Int8Linear`, or with ``kind``
     :class:`Int4Linear` every one but ``lm_head`` (and a shape the int4 kernel cannot take) by
-    an :class:`Int4Linear` (``keep``: each keeping its weight in bfloat16 for
-    :func:`keep_dense`, to be called next); returns how many.
+    an :class:`Int4Linear`; returns how many.
 
     A tied ``lm_head`` is untied: the input embedding keeps its bfloat16 table.
     """
@@ -533,7 +566,7 @@ def quantize_linears(model: torch.nn.Module,
         # embedded model's is not 4-bit, and at 4 bits bench/quality.py's perplexity went
         # from float32's to +5.6 % (4/52 answers identical instead of 20).
         four = kind is Int4Linear and name != lm_head and Int4Linear.fits(linear)
-        module = Int4Linear(linear, keep=keep) if four else Int8Linear(linear)
+        module = (Int4Linear if four else Int8Linear)(linear)
         if name == lm_head and isinstance(module, Int8Linear):
             # integer_product, on oneDNN or torch._int_mm, where either is fast here
             module.onednn = onednn_packed(module.weight)
