@@ -481,12 +481,25 @@ def test_an_int4_layers_bfloat16_weight_is_the_kernels_bit_for_bit(
         layer = Int4Linear(linear)
         expected = layer.dequantized().bfloat16()
         assert torch.equal(layer.bfloat16_weight(), expected)
-        if layer.out_features % quantize.INT4_BLOCK == 0:
-            assert quantize.reads_int4_layout(layer.weight, layer.scales_and_zeros)
-        monkeypatch.setattr(quantize, "_LAYOUT", [False])  # a layout not read here
-        assert not quantize.reads_int4_layout(layer.weight, layer.scales_and_zeros)
+        shape = (layer.out_features, layer.in_features)
+        assert quantize.reads_int4_packing(*shape) == (shape[0] % quantize.INT4_BLOCK == 0)
+        monkeypatch.setattr(quantize, "_READS", {shape: False})  # a packing not read here
+        assert not quantize.reads_int4_packing(*shape)
         assert torch.equal(layer.bfloat16_weight(), expected)
         monkeypatch.undo()
+    # The checks themselves: a packing read wrongly, or other arithmetic, is refused.
+    monkeypatch.setattr(quantize, "_READS", {})
+    monkeypatch.setattr(quantize, "unpacked_levels",
+                        lambda packed, outputs: torch.zeros(outputs, 96 // INT4_GROUP,
+                                                            INT4_GROUP))
+    assert not quantize.reads_int4_packing(64, 96)
+    monkeypatch.undo()
+    monkeypatch.setattr(quantize, "_READS", {})
+    monkeypatch.setattr(quantize, "_ARITHMETIC", [])
+    monkeypatch.setattr(quantize, "kernel_weight",
+                        lambda levels, pairs: (levels - 7) * pairs.float().transpose(0, 1)[
+                            ..., 0:1])
+    assert not quantize.reads_int4_packing(64, 96)
 
 
 def test_where_onednn_cannot_pack_the_layers_keep_no_dense_copy(

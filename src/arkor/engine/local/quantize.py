@@ -137,11 +137,11 @@ class Int4Linear(torch.nn.Linear):
             torch.ops.aten._convert_weight_to_int4pack_for_cpu(
                 levels.reshape(self.out_features, -1).to(torch.int32).contiguous(), 2),
             requires_grad=False)
+        del levels
         # The kernel computes (level - 8) * scale + zero: the zero is the value of level 8.
         zeros = low + scales * 8
         self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1)
                              .transpose(0, 1).contiguous().to(torch.bfloat16))
-        del levels
         bias = linear.bias
         self.bias = (None if bias is None
                      else torch.nn.Parameter(bias.detach().float(), requires_grad=False))
@@ -170,11 +170,11 @@ class Int4Linear(torch.nn.Linear):
 
     def bfloat16_weight(self) -> torch.Tensor:
         """:meth:`dequantized` in bfloat16 (what :func:`keep_dense` packs): worked out from
-        the packed levels (:func:`kernel_weight`) where :func:`reads_int4_layout` says their
-        layout is the one it reads, else the kernel's products with the identity (~1.4 s for
-        the embedded model's 210 layers, against ~0.2 s)."""
+        the packed levels (:func:`unpacked_levels`, :func:`kernel_weight`) where
+        :func:`reads_int4_packing` says they are read right, else the kernel's products
+        with the identity (~1.4 s for the embedded model's 210 layers, against ~0.2 s)."""
         scales = self.scales_and_zeros.contiguous()
-        if reads_int4_layout(self.weight, scales):
+        if reads_int4_packing(self.out_features, self.in_features):
             levels = unpacked_levels(self.weight, self.out_features)
             return kernel_weight(levels, scales).reshape(self.out_features, -1).to(
                 torch.bfloat16)
@@ -197,28 +197,42 @@ def unpacked_levels(packed: torch.Tensor, outputs: int) -> torch.Tensor:
     return levels.transpose(1, 2).reshape(outputs, -1, INT4_GROUP).float()
 
 
-_LAYOUT: list[bool] = []
+_READS: dict[tuple[int, int], bool] = {}  # reads_int4_packing's answers, by shape
+_ARITHMETIC: list[bool] = []  # whether kernel_weight is the kernel's arithmetic here
 
 
-def reads_int4_layout(packed: torch.Tensor, scales_and_zeros: torch.Tensor) -> bool:
-    """Whether :func:`unpacked_levels` reads this layer's packing (whole blocks of outputs)
-    and the layout it reads is torch's here: checked once a process, on the first such
-    layer, against the kernel's own products with the identity, bit for bit (a torch or a
-    CPU that packs otherwise: the products with the identity serve, as before)."""
-    outputs = packed.shape[0]
+def reads_int4_packing(outputs: int, inputs: int) -> bool:
+    """Whether :func:`unpacked_levels` and :func:`kernel_weight` give the weights the int4
+    kernel computes with for a layer of this shape, here: its outputs in whole blocks, and
+    checked once a process for each shape on random levels packed by torch (read back as
+    packed), and once on a small layer of random levels, scales and zeros against the
+    kernel's own products with the identity, bit for bit. Where either fails (a torch or a
+    CPU that packs or computes otherwise) the products with the identity serve, as before,
+    and the log says so once."""
     if outputs % INT4_BLOCK:
         return False
-    if not _LAYOUT:
-        inputs = packed.shape[1] * 2
-        eye = torch.eye(inputs, dtype=scales_and_zeros.dtype)
-        kernel = packed_product(eye, packed, scales_and_zeros, int4=True).T
-        read = kernel_weight(unpacked_levels(packed, outputs), scales_and_zeros).reshape(
-            outputs, inputs).to(kernel.dtype)
-        _LAYOUT.append(torch.equal(read, kernel))
-        if not _LAYOUT[0]:
-            logger.info("int4 dense copies take the kernel's products with the identity: "
-                        "its packed layout is not the one read here")
-    return _LAYOUT[0]
+    shape = (outputs, inputs)
+    if shape not in _READS:
+        generator = torch.Generator().manual_seed(0)
+        if not _ARITHMETIC:  # once: a layer of 64 x 64
+            levels = torch.randint(0, 16, (INT4_BLOCK, INT4_BLOCK), generator=generator)
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+                levels.to(torch.int32), 2)
+            pairs = (torch.rand(INT4_BLOCK // INT4_GROUP, INT4_BLOCK, 2, generator=generator)
+                     - 0.5).to(torch.bfloat16)
+            eye = torch.eye(INT4_BLOCK, dtype=torch.bfloat16)
+            kernel = packed_product(eye, packed, pairs, int4=True).T
+            read = kernel_weight(unpacked_levels(packed, INT4_BLOCK), pairs).reshape(
+                INT4_BLOCK, INT4_BLOCK).to(torch.bfloat16)
+            _ARITHMETIC.append(torch.equal(read, kernel))
+        levels = torch.randint(0, 16, shape, generator=generator, dtype=torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(levels, 2)
+        _READS[shape] = _ARITHMETIC[0] and torch.equal(
+            unpacked_levels(packed, outputs).reshape(shape), levels.float())
+        if not _READS[shape]:
+            logger.info("int4 dense copies of %d x %d take the kernel's products with the "
+                        "identity: its packing is not the one read here", outputs, inputs)
+    return _READS[shape]
 
 
 def kernel_weight(levels: torch.Tensor, scales_and_zeros: torch.Tensor) -> torch.Tensor:
