@@ -40,6 +40,12 @@ def test_loading_and_adapter_reads_leave_no_thread_behind(
     async def scenario() -> None:
         async with engine:
             await engine.load(EMBEDDED_MODEL_NAME)
+            # The encoding thread and the scheduler's use their tokenizers at once: each has
+            # a Rust tokenizer of its own (the encoder is a deep copy), encoding alike.
+            loaded = engine._schedulers[EMBEDDED_MODEL_NAME].loaded
+            assert loaded.encoder._tokenizer is not loaded.tokenizer._tokenizer
+            assert (loaded.encoder("Die Katze schläft.")["input_ids"]
+                    == loaded.tokenizer("Die Katze schläft.")["input_ids"])
             outcome = await collect(engine, chat("Hello!", adapter=adapter_a, max_tokens=2))
             assert outcome.finished.completion_tokens >= 1
             for name in ("load", "read"):
