@@ -502,6 +502,49 @@ def test_an_int4_layers_bfloat16_weight_is_the_kernels_bit_for_bit(
     assert not quantize.reads_int4_packing(64, 96)
 
 
+def mapped_kib(ranges: list[tuple[int, int]]) -> int:
+    """Resident KiB of this process's mappings that start at one of ``ranges``."""
+    starts = {low for low, _ in ranges}
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split(maxsplit=1)[0]
+            if "-" in head and not head.endswith(":"):
+                inside = int(head.split("-")[0], 16) in starts
+            elif inside and head == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's /proc only")
+def test_a_converted_weights_file_pages_are_handed_back_and_nothing_else(
+        embedded_model_dir: Path) -> None:
+    """The float32 weights of a checkpoint lie in its mapped safetensors file: once a layer is
+    converted, the pages its weight was read into are handed back (the process's memory no
+    longer holds the file's pages), and a weight read again afterwards has its values, read
+    from the file; a tensor outside any such file is left alone."""
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+    mapped = quantize.file_mappings()
+    assert mapped, "transformers mapped no safetensors file"
+    weight = model.model.layers[3].mlp.gate_proj.weight.detach()
+    expected = weight.clone()  # reads every page of it
+    before = mapped_kib(mapped)
+    quantize.release_file_pages(weight, mapped)
+    after = mapped_kib(mapped)
+    assert before - after >= weight.numel() * 4 // 1024 - 8  # all but its edge pages
+    assert torch.equal(weight, expected)  # read from the file again
+    elsewhere = torch.randn(512, 1024)
+    kept = elsewhere.clone()
+    quantize.release_file_pages(elsewhere, mapped)
+    assert torch.equal(elsewhere, kept)
+    # Converted, the file's pages left are the embedding table's (the tied output layer's
+    # weight, which the embedding keeps until the model is cast), not the ~430 MB of the
+    # layers' weights.
+    table = model.get_input_embeddings().weight
+    quantize.quantize_linears(model, Int4Linear)
+    assert mapped_kib(mapped) <= table.numel() * 4 // 1024 + 4096
+
+
 def test_where_onednn_cannot_pack_the_layers_keep_no_dense_copy(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -572,6 +572,7 @@ def quantize_linears(model: torch.nn.Module,
     output = getattr(model, "get_output_embeddings", lambda: None)()
     lm_head = next((name for name, module in model.named_modules() if module is output), None)
     del output  # by name from here on: no float32 Linear is held past its turn
+    mapped = file_mappings()
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
@@ -587,12 +588,60 @@ def quantize_linears(model: torch.nn.Module,
             module.integer = module.onednn is not None or int_mm_is_fast(module.weight)
         setattr(parent, child, module)
         del module
+        if name != lm_head:  # a tied output layer's weight is the embedding table's
+            release_file_pages(linear.weight, mapped)
         del linear
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         # Keep transformers/PEFT from tying lm_head back to the embedding table.
         config.tie_word_embeddings = False
     return len(targets)
+
+
+_MADV_DONTNEED = 4  # Linux's madvise advice: the pages are not needed
+
+
+def file_mappings() -> list[tuple[int, int]]:
+    """The address ranges of this process mapped from a safetensors file (transformers maps a
+    checkpoint and its float32 tensors' data lie in it, read only as they are touched), from
+    ``/proc/self/maps``; none where there is no such file (not Linux)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            lines = maps.readlines()
+    except OSError:
+        return []
+    ranges = []
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].rstrip().endswith(".safetensors"):
+            start, end = fields[0].split("-")
+            ranges.append((int(start, 16), int(end, 16)))
+    return ranges
+
+
+def release_file_pages(tensor: torch.Tensor, mapped: list[tuple[int, int]]) -> None:
+    """Hand back the memory pages wholly inside ``tensor``'s data (a weight about to be let
+    go) where they lie in one of the ``mapped`` file ranges (:func:`file_mappings`): the
+    file's pages the conversion read, which would otherwise count in the process's memory
+    until the whole file is unmapped (the model's last float32 tensor gone). A page of a
+    file mapping handed back is read from the file again if touched; none outside the
+    tensor's own is."""
+    if not mapped or tensor.device.type != "cpu" or not tensor.is_contiguous():
+        return
+    start = tensor.data_ptr()
+    end = start + tensor.numel() * tensor.element_size()
+    if not any(low <= start and end <= high for low, high in mapped):
+        return
+    page = 4096
+    first, last = -(-start // page) * page, end // page * page
+    if last <= first:
+        return
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(name, use_errno=True)
+        libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), _MADV_DONTNEED)
 
 
 def release_free_memory() -> None:
