@@ -42,3 +42,22 @@ def test_gguf_is_put_back_when_the_conversion_fails(tmp_path: Path) -> None:
         gguf.GGUFReader(tiny_gguf(tmp_path / "a.gguf"))
         raise RuntimeError("disk full")
     assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+
+
+def test_the_conversion_is_logged_once_with_its_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from arkor.engine import embedded
+
+    def convert(gguf_path: Path, target: Path) -> None:
+        target.mkdir()
+        (target / "config.json").write_text("{}")
+
+    monkeypatch.setattr(embedded, "_convert", convert)  # the conversion itself: ~15 s
+    with caplog.at_level("INFO", logger="arkor.engine.embedded"):
+        first = embedded.ensure_embedded_model(tmp_path)
+        assert embedded.ensure_embedded_model(tmp_path) == first  # already there: no log
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("converting the embedded model SmolLM2-135M-Instruct.Q4_1")
+    assert str(first) in messages[0]
+    assert messages[1].startswith("converted the embedded model in ")

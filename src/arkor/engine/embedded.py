@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ from typing import Any
 from arkor.engine.registry import EMBEDDED_GGUF_FILE, embedded_gguf_path
 
 MODEL_DIR_NAME = "SmolLM2-135M-Instruct"
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddedModelMissing(RuntimeError):
@@ -51,7 +55,12 @@ def ensure_embedded_model(models_dir: Path) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (target / "config.json").is_file():
             return target
+        # The first request for the model waits on this: the log says why, and for how long.
+        logger.info("converting the embedded model %s to %s (once per data directory, "
+                    "~15 s)", gguf.name, target)
+        began = time.perf_counter()
         _convert(gguf, target)
+        logger.info("converted the embedded model in %.1f s", time.perf_counter() - began)
     return target
 
 
